@@ -1,0 +1,160 @@
+//! The backend token from IdP B: the client_credentials grant (RFC 6749 §4.4) and a strict
+//! reading of its answer.
+
+use serde_json::Value;
+
+use crate::clock::UnixTime;
+use crate::outcome::Failure;
+use crate::secret::Secret;
+
+/// A backend access token and when it stops being valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BackendToken {
+    pub access_token: Secret,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl BackendToken {
+    /// When to fetch a new one: once less than max(`margin`, 10 % of the lifetime) is left.
+    pub(crate) fn refresh_at(&self, margin: i64) -> UnixTime {
+        let life = self.expires_at - self.issued_at;
+        self.expires_at - margin.max(life / 10)
+    }
+}
+
+/// Reads a token endpoint answer. `default_ttl` applies when `expires_in` is absent.
+pub(crate) fn read_answer(
+    status: u16,
+    body: &[u8],
+    now: UnixTime,
+    default_ttl: i64,
+) -> Result<BackendToken, Failure> {
+    if status != 200 {
+        return Err(failure_for_status(status, body));
+    }
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+        return Err(Failure::Malformed);
+    };
+    let access_token = match answer.get("access_token") {
+        Some(Value::String(t)) if is_header_safe(t) => t.clone(),
+        _ => return Err(Failure::Malformed),
+    };
+    // We hand the token on as `Bearer …`; any other type would be forwarded wrongly.
+    match answer.get("token_type") {
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        None => {}
+        _ => return Err(Failure::Malformed),
+    }
+    let lifetime = match answer.get("expires_in") {
+        None | Some(Value::Null) => default_ttl,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(s) if s > 0 => s,
+            _ => return Err(Failure::Malformed),
+        },
+        // Some IdPs send the number as a string; accept only a plain positive integer.
+        Some(Value::String(s)) => match s.parse::<i64>() {
+            Ok(s) if s > 0 => s,
+            _ => return Err(Failure::Malformed),
+        },
+        Some(_) => return Err(Failure::Malformed),
+    };
+    Ok(BackendToken {
+        access_token: Secret::new(access_token),
+        issued_at: now,
+        expires_at: now.saturating_add(lifetime),
+    })
+}
+
+/// A token goes into an HTTP header: non-empty, visible ASCII only (no CR/LF injection).
+fn is_header_safe(token: &str) -> bool {
+    !token.is_empty() && token.len() <= 16 * 1024 && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Classifies a non-200 answer from either IdP. `invalid_client` (RFC 6749 §5.2) means our
+/// credentials were refused: a rotated secret, not the caller's fault.
+pub(crate) fn failure_for_status(status: u16, body: &[u8]) -> Failure {
+    let error = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string));
+    match (status, error.as_deref()) {
+        (_, Some("invalid_client")) | (401, _) => Failure::ClientRejected,
+        (s, _) => Failure::Status(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(body: &str) -> Result<BackendToken, Failure> {
+        read_answer(200, body.as_bytes(), 1000, 300)
+    }
+
+    #[test]
+    fn reads_token_and_lifetime() {
+        let t = read(r#"{"access_token":"abc","token_type":"Bearer","expires_in":3600}"#).unwrap();
+        assert_eq!(t.access_token.expose(), "abc");
+        assert_eq!(t.expires_at, 4600);
+    }
+
+    #[test]
+    fn missing_expires_in_takes_the_default() {
+        assert_eq!(read(r#"{"access_token":"abc"}"#).unwrap().expires_at, 1300);
+    }
+
+    #[test]
+    fn expires_in_as_a_numeric_string_is_accepted() {
+        assert_eq!(
+            read(r#"{"access_token":"abc","expires_in":"60"}"#)
+                .unwrap()
+                .expires_at,
+            1060
+        );
+    }
+
+    #[test]
+    fn unusable_answers_are_malformed() {
+        for body in [
+            "<html>",
+            "[]",
+            r#"{"token_type":"Bearer"}"#,
+            r#"{"access_token":""}"#,
+            r#"{"access_token":42}"#,
+            r#"{"access_token":"a\r\nX-Evil: 1"}"#,
+            r#"{"access_token":"abc","expires_in":-5}"#,
+            r#"{"access_token":"abc","expires_in":0}"#,
+            r#"{"access_token":"abc","expires_in":"soon"}"#,
+            r#"{"access_token":"abc","expires_in":1.5}"#,
+            r#"{"access_token":"abc","token_type":"DPoP"}"#,
+        ] {
+            assert_eq!(read(body), Err(Failure::Malformed), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn refresh_starts_at_ten_percent_or_the_margin() {
+        let t = |life| BackendToken {
+            access_token: Secret::new("x"),
+            issued_at: 0,
+            expires_at: life,
+        };
+        assert_eq!(t(3600).refresh_at(30), 3240);
+        assert_eq!(t(100).refresh_at(30), 70);
+        assert_eq!(t(10).refresh_at(30), -20);
+    }
+
+    #[test]
+    fn invalid_client_is_told_apart_from_other_errors() {
+        assert_eq!(
+            failure_for_status(400, br#"{"error":"invalid_client"}"#),
+            Failure::ClientRejected
+        );
+        assert_eq!(failure_for_status(401, b""), Failure::ClientRejected);
+        assert_eq!(
+            failure_for_status(400, br#"{"error":"invalid_scope"}"#),
+            Failure::Status(400)
+        );
+        assert_eq!(failure_for_status(500, b"oops"), Failure::Status(500));
+    }
+}

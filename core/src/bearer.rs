@@ -1,0 +1,103 @@
+//! Bearer credential extraction (RFC 6750 §2.1).
+
+/// What the caller's credential turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// No credential at all: RFC 6750 §3.1 says the challenge then carries no error code.
+    Missing,
+    /// Something was sent, but it is not a well-formed bearer token.
+    Malformed,
+    /// A syntactically valid bearer token (the `b64token` of RFC 6750).
+    Bearer(&'a str),
+}
+
+/// Longest token accepted; anything longer is refused before it reaches an IdP or a cache.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Reads an `Authorization`-style value: `Bearer <b64token>`, scheme case-insensitive, one or
+/// more spaces between scheme and token, surrounding whitespace ignored.
+pub fn extract(value: Option<&str>) -> Credential<'_> {
+    let Some(value) = value.map(|v| v.trim_matches(|c| c == ' ' || c == '\t')) else {
+        return Credential::Missing;
+    };
+    if value.is_empty() {
+        return Credential::Missing;
+    }
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Credential::Malformed;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Credential::Malformed;
+    }
+    let token = rest.trim_start_matches(' ');
+    if is_b64token(token) {
+        Credential::Bearer(token)
+    } else {
+        Credential::Malformed
+    }
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(token: &str) -> bool {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return false;
+    }
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_bearer_in_any_case() {
+        for v in ["Bearer abc", "bearer abc", "BEARER abc", "  Bearer   abc  "] {
+            assert_eq!(extract(Some(v)), Credential::Bearer("abc"), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn accepts_the_whole_b64token_alphabet_with_padding() {
+        let t = "aZ09-._~+/==";
+        assert_eq!(extract(Some(&format!("Bearer {t}"))), Credential::Bearer(t));
+    }
+
+    #[test]
+    fn absent_or_blank_is_missing_not_malformed() {
+        assert_eq!(extract(None), Credential::Missing);
+        assert_eq!(extract(Some("")), Credential::Missing);
+        assert_eq!(extract(Some("   ")), Credential::Missing);
+    }
+
+    #[test]
+    fn refuses_other_schemes_bare_tokens_and_bad_characters() {
+        for v in [
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "Bearer ",
+            "abc",
+            "Bearerabc",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer ===",
+            "Bearer \"abc\"",
+            "Bearer abc=def",
+            "Bearer tök",
+            "Bearer\tabc",
+        ] {
+            assert_eq!(extract(Some(v)), Credential::Malformed, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_oversized_tokens() {
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        assert_eq!(extract(Some(&long)), Credential::Malformed);
+        let max = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
+        assert!(matches!(extract(Some(&max)), Credential::Bearer(_)));
+    }
+}

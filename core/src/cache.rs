@@ -1,0 +1,381 @@
+//! One small cache for everything the engine remembers: bounded, time-limited, with one load at
+//! a time per key (single-flight) and an optional stale-but-usable window for outages.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crate::clock::UnixTime;
+use crate::secret::lock;
+
+/// A cached value with its two deadlines: until `fresh_until` it is served as is; until
+/// `usable_until` it is served only when reloading fails; after that it is gone.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry<V> {
+    pub value: V,
+    pub fresh_until: UnixTime,
+    pub usable_until: UnixTime,
+}
+
+impl<V> Entry<V> {
+    /// An entry with no stale window.
+    pub(crate) fn until(value: V, until: UnixTime) -> Self {
+        Self {
+            value,
+            fresh_until: until,
+            usable_until: until,
+        }
+    }
+}
+
+/// How a lookup was served, for the decision log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Served from the cache.
+    Hit,
+    /// Loaded by this call.
+    Miss,
+    /// Loaded by a concurrent call this one waited for.
+    Shared,
+    /// Reload failed; served the older, still usable value.
+    Stale,
+}
+
+impl Lookup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Hit => "hit",
+            Lookup::Miss => "miss",
+            Lookup::Shared => "shared",
+            Lookup::Stale => "stale",
+        }
+    }
+}
+
+pub(crate) struct Cache<K, V, E> {
+    capacity: usize,
+    state: Mutex<State<K, V, E>>,
+}
+
+struct State<K, V, E> {
+    entries: HashMap<K, Entry<V>>,
+    flights: HashMap<K, Arc<Flight<V, E>>>,
+}
+
+/// A load in progress that other callers for the same key wait on.
+struct Flight<V, E> {
+    result: Mutex<Option<Option<Result<V, E>>>>,
+    done: Condvar,
+}
+
+/// Finishes a flight even if the loader panics, so waiters are never stuck.
+struct Landing<'a, K: Eq + Hash + Clone, V: Clone, E: Clone> {
+    cache: &'a Cache<K, V, E>,
+    key: K,
+    flight: Arc<Flight<V, E>>,
+    result: Option<Result<V, E>>,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Drop for Landing<'_, K, V, E> {
+    fn drop(&mut self) {
+        lock(&self.cache.state).flights.remove(&self.key);
+        *lock(&self.flight.result) = Some(self.result.take());
+        self.flight.done.notify_all();
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            state: Mutex::new(State {
+                entries: HashMap::new(),
+                flights: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The cached value for `key`, or the result of `load` — run by one caller at a time per
+    /// key; concurrent callers wait for it until `wait_until`, then get `timed_out`.
+    pub(crate) fn get_or_load(
+        &self,
+        key: &K,
+        now: UnixTime,
+        wait_until: Instant,
+        timed_out: E,
+        load: impl FnOnce() -> Result<Entry<V>, E>,
+    ) -> Result<(V, Lookup), E> {
+        let mut state = lock(&self.state);
+        let stale = match state.entries.get(key) {
+            Some(e) if now < e.fresh_until => return Ok((e.value.clone(), Lookup::Hit)),
+            Some(e) if now < e.usable_until => Some(e.value.clone()),
+            _ => None,
+        };
+        if let Some(flight) = state.flights.get(key).cloned() {
+            drop(state);
+            if let Some(v) = stale {
+                // Someone is already refreshing; the usable value is good enough meanwhile.
+                return Ok((v, Lookup::Hit));
+            }
+            return Self::wait(&flight, wait_until).unwrap_or(Err(timed_out));
+        }
+        let flight = Arc::new(Flight {
+            result: Mutex::new(None),
+            done: Condvar::new(),
+        });
+        state.flights.insert(key.clone(), flight.clone());
+        drop(state);
+
+        let mut landing = Landing {
+            cache: self,
+            key: key.clone(),
+            flight,
+            result: None,
+        };
+        let loaded = load();
+        match loaded {
+            Ok(entry) => {
+                let value = entry.value.clone();
+                self.insert(key.clone(), entry, now);
+                landing.result = Some(Ok(value.clone()));
+                Ok((value, Lookup::Miss))
+            }
+            Err(e) => {
+                landing.result = Some(Err(e.clone()));
+                match stale {
+                    Some(v) => Ok((v, Lookup::Stale)),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    fn wait(flight: &Flight<V, E>, until: Instant) -> Option<Result<(V, Lookup), E>> {
+        let mut result = lock(&flight.result);
+        while result.is_none() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            result = flight
+                .done
+                .wait_timeout(result, left)
+                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+        }
+        // `Some(None)`: the loader panicked; report it like a timeout.
+        result
+            .clone()
+            .flatten()
+            .map(|r| r.map(|v| (v, Lookup::Shared)))
+    }
+
+    fn insert(&self, key: K, entry: Entry<V>, now: UnixTime) {
+        if entry.usable_until <= now {
+            return;
+        }
+        let mut state = lock(&self.state);
+        if state.entries.len() >= self.capacity && !state.entries.contains_key(&key) {
+            Self::evict(&mut state.entries, self.capacity, now);
+        }
+        state.entries.insert(key, entry);
+    }
+
+    /// Drops what has expired; if that is not enough, the tenth that expires soonest, so the
+    /// sort is paid once per many inserts.
+    fn evict(entries: &mut HashMap<K, Entry<V>>, capacity: usize, now: UnixTime) {
+        entries.retain(|_, e| e.usable_until > now);
+        if entries.len() < capacity {
+            return;
+        }
+        let target = capacity - capacity.div_ceil(10);
+        let mut by_expiry: Vec<(UnixTime, K)> = entries
+            .iter()
+            .map(|(k, e)| (e.usable_until, k.clone()))
+            .collect();
+        by_expiry.sort_unstable_by_key(|(t, _)| *t);
+        for (_, k) in by_expiry
+            .into_iter()
+            .take(entries.len().saturating_sub(target))
+        {
+            entries.remove(&k);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.state).entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    type C = Cache<u32, &'static str, &'static str>;
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn serves_until_expiry_then_reloads() {
+        let c = C::new(10);
+        let loads = AtomicUsize::new(0);
+        let load = || {
+            loads.fetch_add(1, Ordering::SeqCst);
+            Ok(Entry::until("v", 110))
+        };
+        assert_eq!(
+            c.get_or_load(&1, 100, later(), "t", load),
+            Ok(("v", Lookup::Miss))
+        );
+        assert_eq!(
+            c.get_or_load(&1, 109, later(), "t", load),
+            Ok(("v", Lookup::Hit))
+        );
+        assert_eq!(
+            c.get_or_load(&1, 110, later(), "t", load),
+            Ok(("v", Lookup::Miss))
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn failed_load_is_not_cached() {
+        let c = C::new(10);
+        assert_eq!(
+            c.get_or_load(&1, 100, later(), "t", || Err("down")),
+            Err("down")
+        );
+        assert_eq!(
+            c.get_or_load(&1, 100, later(), "t", || Ok(Entry::until("v", 200))),
+            Ok(("v", Lookup::Miss))
+        );
+    }
+
+    #[test]
+    fn stale_value_is_served_only_when_reload_fails_and_only_until_usable() {
+        let c = C::new(10);
+        let entry = Entry {
+            value: "old",
+            fresh_until: 150,
+            usable_until: 200,
+        };
+        c.get_or_load(&1, 100, later(), "t", || Ok(entry)).unwrap();
+        assert_eq!(
+            c.get_or_load(&1, 160, later(), "t", || Err("down")),
+            Ok(("old", Lookup::Stale))
+        );
+        assert_eq!(
+            c.get_or_load(&1, 200, later(), "t", || Err("down")),
+            Err("down")
+        );
+        assert_eq!(
+            c.get_or_load(&1, 160, later(), "t", || Ok(Entry::until("new", 300))),
+            Ok(("new", Lookup::Miss))
+        );
+    }
+
+    #[test]
+    fn entries_already_expired_are_not_stored() {
+        let c = C::new(10);
+        c.get_or_load(&1, 100, later(), "t", || Ok(Entry::until("v", 100)))
+            .unwrap();
+        assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn size_stays_bounded() {
+        let c = C::new(100);
+        for k in 0..10_000u32 {
+            c.get_or_load(&k, 0, later(), "t", || {
+                Ok(Entry::until("v", 1000 + i64::from(k)))
+            })
+            .unwrap();
+            assert!(c.len() <= 100);
+        }
+        // The newest (latest-expiring) survive.
+        assert_eq!(
+            c.get_or_load(&9_999, 0, later(), "t", || Err("evicted")),
+            Ok(("v", Lookup::Hit))
+        );
+    }
+
+    #[test]
+    fn concurrent_misses_for_one_key_load_once() {
+        let c = Arc::new(C::new(10));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(16));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, loads, start) = (c.clone(), loads.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    c.get_or_load(&7, 0, later(), "t", || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(100));
+                        Ok(Entry::until("v", 100))
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap().unwrap().0, "v");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn waiter_gives_up_at_its_deadline() {
+        let c = Arc::new(C::new(10));
+        let leader = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                c.get_or_load(&1, 0, later(), "t", || {
+                    std::thread::sleep(Duration::from_millis(500));
+                    Ok(Entry::until("v", 100))
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let started = Instant::now();
+        let got = c.get_or_load(
+            &1,
+            0,
+            Instant::now() + Duration::from_millis(100),
+            "timed out",
+            || Ok(Entry::until("x", 100)),
+        );
+        assert_eq!(got, Err("timed out"));
+        assert!(started.elapsed() < Duration::from_millis(400));
+        leader.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn waiters_share_the_leaders_error() {
+        let c = Arc::new(C::new(10));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let start = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (c, loads, start) = (c.clone(), loads.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    c.get_or_load(&1, 0, later(), "t", || {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(100));
+                        Err("down")
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), Err("down"));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,625 @@
+//! Configuration from environment variables (OCI function configuration and Lambda
+//! environment both arrive that way), validated into typed settings. Every problem is
+//! reported at once; secrets are never displayed.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::secret::SecretRef;
+
+/// An OAuth client of ours at an IdP.
+#[derive(Clone)]
+pub struct Client {
+    pub endpoint: String,
+    pub client_id: String,
+    pub secret: SecretRef,
+}
+
+/// Validated settings. Build with [`Config::from_env`] or [`Config::from_lookup`].
+#[derive(Clone)]
+pub struct Config {
+    /// IdP A's RFC 7662 introspection endpoint and our client there.
+    pub introspection: Client,
+    /// IdP B's token endpoint and our client there.
+    pub backend: Client,
+    /// Optional client_credentials parameters: `scope`, `audience`, `resource`.
+    pub backend_params: Vec<(&'static str, String)>,
+    /// Scopes every caller token must carry.
+    pub required_scopes: Vec<String>,
+    pub connect_timeout: Duration,
+    /// Upper bound for one IdP call, connect to last byte.
+    pub call_timeout: Duration,
+    /// Largest IdP answer read, in bytes.
+    pub max_answer_bytes: u64,
+    /// Tolerance for `exp`/`nbf` comparisons, in seconds.
+    pub leeway: i64,
+    /// Longest a validation result is cached, in seconds.
+    pub cache_max_ttl: i64,
+    /// How long an `active:false` answer is cached, in seconds.
+    pub cache_inactive_ttl: i64,
+    /// Most validation results kept.
+    pub cache_capacity: usize,
+    /// A backend token is refreshed when less than max(this, 10 % of its life) is left.
+    pub backend_refresh_margin: i64,
+    /// Lifetime assumed for a backend token whose response has no `expires_in`.
+    pub backend_default_ttl: i64,
+    /// Fewest seconds between two refetches of a secret after `invalid_client`.
+    pub secret_refresh_interval: i64,
+    /// Context key under which the backend token is returned.
+    pub context_key: String,
+    /// Realm in `WWW-Authenticate` challenges.
+    pub realm: String,
+}
+
+/// One setting: its variable, the seed's alias if it has one, and its meaning.
+pub struct Setting {
+    pub name: &'static str,
+    pub alias: Option<&'static str>,
+    pub default: Option<&'static str>,
+    pub meaning: &'static str,
+}
+
+const fn s(
+    name: &'static str,
+    alias: Option<&'static str>,
+    default: Option<&'static str>,
+    meaning: &'static str,
+) -> Setting {
+    Setting {
+        name,
+        alias,
+        default,
+        meaning,
+    }
+}
+
+/// Every setting the core reads; the README's configuration table mirrors this list.
+pub const SETTINGS: &[Setting] = &[
+    s(
+        "TOKENBRIDGE_INTROSPECTION_URL",
+        Some("idcs_introspection_endpoint"),
+        None,
+        "RFC 7662 introspection endpoint of IdP A",
+    ),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
+        Some("idcs_app_client_id"),
+        None,
+        "our client id at IdP A",
+    ),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+        Some("idcs_app_client_secret_ocid"),
+        None,
+        "our client secret at IdP A (literal or reference)",
+    ),
+    s(
+        "TOKENBRIDGE_REQUIRED_SCOPES",
+        None,
+        Some(""),
+        "space-separated scopes every caller token must carry",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_TOKEN_URL",
+        Some("back_end_token_endpoint"),
+        None,
+        "token endpoint of IdP B",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_ID",
+        Some("back_end_app_client_id"),
+        None,
+        "our client id at IdP B",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
+        Some("back_end_client_secret_ocid"),
+        None,
+        "our client secret at IdP B (literal or reference)",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_SCOPE",
+        None,
+        None,
+        "optional `scope` of the client_credentials grant",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_AUDIENCE",
+        None,
+        None,
+        "optional `audience` of the client_credentials grant",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_RESOURCE",
+        None,
+        None,
+        "optional `resource` (RFC 8707) of the client_credentials grant",
+    ),
+    s(
+        "TOKENBRIDGE_CONNECT_TIMEOUT_MS",
+        None,
+        Some("2000"),
+        "connect timeout of one IdP call",
+    ),
+    s(
+        "TOKENBRIDGE_TIMEOUT_MS",
+        None,
+        Some("5000"),
+        "total timeout of one IdP call (clamped to the platform deadline)",
+    ),
+    s(
+        "TOKENBRIDGE_MAX_ANSWER_BYTES",
+        None,
+        Some("65536"),
+        "largest IdP answer read",
+    ),
+    s(
+        "TOKENBRIDGE_CLOCK_LEEWAY_SECONDS",
+        None,
+        Some("30"),
+        "clock tolerance for exp and nbf (0-300)",
+    ),
+    s(
+        "TOKENBRIDGE_CACHE_MAX_TTL_SECONDS",
+        None,
+        Some("300"),
+        "longest a validation result is cached (never past exp)",
+    ),
+    s(
+        "TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS",
+        None,
+        Some("10"),
+        "how long an inactive answer is cached",
+    ),
+    s(
+        "TOKENBRIDGE_CACHE_CAPACITY",
+        None,
+        Some("10000"),
+        "most validation results kept",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_REFRESH_SECONDS",
+        None,
+        Some("30"),
+        "refresh the backend token when less than max(this, 10% of its life) is left",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS",
+        None,
+        Some("300"),
+        "lifetime assumed when the token response has no expires_in",
+    ),
+    s(
+        "TOKENBRIDGE_SECRET_REFRESH_SECONDS",
+        None,
+        Some("30"),
+        "fewest seconds between refetches of a secret after invalid_client",
+    ),
+    s(
+        "TOKENBRIDGE_CONTEXT_KEY",
+        None,
+        Some("back_end_token"),
+        "context key carrying \"Bearer <backend token>\"",
+    ),
+    s(
+        "TOKENBRIDGE_REALM",
+        None,
+        Some("tokenbridge"),
+        "realm of WWW-Authenticate challenges",
+    ),
+];
+
+/// Every problem found, each one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} configuration problem(s): {}",
+            self.0.len(),
+            self.0.join("; ")
+        )
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigErrors> {
+        Self::from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `lookup` (a name → value function), so tests need no environment.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+        let introspection = r.client(
+            "TOKENBRIDGE_INTROSPECTION_URL",
+            "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
+            "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+        );
+        let backend = r.client(
+            "TOKENBRIDGE_BACKEND_TOKEN_URL",
+            "TOKENBRIDGE_BACKEND_CLIENT_ID",
+            "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
+        );
+        let backend_params = [
+            ("scope", "TOKENBRIDGE_BACKEND_SCOPE"),
+            ("audience", "TOKENBRIDGE_BACKEND_AUDIENCE"),
+            ("resource", "TOKENBRIDGE_BACKEND_RESOURCE"),
+        ]
+        .into_iter()
+        .filter_map(|(param, name)| r.optional(name).map(|v| (param, v)))
+        .collect();
+        let required_scopes = r
+            .optional("TOKENBRIDGE_REQUIRED_SCOPES")
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+            .map(str::to_string)
+            .collect();
+        let connect_ms = r.number("TOKENBRIDGE_CONNECT_TIMEOUT_MS", 1, 60_000);
+        let call_ms = r.number("TOKENBRIDGE_TIMEOUT_MS", 1, 300_000);
+        let config = Config {
+            introspection,
+            backend,
+            backend_params,
+            required_scopes,
+            connect_timeout: Duration::from_millis(connect_ms as u64),
+            call_timeout: Duration::from_millis(call_ms as u64),
+            max_answer_bytes: r.number("TOKENBRIDGE_MAX_ANSWER_BYTES", 1024, 16 * 1024 * 1024)
+                as u64,
+            leeway: r.number("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", 0, 300),
+            cache_max_ttl: r.number("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", 0, 86_400),
+            cache_inactive_ttl: r.number("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", 0, 3_600),
+            cache_capacity: r.number("TOKENBRIDGE_CACHE_CAPACITY", 1, 10_000_000) as usize,
+            backend_refresh_margin: r.number("TOKENBRIDGE_BACKEND_REFRESH_SECONDS", 0, 86_400),
+            backend_default_ttl: r.number("TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS", 1, 86_400),
+            secret_refresh_interval: r.number("TOKENBRIDGE_SECRET_REFRESH_SECONDS", 1, 86_400),
+            context_key: r.text("TOKENBRIDGE_CONTEXT_KEY"),
+            realm: r.text("TOKENBRIDGE_REALM"),
+        };
+        if config.context_key.is_empty() {
+            r.problems
+                .push("TOKENBRIDGE_CONTEXT_KEY must not be empty".into());
+        }
+        if r.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(r.problems))
+        }
+    }
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn setting(name: &str) -> &'static Setting {
+        // Every name passed here is one of SETTINGS; the fallback keeps this total.
+        static UNKNOWN: Setting = s("", None, None, "");
+        SETTINGS.iter().find(|s| s.name == name).unwrap_or(&UNKNOWN)
+    }
+
+    /// The value under the name or the seed's alias; both set and different is a problem.
+    fn optional(&mut self, name: &str) -> Option<String> {
+        let setting = Self::setting(name);
+        let get = |k: &str| {
+            (self.lookup)(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let main = get(name);
+        let alias = setting.alias.and_then(|a| get(a).map(|v| (a, v)));
+        match (main, alias) {
+            (Some(m), Some((a, v))) if m != v => {
+                self.problems.push(format!(
+                    "{name} and its alias {a} are both set, to different values"
+                ));
+                Some(m)
+            }
+            (Some(m), _) => Some(m),
+            (None, Some((_, v))) => Some(v),
+            (None, None) => setting
+                .default
+                .map(str::to_string)
+                .filter(|d| !d.is_empty()),
+        }
+    }
+
+    fn required(&mut self, name: &str) -> String {
+        self.optional(name).unwrap_or_else(|| {
+            let alias = Self::setting(name)
+                .alias
+                .map(|a| format!(" (or {a})"))
+                .unwrap_or_default();
+            self.problems.push(format!("{name}{alias} is required"));
+            String::new()
+        })
+    }
+
+    fn text(&mut self, name: &str) -> String {
+        self.optional(name).unwrap_or_default()
+    }
+
+    fn number(&mut self, name: &str, min: i64, max: i64) -> i64 {
+        let raw = self.optional(name).unwrap_or_default();
+        match raw.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.problems.push(format!(
+                    "{name} must be a whole number from {min} to {max}, got {raw:?}"
+                ));
+                min
+            }
+        }
+    }
+
+    fn url(&mut self, name: &str) -> String {
+        let url = self.required(name);
+        if !url.is_empty() {
+            if let Err(why) = check_url(&url) {
+                self.problems.push(format!("{name}: {why}"));
+            }
+        }
+        url
+    }
+
+    fn client(&mut self, url: &str, id: &str, secret: &str) -> Client {
+        Client {
+            endpoint: self.url(url),
+            client_id: self.required(id),
+            secret: SecretRef::parse(&self.required(secret)),
+        }
+    }
+}
+
+/// IdP endpoints must be `https`, except on loopback where local testing runs plain `http`.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| format!("{url:?} is not a valid URL"))?;
+    let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?;
+    if uri.query().is_some() {
+        // Queries would be logged by proxies and are never needed for these endpoints.
+        return Err(format!("{url:?} must not have a query string"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(format!(
+            "{url:?} must use https (plain http is allowed only on loopback)"
+        )),
+        _ => Err(format!("{url:?} must be an https URL")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The effective configuration, one `NAME = value` line each, secrets redacted.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self;
+        let lines: Vec<(&str, String)> = vec![
+            (
+                "TOKENBRIDGE_INTROSPECTION_URL",
+                c.introspection.endpoint.clone(),
+            ),
+            (
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
+                c.introspection.client_id.clone(),
+            ),
+            (
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+                format!("{:?}", c.introspection.secret),
+            ),
+            ("TOKENBRIDGE_REQUIRED_SCOPES", c.required_scopes.join(" ")),
+            ("TOKENBRIDGE_BACKEND_TOKEN_URL", c.backend.endpoint.clone()),
+            ("TOKENBRIDGE_BACKEND_CLIENT_ID", c.backend.client_id.clone()),
+            (
+                "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
+                format!("{:?}", c.backend.secret),
+            ),
+            (
+                "backend grant parameters",
+                c.backend_params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            (
+                "TOKENBRIDGE_CONNECT_TIMEOUT_MS",
+                c.connect_timeout.as_millis().to_string(),
+            ),
+            (
+                "TOKENBRIDGE_TIMEOUT_MS",
+                c.call_timeout.as_millis().to_string(),
+            ),
+            (
+                "TOKENBRIDGE_MAX_ANSWER_BYTES",
+                c.max_answer_bytes.to_string(),
+            ),
+            ("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", c.leeway.to_string()),
+            (
+                "TOKENBRIDGE_CACHE_MAX_TTL_SECONDS",
+                c.cache_max_ttl.to_string(),
+            ),
+            (
+                "TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS",
+                c.cache_inactive_ttl.to_string(),
+            ),
+            ("TOKENBRIDGE_CACHE_CAPACITY", c.cache_capacity.to_string()),
+            (
+                "TOKENBRIDGE_BACKEND_REFRESH_SECONDS",
+                c.backend_refresh_margin.to_string(),
+            ),
+            (
+                "TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS",
+                c.backend_default_ttl.to_string(),
+            ),
+            (
+                "TOKENBRIDGE_SECRET_REFRESH_SECONDS",
+                c.secret_refresh_interval.to_string(),
+            ),
+            ("TOKENBRIDGE_CONTEXT_KEY", c.context_key.clone()),
+            ("TOKENBRIDGE_REALM", c.realm.clone()),
+        ];
+        for (k, v) in lines {
+            writeln!(f, "{k} = {v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const MINIMAL: &[(&str, &str)] = &[
+        (
+            "TOKENBRIDGE_INTROSPECTION_URL",
+            "https://idp-a.example/introspect",
+        ),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", "a-client"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", "a-secret-value"),
+        (
+            "TOKENBRIDGE_BACKEND_TOKEN_URL",
+            "https://idp-b.example/token",
+        ),
+        ("TOKENBRIDGE_BACKEND_CLIENT_ID", "b-client"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "b-secret-value"),
+    ];
+
+    #[test]
+    fn minimal_configuration_takes_the_defaults() {
+        let c = Config::from_lookup(&lookup(MINIMAL)).unwrap();
+        assert_eq!(c.call_timeout, Duration::from_secs(5));
+        assert_eq!(c.cache_max_ttl, 300);
+        assert_eq!(c.cache_inactive_ttl, 10);
+        assert_eq!(c.context_key, "back_end_token");
+        assert!(c.required_scopes.is_empty());
+        assert!(c.backend_params.is_empty());
+    }
+
+    #[test]
+    fn seed_keys_alone_are_a_complete_configuration() {
+        let c = Config::from_lookup(&lookup(&[
+            (
+                "idcs_introspection_endpoint",
+                "https://idcs.example/oauth2/v1/introspect",
+            ),
+            ("idcs_app_client_id", "a"),
+            (
+                "idcs_app_client_secret_ocid",
+                "ocid1.vaultsecret.oc1.iad.aaa",
+            ),
+            (
+                "back_end_token_endpoint",
+                "https://idcs.example/oauth2/v1/token",
+            ),
+            ("back_end_app_client_id", "b"),
+            (
+                "back_end_client_secret_ocid",
+                "ocid1.vaultsecret.oc1.iad.bbb",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.introspection.endpoint,
+            "https://idcs.example/oauth2/v1/introspect"
+        );
+        assert!(matches!(c.backend.secret, SecretRef::Platform(_)));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_lookup(&lookup(&[
+            (
+                "TOKENBRIDGE_INTROSPECTION_URL",
+                "http://idp.example/introspect",
+            ),
+            ("TOKENBRIDGE_TIMEOUT_MS", "soon"),
+            ("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", "9999"),
+        ]))
+        .err()
+        .unwrap();
+        let all = err.0.join("\n");
+        for expected in [
+            "TOKENBRIDGE_INTROSPECTION_URL: \"http://idp.example/introspect\" must use https",
+            "TOKENBRIDGE_INTROSPECTION_CLIENT_ID (or idcs_app_client_id) is required",
+            "TOKENBRIDGE_BACKEND_TOKEN_URL (or back_end_token_endpoint) is required",
+            "TOKENBRIDGE_TIMEOUT_MS must be a whole number",
+            "TOKENBRIDGE_CLOCK_LEEWAY_SECONDS must be a whole number from 0 to 300",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn alias_and_name_disagreeing_is_a_problem() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("idcs_app_client_id", "other"));
+        let err = Config::from_lookup(&lookup(&pairs)).err().unwrap();
+        assert!(err.0[0].contains("alias idcs_app_client_id"), "{err}");
+    }
+
+    #[test]
+    fn urls_must_be_https_except_loopback() {
+        assert!(check_url("https://idp.example/t").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/t").is_ok());
+        assert!(check_url("http://localhost/t").is_ok());
+        assert!(check_url("http://[::1]:9/t").is_ok());
+        assert!(check_url("http://10.0.0.1/t").is_err());
+        assert!(check_url("ftp://idp.example/t").is_err());
+        assert!(check_url("https://idp.example/t?x=1").is_err());
+        assert!(check_url("not a url").is_err());
+    }
+
+    #[test]
+    fn display_redacts_literal_secrets() {
+        let c = Config::from_lookup(&lookup(MINIMAL)).unwrap();
+        let shown = c.to_string();
+        assert!(
+            !shown.contains("a-secret-value") && !shown.contains("b-secret-value"),
+            "{shown}"
+        );
+        assert!(shown.contains("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET = <redacted literal>"));
+    }
+
+    #[test]
+    fn backend_grant_parameters_are_passed_when_set() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.push(("TOKENBRIDGE_BACKEND_SCOPE", "orders.read"));
+        pairs.push(("TOKENBRIDGE_BACKEND_RESOURCE", "https://api.example"));
+        let c = Config::from_lookup(&lookup(&pairs)).unwrap();
+        assert_eq!(
+            c.backend_params,
+            vec![
+                ("scope", "orders.read".to_string()),
+                ("resource", "https://api.example".to_string())
+            ]
+        );
+    }
+}

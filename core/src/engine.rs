@@ -1,0 +1,417 @@
+//! The decision pipeline: extract → validate → authorize → backend token → outcome. The only
+//! place that knows the order of the stages.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::{self, BackendToken};
+use crate::bearer::{self, Credential};
+use crate::cache::{Cache, Entry};
+use crate::clock::{Clock, SystemClock, UnixTime};
+use crate::config::{Client, Config, ConfigErrors};
+use crate::http::{Answer, HttpClient};
+use crate::introspection::{self, Identity, Verdict};
+use crate::log::{self, Trace};
+use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request};
+use crate::secret::{self, Secret, SecretCell, SecretError, SecretResolver};
+
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+type Sink = dyn Fn(&str) + Send + Sync;
+
+/// Makes decisions. Built once per process and shared: its caches and connections are what
+/// make warm calls cheap. See the crate documentation for an example.
+pub struct Engine {
+    setup: Result<Parts, ConfigErrors>,
+    clock: Arc<dyn Clock>,
+    resolvers: Vec<Box<dyn SecretResolver>>,
+    env: Box<Lookup>,
+    sink: Box<Sink>,
+}
+
+/// What a valid configuration builds.
+struct Parts {
+    config: Config,
+    http: HttpClient,
+    validations: Cache<[u8; 32], Verdict, Cause>,
+    backend_tokens: Cache<(), BackendToken, Cause>,
+    introspection_secret: SecretCell,
+    backend_secret: SecretCell,
+}
+
+/// Configures an [`Engine`]: where configuration, time, platform secrets and logs come from.
+pub struct EngineBuilder {
+    config: Result<Config, ConfigErrors>,
+    clock: Arc<dyn Clock>,
+    resolvers: Vec<Box<dyn SecretResolver>>,
+    env: Box<Lookup>,
+    sink: Box<Sink>,
+}
+
+impl EngineBuilder {
+    /// Uses this clock instead of the system's.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Adds a resolver for platform secret references (OCI Vault, AWS Secrets Manager).
+    pub fn resolver(mut self, resolver: Box<dyn SecretResolver>) -> Self {
+        self.resolvers.push(resolver);
+        self
+    }
+
+    /// Sends decision log lines here instead of stderr.
+    pub fn log_sink(mut self, sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.sink = Box::new(sink);
+        self
+    }
+
+    /// Reads `env:` secret references through `lookup` instead of the process environment.
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Box::new(lookup);
+        self
+    }
+
+    pub fn build(self) -> Engine {
+        let setup = self.config.map(|config| Parts {
+            http: HttpClient::new(
+                config.connect_timeout,
+                config.call_timeout,
+                config.max_answer_bytes,
+            ),
+            validations: Cache::new(config.cache_capacity),
+            backend_tokens: Cache::new(1),
+            introspection_secret: SecretCell::new(config.introspection.secret.clone()),
+            backend_secret: SecretCell::new(config.backend.secret.clone()),
+            config,
+        });
+        Engine {
+            setup,
+            clock: self.clock,
+            resolvers: self.resolvers,
+            env: self.env,
+            sink: self.sink,
+        }
+    }
+}
+
+fn stderr_sink(line: &str) {
+    // A failed log write must not fail the decision.
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+impl Engine {
+    /// A builder around a configuration (or the problems found in it).
+    pub fn builder(config: Result<Config, ConfigErrors>) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            resolvers: Vec::new(),
+            env: Box::new(|k| std::env::var(k).ok()),
+            sink: Box::new(stderr_sink),
+        }
+    }
+
+    /// An engine configured from the process environment. A bad configuration does not fail
+    /// here: every decision then answers Unavailable and logs the problems.
+    pub fn from_env() -> Engine {
+        Self::builder(Config::from_env()).build()
+    }
+
+    /// The configuration in force, or every problem with it.
+    pub fn config(&self) -> Result<&Config, &ConfigErrors> {
+        self.setup.as_ref().map(|p| &p.config)
+    }
+
+    /// Resolves both client secrets now, reporting each that cannot be had. For `check-config`
+    /// and for adapters that want to fail fast.
+    pub fn check_secrets(&self) -> Vec<String> {
+        let Ok(parts) = &self.setup else {
+            return Vec::new();
+        };
+        [
+            (
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+                &parts.introspection_secret,
+            ),
+            ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", &parts.backend_secret),
+        ]
+        .into_iter()
+        .filter_map(|(name, cell)| {
+            self.secret(cell, None)
+                .err()
+                .map(|e| format!("{name}: {e}"))
+        })
+        .collect()
+    }
+
+    /// Answers one request. Never panics on any input or IdP answer; logs one line.
+    pub fn decide(&self, request: &Request) -> Outcome {
+        let started = Instant::now();
+        let mut trace = Trace::default();
+        let outcome = self.run(request, &mut trace);
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        (self.sink)(&log::decision_line(
+            request.call_id.as_deref(),
+            &outcome,
+            &trace,
+            started.elapsed().as_micros(),
+            &now,
+        ));
+        outcome
+    }
+
+    fn run(&self, request: &Request, trace: &mut Trace) -> Outcome {
+        let parts = match &self.setup {
+            Ok(parts) => parts,
+            Err(problems) => {
+                trace.detail = Some(problems.to_string());
+                return Outcome::Unavailable(Cause::new(
+                    Dependency::Configuration,
+                    Failure::Invalid,
+                ));
+            }
+        };
+        let token = match bearer::extract(request.credential.as_deref()) {
+            Credential::Missing => return Outcome::Deny(Denial::MissingToken),
+            Credential::Malformed => {
+                trace.reason = Some("malformed_token");
+                return Outcome::Deny(Denial::InvalidToken);
+            }
+            Credential::Bearer(token) => token,
+        };
+        trace.token = Some(log::fingerprint(token));
+
+        let identity = match self.validate(parts, token, request.deadline, trace) {
+            Ok(Verdict::Active(identity)) => identity,
+            Ok(Verdict::Invalid(why)) => {
+                trace.reason = Some(why);
+                return Outcome::Deny(Denial::InvalidToken);
+            }
+            Err(cause) => return Outcome::Unavailable(cause),
+        };
+        let required = &parts.config.required_scopes;
+        if !required.iter().all(|s| identity.scopes.contains(s)) {
+            return Outcome::Deny(Denial::InsufficientScope {
+                required: required.clone(),
+            });
+        }
+        match self.backend_token(parts, request.deadline, trace) {
+            Ok(backend) => Outcome::Allow(self.grant(parts, identity, &backend)),
+            Err(cause) => Outcome::Unavailable(cause),
+        }
+    }
+
+    /// The cached verdict on `token`, or IdP A's.
+    fn validate(
+        &self,
+        parts: &Parts,
+        token: &str,
+        deadline: Option<Instant>,
+        trace: &mut Trace,
+    ) -> Result<Verdict, Cause> {
+        let now = self.clock.now();
+        let config = &parts.config;
+        let wait_until = self.wait_until(parts, deadline);
+        let timed_out = Cause::new(Dependency::Introspection, Failure::Timeout);
+        let (verdict, lookup) = parts.validations.get_or_load(
+            &log::token_hash(token),
+            now,
+            wait_until,
+            timed_out,
+            || {
+                let form = [("token", token), ("token_type_hint", "access_token")];
+                let verdict = self.call_idp(
+                    parts,
+                    Dependency::Introspection,
+                    &form,
+                    deadline,
+                    trace,
+                    |a| introspection::read_answer(a.status, &a.body, now, config.leeway),
+                )?;
+                let until = match &verdict {
+                    Verdict::Active(Identity { expires_at, .. }) => {
+                        let max = now.saturating_add(config.cache_max_ttl);
+                        expires_at.map_or(max, |exp| exp.min(max))
+                    }
+                    Verdict::Invalid(_) => now.saturating_add(config.cache_inactive_ttl),
+                };
+                Ok(Entry::until(verdict, until))
+            },
+        )?;
+        trace.validation = Some(lookup);
+        Ok(verdict)
+    }
+
+    /// The cached backend token, refreshed early; a still-valid token is served when a
+    /// refresh fails.
+    fn backend_token(
+        &self,
+        parts: &Parts,
+        deadline: Option<Instant>,
+        trace: &mut Trace,
+    ) -> Result<BackendToken, Cause> {
+        let now = self.clock.now();
+        let config = &parts.config;
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        form.extend(config.backend_params.iter().map(|(k, v)| (*k, v.as_str())));
+        let timed_out = Cause::new(Dependency::BackendToken, Failure::Timeout);
+        let mut failure = None;
+        let result = parts.backend_tokens.get_or_load(
+            &(),
+            now,
+            self.wait_until(parts, deadline),
+            timed_out,
+            || {
+                let token = self
+                    .call_idp(
+                        parts,
+                        Dependency::BackendToken,
+                        &form,
+                        deadline,
+                        trace,
+                        |a| {
+                            backend::read_answer(a.status, &a.body, now, config.backend_default_ttl)
+                        },
+                    )
+                    .inspect_err(|cause| failure = Some(*cause))?;
+                Ok(Entry {
+                    fresh_until: token.refresh_at(config.backend_refresh_margin),
+                    usable_until: token.expires_at,
+                    value: token,
+                })
+            },
+        );
+        let (token, lookup) = result?;
+        if let (crate::cache::Lookup::Stale, Some(cause)) = (lookup, failure) {
+            trace.detail = Some(format!(
+                "backend token refresh failed ({cause}); serving the cached token until it expires"
+            ));
+        }
+        trace.backend = Some(lookup);
+        Ok(token)
+    }
+
+    fn grant(&self, parts: &Parts, identity: Identity, backend: &BackendToken) -> Grant {
+        let config = &parts.config;
+        let caller_expiry = identity
+            .expires_at
+            .unwrap_or_else(|| self.clock.now().saturating_add(config.cache_max_ttl));
+        let mut context = BTreeMap::new();
+        context.insert(
+            config.context_key.clone(),
+            format!("Bearer {}", backend.access_token.expose()),
+        );
+        Grant {
+            principal: identity.principal,
+            scopes: identity.scopes,
+            client_id: identity.client_id,
+            expires_at: expiry(caller_expiry, backend.expires_at),
+            context,
+        }
+    }
+
+    /// Calls one IdP endpoint with our client credentials and reads its answer; when the IdP
+    /// rejects our client, fetches the secret again (rotation) and retries once if it changed.
+    fn call_idp<T>(
+        &self,
+        parts: &Parts,
+        dependency: Dependency,
+        form: &[(&str, &str)],
+        deadline: Option<Instant>,
+        trace: &mut Trace,
+        read: impl Fn(&Answer) -> Result<T, Failure>,
+    ) -> Result<T, Cause> {
+        let (client, cell) = match dependency {
+            Dependency::Introspection => (&parts.config.introspection, &parts.introspection_secret),
+            _ => (&parts.config.backend, &parts.backend_secret),
+        };
+        let mut secret = self.secret(cell, deadline).map_err(|e| {
+            trace.detail = Some(e.to_string());
+            secret_cause(&e)
+        })?;
+        for attempt in 0..2 {
+            let result = self
+                .post(parts, client, &secret, form, deadline, trace)
+                .and_then(|a| {
+                    read(&a).map_err(|f| Cause {
+                        dependency,
+                        failure: f,
+                        retry_after: a.retry_after,
+                    })
+                });
+            let result = result.map_err(|c| Cause { dependency, ..c });
+            match result {
+                Err(c) if c.failure == Failure::ClientRejected && attempt == 0 => {
+                    let now = self.clock.now();
+                    let fetch = |r: &_| self.fetch_secret(r, deadline);
+                    match cell.refresh(&secret, fetch, now, parts.config.secret_refresh_interval) {
+                        Some(rotated) => secret = rotated,
+                        None => return Err(c),
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(Cause::new(dependency, Failure::ClientRejected))
+    }
+
+    fn post(
+        &self,
+        parts: &Parts,
+        client: &Client,
+        secret: &Secret,
+        form: &[(&str, &str)],
+        deadline: Option<Instant>,
+        trace: &mut Trace,
+    ) -> Result<Answer, Cause> {
+        let started = Instant::now();
+        let answer = parts.http.post_form(
+            &client.endpoint,
+            &client.client_id,
+            secret.expose(),
+            form,
+            deadline,
+        );
+        trace.idp_micros += started.elapsed().as_micros();
+        // The dependency is filled in by the caller.
+        answer.map_err(|f| Cause::new(Dependency::Introspection, f))
+    }
+
+    fn secret(&self, cell: &SecretCell, deadline: Option<Instant>) -> Result<Secret, SecretError> {
+        cell.get(|r| self.fetch_secret(r, deadline), self.clock.now())
+    }
+
+    fn fetch_secret(
+        &self,
+        reference: &secret::SecretRef,
+        deadline: Option<Instant>,
+    ) -> Result<Secret, SecretError> {
+        secret::resolve(reference, &self.resolvers, &*self.env, deadline)
+    }
+
+    /// How long a caller waits for another caller's identical IdP call.
+    fn wait_until(&self, parts: &Parts, deadline: Option<Instant>) -> Instant {
+        deadline.unwrap_or_else(|| {
+            Instant::now() + parts.config.call_timeout + Duration::from_millis(100)
+        })
+    }
+}
+
+/// When the gateway must stop reusing a decision: the earlier of the two tokens' expiries.
+pub(crate) fn expiry(caller: UnixTime, backend: UnixTime) -> UnixTime {
+    caller.min(backend)
+}
+
+fn secret_cause(e: &SecretError) -> Cause {
+    let failure = match e {
+        SecretError::Timeout => Failure::Timeout,
+        SecretError::Unavailable(_) => Failure::Unreachable,
+        SecretError::NoResolver(_) | SecretError::Unresolvable(_) => Failure::Invalid,
+    };
+    Cause::new(Dependency::Secret, failure)
+}

@@ -1,0 +1,169 @@
+//! The one HTTP client: a shared `ureq::Agent` (connection reuse), per-call timeouts clamped to
+//! the request's deadline, no redirects, answers read up to a size cap.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::outcome::Failure;
+
+/// What an IdP answered: status, body (capped) and a `Retry-After` in seconds if given.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub retry_after: Option<u64>,
+}
+
+pub(crate) struct HttpClient {
+    agent: ureq::Agent,
+    connect_timeout: Duration,
+    call_timeout: Duration,
+    max_body: u64,
+}
+
+/// Time kept back from the platform's deadline so the answer can still be written.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
+impl HttpClient {
+    pub(crate) fn new(connect_timeout: Duration, call_timeout: Duration, max_body: u64) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            // A redirect from an IdP endpoint is a misconfiguration or an attack; never follow it.
+            .max_redirects(0)
+            .user_agent(concat!("tokenbridge/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(connect_timeout))
+            .timeout_global(Some(call_timeout))
+            .build()
+            .new_agent();
+        Self {
+            agent,
+            connect_timeout,
+            call_timeout,
+            max_body,
+        }
+    }
+
+    /// The time one call may take: the configured timeout, cut short by the deadline.
+    pub(crate) fn budget(&self, deadline: Option<Instant>) -> Result<Duration, Failure> {
+        let Some(deadline) = deadline else {
+            return Ok(self.call_timeout);
+        };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(DEADLINE_MARGIN);
+        if left < Duration::from_millis(1) {
+            return Err(Failure::DeadlineExceeded);
+        }
+        Ok(left.min(self.call_timeout))
+    }
+
+    /// POSTs a form with `client_secret_basic` authentication (RFC 6749 §2.3.1).
+    pub(crate) fn post_form(
+        &self,
+        url: &str,
+        client_id: &str,
+        client_secret: &str,
+        form: &[(&str, &str)],
+        deadline: Option<Instant>,
+    ) -> Result<Answer, Failure> {
+        let budget = self.budget(deadline)?;
+        let response = self
+            .agent
+            .post(url)
+            .config()
+            .timeout_global(Some(budget))
+            .timeout_connect(Some(self.connect_timeout.min(budget)))
+            .build()
+            .header("Authorization", basic_auth(client_id, client_secret))
+            .header("Accept", "application/json")
+            .send_form(form.iter().copied());
+        let mut response = response.map_err(classify)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.max_body)
+            .read_to_vec()
+            .map_err(classify)?;
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
+    }
+}
+
+/// Maps ureq's errors onto the few failure kinds the decision distinguishes. The error itself
+/// is dropped: its text may carry a URL, and the failure kind is what callers act on.
+fn classify(e: ureq::Error) -> Failure {
+    match e {
+        ureq::Error::Timeout(_) => Failure::Timeout,
+        ureq::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Failure::Timeout
+        }
+        ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
+        ureq::Error::Protocol(_) | ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
+            Failure::Malformed
+        }
+        _ => Failure::Unreachable,
+    }
+}
+
+/// Characters left as they are by `application/x-www-form-urlencoded`; all others are encoded.
+const FORM: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))`, as RFC 6749 §2.3.1 requires.
+pub(crate) fn basic_auth(client_id: &str, client_secret: &str) -> String {
+    let pair = format!(
+        "{}:{}",
+        utf8_percent_encode(client_id, FORM),
+        utf8_percent_encode(client_secret, FORM)
+    );
+    format!("Basic {}", STANDARD.encode(pair))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_urlencodes_before_base64() {
+        // "a b:c:d%" → "a%20b:c%3Ad%25"
+        assert_eq!(
+            basic_auth("a b", "c:d%"),
+            format!("Basic {}", STANDARD.encode("a%20b:c%3Ad%25"))
+        );
+        assert_eq!(basic_auth("client", "s3cr3t"), "Basic Y2xpZW50OnMzY3IzdA==");
+    }
+
+    #[test]
+    fn budget_is_clamped_by_the_deadline() {
+        let c = HttpClient::new(Duration::from_secs(1), Duration::from_secs(5), 1024);
+        assert_eq!(c.budget(None), Ok(Duration::from_secs(5)));
+        let soon = c
+            .budget(Some(Instant::now() + Duration::from_millis(500)))
+            .unwrap();
+        assert!(soon <= Duration::from_millis(450), "{soon:?}");
+        assert_eq!(
+            c.budget(Some(Instant::now())),
+            Err(Failure::DeadlineExceeded)
+        );
+    }
+}

@@ -1,0 +1,227 @@
+//! RFC 7662 token introspection at IdP A: the request, and a strict reading of the answer.
+
+use serde_json::{Map, Value};
+
+use crate::clock::UnixTime;
+use crate::outcome::Failure;
+
+/// What validation proves about a caller token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `sub`, else `client_id`; never empty.
+    pub principal: String,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// The token's `exp`, when the IdP said.
+    pub expires_at: Option<UnixTime>,
+}
+
+/// IdP A's verdict on a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Active(Identity),
+    /// Inactive, expired, not yet valid, or active without anyone to name.
+    Invalid(&'static str),
+}
+
+/// Reads an introspection answer. `Err` means the answer itself is unusable (Unavailable);
+/// a well-formed answer that refuses the token is `Ok(Verdict::Invalid)`.
+pub(crate) fn read_answer(
+    status: u16,
+    body: &[u8],
+    now: UnixTime,
+    leeway: i64,
+) -> Result<Verdict, Failure> {
+    if status != 200 {
+        return Err(crate::backend::failure_for_status(status, body));
+    }
+    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+        return Err(Failure::Malformed);
+    };
+    match answer.get("active") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => return Ok(Verdict::Invalid("inactive")),
+        _ => return Err(Failure::Malformed),
+    }
+    let exp = optional_time(&answer, "exp")?;
+    let nbf = optional_time(&answer, "nbf")?;
+    let sub = optional_string(&answer, "sub")?;
+    let client_id = optional_string(&answer, "client_id")?;
+    let scope = optional_string(&answer, "scope")?;
+
+    if exp.is_some_and(|exp| exp.saturating_add(leeway) <= now) {
+        return Ok(Verdict::Invalid("expired"));
+    }
+    if nbf.is_some_and(|nbf| nbf.saturating_sub(leeway) > now) {
+        return Ok(Verdict::Invalid("not_yet_valid"));
+    }
+    let Some(principal) = sub.clone().or_else(|| client_id.clone()) else {
+        return Ok(Verdict::Invalid("no_principal"));
+    };
+    Ok(Verdict::Active(Identity {
+        principal,
+        client_id,
+        scopes: scope
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+            .map(str::to_string)
+            .collect(),
+        expires_at: exp,
+    }))
+}
+
+/// A NumericDate: a JSON number of seconds. Fractions are cut; other types are malformed.
+fn optional_time(answer: &Map<String, Value>, key: &str) -> Result<Option<UnixTime>, Failure> {
+    match answer.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or(Failure::Malformed),
+        Some(_) => Err(Failure::Malformed),
+    }
+}
+
+/// A string claim; empty counts as absent, other types are malformed.
+fn optional_string(answer: &Map<String, Value>, key: &str) -> Result<Option<String>, Failure> {
+    match answer.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Failure::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: UnixTime = 1_800_000_000;
+
+    fn read(body: &str) -> Result<Verdict, Failure> {
+        read_answer(200, body.as_bytes(), NOW, 30)
+    }
+
+    fn active(body: &str) -> Identity {
+        match read(body) {
+            Ok(Verdict::Active(i)) => i,
+            other => panic!("expected active, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn active_answer_gives_identity() {
+        let i = active(
+            r#"{"active":true,"sub":"alice","client_id":"app","scope":"read  write","exp":1800000600}"#,
+        );
+        assert_eq!(i.principal, "alice");
+        assert_eq!(i.client_id.as_deref(), Some("app"));
+        assert_eq!(i.scopes, ["read", "write"]);
+        assert_eq!(i.expires_at, Some(1_800_000_600));
+    }
+
+    #[test]
+    fn principal_falls_back_to_client_id() {
+        assert_eq!(
+            active(r#"{"active":true,"client_id":"svc"}"#).principal,
+            "svc"
+        );
+        assert_eq!(
+            active(r#"{"active":true,"sub":"","client_id":"svc"}"#).principal,
+            "svc"
+        );
+    }
+
+    #[test]
+    fn active_without_sub_or_client_id_is_invalid() {
+        assert_eq!(
+            read(r#"{"active":true}"#),
+            Ok(Verdict::Invalid("no_principal"))
+        );
+    }
+
+    #[test]
+    fn inactive_is_invalid() {
+        assert_eq!(
+            read(r#"{"active":false}"#),
+            Ok(Verdict::Invalid("inactive"))
+        );
+    }
+
+    #[test]
+    fn expiry_and_not_before_respect_the_leeway() {
+        assert!(matches!(
+            read(&format!(
+                r#"{{"active":true,"sub":"a","exp":{}}}"#,
+                NOW - 29
+            )),
+            Ok(Verdict::Active(_))
+        ));
+        assert_eq!(
+            read(&format!(
+                r#"{{"active":true,"sub":"a","exp":{}}}"#,
+                NOW - 30
+            )),
+            Ok(Verdict::Invalid("expired"))
+        );
+        assert!(matches!(
+            read(&format!(
+                r#"{{"active":true,"sub":"a","nbf":{}}}"#,
+                NOW + 30
+            )),
+            Ok(Verdict::Active(_))
+        ));
+        assert_eq!(
+            read(&format!(
+                r#"{{"active":true,"sub":"a","nbf":{}}}"#,
+                NOW + 31
+            )),
+            Ok(Verdict::Invalid("not_yet_valid"))
+        );
+    }
+
+    #[test]
+    fn anything_but_an_object_with_boolean_active_is_malformed() {
+        for body in [
+            "",
+            "<html>",
+            "[]",
+            "null",
+            "true",
+            r#"{"active":"true","sub":"a"}"#,
+            r#"{"active":1}"#,
+            r#"{"sub":"a"}"#,
+            r#"{"active":true,"sub":"a","exp":"1800000600"}"#,
+            r#"{"active":true,"sub":"a","scope":["read"]}"#,
+            r#"{"active":true,"sub":42}"#,
+        ] {
+            assert_eq!(read(body), Err(Failure::Malformed), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn huge_numbers_do_not_overflow() {
+        assert!(matches!(
+            read(r#"{"active":true,"sub":"a","exp":1e300}"#),
+            Ok(Verdict::Active(_))
+        ));
+        assert!(matches!(
+            read(r#"{"active":true,"sub":"a","exp":-9223372036854775808}"#),
+            Ok(Verdict::Invalid("expired"))
+        ));
+        assert!(matches!(
+            read(r#"{"active":true,"sub":"a","nbf":9223372036854775807}"#),
+            Ok(Verdict::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn non_200_is_a_failure_not_a_verdict() {
+        assert_eq!(read_answer(503, b"", NOW, 0), Err(Failure::Status(503)));
+        assert_eq!(
+            read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0),
+            Err(Failure::ClientRejected)
+        );
+    }
+}

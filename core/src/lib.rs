@@ -1,0 +1,65 @@
+//! tokenbridge's decision engine: is this caller's OAuth 2.0 token good, and if so, here is a
+//! token for the backend.
+//!
+//! ```no_run
+//! use tokenbridge_core::{Engine, Outcome, Request};
+//!
+//! let engine = Engine::from_env(); // TOKENBRIDGE_* variables; see `Config`
+//! match engine.decide(&Request::bearer("Bearer 2YotnFZFEjr1zCsicMWpAA")) {
+//!     Outcome::Allow(grant) => println!("allow {} until {}", grant.principal, grant.expires_at),
+//!     Outcome::Deny(denial) => println!("deny: {}", denial.challenge("api")),
+//!     Outcome::Unavailable(cause) => println!("retry later: {cause}"),
+//! }
+//! ```
+//!
+//! The engine is synchronous and `Send + Sync`: build it once per process and share it, so its
+//! caches and connections serve every warm call. It validates the caller token by RFC 7662
+//! introspection at IdP A, checks the required scopes, fetches (and caches) a backend token from
+//! IdP B with the client_credentials grant, and answers with exactly one of [`Outcome::Allow`],
+//! [`Outcome::Deny`] or [`Outcome::Unavailable`]. An error is never an allow, and an IdP outage
+//! is never a deny.
+//!
+//! Adapters translate their platform's payload into a [`Request`] and the [`Outcome`] into their
+//! platform's answer; they hold no decision logic.
+
+mod backend;
+mod bearer;
+mod cache;
+mod clock;
+mod config;
+mod engine;
+mod http;
+mod introspection;
+mod log;
+mod outcome;
+mod secret;
+
+pub use bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
+pub use cache::Lookup;
+pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use config::{Client, Config, ConfigErrors, SETTINGS, Setting, check_url};
+pub use engine::{Engine, EngineBuilder};
+pub use introspection::{Identity, Verdict};
+pub use log::fingerprint;
+pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
+pub use secret::{Secret, SecretError, SecretRef, SecretResolver};
+
+/// RFC 3339 (UTC, whole seconds) for a Unix time, as gateways expect `expiresAt`.
+pub fn rfc3339(t: UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_is_utc_with_z() {
+        assert_eq!(super::rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(super::rfc3339(i64::MAX), "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,315 @@
+//! Client secrets: literal values or references (`file:`, `env:`, and platform references that
+//! adapters resolve), fetched lazily, cached, and fetched again after a rotation.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::clock::UnixTime;
+
+/// A secret value. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where a configured secret comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Literal(Secret),
+    /// `file:/path` — the file's content, trailing newline removed.
+    File(String),
+    /// `env:NAME` — another environment variable.
+    Env(String),
+    /// A platform reference (an OCI Vault secret OCID, an AWS ARN) for an adapter to resolve.
+    Platform(String),
+}
+
+impl SecretRef {
+    pub fn parse(value: &str) -> Self {
+        if let Some(path) = value.strip_prefix("file:") {
+            SecretRef::File(path.to_string())
+        } else if let Some(name) = value.strip_prefix("env:") {
+            SecretRef::Env(name.to_string())
+        } else if value.starts_with("ocid1.vaultsecret.")
+            || value.starts_with("arn:aws:secretsmanager:")
+            || value.starts_with("arn:aws:ssm:")
+        {
+            SecretRef::Platform(value.to_string())
+        } else {
+            SecretRef::Literal(Secret::new(value))
+        }
+    }
+}
+
+/// Shows the kind of reference and where it points, never a literal value.
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Literal(_) => f.write_str("<redacted literal>"),
+            SecretRef::File(p) => write!(f, "file:{p}"),
+            SecretRef::Env(n) => write!(f, "env:{n}"),
+            SecretRef::Platform(r) => f.write_str(r),
+        }
+    }
+}
+
+/// Why a secret could not be had. Never holds the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("no resolver in this build handles {0:?}; it is resolved by the OCI or Lambda adapter")]
+    NoResolver(String),
+    #[error("{0}")]
+    Unresolvable(String),
+    #[error("the secret store did not answer in time")]
+    Timeout,
+    #[error("the secret store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Resolves platform references; registered by the adapters (OCI Vault, AWS Secrets Manager).
+pub trait SecretResolver: Send + Sync {
+    /// Whether this resolver understands the reference.
+    fn handles(&self, reference: &str) -> bool;
+    /// Fetches the current value, finishing before `deadline` when there is one.
+    fn resolve(&self, reference: &str, deadline: Option<Instant>) -> Result<Secret, SecretError>;
+}
+
+/// Resolves a reference with the built-in sources or the first resolver that handles it.
+pub fn resolve(
+    reference: &SecretRef,
+    resolvers: &[Box<dyn SecretResolver>],
+    lookup: &dyn Fn(&str) -> Option<String>,
+    deadline: Option<Instant>,
+) -> Result<Secret, SecretError> {
+    match reference {
+        SecretRef::Literal(s) => Ok(s.clone()),
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
+            .map_err(|e| {
+                SecretError::Unresolvable(format!("cannot read secret file {path}: {}", e.kind()))
+            }),
+        SecretRef::Env(name) => lookup(name)
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| {
+                SecretError::Unresolvable(format!("environment variable {name} is not set"))
+            }),
+        SecretRef::Platform(r) => resolvers
+            .iter()
+            .find(|res| res.handles(r))
+            .ok_or_else(|| SecretError::NoResolver(r.clone()))?
+            .resolve(r, deadline),
+    }
+    .and_then(|s| {
+        if s.expose().is_empty() {
+            Err(SecretError::Unresolvable("the secret is empty".into()))
+        } else {
+            Ok(s)
+        }
+    })
+}
+
+/// One configured secret, resolved at first use and kept; `refresh` fetches it again after the
+/// IdP said `invalid_client`, at most once per `min_refresh_interval` seconds.
+pub(crate) struct SecretCell {
+    reference: SecretRef,
+    state: Mutex<CellState>,
+}
+
+#[derive(Default)]
+struct CellState {
+    value: Option<Secret>,
+    fetched_at: Option<UnixTime>,
+}
+
+impl SecretCell {
+    pub(crate) fn new(reference: SecretRef) -> Self {
+        Self {
+            reference,
+            state: Mutex::new(CellState::default()),
+        }
+    }
+
+    /// The cached value, resolving it on first use.
+    pub(crate) fn get(
+        &self,
+        fetch: impl FnOnce(&SecretRef) -> Result<Secret, SecretError>,
+        now: UnixTime,
+    ) -> Result<Secret, SecretError> {
+        let mut state = lock(&self.state);
+        if let Some(v) = &state.value {
+            return Ok(v.clone());
+        }
+        let v = fetch(&self.reference)?;
+        state.value = Some(v.clone());
+        state.fetched_at = Some(now);
+        Ok(v)
+    }
+
+    /// Fetches again if the last fetch is older than `min_interval`; returns the new value
+    /// only when it differs from the one that was rejected (so the caller knows a retry helps).
+    pub(crate) fn refresh(
+        &self,
+        rejected: &Secret,
+        fetch: impl FnOnce(&SecretRef) -> Result<Secret, SecretError>,
+        now: UnixTime,
+        min_interval: i64,
+    ) -> Option<Secret> {
+        let mut state = lock(&self.state);
+        if let Some(current) = &state.value {
+            if current != rejected {
+                // Someone else already refreshed it.
+                return Some(current.clone());
+            }
+        }
+        if state.fetched_at.is_some_and(|t| now - t < min_interval) {
+            return None;
+        }
+        state.fetched_at = Some(now);
+        let fresh = fetch(&self.reference).ok()?;
+        state.value = Some(fresh.clone());
+        (fresh != *rejected).then_some(fresh)
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of plain data; the data is
+/// still consistent enough to read, and an authorizer must keep answering.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parses_reference_kinds() {
+        assert_eq!(
+            SecretRef::parse("file:/run/s"),
+            SecretRef::File("/run/s".into())
+        );
+        assert_eq!(SecretRef::parse("env:X"), SecretRef::Env("X".into()));
+        assert!(matches!(
+            SecretRef::parse("ocid1.vaultsecret.oc1.x"),
+            SecretRef::Platform(_)
+        ));
+        assert!(matches!(
+            SecretRef::parse("arn:aws:secretsmanager:eu-west-1:1:secret:x"),
+            SecretRef::Platform(_)
+        ));
+        assert_eq!(
+            SecretRef::parse("hunter2"),
+            SecretRef::Literal(Secret::new("hunter2"))
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_a_literal() {
+        let shown = format!(
+            "{:?} {:?}",
+            SecretRef::parse("hunter2"),
+            Secret::new("hunter2")
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn file_secret_drops_the_trailing_newline() {
+        let dir = std::env::temp_dir().join(format!("tb-secret-{}", std::process::id()));
+        std::fs::write(&dir, "s3cr3t\n").unwrap();
+        let got = resolve(
+            &SecretRef::File(dir.display().to_string()),
+            &[],
+            &no_env,
+            None,
+        )
+        .unwrap();
+        assert_eq!(got.expose(), "s3cr3t");
+        std::fs::remove_file(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_file_error_names_the_path_not_a_value() {
+        let err = resolve(
+            &SecretRef::File("/nonexistent/x".into()),
+            &[],
+            &no_env,
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x"));
+    }
+
+    #[test]
+    fn platform_reference_without_resolver_says_so() {
+        let r = SecretRef::parse("ocid1.vaultsecret.oc1.iad.abc");
+        assert!(matches!(
+            resolve(&r, &[], &no_env, None),
+            Err(SecretError::NoResolver(_))
+        ));
+    }
+
+    #[test]
+    fn empty_secret_is_refused() {
+        let env = |_: &str| Some(String::new());
+        assert!(resolve(&SecretRef::Env("X".into()), &[], &env, None).is_err());
+        assert!(resolve(&SecretRef::Literal(Secret::new("")), &[], &no_env, None).is_err());
+    }
+
+    #[test]
+    fn cell_fetches_once_then_refreshes_at_most_once_per_interval() {
+        let cell = SecretCell::new(SecretRef::Env("X".into()));
+        let calls = Cell::new(0);
+        let fetch = |v: &'static str| {
+            let calls = &calls;
+            move |_: &SecretRef| {
+                calls.set(calls.get() + 1);
+                Ok(Secret::new(v))
+            }
+        };
+        let old = cell.get(fetch("old"), 100).unwrap();
+        assert_eq!(cell.get(fetch("unused"), 101).unwrap().expose(), "old");
+        assert_eq!(calls.get(), 1);
+        // Too soon after the first fetch: no refetch.
+        assert_eq!(cell.refresh(&old, fetch("new"), 110, 30), None);
+        assert_eq!(calls.get(), 1);
+        // Later: refetched, and a changed value is reported.
+        assert_eq!(
+            cell.refresh(&old, fetch("new"), 131, 30).unwrap().expose(),
+            "new"
+        );
+        assert_eq!(calls.get(), 2);
+        assert_eq!(cell.get(fetch("unused"), 132).unwrap().expose(), "new");
+    }
+
+    #[test]
+    fn cell_refresh_with_unchanged_value_says_retry_will_not_help() {
+        let cell = SecretCell::new(SecretRef::Env("X".into()));
+        let same = cell.get(|_| Ok(Secret::new("same")), 0).unwrap();
+        assert_eq!(
+            cell.refresh(&same, |_| Ok(Secret::new("same")), 100, 30),
+            None
+        );
+    }
+}
