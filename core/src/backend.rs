@@ -24,12 +24,7 @@ impl BackendToken {
 }
 
 /// Reads a token endpoint answer. `default_ttl` applies when `expires_in` is absent.
-pub(crate) fn read_answer(
-    status: u16,
-    body: &[u8],
-    now: UnixTime,
-    default_ttl: i64,
-) -> Result<BackendToken, Failure> {
+pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, default_ttl: i64) -> Result<BackendToken, Failure> {
     if status != 200 {
         return Err(failure_for_status(status, body));
     }
@@ -105,12 +100,7 @@ mod tests {
 
     #[test]
     fn expires_in_as_a_numeric_string_is_accepted() {
-        assert_eq!(
-            read(r#"{"access_token":"abc","expires_in":"60"}"#)
-                .unwrap()
-                .expires_at,
-            1060
-        );
+        assert_eq!(read(r#"{"access_token":"abc","expires_in":"60"}"#).unwrap().expires_at, 1060);
     }
 
     #[test]
@@ -134,11 +124,7 @@ mod tests {
 
     #[test]
     fn refresh_starts_at_ten_percent_or_the_margin() {
-        let t = |life| BackendToken {
-            access_token: Secret::new("x"),
-            issued_at: 0,
-            expires_at: life,
-        };
+        let t = |life| BackendToken { access_token: Secret::new("x"), issued_at: 0, expires_at: life };
         assert_eq!(t(3600).refresh_at(30), 3240);
         assert_eq!(t(100).refresh_at(30), 70);
         assert_eq!(t(10).refresh_at(30), -20);
@@ -146,15 +132,9 @@ mod tests {
 
     #[test]
     fn invalid_client_is_told_apart_from_other_errors() {
-        assert_eq!(
-            failure_for_status(400, br#"{"error":"invalid_client"}"#),
-            Failure::ClientRejected
-        );
+        assert_eq!(failure_for_status(400, br#"{"error":"invalid_client"}"#), Failure::ClientRejected);
         assert_eq!(failure_for_status(401, b""), Failure::ClientRejected);
-        assert_eq!(
-            failure_for_status(400, br#"{"error":"invalid_scope"}"#),
-            Failure::Status(400)
-        );
+        assert_eq!(failure_for_status(400, br#"{"error":"invalid_scope"}"#), Failure::Status(400));
         assert_eq!(failure_for_status(500, b"oops"), Failure::Status(500));
     }
 }

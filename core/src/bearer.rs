@@ -30,11 +30,7 @@ pub fn extract(value: Option<&str>) -> Credential<'_> {
         return Credential::Malformed;
     }
     let token = rest.trim_start_matches(' ');
-    if is_b64token(token) {
-        Credential::Bearer(token)
-    } else {
-        Credential::Malformed
-    }
+    if is_b64token(token) { Credential::Bearer(token) } else { Credential::Malformed }
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
@@ -44,9 +40,7 @@ fn is_b64token(token: &str) -> bool {
     }
     let body = token.trim_end_matches('=');
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 #[cfg(test)]

@@ -21,11 +21,7 @@ pub(crate) struct Entry<V> {
 impl<V> Entry<V> {
     /// An entry with no stale window.
     pub(crate) fn until(value: V, until: UnixTime) -> Self {
-        Self {
-            value,
-            fresh_until: until,
-            usable_until: until,
-        }
+        Self { value, fresh_until: until, usable_until: until }
     }
 }
 
@@ -89,10 +85,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            state: Mutex::new(State {
-                entries: HashMap::new(),
-                flights: HashMap::new(),
-            }),
+            state: Mutex::new(State { entries: HashMap::new(), flights: HashMap::new() }),
         }
     }
 
@@ -120,19 +113,11 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
             }
             return Self::wait(&flight, wait_until).unwrap_or(Err(timed_out));
         }
-        let flight = Arc::new(Flight {
-            result: Mutex::new(None),
-            done: Condvar::new(),
-        });
+        let flight = Arc::new(Flight { result: Mutex::new(None), done: Condvar::new() });
         state.flights.insert(key.clone(), flight.clone());
         drop(state);
 
-        let mut landing = Landing {
-            cache: self,
-            key: key.clone(),
-            flight,
-            result: None,
-        };
+        let mut landing = Landing { cache: self, key: key.clone(), flight, result: None };
         let loaded = load();
         match loaded {
             Ok(entry) => {
@@ -158,16 +143,10 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
             if left.is_zero() {
                 return None;
             }
-            result = flight
-                .done
-                .wait_timeout(result, left)
-                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+            result = flight.done.wait_timeout(result, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
         }
         // `Some(None)`: the loader panicked; report it like a timeout.
-        result
-            .clone()
-            .flatten()
-            .map(|r| r.map(|v| (v, Lookup::Shared)))
+        result.clone().flatten().map(|r| r.map(|v| (v, Lookup::Shared)))
     }
 
     fn insert(&self, key: K, entry: Entry<V>, now: UnixTime) {
@@ -189,15 +168,9 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
             return;
         }
         let target = capacity - capacity.div_ceil(10);
-        let mut by_expiry: Vec<(UnixTime, K)> = entries
-            .iter()
-            .map(|(k, e)| (e.usable_until, k.clone()))
-            .collect();
+        let mut by_expiry: Vec<(UnixTime, K)> = entries.iter().map(|(k, e)| (e.usable_until, k.clone())).collect();
         by_expiry.sort_unstable_by_key(|(t, _)| *t);
-        for (_, k) in by_expiry
-            .into_iter()
-            .take(entries.len().saturating_sub(target))
-        {
+        for (_, k) in by_expiry.into_iter().take(entries.len().saturating_sub(target)) {
             entries.remove(&k);
         }
     }
@@ -229,62 +202,33 @@ mod tests {
             loads.fetch_add(1, Ordering::SeqCst);
             Ok(Entry::until("v", 110))
         };
-        assert_eq!(
-            c.get_or_load(&1, 100, later(), "t", load),
-            Ok(("v", Lookup::Miss))
-        );
-        assert_eq!(
-            c.get_or_load(&1, 109, later(), "t", load),
-            Ok(("v", Lookup::Hit))
-        );
-        assert_eq!(
-            c.get_or_load(&1, 110, later(), "t", load),
-            Ok(("v", Lookup::Miss))
-        );
+        assert_eq!(c.get_or_load(&1, 100, later(), "t", load), Ok(("v", Lookup::Miss)));
+        assert_eq!(c.get_or_load(&1, 109, later(), "t", load), Ok(("v", Lookup::Hit)));
+        assert_eq!(c.get_or_load(&1, 110, later(), "t", load), Ok(("v", Lookup::Miss)));
         assert_eq!(loads.load(Ordering::SeqCst), 2);
     }
 
     #[test]
     fn failed_load_is_not_cached() {
         let c = C::new(10);
-        assert_eq!(
-            c.get_or_load(&1, 100, later(), "t", || Err("down")),
-            Err("down")
-        );
-        assert_eq!(
-            c.get_or_load(&1, 100, later(), "t", || Ok(Entry::until("v", 200))),
-            Ok(("v", Lookup::Miss))
-        );
+        assert_eq!(c.get_or_load(&1, 100, later(), "t", || Err("down")), Err("down"));
+        assert_eq!(c.get_or_load(&1, 100, later(), "t", || Ok(Entry::until("v", 200))), Ok(("v", Lookup::Miss)));
     }
 
     #[test]
     fn stale_value_is_served_only_when_reload_fails_and_only_until_usable() {
         let c = C::new(10);
-        let entry = Entry {
-            value: "old",
-            fresh_until: 150,
-            usable_until: 200,
-        };
+        let entry = Entry { value: "old", fresh_until: 150, usable_until: 200 };
         c.get_or_load(&1, 100, later(), "t", || Ok(entry)).unwrap();
-        assert_eq!(
-            c.get_or_load(&1, 160, later(), "t", || Err("down")),
-            Ok(("old", Lookup::Stale))
-        );
-        assert_eq!(
-            c.get_or_load(&1, 200, later(), "t", || Err("down")),
-            Err("down")
-        );
-        assert_eq!(
-            c.get_or_load(&1, 160, later(), "t", || Ok(Entry::until("new", 300))),
-            Ok(("new", Lookup::Miss))
-        );
+        assert_eq!(c.get_or_load(&1, 160, later(), "t", || Err("down")), Ok(("old", Lookup::Stale)));
+        assert_eq!(c.get_or_load(&1, 200, later(), "t", || Err("down")), Err("down"));
+        assert_eq!(c.get_or_load(&1, 160, later(), "t", || Ok(Entry::until("new", 300))), Ok(("new", Lookup::Miss)));
     }
 
     #[test]
     fn entries_already_expired_are_not_stored() {
         let c = C::new(10);
-        c.get_or_load(&1, 100, later(), "t", || Ok(Entry::until("v", 100)))
-            .unwrap();
+        c.get_or_load(&1, 100, later(), "t", || Ok(Entry::until("v", 100))).unwrap();
         assert_eq!(c.len(), 0);
     }
 
@@ -292,17 +236,11 @@ mod tests {
     fn size_stays_bounded() {
         let c = C::new(100);
         for k in 0..10_000u32 {
-            c.get_or_load(&k, 0, later(), "t", || {
-                Ok(Entry::until("v", 1000 + i64::from(k)))
-            })
-            .unwrap();
+            c.get_or_load(&k, 0, later(), "t", || Ok(Entry::until("v", 1000 + i64::from(k)))).unwrap();
             assert!(c.len() <= 100);
         }
         // The newest (latest-expiring) survive.
-        assert_eq!(
-            c.get_or_load(&9_999, 0, later(), "t", || Err("evicted")),
-            Ok(("v", Lookup::Hit))
-        );
+        assert_eq!(c.get_or_load(&9_999, 0, later(), "t", || Err("evicted")), Ok(("v", Lookup::Hit)));
     }
 
     #[test]
@@ -343,13 +281,9 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(50));
         let started = Instant::now();
-        let got = c.get_or_load(
-            &1,
-            0,
-            Instant::now() + Duration::from_millis(100),
-            "timed out",
-            || Ok(Entry::until("x", 100)),
-        );
+        let got = c.get_or_load(&1, 0, Instant::now() + Duration::from_millis(100), "timed out", || {
+            Ok(Entry::until("x", 100))
+        });
         assert_eq!(got, Err("timed out"));
         assert!(started.elapsed() < Duration::from_millis(400));
         leader.join().unwrap().unwrap();

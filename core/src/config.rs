@@ -49,6 +49,8 @@ pub struct Config {
     pub context_key: String,
     /// Realm in `WWW-Authenticate` challenges.
     pub realm: String,
+    /// Name of the OCI `USER_DEFINED` argument that carries the credential.
+    pub token_argument: String,
 }
 
 /// One setting: its variable, the seed's alias if it has one, and its meaning.
@@ -65,12 +67,7 @@ const fn s(
     default: Option<&'static str>,
     meaning: &'static str,
 ) -> Setting {
-    Setting {
-        name,
-        alias,
-        default,
-        meaning,
-    }
+    Setting { name, alias, default, meaning }
 }
 
 /// Every setting the core reads; the README's configuration table mirrors this list.
@@ -81,102 +78,32 @@ pub const SETTINGS: &[Setting] = &[
         None,
         "RFC 7662 introspection endpoint of IdP A",
     ),
-    s(
-        "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
-        Some("idcs_app_client_id"),
-        None,
-        "our client id at IdP A",
-    ),
+    s("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", Some("idcs_app_client_id"), None, "our client id at IdP A"),
     s(
         "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
         Some("idcs_app_client_secret_ocid"),
         None,
         "our client secret at IdP A (literal or reference)",
     ),
-    s(
-        "TOKENBRIDGE_REQUIRED_SCOPES",
-        None,
-        Some(""),
-        "space-separated scopes every caller token must carry",
-    ),
-    s(
-        "TOKENBRIDGE_BACKEND_TOKEN_URL",
-        Some("back_end_token_endpoint"),
-        None,
-        "token endpoint of IdP B",
-    ),
-    s(
-        "TOKENBRIDGE_BACKEND_CLIENT_ID",
-        Some("back_end_app_client_id"),
-        None,
-        "our client id at IdP B",
-    ),
+    s("TOKENBRIDGE_REQUIRED_SCOPES", None, Some(""), "space-separated scopes every caller token must carry"),
+    s("TOKENBRIDGE_BACKEND_TOKEN_URL", Some("back_end_token_endpoint"), None, "token endpoint of IdP B"),
+    s("TOKENBRIDGE_BACKEND_CLIENT_ID", Some("back_end_app_client_id"), None, "our client id at IdP B"),
     s(
         "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
         Some("back_end_client_secret_ocid"),
         None,
         "our client secret at IdP B (literal or reference)",
     ),
-    s(
-        "TOKENBRIDGE_BACKEND_SCOPE",
-        None,
-        None,
-        "optional `scope` of the client_credentials grant",
-    ),
-    s(
-        "TOKENBRIDGE_BACKEND_AUDIENCE",
-        None,
-        None,
-        "optional `audience` of the client_credentials grant",
-    ),
-    s(
-        "TOKENBRIDGE_BACKEND_RESOURCE",
-        None,
-        None,
-        "optional `resource` (RFC 8707) of the client_credentials grant",
-    ),
-    s(
-        "TOKENBRIDGE_CONNECT_TIMEOUT_MS",
-        None,
-        Some("2000"),
-        "connect timeout of one IdP call",
-    ),
-    s(
-        "TOKENBRIDGE_TIMEOUT_MS",
-        None,
-        Some("5000"),
-        "total timeout of one IdP call (clamped to the platform deadline)",
-    ),
-    s(
-        "TOKENBRIDGE_MAX_ANSWER_BYTES",
-        None,
-        Some("65536"),
-        "largest IdP answer read",
-    ),
-    s(
-        "TOKENBRIDGE_CLOCK_LEEWAY_SECONDS",
-        None,
-        Some("30"),
-        "clock tolerance for exp and nbf (0-300)",
-    ),
-    s(
-        "TOKENBRIDGE_CACHE_MAX_TTL_SECONDS",
-        None,
-        Some("300"),
-        "longest a validation result is cached (never past exp)",
-    ),
-    s(
-        "TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS",
-        None,
-        Some("10"),
-        "how long an inactive answer is cached",
-    ),
-    s(
-        "TOKENBRIDGE_CACHE_CAPACITY",
-        None,
-        Some("10000"),
-        "most validation results kept",
-    ),
+    s("TOKENBRIDGE_BACKEND_SCOPE", None, None, "optional `scope` of the client_credentials grant"),
+    s("TOKENBRIDGE_BACKEND_AUDIENCE", None, None, "optional `audience` of the client_credentials grant"),
+    s("TOKENBRIDGE_BACKEND_RESOURCE", None, None, "optional `resource` (RFC 8707) of the client_credentials grant"),
+    s("TOKENBRIDGE_CONNECT_TIMEOUT_MS", None, Some("2000"), "connect timeout of one IdP call"),
+    s("TOKENBRIDGE_TIMEOUT_MS", None, Some("5000"), "total timeout of one IdP call (clamped to the platform deadline)"),
+    s("TOKENBRIDGE_MAX_ANSWER_BYTES", None, Some("65536"), "largest IdP answer read"),
+    s("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", None, Some("30"), "clock tolerance for exp and nbf (0-300)"),
+    s("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", None, Some("300"), "longest a validation result is cached (never past exp)"),
+    s("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", None, Some("10"), "how long an inactive answer is cached"),
+    s("TOKENBRIDGE_CACHE_CAPACITY", None, Some("10000"), "most validation results kept"),
     s(
         "TOKENBRIDGE_BACKEND_REFRESH_SECONDS",
         None,
@@ -195,18 +122,9 @@ pub const SETTINGS: &[Setting] = &[
         Some("30"),
         "fewest seconds between refetches of a secret after invalid_client",
     ),
-    s(
-        "TOKENBRIDGE_CONTEXT_KEY",
-        None,
-        Some("back_end_token"),
-        "context key carrying \"Bearer <backend token>\"",
-    ),
-    s(
-        "TOKENBRIDGE_REALM",
-        None,
-        Some("tokenbridge"),
-        "realm of WWW-Authenticate challenges",
-    ),
+    s("TOKENBRIDGE_CONTEXT_KEY", None, Some("back_end_token"), "context key carrying \"Bearer <backend token>\""),
+    s("TOKENBRIDGE_REALM", None, Some("tokenbridge"), "realm of WWW-Authenticate challenges"),
+    s("TOKENBRIDGE_TOKEN_ARGUMENT", None, Some("token"), "OCI USER_DEFINED argument that carries the credential"),
 ];
 
 /// Every problem found, each one line.
@@ -215,12 +133,7 @@ pub struct ConfigErrors(pub Vec<String>);
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} configuration problem(s): {}",
-            self.0.len(),
-            self.0.join("; ")
-        )
+        write!(f, "{} configuration problem(s): {}", self.0.len(), self.0.join("; "))
     }
 }
 
@@ -234,10 +147,7 @@ impl Config {
 
     /// Reads settings through `lookup` (a name → value function), so tests need no environment.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
-        let mut r = Reader {
-            lookup,
-            problems: Vec::new(),
-        };
+        let mut r = Reader { lookup, problems: Vec::new() };
         let introspection = r.client(
             "TOKENBRIDGE_INTROSPECTION_URL",
             "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
@@ -271,8 +181,7 @@ impl Config {
             required_scopes,
             connect_timeout: Duration::from_millis(connect_ms as u64),
             call_timeout: Duration::from_millis(call_ms as u64),
-            max_answer_bytes: r.number("TOKENBRIDGE_MAX_ANSWER_BYTES", 1024, 16 * 1024 * 1024)
-                as u64,
+            max_answer_bytes: r.number("TOKENBRIDGE_MAX_ANSWER_BYTES", 1024, 16 * 1024 * 1024) as u64,
             leeway: r.number("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", 0, 300),
             cache_max_ttl: r.number("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", 0, 86_400),
             cache_inactive_ttl: r.number("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", 0, 3_600),
@@ -282,16 +191,9 @@ impl Config {
             secret_refresh_interval: r.number("TOKENBRIDGE_SECRET_REFRESH_SECONDS", 1, 86_400),
             context_key: r.text("TOKENBRIDGE_CONTEXT_KEY"),
             realm: r.text("TOKENBRIDGE_REALM"),
+            token_argument: r.text("TOKENBRIDGE_TOKEN_ARGUMENT"),
         };
-        if config.context_key.is_empty() {
-            r.problems
-                .push("TOKENBRIDGE_CONTEXT_KEY must not be empty".into());
-        }
-        if r.problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(r.problems))
-        }
+        if r.problems.is_empty() { Ok(config) } else { Err(ConfigErrors(r.problems)) }
     }
 }
 
@@ -301,44 +203,33 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// Every name read must be in SETTINGS (which documents it); the fallback keeps this total
+    /// and `every_setting_read_is_documented` keeps it unused.
     fn setting(name: &str) -> &'static Setting {
-        // Every name passed here is one of SETTINGS; the fallback keeps this total.
-        static UNKNOWN: Setting = s("", None, None, "");
+        static UNKNOWN: Setting = s("", None, None, "undocumented setting");
         SETTINGS.iter().find(|s| s.name == name).unwrap_or(&UNKNOWN)
     }
 
     /// The value under the name or the seed's alias; both set and different is a problem.
     fn optional(&mut self, name: &str) -> Option<String> {
         let setting = Self::setting(name);
-        let get = |k: &str| {
-            (self.lookup)(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| (self.lookup)(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let main = get(name);
         let alias = setting.alias.and_then(|a| get(a).map(|v| (a, v)));
         match (main, alias) {
             (Some(m), Some((a, v))) if m != v => {
-                self.problems.push(format!(
-                    "{name} and its alias {a} are both set, to different values"
-                ));
+                self.problems.push(format!("{name} and its alias {a} are both set, to different values"));
                 Some(m)
             }
             (Some(m), _) => Some(m),
             (None, Some((_, v))) => Some(v),
-            (None, None) => setting
-                .default
-                .map(str::to_string)
-                .filter(|d| !d.is_empty()),
+            (None, None) => setting.default.map(str::to_string).filter(|d| !d.is_empty()),
         }
     }
 
     fn required(&mut self, name: &str) -> String {
         self.optional(name).unwrap_or_else(|| {
-            let alias = Self::setting(name)
-                .alias
-                .map(|a| format!(" (or {a})"))
-                .unwrap_or_default();
+            let alias = Self::setting(name).alias.map(|a| format!(" (or {a})")).unwrap_or_default();
             self.problems.push(format!("{name}{alias} is required"));
             String::new()
         })
@@ -353,9 +244,7 @@ impl Reader<'_> {
         match raw.parse::<i64>() {
             Ok(n) if (min..=max).contains(&n) => n,
             _ => {
-                self.problems.push(format!(
-                    "{name} must be a whole number from {min} to {max}, got {raw:?}"
-                ));
+                self.problems.push(format!("{name} must be a whole number from {min} to {max}, got {raw:?}"));
                 min
             }
         }
@@ -382,9 +271,7 @@ impl Reader<'_> {
 
 /// IdP endpoints must be `https`, except on loopback where local testing runs plain `http`.
 pub fn check_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| format!("{url:?} is not a valid URL"))?;
+    let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a valid URL"))?;
     let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?;
     if uri.query().is_some() {
         // Queries would be logged by proxies and are never needed for these endpoints.
@@ -393,19 +280,14 @@ pub fn check_url(url: &str) -> Result<(), String> {
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(format!(
-            "{url:?} must use https (plain http is allowed only on loopback)"
-        )),
+        Some("http") => Err(format!("{url:?} must use https (plain http is allowed only on loopback)")),
         _ => Err(format!("{url:?} must be an https URL")),
     }
 }
 
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The effective configuration, one `NAME = value` line each, secrets redacted.
@@ -413,69 +295,30 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = self;
         let lines: Vec<(&str, String)> = vec![
-            (
-                "TOKENBRIDGE_INTROSPECTION_URL",
-                c.introspection.endpoint.clone(),
-            ),
-            (
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
-                c.introspection.client_id.clone(),
-            ),
-            (
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
-                format!("{:?}", c.introspection.secret),
-            ),
+            ("TOKENBRIDGE_INTROSPECTION_URL", c.introspection.endpoint.clone()),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", c.introspection.client_id.clone()),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", format!("{:?}", c.introspection.secret)),
             ("TOKENBRIDGE_REQUIRED_SCOPES", c.required_scopes.join(" ")),
             ("TOKENBRIDGE_BACKEND_TOKEN_URL", c.backend.endpoint.clone()),
             ("TOKENBRIDGE_BACKEND_CLIENT_ID", c.backend.client_id.clone()),
-            (
-                "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
-                format!("{:?}", c.backend.secret),
-            ),
+            ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", format!("{:?}", c.backend.secret)),
             (
                 "backend grant parameters",
-                c.backend_params
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                c.backend_params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
             ),
-            (
-                "TOKENBRIDGE_CONNECT_TIMEOUT_MS",
-                c.connect_timeout.as_millis().to_string(),
-            ),
-            (
-                "TOKENBRIDGE_TIMEOUT_MS",
-                c.call_timeout.as_millis().to_string(),
-            ),
-            (
-                "TOKENBRIDGE_MAX_ANSWER_BYTES",
-                c.max_answer_bytes.to_string(),
-            ),
+            ("TOKENBRIDGE_CONNECT_TIMEOUT_MS", c.connect_timeout.as_millis().to_string()),
+            ("TOKENBRIDGE_TIMEOUT_MS", c.call_timeout.as_millis().to_string()),
+            ("TOKENBRIDGE_MAX_ANSWER_BYTES", c.max_answer_bytes.to_string()),
             ("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", c.leeway.to_string()),
-            (
-                "TOKENBRIDGE_CACHE_MAX_TTL_SECONDS",
-                c.cache_max_ttl.to_string(),
-            ),
-            (
-                "TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS",
-                c.cache_inactive_ttl.to_string(),
-            ),
+            ("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", c.cache_max_ttl.to_string()),
+            ("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", c.cache_inactive_ttl.to_string()),
             ("TOKENBRIDGE_CACHE_CAPACITY", c.cache_capacity.to_string()),
-            (
-                "TOKENBRIDGE_BACKEND_REFRESH_SECONDS",
-                c.backend_refresh_margin.to_string(),
-            ),
-            (
-                "TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS",
-                c.backend_default_ttl.to_string(),
-            ),
-            (
-                "TOKENBRIDGE_SECRET_REFRESH_SECONDS",
-                c.secret_refresh_interval.to_string(),
-            ),
+            ("TOKENBRIDGE_BACKEND_REFRESH_SECONDS", c.backend_refresh_margin.to_string()),
+            ("TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS", c.backend_default_ttl.to_string()),
+            ("TOKENBRIDGE_SECRET_REFRESH_SECONDS", c.secret_refresh_interval.to_string()),
             ("TOKENBRIDGE_CONTEXT_KEY", c.context_key.clone()),
             ("TOKENBRIDGE_REALM", c.realm.clone()),
+            ("TOKENBRIDGE_TOKEN_ARGUMENT", c.token_argument.clone()),
         ];
         for (k, v) in lines {
             writeln!(f, "{k} = {v}")?;
@@ -490,27 +333,31 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
     const MINIMAL: &[(&str, &str)] = &[
-        (
-            "TOKENBRIDGE_INTROSPECTION_URL",
-            "https://idp-a.example/introspect",
-        ),
+        ("TOKENBRIDGE_INTROSPECTION_URL", "https://idp-a.example/introspect"),
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", "a-client"),
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", "a-secret-value"),
-        (
-            "TOKENBRIDGE_BACKEND_TOKEN_URL",
-            "https://idp-b.example/token",
-        ),
+        ("TOKENBRIDGE_BACKEND_TOKEN_URL", "https://idp-b.example/token"),
         ("TOKENBRIDGE_BACKEND_CLIENT_ID", "b-client"),
         ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "b-secret-value"),
     ];
+
+    #[test]
+    fn every_setting_read_is_documented() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let _ = Config::from_lookup(&|k| {
+            read.borrow_mut().push(k.to_string());
+            None
+        });
+        for name in read.into_inner() {
+            let known = SETTINGS.iter().any(|s| s.name == name || s.alias == Some(name.as_str()));
+            assert!(known, "{name} is read but not in SETTINGS");
+        }
+    }
 
     #[test]
     fn minimal_configuration_takes_the_defaults() {
@@ -526,40 +373,22 @@ mod tests {
     #[test]
     fn seed_keys_alone_are_a_complete_configuration() {
         let c = Config::from_lookup(&lookup(&[
-            (
-                "idcs_introspection_endpoint",
-                "https://idcs.example/oauth2/v1/introspect",
-            ),
+            ("idcs_introspection_endpoint", "https://idcs.example/oauth2/v1/introspect"),
             ("idcs_app_client_id", "a"),
-            (
-                "idcs_app_client_secret_ocid",
-                "ocid1.vaultsecret.oc1.iad.aaa",
-            ),
-            (
-                "back_end_token_endpoint",
-                "https://idcs.example/oauth2/v1/token",
-            ),
+            ("idcs_app_client_secret_ocid", "ocid1.vaultsecret.oc1.iad.aaa"),
+            ("back_end_token_endpoint", "https://idcs.example/oauth2/v1/token"),
             ("back_end_app_client_id", "b"),
-            (
-                "back_end_client_secret_ocid",
-                "ocid1.vaultsecret.oc1.iad.bbb",
-            ),
+            ("back_end_client_secret_ocid", "ocid1.vaultsecret.oc1.iad.bbb"),
         ]))
         .unwrap();
-        assert_eq!(
-            c.introspection.endpoint,
-            "https://idcs.example/oauth2/v1/introspect"
-        );
+        assert_eq!(c.introspection.endpoint, "https://idcs.example/oauth2/v1/introspect");
         assert!(matches!(c.backend.secret, SecretRef::Platform(_)));
     }
 
     #[test]
     fn every_problem_is_reported_at_once() {
         let err = Config::from_lookup(&lookup(&[
-            (
-                "TOKENBRIDGE_INTROSPECTION_URL",
-                "http://idp.example/introspect",
-            ),
+            ("TOKENBRIDGE_INTROSPECTION_URL", "http://idp.example/introspect"),
             ("TOKENBRIDGE_TIMEOUT_MS", "soon"),
             ("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", "9999"),
         ]))
@@ -601,10 +430,7 @@ mod tests {
     fn display_redacts_literal_secrets() {
         let c = Config::from_lookup(&lookup(MINIMAL)).unwrap();
         let shown = c.to_string();
-        assert!(
-            !shown.contains("a-secret-value") && !shown.contains("b-secret-value"),
-            "{shown}"
-        );
+        assert!(!shown.contains("a-secret-value") && !shown.contains("b-secret-value"), "{shown}");
         assert!(shown.contains("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET = <redacted literal>"));
     }
 
@@ -616,10 +442,7 @@ mod tests {
         let c = Config::from_lookup(&lookup(&pairs)).unwrap();
         assert_eq!(
             c.backend_params,
-            vec![
-                ("scope", "orders.read".to_string()),
-                ("resource", "https://api.example".to_string())
-            ]
+            vec![("scope", "orders.read".to_string()), ("resource", "https://api.example".to_string())]
         );
     }
 }

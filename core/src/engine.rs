@@ -76,24 +76,14 @@ impl EngineBuilder {
 
     pub fn build(self) -> Engine {
         let setup = self.config.map(|config| Parts {
-            http: HttpClient::new(
-                config.connect_timeout,
-                config.call_timeout,
-                config.max_answer_bytes,
-            ),
+            http: HttpClient::new(config.connect_timeout, config.call_timeout, config.max_answer_bytes),
             validations: Cache::new(config.cache_capacity),
             backend_tokens: Cache::new(1),
             introspection_secret: SecretCell::new(config.introspection.secret.clone()),
             backend_secret: SecretCell::new(config.backend.secret.clone()),
             config,
         });
-        Engine {
-            setup,
-            clock: self.clock,
-            resolvers: self.resolvers,
-            env: self.env,
-            sink: self.sink,
-        }
+        Engine { setup, clock: self.clock, resolvers: self.resolvers, env: self.env, sink: self.sink }
     }
 }
 
@@ -132,18 +122,11 @@ impl Engine {
             return Vec::new();
         };
         [
-            (
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
-                &parts.introspection_secret,
-            ),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", &parts.introspection_secret),
             ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", &parts.backend_secret),
         ]
         .into_iter()
-        .filter_map(|(name, cell)| {
-            self.secret(cell, None)
-                .err()
-                .map(|e| format!("{name}: {e}"))
-        })
+        .filter_map(|(name, cell)| self.secret(cell, None).err().map(|e| format!("{name}: {e}")))
         .collect()
     }
 
@@ -152,9 +135,8 @@ impl Engine {
         let started = Instant::now();
         let mut trace = Trace::default();
         let outcome = self.run(request, &mut trace);
-        let now = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let now =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         (self.sink)(&log::decision_line(
             request.call_id.as_deref(),
             &outcome,
@@ -170,10 +152,7 @@ impl Engine {
             Ok(parts) => parts,
             Err(problems) => {
                 trace.detail = Some(problems.to_string());
-                return Outcome::Unavailable(Cause::new(
-                    Dependency::Configuration,
-                    Failure::Invalid,
-                ));
+                return Outcome::Unavailable(Cause::new(Dependency::Configuration, Failure::Invalid));
             }
         };
         let token = match bearer::extract(request.credential.as_deref()) {
@@ -196,9 +175,7 @@ impl Engine {
         };
         let required = &parts.config.required_scopes;
         if !required.iter().all(|s| identity.scopes.contains(s)) {
-            return Outcome::Deny(Denial::InsufficientScope {
-                required: required.clone(),
-            });
+            return Outcome::Deny(Denial::InsufficientScope { required: required.clone() });
         }
         match self.backend_token(parts, request.deadline, trace) {
             Ok(backend) => Outcome::Allow(self.grant(parts, identity, &backend)),
@@ -218,21 +195,12 @@ impl Engine {
         let config = &parts.config;
         let wait_until = self.wait_until(parts, deadline);
         let timed_out = Cause::new(Dependency::Introspection, Failure::Timeout);
-        let (verdict, lookup) = parts.validations.get_or_load(
-            &log::token_hash(token),
-            now,
-            wait_until,
-            timed_out,
-            || {
+        let (verdict, lookup) =
+            parts.validations.get_or_load(&log::token_hash(token), now, wait_until, timed_out, || {
                 let form = [("token", token), ("token_type_hint", "access_token")];
-                let verdict = self.call_idp(
-                    parts,
-                    Dependency::Introspection,
-                    &form,
-                    deadline,
-                    trace,
-                    |a| introspection::read_answer(a.status, &a.body, now, config.leeway),
-                )?;
+                let verdict = self.call_idp(parts, Dependency::Introspection, &form, deadline, trace, |a| {
+                    introspection::read_answer(a.status, &a.body, now, config.leeway)
+                })?;
                 let until = match &verdict {
                     Verdict::Active(Identity { expires_at, .. }) => {
                         let max = now.saturating_add(config.cache_max_ttl);
@@ -241,8 +209,7 @@ impl Engine {
                     Verdict::Invalid(_) => now.saturating_add(config.cache_inactive_ttl),
                 };
                 Ok(Entry::until(verdict, until))
-            },
-        )?;
+            })?;
         trace.validation = Some(lookup);
         Ok(verdict)
     }
@@ -261,36 +228,22 @@ impl Engine {
         form.extend(config.backend_params.iter().map(|(k, v)| (*k, v.as_str())));
         let timed_out = Cause::new(Dependency::BackendToken, Failure::Timeout);
         let mut failure = None;
-        let result = parts.backend_tokens.get_or_load(
-            &(),
-            now,
-            self.wait_until(parts, deadline),
-            timed_out,
-            || {
-                let token = self
-                    .call_idp(
-                        parts,
-                        Dependency::BackendToken,
-                        &form,
-                        deadline,
-                        trace,
-                        |a| {
-                            backend::read_answer(a.status, &a.body, now, config.backend_default_ttl)
-                        },
-                    )
-                    .inspect_err(|cause| failure = Some(*cause))?;
-                Ok(Entry {
-                    fresh_until: token.refresh_at(config.backend_refresh_margin),
-                    usable_until: token.expires_at,
-                    value: token,
+        let result = parts.backend_tokens.get_or_load(&(), now, self.wait_until(parts, deadline), timed_out, || {
+            let token = self
+                .call_idp(parts, Dependency::BackendToken, &form, deadline, trace, |a| {
+                    backend::read_answer(a.status, &a.body, now, config.backend_default_ttl)
                 })
-            },
-        );
+                .inspect_err(|cause| failure = Some(*cause))?;
+            Ok(Entry {
+                fresh_until: token.refresh_at(config.backend_refresh_margin),
+                usable_until: token.expires_at,
+                value: token,
+            })
+        });
         let (token, lookup) = result?;
         if let (crate::cache::Lookup::Stale, Some(cause)) = (lookup, failure) {
-            trace.detail = Some(format!(
-                "backend token refresh failed ({cause}); serving the cached token until it expires"
-            ));
+            trace.detail =
+                Some(format!("backend token refresh failed ({cause}); serving the cached token until it expires"));
         }
         trace.backend = Some(lookup);
         Ok(token)
@@ -298,14 +251,10 @@ impl Engine {
 
     fn grant(&self, parts: &Parts, identity: Identity, backend: &BackendToken) -> Grant {
         let config = &parts.config;
-        let caller_expiry = identity
-            .expires_at
-            .unwrap_or_else(|| self.clock.now().saturating_add(config.cache_max_ttl));
+        let caller_expiry =
+            identity.expires_at.unwrap_or_else(|| self.clock.now().saturating_add(config.cache_max_ttl));
         let mut context = BTreeMap::new();
-        context.insert(
-            config.context_key.clone(),
-            format!("Bearer {}", backend.access_token.expose()),
-        );
+        context.insert(config.context_key.clone(), format!("Bearer {}", backend.access_token.expose()));
         Grant {
             principal: identity.principal,
             scopes: identity.scopes,
@@ -337,13 +286,7 @@ impl Engine {
         for attempt in 0..2 {
             let result = self
                 .post(parts, client, &secret, form, deadline, trace)
-                .and_then(|a| {
-                    read(&a).map_err(|f| Cause {
-                        dependency,
-                        failure: f,
-                        retry_after: a.retry_after,
-                    })
-                });
+                .and_then(|a| read(&a).map_err(|f| Cause { dependency, failure: f, retry_after: a.retry_after }));
             let result = result.map_err(|c| Cause { dependency, ..c });
             match result {
                 Err(c) if c.failure == Failure::ClientRejected && attempt == 0 => {
@@ -370,13 +313,7 @@ impl Engine {
         trace: &mut Trace,
     ) -> Result<Answer, Cause> {
         let started = Instant::now();
-        let answer = parts.http.post_form(
-            &client.endpoint,
-            &client.client_id,
-            secret.expose(),
-            form,
-            deadline,
-        );
+        let answer = parts.http.post_form(&client.endpoint, &client.client_id, secret.expose(), form, deadline);
         trace.idp_micros += started.elapsed().as_micros();
         // The dependency is filled in by the caller.
         answer.map_err(|f| Cause::new(Dependency::Introspection, f))
@@ -386,19 +323,13 @@ impl Engine {
         cell.get(|r| self.fetch_secret(r, deadline), self.clock.now())
     }
 
-    fn fetch_secret(
-        &self,
-        reference: &secret::SecretRef,
-        deadline: Option<Instant>,
-    ) -> Result<Secret, SecretError> {
+    fn fetch_secret(&self, reference: &secret::SecretRef, deadline: Option<Instant>) -> Result<Secret, SecretError> {
         secret::resolve(reference, &self.resolvers, &*self.env, deadline)
     }
 
     /// How long a caller waits for another caller's identical IdP call.
     fn wait_until(&self, parts: &Parts, deadline: Option<Instant>) -> Instant {
-        deadline.unwrap_or_else(|| {
-            Instant::now() + parts.config.call_timeout + Duration::from_millis(100)
-        })
+        deadline.unwrap_or_else(|| Instant::now() + parts.config.call_timeout + Duration::from_millis(100))
     }
 }
 

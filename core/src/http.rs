@@ -38,12 +38,7 @@ impl HttpClient {
             .timeout_global(Some(call_timeout))
             .build()
             .new_agent();
-        Self {
-            agent,
-            connect_timeout,
-            call_timeout,
-            max_body,
-        }
+        Self { agent, connect_timeout, call_timeout, max_body }
     }
 
     /// The time one call may take: the configured timeout, cut short by the deadline.
@@ -51,9 +46,7 @@ impl HttpClient {
         let Some(deadline) = deadline else {
             return Ok(self.call_timeout);
         };
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .saturating_sub(DEADLINE_MARGIN);
+        let left = deadline.saturating_duration_since(Instant::now()).saturating_sub(DEADLINE_MARGIN);
         if left < Duration::from_millis(1) {
             return Err(Failure::DeadlineExceeded);
         }
@@ -87,17 +80,8 @@ impl HttpClient {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(self.max_body)
-            .read_to_vec()
-            .map_err(classify)?;
-        Ok(Answer {
-            status,
-            body,
-            retry_after,
-        })
+        let body = response.body_mut().with_config().limit(self.max_body).read_to_vec().map_err(classify)?;
+        Ok(Answer { status, body, retry_after })
     }
 }
 
@@ -106,36 +90,21 @@ impl HttpClient {
 fn classify(e: ureq::Error) -> Failure {
     match e {
         ureq::Error::Timeout(_) => Failure::Timeout,
-        ureq::Error::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ) =>
-        {
+        ureq::Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
             Failure::Timeout
         }
         ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
-        ureq::Error::Protocol(_) | ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
-            Failure::Malformed
-        }
+        ureq::Error::Protocol(_) | ureq::Error::BadUri(_) | ureq::Error::Http(_) => Failure::Malformed,
         _ => Failure::Unreachable,
     }
 }
 
 /// Characters left as they are by `application/x-www-form-urlencoded`; all others are encoded.
-const FORM: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'*')
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_');
+const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.').remove(b'_');
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))`, as RFC 6749 §2.3.1 requires.
 pub(crate) fn basic_auth(client_id: &str, client_secret: &str) -> String {
-    let pair = format!(
-        "{}:{}",
-        utf8_percent_encode(client_id, FORM),
-        utf8_percent_encode(client_secret, FORM)
-    );
+    let pair = format!("{}:{}", utf8_percent_encode(client_id, FORM), utf8_percent_encode(client_secret, FORM));
     format!("Basic {}", STANDARD.encode(pair))
 }
 
@@ -146,10 +115,7 @@ mod tests {
     #[test]
     fn basic_auth_urlencodes_before_base64() {
         // "a b:c:d%" → "a%20b:c%3Ad%25"
-        assert_eq!(
-            basic_auth("a b", "c:d%"),
-            format!("Basic {}", STANDARD.encode("a%20b:c%3Ad%25"))
-        );
+        assert_eq!(basic_auth("a b", "c:d%"), format!("Basic {}", STANDARD.encode("a%20b:c%3Ad%25")));
         assert_eq!(basic_auth("client", "s3cr3t"), "Basic Y2xpZW50OnMzY3IzdA==");
     }
 
@@ -157,13 +123,8 @@ mod tests {
     fn budget_is_clamped_by_the_deadline() {
         let c = HttpClient::new(Duration::from_secs(1), Duration::from_secs(5), 1024);
         assert_eq!(c.budget(None), Ok(Duration::from_secs(5)));
-        let soon = c
-            .budget(Some(Instant::now() + Duration::from_millis(500)))
-            .unwrap();
+        let soon = c.budget(Some(Instant::now() + Duration::from_millis(500))).unwrap();
         assert!(soon <= Duration::from_millis(450), "{soon:?}");
-        assert_eq!(
-            c.budget(Some(Instant::now())),
-            Err(Failure::DeadlineExceeded)
-        );
+        assert_eq!(c.budget(Some(Instant::now())), Err(Failure::DeadlineExceeded));
     }
 }

@@ -26,12 +26,7 @@ pub enum Verdict {
 
 /// Reads an introspection answer. `Err` means the answer itself is unusable (Unavailable);
 /// a well-formed answer that refuses the token is `Ok(Verdict::Invalid)`.
-pub(crate) fn read_answer(
-    status: u16,
-    body: &[u8],
-    now: UnixTime,
-    leeway: i64,
-) -> Result<Verdict, Failure> {
+pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, leeway: i64) -> Result<Verdict, Failure> {
     if status != 200 {
         return Err(crate::backend::failure_for_status(status, body));
     }
@@ -61,11 +56,7 @@ pub(crate) fn read_answer(
     Ok(Verdict::Active(Identity {
         principal,
         client_id,
-        scopes: scope
-            .unwrap_or_default()
-            .split_ascii_whitespace()
-            .map(str::to_string)
-            .collect(),
+        scopes: scope.unwrap_or_default().split_ascii_whitespace().map(str::to_string).collect(),
         expires_at: exp,
     }))
 }
@@ -112,9 +103,7 @@ mod tests {
 
     #[test]
     fn active_answer_gives_identity() {
-        let i = active(
-            r#"{"active":true,"sub":"alice","client_id":"app","scope":"read  write","exp":1800000600}"#,
-        );
+        let i = active(r#"{"active":true,"sub":"alice","client_id":"app","scope":"read  write","exp":1800000600}"#);
         assert_eq!(i.principal, "alice");
         assert_eq!(i.client_id.as_deref(), Some("app"));
         assert_eq!(i.scopes, ["read", "write"]);
@@ -123,60 +112,30 @@ mod tests {
 
     #[test]
     fn principal_falls_back_to_client_id() {
-        assert_eq!(
-            active(r#"{"active":true,"client_id":"svc"}"#).principal,
-            "svc"
-        );
-        assert_eq!(
-            active(r#"{"active":true,"sub":"","client_id":"svc"}"#).principal,
-            "svc"
-        );
+        assert_eq!(active(r#"{"active":true,"client_id":"svc"}"#).principal, "svc");
+        assert_eq!(active(r#"{"active":true,"sub":"","client_id":"svc"}"#).principal, "svc");
     }
 
     #[test]
     fn active_without_sub_or_client_id_is_invalid() {
-        assert_eq!(
-            read(r#"{"active":true}"#),
-            Ok(Verdict::Invalid("no_principal"))
-        );
+        assert_eq!(read(r#"{"active":true}"#), Ok(Verdict::Invalid("no_principal")));
     }
 
     #[test]
     fn inactive_is_invalid() {
-        assert_eq!(
-            read(r#"{"active":false}"#),
-            Ok(Verdict::Invalid("inactive"))
-        );
+        assert_eq!(read(r#"{"active":false}"#), Ok(Verdict::Invalid("inactive")));
     }
 
     #[test]
     fn expiry_and_not_before_respect_the_leeway() {
-        assert!(matches!(
-            read(&format!(
-                r#"{{"active":true,"sub":"a","exp":{}}}"#,
-                NOW - 29
-            )),
-            Ok(Verdict::Active(_))
-        ));
+        assert!(matches!(read(&format!(r#"{{"active":true,"sub":"a","exp":{}}}"#, NOW - 29)), Ok(Verdict::Active(_))));
         assert_eq!(
-            read(&format!(
-                r#"{{"active":true,"sub":"a","exp":{}}}"#,
-                NOW - 30
-            )),
+            read(&format!(r#"{{"active":true,"sub":"a","exp":{}}}"#, NOW - 30)),
             Ok(Verdict::Invalid("expired"))
         );
-        assert!(matches!(
-            read(&format!(
-                r#"{{"active":true,"sub":"a","nbf":{}}}"#,
-                NOW + 30
-            )),
-            Ok(Verdict::Active(_))
-        ));
+        assert!(matches!(read(&format!(r#"{{"active":true,"sub":"a","nbf":{}}}"#, NOW + 30)), Ok(Verdict::Active(_))));
         assert_eq!(
-            read(&format!(
-                r#"{{"active":true,"sub":"a","nbf":{}}}"#,
-                NOW + 31
-            )),
+            read(&format!(r#"{{"active":true,"sub":"a","nbf":{}}}"#, NOW + 31)),
             Ok(Verdict::Invalid("not_yet_valid"))
         );
     }
@@ -202,26 +161,17 @@ mod tests {
 
     #[test]
     fn huge_numbers_do_not_overflow() {
-        assert!(matches!(
-            read(r#"{"active":true,"sub":"a","exp":1e300}"#),
-            Ok(Verdict::Active(_))
-        ));
+        assert!(matches!(read(r#"{"active":true,"sub":"a","exp":1e300}"#), Ok(Verdict::Active(_))));
         assert!(matches!(
             read(r#"{"active":true,"sub":"a","exp":-9223372036854775808}"#),
             Ok(Verdict::Invalid("expired"))
         ));
-        assert!(matches!(
-            read(r#"{"active":true,"sub":"a","nbf":9223372036854775807}"#),
-            Ok(Verdict::Invalid(_))
-        ));
+        assert!(matches!(read(r#"{"active":true,"sub":"a","nbf":9223372036854775807}"#), Ok(Verdict::Invalid(_))));
     }
 
     #[test]
     fn non_200_is_a_failure_not_a_verdict() {
         assert_eq!(read_answer(503, b"", NOW, 0), Err(Failure::Status(503)));
-        assert_eq!(
-            read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0),
-            Err(Failure::ClientRejected)
-        );
+        assert_eq!(read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0), Err(Failure::ClientRejected));
     }
 }

@@ -16,10 +16,7 @@ pub(crate) fn token_hash(token: &str) -> [u8; 32] {
 
 /// The first 12 hex digits of the token's SHA-256: enough to correlate, useless to an attacker.
 pub fn fingerprint(token: &str) -> String {
-    token_hash(token)[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    token_hash(token)[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What happened on the way to a decision, filled in as the engine goes.
@@ -48,11 +45,7 @@ pub(crate) fn decision_line(
         Outcome::Deny(_) => ("info", "deny"),
         Outcome::Unavailable(_) => ("error", "unavailable"),
     };
-    let level = if trace.backend == Some(Lookup::Stale) {
-        "warn"
-    } else {
-        level
-    };
+    let level = if trace.backend == Some(Lookup::Stale) { "warn" } else { level };
     let mut line = Map::new();
     line.insert("ts".into(), json!(now));
     line.insert("level".into(), json!(level));
@@ -77,10 +70,7 @@ pub(crate) fn decision_line(
     put("token", trace.token.as_ref().map(|t| json!(t)));
     put("validation", trace.validation.map(|l| json!(l.as_str())));
     put("backend", trace.backend.map(|l| json!(l.as_str())));
-    put(
-        "idp_ms",
-        (trace.idp_micros > 0).then(|| json!(trace.idp_micros as f64 / 1000.0)),
-    );
+    put("idp_ms", (trace.idp_micros > 0).then(|| json!(trace.idp_micros as f64 / 1000.0)));
     put("duration_ms", Some(json!(micros as f64 / 1000.0)));
     put("detail", trace.detail.as_ref().map(|d| json!(d)));
     Value::Object(line).to_string()
@@ -107,18 +97,9 @@ mod tests {
 
     #[test]
     fn line_is_one_json_object() {
-        let trace = Trace {
-            token: Some(fingerprint("t")),
-            reason: Some("inactive"),
-            ..Trace::default()
-        };
-        let line = decision_line(
-            Some("c1"),
-            &Outcome::Deny(Denial::InvalidToken),
-            &trace,
-            1234,
-            "2026-01-01T00:00:00Z",
-        );
+        let trace = Trace { token: Some(fingerprint("t")), reason: Some("inactive"), ..Trace::default() };
+        let line =
+            decision_line(Some("c1"), &Outcome::Deny(Denial::InvalidToken), &trace, 1234, "2026-01-01T00:00:00Z");
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["outcome"], "deny");
         assert_eq!(v["reason"], "inactive");

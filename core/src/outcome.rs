@@ -22,10 +22,7 @@ pub struct Request {
 impl Request {
     /// A request carrying just a credential value, e.g. `Request::bearer("Bearer abc")`.
     pub fn bearer(credential: impl Into<String>) -> Self {
-        Self {
-            credential: Some(credential.into()),
-            ..Self::default()
-        }
+        Self { credential: Some(credential.into()), ..Self::default() }
     }
 }
 
@@ -118,9 +115,7 @@ impl Denial {
 
 /// RFC 6750 restricts realm and scope values to printable ASCII without `"` and `\`.
 fn quote_safe(s: &str) -> String {
-    s.chars()
-        .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
-        .collect()
+    s.chars().filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\').collect()
 }
 
 /// Why no decision could be made. Names the failing dependency and the kind of failure,
@@ -135,11 +130,7 @@ pub struct Cause {
 
 impl Cause {
     pub fn new(dependency: Dependency, failure: Failure) -> Self {
-        Self {
-            dependency,
-            failure,
-            retry_after: None,
-        }
+        Self { dependency, failure, retry_after: None }
     }
 
     /// A stable, machine-readable name such as `introspection_timeout`.
@@ -150,12 +141,7 @@ impl Cause {
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}",
-            self.dependency.describe(),
-            self.failure.describe()
-        )
+        write!(f, "{}: {}", self.dependency.describe(), self.failure.describe())
     }
 }
 
@@ -247,29 +233,18 @@ mod tests {
 
     #[test]
     fn challenge_has_no_error_when_no_token_was_sent() {
-        assert_eq!(
-            Denial::MissingToken.challenge("api"),
-            "Bearer realm=\"api\""
-        );
+        assert_eq!(Denial::MissingToken.challenge("api"), "Bearer realm=\"api\"");
     }
 
     #[test]
     fn challenge_names_invalid_token() {
-        assert_eq!(
-            Denial::InvalidToken.challenge("api"),
-            "Bearer realm=\"api\", error=\"invalid_token\""
-        );
+        assert_eq!(Denial::InvalidToken.challenge("api"), "Bearer realm=\"api\", error=\"invalid_token\"");
     }
 
     #[test]
     fn challenge_lists_required_scopes() {
-        let d = Denial::InsufficientScope {
-            required: vec!["read".into(), "write".into()],
-        };
-        assert_eq!(
-            d.challenge("api"),
-            "Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"read write\""
-        );
+        let d = Denial::InsufficientScope { required: vec!["read".into(), "write".into()] };
+        assert_eq!(d.challenge("api"), "Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"read write\"");
         assert_eq!(d.http_status(), 403);
     }
 
@@ -283,13 +258,7 @@ mod tests {
     fn grant_debug_hides_context_values() {
         let mut context = BTreeMap::new();
         context.insert("back_end_token".into(), "Bearer s3cr3t".into());
-        let g = Grant {
-            principal: "p".into(),
-            scopes: vec![],
-            client_id: None,
-            expires_at: 0,
-            context,
-        };
+        let g = Grant { principal: "p".into(), scopes: vec![], client_id: None, expires_at: 0, context };
         let shown = format!("{g:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("back_end_token"));

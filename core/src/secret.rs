@@ -101,15 +101,11 @@ pub fn resolve(
         SecretRef::Literal(s) => Ok(s.clone()),
         SecretRef::File(path) => std::fs::read_to_string(path)
             .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
-            .map_err(|e| {
-                SecretError::Unresolvable(format!("cannot read secret file {path}: {}", e.kind()))
-            }),
+            .map_err(|e| SecretError::Unresolvable(format!("cannot read secret file {path}: {}", e.kind()))),
         SecretRef::Env(name) => lookup(name)
             .filter(|v| !v.is_empty())
             .map(Secret::new)
-            .ok_or_else(|| {
-                SecretError::Unresolvable(format!("environment variable {name} is not set"))
-            }),
+            .ok_or_else(|| SecretError::Unresolvable(format!("environment variable {name} is not set"))),
         SecretRef::Platform(r) => resolvers
             .iter()
             .find(|res| res.handles(r))
@@ -117,11 +113,7 @@ pub fn resolve(
             .resolve(r, deadline),
     }
     .and_then(|s| {
-        if s.expose().is_empty() {
-            Err(SecretError::Unresolvable("the secret is empty".into()))
-        } else {
-            Ok(s)
-        }
+        if s.expose().is_empty() { Err(SecretError::Unresolvable("the secret is empty".into())) } else { Ok(s) }
     })
 }
 
@@ -140,10 +132,7 @@ struct CellState {
 
 impl SecretCell {
     pub(crate) fn new(reference: SecretRef) -> Self {
-        Self {
-            reference,
-            state: Mutex::new(CellState::default()),
-        }
+        Self { reference, state: Mutex::new(CellState::default()) }
     }
 
     /// The cached value, resolving it on first use.
@@ -205,32 +194,16 @@ mod tests {
 
     #[test]
     fn parses_reference_kinds() {
-        assert_eq!(
-            SecretRef::parse("file:/run/s"),
-            SecretRef::File("/run/s".into())
-        );
+        assert_eq!(SecretRef::parse("file:/run/s"), SecretRef::File("/run/s".into()));
         assert_eq!(SecretRef::parse("env:X"), SecretRef::Env("X".into()));
-        assert!(matches!(
-            SecretRef::parse("ocid1.vaultsecret.oc1.x"),
-            SecretRef::Platform(_)
-        ));
-        assert!(matches!(
-            SecretRef::parse("arn:aws:secretsmanager:eu-west-1:1:secret:x"),
-            SecretRef::Platform(_)
-        ));
-        assert_eq!(
-            SecretRef::parse("hunter2"),
-            SecretRef::Literal(Secret::new("hunter2"))
-        );
+        assert!(matches!(SecretRef::parse("ocid1.vaultsecret.oc1.x"), SecretRef::Platform(_)));
+        assert!(matches!(SecretRef::parse("arn:aws:secretsmanager:eu-west-1:1:secret:x"), SecretRef::Platform(_)));
+        assert_eq!(SecretRef::parse("hunter2"), SecretRef::Literal(Secret::new("hunter2")));
     }
 
     #[test]
     fn debug_never_shows_a_literal() {
-        let shown = format!(
-            "{:?} {:?}",
-            SecretRef::parse("hunter2"),
-            Secret::new("hunter2")
-        );
+        let shown = format!("{:?} {:?}", SecretRef::parse("hunter2"), Secret::new("hunter2"));
         assert!(!shown.contains("hunter2"), "{shown}");
     }
 
@@ -238,36 +211,21 @@ mod tests {
     fn file_secret_drops_the_trailing_newline() {
         let dir = std::env::temp_dir().join(format!("tb-secret-{}", std::process::id()));
         std::fs::write(&dir, "s3cr3t\n").unwrap();
-        let got = resolve(
-            &SecretRef::File(dir.display().to_string()),
-            &[],
-            &no_env,
-            None,
-        )
-        .unwrap();
+        let got = resolve(&SecretRef::File(dir.display().to_string()), &[], &no_env, None).unwrap();
         assert_eq!(got.expose(), "s3cr3t");
         std::fs::remove_file(dir).unwrap();
     }
 
     #[test]
     fn missing_file_error_names_the_path_not_a_value() {
-        let err = resolve(
-            &SecretRef::File("/nonexistent/x".into()),
-            &[],
-            &no_env,
-            None,
-        )
-        .unwrap_err();
+        let err = resolve(&SecretRef::File("/nonexistent/x".into()), &[], &no_env, None).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x"));
     }
 
     #[test]
     fn platform_reference_without_resolver_says_so() {
         let r = SecretRef::parse("ocid1.vaultsecret.oc1.iad.abc");
-        assert!(matches!(
-            resolve(&r, &[], &no_env, None),
-            Err(SecretError::NoResolver(_))
-        ));
+        assert!(matches!(resolve(&r, &[], &no_env, None), Err(SecretError::NoResolver(_))));
     }
 
     #[test]
@@ -295,10 +253,7 @@ mod tests {
         assert_eq!(cell.refresh(&old, fetch("new"), 110, 30), None);
         assert_eq!(calls.get(), 1);
         // Later: refetched, and a changed value is reported.
-        assert_eq!(
-            cell.refresh(&old, fetch("new"), 131, 30).unwrap().expose(),
-            "new"
-        );
+        assert_eq!(cell.refresh(&old, fetch("new"), 131, 30).unwrap().expose(), "new");
         assert_eq!(calls.get(), 2);
         assert_eq!(cell.get(fetch("unused"), 132).unwrap().expose(), "new");
     }
@@ -307,9 +262,6 @@ mod tests {
     fn cell_refresh_with_unchanged_value_says_retry_will_not_help() {
         let cell = SecretCell::new(SecretRef::Env("X".into()));
         let same = cell.get(|_| Ok(Secret::new("same")), 0).unwrap();
-        assert_eq!(
-            cell.refresh(&same, |_| Ok(Secret::new("same")), 100, 30),
-            None
-        );
+        assert_eq!(cell.refresh(&same, |_| Ok(Secret::new("same")), 100, 30), None);
     }
 }

@@ -1,1 +1,130 @@
-fn main() {}
+//! `tokenbridge`: one binary for every platform. The mode comes from the first argument, or
+//! from the environment: `FN_LISTENER` → OCI Functions, `AWS_LAMBDA_RUNTIME_API` → Lambda,
+//! otherwise stdin/stdout.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use tokenbridge_core::Engine;
+
+const USAGE: &str = "\
+usage: tokenbridge [stdio | oci | lambda | http | check-config | --help | --version]
+
+  stdio         read OCI API Gateway authorizer payloads (JSON) on stdin, answer one JSON line each
+  oci           serve the OCI Functions (Fn http-stream) protocol on $FN_LISTENER
+  lambda        serve the AWS Lambda Runtime API as an API Gateway authorizer
+  http          serve HTTP: forward-auth for nginx/Traefik/Caddy/Envoy, and POST /authorize
+  check-config  validate the configuration, resolve the secrets, print the effective settings
+
+With no argument the mode follows the environment: FN_LISTENER set -> oci,
+AWS_LAMBDA_RUNTIME_API set -> lambda, otherwise stdio.
+Configuration is read from TOKENBRIDGE_* environment variables (see README.md).";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Stdio,
+    Oci,
+    Lambda,
+    Http,
+    CheckConfig,
+}
+
+fn mode(arg: Option<&str>, env: impl Fn(&str) -> bool) -> Result<Option<Mode>> {
+    Ok(Some(match arg {
+        Some("stdio") => Mode::Stdio,
+        Some("oci") => Mode::Oci,
+        Some("lambda") => Mode::Lambda,
+        Some("http") => Mode::Http,
+        Some("check-config") => Mode::CheckConfig,
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        Some("-V" | "--version") => {
+            println!("tokenbridge {}", env!("CARGO_PKG_VERSION"));
+            return Ok(None);
+        }
+        Some(other) => bail!("unknown mode {other:?}\n{USAGE}"),
+        None if env("FN_LISTENER") => Mode::Oci,
+        None if env("AWS_LAMBDA_RUNTIME_API") => Mode::Lambda,
+        None => Mode::Stdio,
+    }))
+}
+
+fn main() -> ExitCode {
+    let arg = std::env::args().nth(1);
+    let result = mode(arg.as_deref(), |k| std::env::var_os(k).is_some()).and_then(|m| match m {
+        None => Ok(ExitCode::SUCCESS),
+        Some(m) => run(m),
+    });
+    result.unwrap_or_else(|e| {
+        eprintln!("tokenbridge: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(mode: Mode) -> Result<ExitCode> {
+    match mode {
+        Mode::CheckConfig => Ok(check_config()),
+        Mode::Stdio => stdio(),
+        Mode::Oci | Mode::Lambda | Mode::Http => {
+            bail!("the {mode:?} adapter is not part of this build; available: stdio, check-config")
+        }
+    }
+}
+
+#[cfg(feature = "stdio")]
+fn stdio() -> Result<ExitCode> {
+    let engine = Engine::from_env();
+    let summary = tokenbridge_stdio::run(&engine, std::io::stdin().lock(), std::io::stdout().lock())
+        .context("reading stdin or writing stdout")?;
+    let _ = summary;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "stdio"))]
+fn stdio() -> Result<ExitCode> {
+    bail!("the stdio adapter is not part of this build")
+}
+
+/// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.
+fn check_config() -> ExitCode {
+    let engine = Engine::from_env();
+    let mut problems = match engine.config() {
+        Ok(config) => {
+            println!("{config}");
+            Vec::new()
+        }
+        Err(errors) => errors.0.clone(),
+    };
+    problems.extend(engine.check_secrets());
+    if problems.is_empty() {
+        println!("configuration OK");
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            println!("problem: {p}");
+        }
+        println!("{} problem(s) found", problems.len());
+        ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_picks_the_mode_when_no_argument_is_given() {
+        assert_eq!(mode(None, |k| k == "FN_LISTENER").unwrap(), Some(Mode::Oci));
+        assert_eq!(mode(None, |k| k == "AWS_LAMBDA_RUNTIME_API").unwrap(), Some(Mode::Lambda));
+        assert_eq!(mode(None, |_| false).unwrap(), Some(Mode::Stdio));
+    }
+
+    #[test]
+    fn an_argument_overrides_the_environment() {
+        assert_eq!(mode(Some("stdio"), |_| true).unwrap(), Some(Mode::Stdio));
+        assert_eq!(mode(Some("check-config"), |_| true).unwrap(), Some(Mode::CheckConfig));
+        assert!(mode(Some("serve"), |_| false).is_err());
+    }
+}
