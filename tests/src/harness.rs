@@ -1,0 +1,78 @@
+//! Runs the built `tokenbridge` binary the way a platform or a user would.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `tokenbridge` binary: `$TOKENBRIDGE_BIN`, else the one cargo built next to this test
+/// (`scripts/test` builds it first).
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TOKENBRIDGE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/tokenbridge
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
+    let bin = dir.join("tokenbridge");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p tokenbridge` first (scripts/test does)", bin.display());
+    bin
+}
+
+/// What one run of `tokenbridge stdio` produced.
+#[derive(Debug)]
+pub struct Run {
+    /// One parsed JSON value per stdout line.
+    pub answers: Vec<Value>,
+    pub stdout: String,
+    pub stderr: String,
+    /// One parsed JSON value per stderr line that is JSON (the decision log).
+    pub log: Vec<Value>,
+    pub success: bool,
+    pub elapsed: Duration,
+}
+
+/// Runs `tokenbridge stdio` with exactly `env` as its environment (plus PATH) and `input` on
+/// stdin, and waits for it to finish.
+pub fn stdio(env: &[(String, String)], input: &str) -> Run {
+    run(&["stdio"], env, input)
+}
+
+/// Runs the binary with `args`, exactly `env`, and `input` on stdin.
+pub fn run(args: &[&str], env: &[(String, String)], input: &str) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(binary())
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tokenbridge");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("tokenbridge output");
+    let _ = writer.join();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let parse = |s: &str| s.lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<Value>>();
+    Run {
+        answers: parse(&stdout),
+        log: parse(&stderr),
+        stdout,
+        stderr,
+        success: out.status.success(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// An OCI API Gateway TOKEN payload for `Authorization: Bearer <token>`, as one line.
+pub fn token_payload(token: &str) -> String {
+    serde_json::json!({"type": "TOKEN", "token": format!("Bearer {token}")}).to_string()
+}
