@@ -76,3 +76,50 @@ pub fn run(args: &[&str], env: &[(String, String)], input: &str) -> Run {
 pub fn token_payload(token: &str) -> String {
     serde_json::json!({"type": "TOKEN", "token": format!("Bearer {token}")}).to_string()
 }
+
+/// A `tokenbridge stdio` process to talk to one line at a time.
+pub struct Session {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Session {
+    pub fn start(env: &[(String, String)]) -> Self {
+        let mut child = Command::new(binary())
+            .arg("stdio")
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tokenbridge");
+        let stdin = child.stdin.take();
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Self { child, stdin, stdout }
+    }
+
+    /// Sends one payload line and reads the answer line.
+    pub fn ask(&mut self, line: &str) -> Value {
+        use std::io::BufRead;
+        let stdin = self.stdin.as_mut().expect("session still open");
+        writeln!(stdin, "{line}").expect("write to tokenbridge");
+        stdin.flush().expect("flush to tokenbridge");
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).expect("read from tokenbridge");
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("answer {answer:?} is not JSON: {e}"))
+    }
+
+    /// Closes stdin, waits for the exit, and returns stderr.
+    pub fn finish(mut self) -> String {
+        use std::io::Read;
+        drop(self.stdin.take());
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let _ = self.child.wait();
+        stderr
+    }
+}

@@ -4,5 +4,5 @@
 pub mod fake_idp;
 pub mod harness;
 
-pub use fake_idp::{Fault, FakeIdp, IdpPair};
-pub use harness::{Run, binary, stdio};
+pub use fake_idp::{FakeIdp, Fault, IdpPair};
+pub use harness::{Run, Session, binary, stdio, token_payload};

@@ -1,0 +1,445 @@
+//! The built binary in stdio mode against fake IdPs: every outcome, the expiry arithmetic, the
+//! caches (by counting IdP requests) and the failures that must end as Unavailable.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokenbridge_tests::fake_idp::{A_CLIENT, B_CLIENT, unix_now};
+use tokenbridge_tests::harness::{self, Session};
+use tokenbridge_tests::{Fault, IdpPair, stdio, token_payload};
+
+fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    for (k, v) in extra {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
+fn parse_time(s: &Value) -> i64 {
+    let s = s.as_str().expect("expiresAt is a string");
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).expect("RFC 3339").unix_timestamp()
+}
+
+#[test]
+fn valid_token_is_allowed_with_the_backend_token_in_context() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "orders.read", 600);
+    let run = stdio(&idp.env(), &token_payload(&token));
+    let answer = &run.answers[0];
+    assert_eq!(answer["active"], true, "{}", run.stdout);
+    assert_eq!(answer["principal"], "alice");
+    assert_eq!(answer["scope"], json!(["orders.read"]));
+    assert_eq!(answer["clientId"], "caller-app");
+    let backend = answer["context"]["back_end_token"].as_str().unwrap();
+    assert!(backend.starts_with("Bearer backend-"), "{backend}");
+    assert_eq!((idp.a.introspections(), idp.b.token_requests()), (1, 1));
+}
+
+#[test]
+fn expires_at_is_the_callers_expiry_when_the_backend_token_lives_longer() {
+    let idp = IdpPair::start();
+    idp.b.set_token_ttl(Some(3600));
+    let token = idp.a.issue("alice", "", 600);
+    let before = unix_now();
+    let run = stdio(&idp.env(), &token_payload(&token));
+    let expires = parse_time(&run.answers[0]["expiresAt"]);
+    assert!((before + 600..=unix_now() + 600).contains(&expires), "{expires} vs now {before}");
+}
+
+#[test]
+fn expires_at_is_the_backend_expiry_when_the_caller_token_lives_longer() {
+    let idp = IdpPair::start();
+    idp.b.set_token_ttl(Some(120));
+    let token = idp.a.issue("alice", "", 3600);
+    let before = unix_now();
+    let run = stdio(&idp.env(), &token_payload(&token));
+    let expires = parse_time(&run.answers[0]["expiresAt"]);
+    assert!((before + 120..=unix_now() + 120).contains(&expires), "{expires} vs now {before}");
+    assert!(run.answers[0]["expiresAt"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn caller_token_without_exp_is_bounded_by_the_cache_maximum() {
+    let idp = IdpPair::start();
+    idp.a.add_token("no-exp", json!({"active": true, "client_id": "svc"}));
+    let before = unix_now();
+    let run = stdio(&with(idp.env(), &[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "90")]), &token_payload("no-exp"));
+    assert_eq!(run.answers[0]["principal"], "svc", "principal falls back to client_id");
+    let expires = parse_time(&run.answers[0]["expiresAt"]);
+    assert!((before + 90..=unix_now() + 90).contains(&expires));
+}
+
+#[test]
+fn missing_token_is_denied_without_an_error_code_and_without_calling_an_idp() {
+    let idp = IdpPair::start();
+    let run = stdio(&idp.env(), r#"{"type":"TOKEN"}"#);
+    assert_eq!(run.answers[0], json!({"active": false, "wwwAuthenticate": "Bearer realm=\"tokenbridge\""}));
+    assert_eq!((idp.a.introspections(), idp.b.token_requests()), (0, 0));
+}
+
+#[test]
+fn malformed_credentials_are_invalid_without_calling_an_idp() {
+    let idp = IdpPair::start();
+    let input = [
+        json!({"type":"TOKEN","token":"Basic dXNlcjpwYXNz"}),
+        json!({"type":"TOKEN","token":"Bearer"}),
+        json!({"type":"TOKEN","token":"Bearer a b"}),
+        json!({"type":"TOKEN","token":"token-without-scheme"}),
+        json!({"type":"USER_DEFINED","data":{"token":"Bearer \"quoted\""}}),
+    ]
+    .map(|v| v.to_string())
+    .join("\n");
+    let run = stdio(&idp.env(), &input);
+    assert_eq!(run.answers.len(), 5, "{}", run.stdout);
+    for a in &run.answers {
+        assert_eq!(a["wwwAuthenticate"], "Bearer realm=\"tokenbridge\", error=\"invalid_token\"");
+    }
+    assert_eq!((idp.a.introspections(), idp.b.token_requests()), (0, 0));
+}
+
+#[test]
+fn inactive_token_is_denied_and_no_backend_token_is_fetched() {
+    let idp = IdpPair::start();
+    let run = stdio(&idp.env(), &token_payload("unknown-token"));
+    assert_eq!(run.answers[0]["active"], false);
+    assert_eq!(run.answers[0]["wwwAuthenticate"], "Bearer realm=\"tokenbridge\", error=\"invalid_token\"");
+    assert_eq!((idp.a.introspections(), idp.b.token_requests()), (1, 0));
+}
+
+#[test]
+fn expired_token_that_the_idp_still_calls_active_is_denied() {
+    let idp = IdpPair::start();
+    idp.a.add_token("stale", json!({"active": true, "sub": "a", "exp": unix_now() - 3600}));
+    let run = stdio(&idp.env(), &token_payload("stale"));
+    assert_eq!(run.answers[0]["active"], false);
+    assert_eq!(run.log[0]["reason"], "expired");
+}
+
+#[test]
+fn token_lacking_a_required_scope_gets_insufficient_scope() {
+    let idp = IdpPair::start();
+    let env = with(idp.env(), &[("TOKENBRIDGE_REQUIRED_SCOPES", "orders.read orders.write")]);
+    let partial = idp.a.issue("alice", "orders.read", 600);
+    let full = idp.a.issue("bob", "orders.write other orders.read", 600);
+    let run = stdio(&env, &format!("{}\n{}", token_payload(&partial), token_payload(&full)));
+    assert_eq!(
+        run.answers[0],
+        json!({"active": false, "wwwAuthenticate":
+            "Bearer realm=\"tokenbridge\", error=\"insufficient_scope\", scope=\"orders.read orders.write\""})
+    );
+    assert_eq!(run.answers[1]["active"], true);
+    assert_eq!(run.answers[1]["principal"], "bob");
+}
+
+#[test]
+fn a_hundred_decisions_for_one_token_cost_one_call_to_each_idp() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let input = vec![token_payload(&token); 100].join("\n");
+    let run = stdio(&idp.env(), &input);
+    assert_eq!(run.answers.len(), 100);
+    assert!(run.answers.iter().all(|a| a["active"] == true));
+    assert_eq!((idp.a.introspections(), idp.b.token_requests()), (1, 1));
+}
+
+#[test]
+fn a_hundred_tokens_cost_a_hundred_introspections_and_one_backend_token() {
+    let idp = IdpPair::start();
+    let input: Vec<String> = (0..100).map(|i| token_payload(&idp.a.issue(&format!("user{i}"), "", 600))).collect();
+    let run = stdio(&idp.env(), &input.join("\n"));
+    assert!(run.answers.iter().all(|a| a["active"] == true));
+    assert_eq!(run.answers.len(), 100);
+    assert_eq!((idp.a.introspections(), idp.b.token_requests()), (100, 1));
+}
+
+#[test]
+fn inactive_answers_are_cached_briefly() {
+    let idp = IdpPair::start();
+    let input = vec![token_payload("unknown"); 5].join("\n");
+    let run = stdio(&idp.env(), &input);
+    assert!(run.answers.iter().all(|a| a["active"] == false));
+    assert_eq!(idp.a.introspections(), 1);
+}
+
+#[test]
+fn a_revoked_token_is_refused_once_its_cache_entry_ends() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let env = with(idp.env(), &[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "1")]);
+    let mut session = Session::start(&env);
+    assert_eq!(session.ask(&token_payload(&token))["active"], true);
+    idp.a.revoke(&token);
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(session.ask(&token_payload(&token))["active"], false);
+    session.finish();
+    assert_eq!(idp.a.introspections(), 2);
+}
+
+#[test]
+fn a_malformed_line_gets_its_own_error_and_the_next_line_is_answered() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let input = format!(
+        "this is not json\n{{\"type\":\"NOPE\"}}\n[1,2]\n{}\n{{\"type\":\"TOKEN\",\n \"token\": \"Bearer {token}\"\n}}\n",
+        token_payload(&token)
+    );
+    let run = stdio(&idp.env(), &input);
+    assert_eq!(run.answers.len(), 5, "{}", run.stdout);
+    for a in &run.answers[..3] {
+        assert_eq!(a["error"], "invalid_payload", "{a}");
+        assert!(a.get("active").is_none());
+    }
+    assert_eq!(run.answers[3]["active"], true);
+    assert_eq!(run.answers[4]["active"], true, "a document spread over lines is one request");
+    assert!(run.success);
+}
+
+/// Each IdP failure at either IdP ends as Unavailable (no `active`, `error: unavailable`) within
+/// the timeout, never as allow or deny.
+fn assert_unavailable(idp: &IdpPair, expected_cause: &str) {
+    let token = idp.a.issue("alice", "", 600);
+    let env = with(idp.env(), &[("TOKENBRIDGE_TIMEOUT_MS", "700"), ("TOKENBRIDGE_CONNECT_TIMEOUT_MS", "300")]);
+    let run = stdio(&env, &token_payload(&token));
+    let a = &run.answers[0];
+    assert_eq!(a["error"], "unavailable", "{}", run.stdout);
+    assert_eq!(a["cause"], expected_cause, "{a}");
+    assert!(a.get("active").is_none(), "{a}");
+    // Well within the 700 ms timeout plus process start; a hang would take minutes.
+    assert!(run.elapsed < Duration::from_secs(5), "took {:?}", run.elapsed);
+    assert_eq!(run.log[0]["outcome"], "unavailable");
+}
+
+fn closed_port_url(path: &str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}{path}")
+}
+
+#[test]
+fn introspection_refused_connection_is_unavailable() {
+    let idp = IdpPair::start();
+    let dead = closed_port_url("/introspect");
+    let env = with(idp.env(), &[("TOKENBRIDGE_INTROSPECTION_URL", &dead)]);
+    let run = stdio(&env, &token_payload("t"));
+    assert_eq!(run.answers[0]["cause"], "introspection_unreachable");
+    assert_eq!(idp.b.token_requests(), 0);
+}
+
+#[test]
+fn introspection_silence_times_out_as_unavailable() {
+    let idp = IdpPair::start();
+    idp.a.set_introspect_fault(Some(Fault::Silent));
+    assert_unavailable(&idp, "introspection_timeout");
+}
+
+#[test]
+fn introspection_server_error_is_unavailable() {
+    let idp = IdpPair::start();
+    idp.a.set_introspect_fault(Some(Fault::Status(503, "down".into())));
+    assert_unavailable(&idp, "introspection_bad_status");
+}
+
+#[test]
+fn introspection_non_json_answer_is_unavailable() {
+    let idp = IdpPair::start();
+    idp.a.set_introspect_fault(Some(Fault::Status(200, "<html>login</html>".into())));
+    assert_unavailable(&idp, "introspection_malformed_answer");
+}
+
+#[test]
+fn introspection_wrong_shape_is_unavailable_not_allow() {
+    let idp = IdpPair::start();
+    idp.a.set_introspect_fault(Some(Fault::Status(200, r#"{"active":"true","sub":"alice"}"#.into())));
+    assert_unavailable(&idp, "introspection_malformed_answer");
+}
+
+#[test]
+fn introspection_rejecting_our_client_is_unavailable() {
+    let idp = IdpPair::start();
+    idp.a.add_client(A_CLIENT.0, "rotated-elsewhere");
+    assert_unavailable(&idp, "introspection_client_rejected");
+}
+
+#[test]
+fn backend_refused_connection_is_unavailable() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let env = with(idp.env(), &[("TOKENBRIDGE_BACKEND_TOKEN_URL", &closed_port_url("/token"))]);
+    let run = stdio(&env, &token_payload(&token));
+    assert_eq!(run.answers[0]["cause"], "backend_token_unreachable");
+}
+
+#[test]
+fn backend_silence_times_out_as_unavailable() {
+    let idp = IdpPair::start();
+    idp.b.set_token_fault(Some(Fault::Silent));
+    assert_unavailable(&idp, "backend_token_timeout");
+}
+
+#[test]
+fn backend_server_error_is_unavailable() {
+    let idp = IdpPair::start();
+    idp.b.set_token_fault(Some(Fault::Status(500, "{}".into())));
+    assert_unavailable(&idp, "backend_token_bad_status");
+}
+
+#[test]
+fn backend_non_json_answer_is_unavailable() {
+    let idp = IdpPair::start();
+    idp.b.set_token_fault(Some(Fault::Status(200, "not json".into())));
+    assert_unavailable(&idp, "backend_token_malformed_answer");
+}
+
+#[test]
+fn backend_rejecting_our_client_is_unavailable() {
+    let idp = IdpPair::start();
+    idp.b.add_client(B_CLIENT.0, "rotated-elsewhere");
+    assert_unavailable(&idp, "backend_token_client_rejected");
+}
+
+#[test]
+fn backend_rate_limit_is_unavailable_with_its_retry_hint() {
+    let idp = IdpPair::start();
+    idp.b.set_token_fault(Some(Fault::StatusRetryAfter(429, 17)));
+    let token = idp.a.issue("alice", "", 600);
+    let run = stdio(&idp.env(), &token_payload(&token));
+    assert_eq!(run.answers[0]["cause"], "backend_token_bad_status");
+    assert_eq!(run.answers[0]["retryAfter"], 17);
+}
+
+#[test]
+fn decisions_succeed_again_once_the_idp_recovers() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let mut session = Session::start(&idp.env());
+    idp.a.set_introspect_fault(Some(Fault::Status(502, "".into())));
+    assert_eq!(session.ask(&token_payload(&token))["error"], "unavailable");
+    idp.a.set_introspect_fault(None);
+    assert_eq!(session.ask(&token_payload(&token))["active"], true, "failures are not cached");
+    session.finish();
+}
+
+#[test]
+fn a_rotated_secret_is_fetched_again_after_invalid_client() {
+    let idp = IdpPair::start();
+    let dir = std::env::temp_dir().join(format!("tb-rotate-{}", std::process::id()));
+    std::fs::write(&dir, format!("{}\n", A_CLIENT.1)).unwrap();
+    let file_ref = format!("file:{}", dir.display());
+    let env = with(
+        idp.env(),
+        &[("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", &file_ref), ("TOKENBRIDGE_SECRET_REFRESH_SECONDS", "1")],
+    );
+    let mut session = Session::start(&env);
+    assert_eq!(session.ask(&token_payload(&idp.a.issue("a", "", 600)))["active"], true);
+    // Rotation: the IdP and the secret store change together.
+    idp.a.add_client(A_CLIENT.0, "rotated-s3cret");
+    std::fs::write(&dir, "rotated-s3cret\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let answer = session.ask(&token_payload(&idp.a.issue("b", "", 600)));
+    let log = session.finish();
+    std::fs::remove_file(&dir).unwrap();
+    assert_eq!(answer["active"], true, "{answer}\n{log}");
+    assert_eq!(idp.a.rejected_auth(), 1, "one rejected call, then the retry with the new secret");
+}
+
+#[test]
+fn a_bad_configuration_answers_unavailable_and_logs_every_problem() {
+    let env = vec![("TOKENBRIDGE_INTROSPECTION_URL".to_string(), "http://idp.example/introspect".to_string())];
+    let run = stdio(&env, &format!("{}\n{}", token_payload("t"), token_payload("u")));
+    assert_eq!(run.answers.len(), 2, "the process keeps answering");
+    for a in &run.answers {
+        assert_eq!(a["cause"], "configuration_invalid");
+    }
+    let detail = run.log[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("must use https"), "{detail}");
+    assert!(detail.contains("TOKENBRIDGE_BACKEND_TOKEN_URL (or back_end_token_endpoint) is required"), "{detail}");
+}
+
+#[test]
+fn the_seeds_six_keys_alone_give_a_working_authorizer() {
+    let idp = IdpPair::start();
+    let env: Vec<(String, String)> = [
+        ("idcs_introspection_endpoint", idp.a.introspection_url()),
+        ("idcs_app_client_id", A_CLIENT.0.to_string()),
+        ("idcs_app_client_secret_ocid", A_CLIENT.1.to_string()),
+        ("back_end_token_endpoint", idp.b.token_url()),
+        ("back_end_app_client_id", B_CLIENT.0.to_string()),
+        ("back_end_client_secret_ocid", B_CLIENT.1.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let token = idp.a.issue("alice", "", 600);
+    let run = stdio(&env, &token_payload(&token));
+    assert_eq!(run.answers[0]["active"], true, "{}", run.stdout);
+}
+
+#[test]
+fn vault_secret_references_are_reported_as_unresolvable_in_stdio_mode() {
+    let idp = IdpPair::start();
+    let env = with(idp.env(), &[("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "ocid1.vaultsecret.oc1.iad.example")]);
+    let token = idp.a.issue("alice", "", 600);
+    let run = stdio(&env, &token_payload(&token));
+    assert_eq!(run.answers[0]["cause"], "secret_invalid");
+    assert!(run.log[0]["detail"].as_str().unwrap().contains("no resolver"), "{}", run.stderr);
+    let check = harness::run(&["check-config"], &env, "");
+    assert!(!check.success);
+    assert!(check.stdout.contains("TOKENBRIDGE_BACKEND_CLIENT_SECRET: no resolver"), "{}", check.stdout);
+}
+
+#[test]
+fn check_config_lists_every_problem_and_redacts_secrets() {
+    let idp = IdpPair::start();
+    let good = harness::run(&["check-config"], &idp.env(), "");
+    assert!(good.success, "{}", good.stdout);
+    assert!(good.stdout.contains("configuration OK"));
+    assert!(!good.stdout.contains(A_CLIENT.1) && !good.stdout.contains(B_CLIENT.1), "{}", good.stdout);
+
+    let bad = harness::run(
+        &["check-config"],
+        &with(idp.env(), &[("TOKENBRIDGE_TIMEOUT_MS", "never"), ("TOKENBRIDGE_BACKEND_TOKEN_URL", "ftp://x/")]),
+        "",
+    );
+    assert!(!bad.success);
+    assert!(bad.stdout.contains("2 problem(s) found"), "{}", bad.stdout);
+}
+
+#[test]
+fn no_token_or_secret_reaches_stdout_or_stderr_except_the_backend_token_in_context() {
+    let idp = IdpPair::start();
+    let env = with(idp.env(), &[("TOKENBRIDGE_REQUIRED_SCOPES", "needed")]);
+    let good = idp.a.issue("alice", "needed", 600);
+    let weak = idp.a.issue("bob", "other", 600);
+    let input = [
+        token_payload(&good),
+        token_payload(&weak),
+        token_payload("some-unknown-caller-token"),
+        format!(r#"{{"type":"TOKEN","token":"Bearer {good}"#),
+        format!("{{\"type\":\"TOKEN\",\"token\":\"Bearer {good}\"}} trailing"),
+    ]
+    .join("\n");
+    let run = stdio(&env, &input);
+    for needle in [good.as_str(), weak.as_str(), "some-unknown-caller-token", A_CLIENT.1, B_CLIENT.1] {
+        assert!(!run.stderr.contains(needle), "stderr leaks {needle}:\n{}", run.stderr);
+        assert!(!run.stdout.contains(needle), "stdout leaks {needle}:\n{}", run.stdout);
+    }
+    let backend = run.answers[0]["context"]["back_end_token"].as_str().unwrap().trim_start_matches("Bearer ");
+    assert!(!run.stderr.contains(backend), "the backend token is logged");
+}
+
+#[test]
+fn every_decision_logs_one_json_line() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let run =
+        stdio(&idp.env(), &format!("{}\n{}\n{}", token_payload(&token), token_payload(&token), "{\"type\":\"TOKEN\"}"));
+    assert_eq!(run.log.len(), 3, "{}", run.stderr);
+    assert_eq!(run.log[0]["validation"], "miss");
+    assert_eq!(run.log[1]["validation"], "hit");
+    assert_eq!(run.log[1]["backend"], "hit");
+    assert_eq!(run.log[0]["token"], run.log[1]["token"]);
+    assert_eq!(run.log[0]["token"].as_str().unwrap().len(), 12);
+    assert_eq!(run.log[2]["reason"], "missing_token");
+}
