@@ -1,0 +1,214 @@
+//! The engine against in-process fake IdPs with a controlled clock: cache lifetimes, early
+//! refresh, stale serving, single-flight and deadlines, without sleeping through lifetimes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokenbridge_core::{Config, Denial, Dependency, Engine, Failure, ManualClock, Outcome, Request};
+use tokenbridge_tests::fake_idp::unix_now;
+use tokenbridge_tests::{Fault, IdpPair};
+
+struct Fixture {
+    idp: IdpPair,
+    clock: Arc<ManualClock>,
+    engine: Engine,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn fixture(extra: &[(&str, &str)]) -> Fixture {
+    let idp = IdpPair::start();
+    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let clock = Arc::new(ManualClock::at(unix_now()));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let engine = Engine::builder(Config::from_lookup(&|k| env.get(k).cloned()))
+        .clock(clock.clone())
+        .log_sink(move |line| sink.lock().unwrap().push(line.to_string()))
+        .build();
+    Fixture { idp, clock, engine, log }
+}
+
+fn bearer(token: &str) -> Request {
+    Request::bearer(format!("Bearer {token}"))
+}
+
+fn backend_token(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Allow(g) => g.context["back_end_token"].clone(),
+        other => panic!("expected allow, got {other:?}"),
+    }
+}
+
+#[test]
+fn backend_token_is_reused_until_its_refresh_point_then_refetched() {
+    let f = fixture(&[]);
+    f.idp.b.set_token_ttl(Some(100));
+    let token = f.idp.a.issue("alice", "", 3600);
+    let first = backend_token(&f.engine.decide(&bearer(&token)));
+    // Refresh when less than max(30 s, 10 % of 100 s) is left: at 70 s.
+    f.clock.advance(69);
+    assert_eq!(backend_token(&f.engine.decide(&bearer(&token))), first);
+    assert_eq!(f.idp.b.token_requests(), 1);
+    f.clock.advance(1);
+    let second = backend_token(&f.engine.decide(&bearer(&token)));
+    assert_ne!(second, first);
+    assert_eq!(f.idp.b.token_requests(), 2);
+}
+
+#[test]
+fn a_failed_refresh_keeps_serving_the_valid_token_but_never_past_its_expiry() {
+    let f = fixture(&[]);
+    f.idp.b.set_token_ttl(Some(100));
+    let token = f.idp.a.issue("alice", "", 3600);
+    let first = backend_token(&f.engine.decide(&bearer(&token)));
+    f.idp.b.set_token_fault(Some(Fault::Status(503, String::new())));
+    f.clock.advance(80);
+    assert_eq!(backend_token(&f.engine.decide(&bearer(&token))), first, "stale but valid");
+    let last = f.log.lock().unwrap().last().cloned().unwrap();
+    assert!(last.contains("\"backend\":\"stale\"") && last.contains("\"level\":\"warn\""), "{last}");
+    assert!(last.contains("backend token refresh failed"), "{last}");
+    f.clock.advance(20);
+    match f.engine.decide(&bearer(&token)) {
+        Outcome::Unavailable(c) => {
+            assert_eq!((c.dependency, c.failure), (Dependency::BackendToken, Failure::Status(503)))
+        }
+        other => panic!("an expired backend token was handed out: {other:?}"),
+    }
+}
+
+#[test]
+fn grant_expiry_follows_the_clock_and_the_backend_token() {
+    let f = fixture(&[]);
+    f.idp.b.set_token_ttl(Some(100));
+    let token = f.idp.a.issue("alice", "", 3600);
+    let start = f.clock_now();
+    match f.engine.decide(&bearer(&token)) {
+        Outcome::Allow(g) => assert_eq!(g.expires_at, start + 100),
+        other => panic!("{other:?}"),
+    }
+}
+
+impl Fixture {
+    fn clock_now(&self) -> i64 {
+        use tokenbridge_core::Clock;
+        self.clock.now()
+    }
+}
+
+#[test]
+fn missing_expires_in_gets_the_conservative_default() {
+    let f = fixture(&[("TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS", "120")]);
+    f.idp.b.set_token_ttl(None);
+    let token = f.idp.a.issue("alice", "", 3600);
+    let start = f.clock_now();
+    match f.engine.decide(&bearer(&token)) {
+        Outcome::Allow(g) => assert_eq!(g.expires_at, start + 120),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn validation_is_cached_until_the_token_expires() {
+    let f = fixture(&[]);
+    let token = f.idp.a.issue("alice", "", 50);
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)));
+    f.clock.advance(49);
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)));
+    assert_eq!(f.idp.a.introspections(), 1);
+    f.clock.advance(1);
+    f.engine.decide(&bearer(&token));
+    assert_eq!(f.idp.a.introspections(), 2, "re-asked once the cached result reached exp");
+}
+
+#[test]
+fn validation_is_cached_no_longer_than_the_configured_maximum() {
+    let f = fixture(&[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "60")]);
+    let token = f.idp.a.issue("alice", "", 3600);
+    f.engine.decide(&bearer(&token));
+    f.clock.advance(59);
+    f.engine.decide(&bearer(&token));
+    assert_eq!(f.idp.a.introspections(), 1);
+    f.clock.advance(1);
+    f.engine.decide(&bearer(&token));
+    assert_eq!(f.idp.a.introspections(), 2);
+}
+
+#[test]
+fn an_inactive_answer_is_cached_for_the_inactive_ttl() {
+    let f = fixture(&[("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "10")]);
+    assert_eq!(f.engine.decide(&bearer("nobody")), Outcome::Deny(Denial::InvalidToken));
+    f.clock.advance(9);
+    f.engine.decide(&bearer("nobody"));
+    assert_eq!(f.idp.a.introspections(), 1);
+    f.clock.advance(1);
+    f.engine.decide(&bearer("nobody"));
+    assert_eq!(f.idp.a.introspections(), 2);
+}
+
+#[test]
+fn concurrent_decisions_for_a_new_token_make_one_call_to_each_idp() {
+    let f = Arc::new(fixture(&[]));
+    f.idp.a.set_introspect_fault(Some(Fault::Delay(Duration::from_millis(150))));
+    let token = f.idp.a.issue("alice", "", 3600);
+    let threads: Vec<_> = (0..12)
+        .map(|_| {
+            let (f, token) = (f.clone(), token.clone());
+            std::thread::spawn(move || f.engine.decide(&bearer(&token)))
+        })
+        .collect();
+    for t in threads {
+        assert!(matches!(t.join().unwrap(), Outcome::Allow(_)));
+    }
+    assert_eq!((f.idp.a.introspections(), f.idp.b.token_requests()), (1, 1));
+}
+
+#[test]
+fn the_request_deadline_bounds_the_idp_call() {
+    let f = fixture(&[("TOKENBRIDGE_TIMEOUT_MS", "10000")]);
+    f.idp.a.set_introspect_fault(Some(Fault::Silent));
+    let mut request = bearer("t");
+    request.deadline = Some(Instant::now() + Duration::from_millis(300));
+    let started = Instant::now();
+    match f.engine.decide(&request) {
+        Outcome::Unavailable(c) => assert_eq!(c.failure, Failure::Timeout),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_passed_deadline_calls_no_idp() {
+    let f = fixture(&[]);
+    let mut request = bearer("t");
+    request.deadline = Some(Instant::now());
+    match f.engine.decide(&request) {
+        Outcome::Unavailable(c) => assert_eq!(c.failure, Failure::DeadlineExceeded),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.idp.a.introspections(), 0);
+}
+
+#[test]
+fn an_oversized_idp_answer_is_unavailable() {
+    let f = fixture(&[("TOKENBRIDGE_MAX_ANSWER_BYTES", "1024")]);
+    let big = json!({"active": true, "sub": "a", "pad": "x".repeat(4096)}).to_string();
+    f.idp.a.set_introspect_fault(Some(Fault::Status(200, big)));
+    match f.engine.decide(&bearer("t")) {
+        Outcome::Unavailable(c) => assert_eq!(c.failure, Failure::TooLarge),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_redirect_is_not_followed() {
+    let f = fixture(&[]);
+    f.idp.a.set_introspect_fault(Some(Fault::Status(302, String::new())));
+    match f.engine.decide(&bearer("t")) {
+        Outcome::Unavailable(c) => assert_eq!(c.failure, Failure::Status(302)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f.idp.a.introspections(), 1);
+}
