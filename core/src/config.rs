@@ -252,10 +252,10 @@ impl Reader<'_> {
 
     fn url(&mut self, name: &str) -> String {
         let url = self.required(name);
-        if !url.is_empty() {
-            if let Err(why) = check_url(&url) {
-                self.problems.push(format!("{name}: {why}"));
-            }
+        // An empty URL has already been reported as missing.
+        match check_url(&url) {
+            Err(why) if !url.is_empty() => self.problems.push(format!("{name}: {why}")),
+            _ => {}
         }
         url
     }

@@ -161,11 +161,9 @@ impl SecretCell {
         min_interval: i64,
     ) -> Option<Secret> {
         let mut state = lock(&self.state);
-        if let Some(current) = &state.value {
-            if current != rejected {
-                // Someone else already refreshed it.
-                return Some(current.clone());
-            }
+        if let Some(current) = state.value.as_ref().filter(|v| *v != rejected) {
+            // Someone else already refreshed it.
+            return Some(current.clone());
         }
         if state.fetched_at.is_some_and(|t| now - t < min_interval) {
             return None;
