@@ -290,6 +290,12 @@ fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+impl Config {
+    fn backend_param(&self, name: &str) -> String {
+        self.backend_params.iter().find(|(k, _)| *k == name).map_or_else(|| "(unset)".into(), |(_, v)| v.clone())
+    }
+}
+
 /// The effective configuration, one `NAME = value` line each, secrets redacted.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -302,10 +308,9 @@ impl fmt::Display for Config {
             ("TOKENBRIDGE_BACKEND_TOKEN_URL", c.backend.endpoint.clone()),
             ("TOKENBRIDGE_BACKEND_CLIENT_ID", c.backend.client_id.clone()),
             ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", format!("{:?}", c.backend.secret)),
-            (
-                "backend grant parameters",
-                c.backend_params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
-            ),
+            ("TOKENBRIDGE_BACKEND_SCOPE", c.backend_param("scope")),
+            ("TOKENBRIDGE_BACKEND_AUDIENCE", c.backend_param("audience")),
+            ("TOKENBRIDGE_BACKEND_RESOURCE", c.backend_param("resource")),
             ("TOKENBRIDGE_CONNECT_TIMEOUT_MS", c.connect_timeout.as_millis().to_string()),
             ("TOKENBRIDGE_TIMEOUT_MS", c.call_timeout.as_millis().to_string()),
             ("TOKENBRIDGE_MAX_ANSWER_BYTES", c.max_answer_bytes.to_string()),

@@ -92,7 +92,7 @@ fn check_config() -> ExitCode {
     let engine = Engine::from_env();
     let mut problems = match engine.config() {
         Ok(config) => {
-            println!("{config}");
+            print!("{config}");
             Vec::new()
         }
         Err(errors) => errors.0.clone(),
