@@ -87,6 +87,24 @@ impl EngineBuilder {
     }
 }
 
+/// The process's engine: OCI and Lambda reuse it across warm invocations, the HTTP adapter
+/// shares it across worker threads.
+static GLOBAL: once_cell::sync::OnceCell<Engine> = once_cell::sync::OnceCell::new();
+
+/// The process's engine, configured from the environment on first use.
+pub fn global() -> &'static Engine {
+    GLOBAL.get_or_init(Engine::from_env)
+}
+
+/// Makes `engine` the process's engine (for adapters that register secret resolvers). If the
+/// process's engine was already built, `engine` is dropped and the existing one is the `Err`.
+pub fn set_global(engine: Engine) -> Result<&'static Engine, &'static Engine> {
+    match GLOBAL.set(engine) {
+        Ok(()) => Ok(global()),
+        Err(_) => Err(global()),
+    }
+}
+
 fn stderr_sink(line: &str) {
     // A failed log write must not fail the decision.
     let _ = writeln!(std::io::stderr().lock(), "{line}");

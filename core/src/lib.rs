@@ -4,7 +4,7 @@
 //! ```no_run
 //! use tokenbridge_core::{Engine, Outcome, Request};
 //!
-//! let engine = Engine::from_env(); // TOKENBRIDGE_* variables; see `Config`
+//! let engine: &Engine = tokenbridge_core::global(); // built once, from TOKENBRIDGE_* variables
 //! match engine.decide(&Request::bearer("Bearer 2YotnFZFEjr1zCsicMWpAA")) {
 //!     Outcome::Allow(grant) => println!("allow {} until {}", grant.principal, grant.expires_at),
 //!     Outcome::Deny(denial) => println!("deny: {}", denial.challenge("api")),
@@ -38,7 +38,7 @@ pub use bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
 pub use cache::Lookup;
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use config::{Client, Config, ConfigErrors, SETTINGS, Setting, check_url};
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{Engine, EngineBuilder, global, set_global};
 pub use introspection::{Identity, Verdict};
 pub use log::fingerprint;
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};

@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use tokenbridge_core::Engine;
 
 const USAGE: &str = "\
 usage: tokenbridge [stdio | oci | lambda | http | check-config | --help | --version]
@@ -75,10 +74,9 @@ fn run(mode: Mode) -> Result<ExitCode> {
 
 #[cfg(feature = "stdio")]
 fn stdio() -> Result<ExitCode> {
-    let engine = Engine::from_env();
-    let summary = tokenbridge_stdio::run(&engine, std::io::stdin().lock(), std::io::stdout().lock())
+    let summary = tokenbridge_stdio::run(tokenbridge_core::global(), std::io::stdin().lock(), std::io::stdout().lock())
         .context("reading stdin or writing stdout")?;
-    let _ = summary;
+    let _ = summary; // answers already say everything; the exit status reports I/O only
     Ok(ExitCode::SUCCESS)
 }
 
@@ -89,7 +87,7 @@ fn stdio() -> Result<ExitCode> {
 
 /// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.
 fn check_config() -> ExitCode {
-    let engine = Engine::from_env();
+    let engine = tokenbridge_core::global();
     let mut problems = match engine.config() {
         Ok(config) => {
             print!("{config}");
