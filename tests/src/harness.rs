@@ -21,6 +21,19 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Starts the binary with `args` and exactly `env`, all three standard streams piped.
+pub fn spawn(args: &[&str], env: &[(String, String)]) -> std::process::Child {
+    Command::new(binary())
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tokenbridge")
+}
+
 /// What one run of `tokenbridge stdio` produced.
 #[derive(Debug)]
 pub struct Run {
@@ -43,15 +56,7 @@ pub fn stdio(env: &[(String, String)], input: &str) -> Run {
 /// Runs the binary with `args`, exactly `env`, and `input` on stdin.
 pub fn run(args: &[&str], env: &[(String, String)], input: &str) -> Run {
     let started = Instant::now();
-    let mut child = Command::new(binary())
-        .args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tokenbridge");
+    let mut child = spawn(args, env);
     let mut stdin = child.stdin.take().expect("stdin");
     let input = input.to_string();
     let writer = std::thread::spawn(move || {
@@ -86,15 +91,7 @@ pub struct Session {
 
 impl Session {
     pub fn start(env: &[(String, String)]) -> Self {
-        let mut child = Command::new(binary())
-            .arg("stdio")
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tokenbridge");
+        let mut child = spawn(&["stdio"], env);
         let stdin = child.stdin.take();
         let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
         Self { child, stdin, stdout }
