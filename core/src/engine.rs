@@ -212,7 +212,7 @@ impl Engine {
         let now = self.clock.now();
         let config = &parts.config;
         let wait_until = self.wait_until(parts, deadline);
-        let timed_out = Cause::new(Dependency::Introspection, Failure::Timeout);
+        let timed_out = Cause::new(Dependency::Introspection, waited_too_long(deadline));
         let (verdict, lookup) =
             parts.validations.get_or_load(&log::token_hash(token), now, wait_until, timed_out, || {
                 let form = [("token", token), ("token_type_hint", "access_token")];
@@ -244,7 +244,7 @@ impl Engine {
         let config = &parts.config;
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         form.extend(config.backend_params.iter().map(|(k, v)| (*k, v.as_str())));
-        let timed_out = Cause::new(Dependency::BackendToken, Failure::Timeout);
+        let timed_out = Cause::new(Dependency::BackendToken, waited_too_long(deadline));
         let mut failure = None;
         let result = parts.backend_tokens.get_or_load(&(), now, self.wait_until(parts, deadline), timed_out, || {
             let token = self
@@ -354,6 +354,11 @@ impl Engine {
 /// When the gateway must stop reusing a decision: the earlier of the two tokens' expiries.
 pub(crate) fn expiry(caller: UnixTime, backend: UnixTime) -> UnixTime {
     caller.min(backend)
+}
+
+/// Why a wait for a concurrent caller's IdP call ended without its result.
+fn waited_too_long(deadline: Option<Instant>) -> Failure {
+    if deadline.is_some() { Failure::DeadlineExceeded } else { Failure::Timeout }
 }
 
 fn secret_cause(e: &SecretError) -> Cause {

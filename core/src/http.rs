@@ -73,6 +73,12 @@ impl HttpClient {
             .header("Authorization", basic_auth(client_id, client_secret))
             .header("Accept", "application/json")
             .send_form(form.iter().copied());
+        // A timeout that the deadline imposed is the deadline's failure, not the IdP's.
+        let cut_by_deadline = budget < self.call_timeout;
+        let classify = |e| match classify(e) {
+            Failure::Timeout if cut_by_deadline => Failure::DeadlineExceeded,
+            f => f,
+        };
         let mut response = response.map_err(classify)?;
         let status = response.status().as_u16();
         let retry_after = response

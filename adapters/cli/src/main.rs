@@ -66,9 +66,8 @@ fn run(mode: Mode) -> Result<ExitCode> {
     match mode {
         Mode::CheckConfig => Ok(check_config()),
         Mode::Stdio => stdio(),
-        Mode::Oci | Mode::Lambda | Mode::Http => {
-            bail!("the {mode:?} adapter is not part of this build; available: stdio, check-config")
-        }
+        Mode::Oci => oci(),
+        Mode::Lambda | Mode::Http => bail!("the {mode:?} adapter is not part of this build"),
     }
 }
 
@@ -83,6 +82,22 @@ fn stdio() -> Result<ExitCode> {
 #[cfg(not(feature = "stdio"))]
 fn stdio() -> Result<ExitCode> {
     bail!("the stdio adapter is not part of this build")
+}
+
+#[cfg(feature = "oci")]
+fn oci() -> Result<ExitCode> {
+    use tokenbridge_oci::fn_server;
+    let listener_env = std::env::var("FN_LISTENER").context("FN_LISTENER is not set; the Fn agent sets it")?;
+    // Bind first: the agent gives the container 5 s to publish its socket.
+    let listener = fn_server::bind(&listener_env).with_context(|| format!("binding {listener_env}"))?;
+    let engine = tokenbridge_core::global();
+    fn_server::serve(engine, listener).context("serving the Fn socket")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "oci"))]
+fn oci() -> Result<ExitCode> {
+    bail!("the oci adapter is not part of this build")
 }
 
 /// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.

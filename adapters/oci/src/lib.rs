@@ -1,6 +1,6 @@
-//! OCI adapter for tokenbridge. This crate holds the OCI API Gateway authorizer contract
-//! (contracts.md §3): the payloads a gateway sends to an authorizer function and the answers it
-//! expects, as two pure functions.
+//! OCI adapter for tokenbridge: the OCI API Gateway authorizer contract (contracts.md §3) as two
+//! pure functions in [`gateway`], and the OCI Functions "http-stream" protocol that carries it
+//! in [`fn_server`].
 //!
 //! ```
 //! use tokenbridge_core::{Denial, Outcome};
@@ -14,4 +14,6 @@
 //! assert_eq!(answer.body["active"], false);
 //! ```
 
+pub mod fn_server;
 pub mod gateway;
+pub mod http1;
