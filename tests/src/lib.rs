@@ -2,6 +2,7 @@
 //! the built `tokenbridge` binary.
 
 pub mod fake_idp;
+pub mod fake_secrets;
 pub mod fn_agent;
 pub mod harness;
 

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use tokenbridge_core::{Config, Engine};
 
 const USAGE: &str = "\
 usage: tokenbridge [stdio | oci | lambda | http | check-config | --help | --version]
@@ -62,6 +63,14 @@ fn main() -> ExitCode {
     })
 }
 
+/// The process's engine, with a resolver for each platform's secret references in this build.
+fn engine() -> &'static Engine {
+    let builder = Engine::builder(Config::from_env());
+    #[cfg(feature = "oci")]
+    let builder = builder.resolver(Box::new(tokenbridge_oci::vault::VaultResolver::from_env()));
+    tokenbridge_core::set_global(builder.build()).unwrap_or_else(|existing| existing)
+}
+
 fn run(mode: Mode) -> Result<ExitCode> {
     match mode {
         Mode::CheckConfig => Ok(check_config()),
@@ -73,7 +82,7 @@ fn run(mode: Mode) -> Result<ExitCode> {
 
 #[cfg(feature = "stdio")]
 fn stdio() -> Result<ExitCode> {
-    let summary = tokenbridge_stdio::run(tokenbridge_core::global(), std::io::stdin().lock(), std::io::stdout().lock())
+    let summary = tokenbridge_stdio::run(engine(), std::io::stdin().lock(), std::io::stdout().lock())
         .context("reading stdin or writing stdout")?;
     let _ = summary; // answers already say everything; the exit status reports I/O only
     Ok(ExitCode::SUCCESS)
@@ -90,8 +99,7 @@ fn oci() -> Result<ExitCode> {
     let listener_env = std::env::var("FN_LISTENER").context("FN_LISTENER is not set; the Fn agent sets it")?;
     // Bind first: the agent gives the container 5 s to publish its socket.
     let listener = fn_server::bind(&listener_env).with_context(|| format!("binding {listener_env}"))?;
-    let engine = tokenbridge_core::global();
-    fn_server::serve(engine, listener).context("serving the Fn socket")?;
+    fn_server::serve(engine(), listener).context("serving the Fn socket")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -102,7 +110,7 @@ fn oci() -> Result<ExitCode> {
 
 /// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.
 fn check_config() -> ExitCode {
-    let engine = tokenbridge_core::global();
+    let engine = engine();
     let mut problems = match engine.config() {
         Ok(config) => {
             print!("{config}");

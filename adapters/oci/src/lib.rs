@@ -18,3 +18,4 @@ pub mod fn_server;
 pub mod gateway;
 pub mod http1;
 pub mod signing;
+pub mod vault;

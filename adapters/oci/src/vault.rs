@@ -1,0 +1,241 @@
+//! OCI Vault secrets through the resource principal (v2.2, contracts.md §4): a secret value that
+//! is an `ocid1.vaultsecret.…` OCID is fetched from the Secrets service with a signed request.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use once_cell::sync::OnceCell;
+use serde_json::Value;
+use tokenbridge_core::{Secret, SecretError, SecretResolver};
+
+use crate::signing::{Signer, http_date};
+
+/// Re-read the session token this long before it expires.
+const RPST_REFRESH_MARGIN: i64 = 300;
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_ANSWER: u64 = 256 * 1024;
+
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Resolves `ocid1.vaultsecret.…` references. Reads the resource principal lazily, at the first
+/// secret, so a function without one still starts (and says why when a secret is needed).
+pub struct VaultResolver {
+    env: Lookup,
+    signer: OnceCell<Result<Signer, String>>,
+    /// The session token and its `exp`.
+    token: Mutex<Option<(String, i64)>>,
+    agent: ureq::Agent,
+}
+
+impl VaultResolver {
+    /// Reads the `OCI_RESOURCE_PRINCIPAL_*` variables, and `TOKENBRIDGE_OCI_SECRETS_ENDPOINT` to
+    /// override the Secrets endpoint (tests, private endpoints).
+    pub fn from_env() -> Self {
+        Self::with_lookup(Box::new(|k| std::env::var(k).ok()))
+    }
+
+    pub fn with_lookup(env: Lookup) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(CALL_TIMEOUT))
+            .user_agent(concat!("tokenbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Self { env, signer: OnceCell::new(), token: Mutex::new(None), agent }
+    }
+
+    fn var(&self, name: &str) -> Result<String, SecretError> {
+        (self.env)(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            SecretError::Unresolvable(format!(
+                "{name} is not set: OCI Vault secrets need the function's resource principal"
+            ))
+        })
+    }
+
+    /// A variable's value is a file path (absolute) or the content itself.
+    fn file_or_value(&self, name: &str) -> Result<String, SecretError> {
+        let value = self.var(name)?;
+        if value.starts_with('/') {
+            std::fs::read_to_string(&value)
+                .map_err(|e| SecretError::Unresolvable(format!("cannot read {name} file {value}: {}", e.kind())))
+        } else {
+            Ok(value)
+        }
+    }
+
+    fn signer(&self) -> Result<&Signer, SecretError> {
+        self.signer
+            .get_or_init(|| {
+                let pem = self.file_or_value("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM").map_err(|e| e.to_string())?;
+                Signer::from_pem(pem.as_bytes()).map_err(|e| format!("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| SecretError::Unresolvable(e.clone()))
+    }
+
+    /// The session token, re-read from its source when it nears its expiry.
+    fn session_token(&self, now: i64) -> Result<String, SecretError> {
+        let mut cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((token, _)) = cached.as_ref().filter(|(_, exp)| now < exp - RPST_REFRESH_MARGIN) {
+            return Ok(token.clone());
+        }
+        let token = self.file_or_value("OCI_RESOURCE_PRINCIPAL_RPST")?.trim().to_string();
+        let exp = jwt_exp(&token).ok_or_else(|| {
+            SecretError::Unresolvable("OCI_RESOURCE_PRINCIPAL_RPST is not a session token (no readable exp)".into())
+        })?;
+        *cached = Some((token.clone(), exp));
+        Ok(token)
+    }
+
+    /// `https://secrets.vaults.{region}.oci.{realm domain}`, unless overridden.
+    fn endpoint(&self) -> Result<String, SecretError> {
+        if let Some(endpoint) = (self.env)("TOKENBRIDGE_OCI_SECRETS_ENDPOINT").filter(|e| !e.is_empty()) {
+            tokenbridge_core::check_url(&endpoint)
+                .map_err(|why| SecretError::Unresolvable(format!("TOKENBRIDGE_OCI_SECRETS_ENDPOINT: {why}")))?;
+            return Ok(endpoint.trim_end_matches('/').to_string());
+        }
+        let metadata: Option<Value> = (self.env)("OCI_REGION_METADATA").and_then(|m| serde_json::from_str(&m).ok());
+        let field = |k: &str| metadata.as_ref().and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_string);
+        let region = field("regionIdentifier").map_or_else(|| self.var("OCI_RESOURCE_PRINCIPAL_REGION"), Ok)?;
+        let domain = field("realmDomainComponent").unwrap_or_else(|| "oraclecloud.com".into());
+        Ok(format!("https://secrets.vaults.{region}.oci.{domain}"))
+    }
+
+    fn fetch(&self, ocid: &str, deadline: Option<Instant>) -> Result<Secret, SecretError> {
+        let now = time::OffsetDateTime::now_utc();
+        let token = self.session_token(now.unix_timestamp())?;
+        let endpoint = self.endpoint()?;
+        let path = format!("/20190301/secretbundles/{ocid}");
+        let url = format!("{endpoint}{path}");
+        let uri: http::Uri =
+            url.parse().map_err(|_| SecretError::Unresolvable(format!("bad Secrets endpoint {endpoint:?}")))?;
+        let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let date = http_date(now);
+        let authorization = self
+            .signer()?
+            .authorization(&format!("ST${token}"), &host, &path, &date)
+            .map_err(SecretError::Unresolvable)?;
+        let budget = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(CALL_TIMEOUT),
+            None => CALL_TIMEOUT,
+        };
+        if budget.is_zero() {
+            return Err(SecretError::Timeout);
+        }
+        let mut response = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(budget))
+            .build()
+            .header("date", &date)
+            .header("authorization", &authorization)
+            .header("accept", "application/json")
+            .call()
+            .map_err(|e| match e {
+                ureq::Error::Timeout(_) => SecretError::Timeout,
+                _ => SecretError::Unavailable("the Secrets service is unreachable".into()),
+            })?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|_| SecretError::Unavailable("the Secrets service's answer could not be read".into()))?;
+        match status {
+            200 => secret_from_bundle(&body),
+            401 | 403 | 404 => Err(SecretError::Unresolvable(format!(
+                "the Secrets service answered {status} for {ocid}: check that the secret exists and a policy lets the function's dynamic group read it"
+            ))),
+            _ => Err(SecretError::Unavailable(format!("the Secrets service answered {status}"))),
+        }
+    }
+}
+
+impl SecretResolver for VaultResolver {
+    fn handles(&self, reference: &str) -> bool {
+        reference.starts_with("ocid1.vaultsecret.")
+    }
+
+    fn resolve(&self, reference: &str, deadline: Option<Instant>) -> Result<Secret, SecretError> {
+        let valid = reference.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !valid {
+            return Err(SecretError::Unresolvable(format!("{reference:?} is not a valid secret OCID")));
+        }
+        self.fetch(reference, deadline)
+    }
+}
+
+/// `{"secretBundleContent":{"contentType":"BASE64","content":"<b64>"}}` → the secret text.
+fn secret_from_bundle(body: &[u8]) -> Result<Secret, SecretError> {
+    let malformed = || SecretError::Unavailable("the Secrets service's answer is not a secret bundle".into());
+    let bundle: Value = serde_json::from_slice(body).map_err(|_| malformed())?;
+    let content = bundle.get("secretBundleContent").ok_or_else(malformed)?;
+    if content.get("contentType").and_then(Value::as_str) != Some("BASE64") {
+        return Err(malformed());
+    }
+    let encoded = content.get("content").and_then(Value::as_str).ok_or_else(malformed)?;
+    let bytes = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| SecretError::Unresolvable("the secret is not UTF-8 text".into()))?;
+    Ok(Secret::new(text))
+}
+
+/// The `exp` claim of a JWT, without verifying it (the Secrets service does that).
+fn jwt_exp(token: &str) -> Option<i64> {
+    let payload = token.split('.').nth(1)?;
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?).ok()?;
+    claims.get("exp")?.as_i64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_exp_from_the_session_token() {
+        assert_eq!(jwt_exp(include_str!("../tests/vectors/rpst").trim()), Some(1_893_456_000));
+        assert_eq!(jwt_exp("not-a-jwt"), None);
+        assert_eq!(jwt_exp("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn decodes_a_secret_bundle() {
+        let body = br#"{"secretBundleContent":{"contentType":"BASE64","content":"czNjcjN0"},"versionNumber":3}"#;
+        assert_eq!(secret_from_bundle(body).unwrap().expose(), "s3cr3t");
+        assert!(secret_from_bundle(br#"{"secretBundleContent":{"contentType":"TEXT","content":"x"}}"#).is_err());
+        assert!(secret_from_bundle(b"<html>").is_err());
+    }
+
+    #[test]
+    fn endpoint_follows_region_and_realm() {
+        let r = VaultResolver::with_lookup(Box::new(|k| match k {
+            "OCI_RESOURCE_PRINCIPAL_REGION" => Some("eu-frankfurt-1".into()),
+            "OCI_REGION_METADATA" => Some(r#"{"realmKey":"oc1","realmDomainComponent":"oraclecloud.com"}"#.into()),
+            _ => None,
+        }));
+        assert_eq!(r.endpoint().unwrap(), "https://secrets.vaults.eu-frankfurt-1.oci.oraclecloud.com");
+    }
+
+    #[test]
+    fn without_a_resource_principal_the_error_says_so() {
+        let r = VaultResolver::with_lookup(Box::new(|_| None));
+        let e = r.resolve("ocid1.vaultsecret.oc1.iad.x", None).unwrap_err();
+        assert!(e.to_string().contains("OCI_RESOURCE_PRINCIPAL_RPST is not set"), "{e}");
+    }
+
+    #[test]
+    fn odd_references_are_refused_before_any_request() {
+        let r = VaultResolver::with_lookup(Box::new(|_| None));
+        assert!(
+            r.resolve("ocid1.vaultsecret.oc1/../../x", None)
+                .unwrap_err()
+                .to_string()
+                .contains("not a valid secret OCID")
+        );
+    }
+}
