@@ -60,8 +60,9 @@ impl FnAgent {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("socket directory");
         let socket = dir.join("lsnr.sock");
+        let binary = binary();
         let started = Instant::now();
-        let child = Command::new(binary())
+        let child = Command::new(binary)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("FN_FORMAT", "http-stream")

@@ -13,12 +13,29 @@ pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("TOKENBRIDGE_BIN") {
         return PathBuf::from(path);
     }
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_binary).clone()
+}
+
+/// Builds `tokenbridge` with the same profile as the running test, so a plain `cargo test`
+/// never runs a stale binary (cargo releases its build lock before running tests).
+fn build_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/tokenbridge
     let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
-    let bin = dir.join("tokenbridge");
-    assert!(bin.exists(), "{} is missing: run `cargo build -p tokenbridge` first (scripts/test does)", bin.display());
-    bin
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", "tokenbridge", "--bin", "tokenbridge"]);
+    if release {
+        build.arg("--release");
+    }
+    if let Some(target) = dir.parent() {
+        build.env("CARGO_TARGET_DIR", target);
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "building tokenbridge failed");
+    dir.join("tokenbridge")
 }
 
 /// Starts the binary with `args` and exactly `env`, all three standard streams piped.
@@ -55,6 +72,7 @@ pub fn stdio(env: &[(String, String)], input: &str) -> Run {
 
 /// Runs the binary with `args`, exactly `env`, and `input` on stdin.
 pub fn run(args: &[&str], env: &[(String, String)], input: &str) -> Run {
+    binary(); // built (once) before the clock starts
     let started = Instant::now();
     let mut child = spawn(args, env);
     let mut stdin = child.stdin.take().expect("stdin");

@@ -377,16 +377,17 @@ fn the_seeds_six_keys_alone_give_a_working_authorizer() {
 }
 
 #[test]
-fn vault_secret_references_are_reported_as_unresolvable_in_stdio_mode() {
+fn vault_secret_references_without_a_resource_principal_say_what_is_missing() {
     let idp = IdpPair::start();
     let env = with(idp.env(), &[("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "ocid1.vaultsecret.oc1.iad.example")]);
     let token = idp.a.issue("alice", "", 600);
     let run = stdio(&env, &token_payload(&token));
     assert_eq!(run.answers[0]["cause"], "secret_invalid");
-    assert!(run.log[0]["detail"].as_str().unwrap().contains("no resolver"), "{}", run.stderr);
+    let missing = "OCI_RESOURCE_PRINCIPAL_RPST is not set";
+    assert!(run.log[0]["detail"].as_str().unwrap().contains(missing), "{}", run.stderr);
     let check = harness::run(&["check-config"], &env, "");
     assert!(!check.success);
-    assert!(check.stdout.contains("TOKENBRIDGE_BACKEND_CLIENT_SECRET: no resolver"), "{}", check.stdout);
+    assert!(check.stdout.contains(&format!("TOKENBRIDGE_BACKEND_CLIENT_SECRET: {missing}")), "{}", check.stdout);
 }
 
 #[test]
