@@ -16,10 +16,20 @@ pub(crate) struct BackendToken {
 }
 
 impl BackendToken {
-    /// When to fetch a new one: once less than max(`margin`, 10 % of the lifetime) is left.
-    pub(crate) fn refresh_at(&self, margin: i64) -> UnixTime {
+    /// Until when it may be handed out: while `min_remaining` of its life is left (at most half
+    /// its life, so short-lived tokens stay usable).
+    pub(crate) fn usable_until(&self, min_remaining: i64) -> UnixTime {
         let life = self.expires_at - self.issued_at;
-        self.expires_at - margin.max(life / 10)
+        self.expires_at - min_remaining.min(life / 2)
+    }
+
+    /// When to fetch a new one: max(`margin`, 10 % of its life) before it stops being usable,
+    /// but not before half its usable span, so a short-lived token is not refetched every time.
+    pub(crate) fn refresh_at(&self, margin: i64, min_remaining: i64) -> UnixTime {
+        let usable_until = self.usable_until(min_remaining);
+        let life = self.expires_at - self.issued_at;
+        let usable_span = usable_until - self.issued_at;
+        usable_until - margin.max(life / 10).min(usable_span / 2)
     }
 }
 
@@ -122,12 +132,38 @@ mod tests {
         }
     }
 
+    fn t(life: i64) -> BackendToken {
+        BackendToken { access_token: Secret::new("x"), issued_at: 0, expires_at: life }
+    }
+
     #[test]
-    fn refresh_starts_at_ten_percent_or_the_margin() {
-        let t = |life| BackendToken { access_token: Secret::new("x"), issued_at: 0, expires_at: life };
-        assert_eq!(t(3600).refresh_at(30), 3240);
-        assert_eq!(t(100).refresh_at(30), 70);
-        assert_eq!(t(10).refresh_at(30), -20);
+    fn usable_until_keeps_the_minimum_remaining_life() {
+        assert_eq!(t(3600).usable_until(60), 3540);
+        assert_eq!(t(300).usable_until(60), 240);
+        assert_eq!(t(60).usable_until(60), 30, "short-lived tokens keep half their life usable");
+        assert_eq!(t(300).usable_until(0), 300);
+    }
+
+    #[test]
+    fn refresh_starts_at_ten_percent_or_the_margin_before_the_usable_end() {
+        assert_eq!(t(3600).refresh_at(30, 60), 3540 - 360);
+        assert_eq!(t(300).refresh_at(30, 60), 240 - 30);
+        assert_eq!(t(300).refresh_at(30, 0), 270);
+        assert_eq!(t(60).refresh_at(30, 60), 15, "half of the 30 s usable span");
+    }
+
+    #[test]
+    fn every_token_is_fresh_for_a_while_and_never_usable_past_expiry() {
+        for life in [1, 2, 10, 59, 60, 61, 120, 300, 3600, 86_400] {
+            for (margin, min_remaining) in [(0, 0), (30, 60), (3600, 3600)] {
+                let tok = t(life);
+                let (fresh, usable) = (tok.refresh_at(margin, min_remaining), tok.usable_until(min_remaining));
+                assert!(0 <= fresh && fresh <= usable && usable <= life, "life {life}: {fresh} {usable}");
+                if life >= 4 {
+                    assert!(fresh > 0, "life {life} margin {margin} min {min_remaining}: refetched on every use");
+                }
+            }
+        }
     }
 
     #[test]

@@ -25,6 +25,16 @@ impl<V> Entry<V> {
     }
 }
 
+/// After a failed reload, the stale value is served without trying again for this long, so an
+/// outage costs one timeout per interval rather than one per lookup.
+pub(crate) const STALE_RETRY_SECONDS: i64 = 5;
+
+struct Slot<V> {
+    entry: Entry<V>,
+    /// The last reload failed: lookups are served the stale value.
+    stale: bool,
+}
+
 /// How a lookup was served, for the decision log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
@@ -55,7 +65,7 @@ pub(crate) struct Cache<K, V, E> {
 }
 
 struct State<K, V, E> {
-    entries: HashMap<K, Entry<V>>,
+    entries: HashMap<K, Slot<V>>,
     flights: HashMap<K, Arc<Flight<V, E>>>,
 }
 
@@ -101,8 +111,11 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
     ) -> Result<(V, Lookup), E> {
         let mut state = lock(&self.state);
         let stale = match state.entries.get(key) {
-            Some(e) if now < e.fresh_until => return Ok((e.value.clone(), Lookup::Hit)),
-            Some(e) if now < e.usable_until => Some(e.value.clone()),
+            Some(s) if now < s.entry.fresh_until => {
+                let how = if s.stale { Lookup::Stale } else { Lookup::Hit };
+                return Ok((s.entry.value.clone(), how));
+            }
+            Some(s) if now < s.entry.usable_until => Some(s.entry.value.clone()),
             _ => None,
         };
         if let Some(flight) = state.flights.get(key).cloned() {
@@ -129,7 +142,10 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
             Err(e) => {
                 landing.result = Some(Err(e.clone()));
                 match stale {
-                    Some(v) => Ok((v, Lookup::Stale)),
+                    Some(v) => {
+                        self.defer_reload(key, now);
+                        Ok((v, Lookup::Stale))
+                    }
                     None => Err(e),
                 }
             }
@@ -157,18 +173,26 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         if state.entries.len() >= self.capacity && !state.entries.contains_key(&key) {
             Self::evict(&mut state.entries, self.capacity, now);
         }
-        state.entries.insert(key, entry);
+        state.entries.insert(key, Slot { entry, stale: false });
+    }
+
+    fn defer_reload(&self, key: &K, now: UnixTime) {
+        if let Some(slot) = lock(&self.state).entries.get_mut(key) {
+            slot.entry.fresh_until = now.saturating_add(STALE_RETRY_SECONDS).min(slot.entry.usable_until);
+            slot.stale = true;
+        }
     }
 
     /// Drops what has expired; if that is not enough, the tenth that expires soonest, so the
     /// sort is paid once per many inserts.
-    fn evict(entries: &mut HashMap<K, Entry<V>>, capacity: usize, now: UnixTime) {
-        entries.retain(|_, e| e.usable_until > now);
+    fn evict(entries: &mut HashMap<K, Slot<V>>, capacity: usize, now: UnixTime) {
+        entries.retain(|_, s| s.entry.usable_until > now);
         if entries.len() < capacity {
             return;
         }
         let target = capacity - capacity.div_ceil(10);
-        let mut by_expiry: Vec<(UnixTime, K)> = entries.iter().map(|(k, e)| (e.usable_until, k.clone())).collect();
+        let mut by_expiry: Vec<(UnixTime, K)> =
+            entries.iter().map(|(k, s)| (s.entry.usable_until, k.clone())).collect();
         by_expiry.sort_unstable_by_key(|(t, _)| *t);
         for (_, k) in by_expiry.into_iter().take(entries.len().saturating_sub(target)) {
             entries.remove(&k);
@@ -222,7 +246,20 @@ mod tests {
         c.get_or_load(&1, 100, later(), "t", || Ok(entry)).unwrap();
         assert_eq!(c.get_or_load(&1, 160, later(), "t", || Err("down")), Ok(("old", Lookup::Stale)));
         assert_eq!(c.get_or_load(&1, 200, later(), "t", || Err("down")), Err("down"));
-        assert_eq!(c.get_or_load(&1, 160, later(), "t", || Ok(Entry::until("new", 300))), Ok(("new", Lookup::Miss)));
+        assert_eq!(c.get_or_load(&1, 170, later(), "t", || Ok(Entry::until("new", 300))), Ok(("new", Lookup::Miss)));
+    }
+
+    #[test]
+    fn after_a_failed_reload_the_stale_value_is_served_without_retrying_for_a_while() {
+        let c = C::new(10);
+        let entry = Entry { value: "old", fresh_until: 150, usable_until: 200 };
+        c.get_or_load(&1, 100, later(), "t", || Ok(entry)).unwrap();
+        assert_eq!(c.get_or_load(&1, 160, later(), "t", || Err("down")), Ok(("old", Lookup::Stale)));
+        let must_not_load = || -> Result<Entry<&str>, &str> { panic!("reloaded during the back-off") };
+        assert_eq!(c.get_or_load(&1, 164, later(), "t", must_not_load), Ok(("old", Lookup::Stale)));
+        let reloaded = c.get_or_load(&1, 165, later(), "t", || Ok(Entry::until("new", 300)));
+        assert_eq!(reloaded, Ok(("new", Lookup::Miss)));
+        assert_eq!(c.get_or_load(&1, 166, later(), "t", must_not_load), Ok(("new", Lookup::Hit)));
     }
 
     #[test]

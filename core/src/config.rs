@@ -41,6 +41,9 @@ pub struct Config {
     pub cache_capacity: usize,
     /// A backend token is refreshed when less than max(this, 10 % of its life) is left.
     pub backend_refresh_margin: i64,
+    /// A backend token is handed out only while this much of its life is left: gateways replay
+    /// a decision's context for a while (OCI for at least 60 s, whatever `expiresAt` says).
+    pub backend_min_remaining: i64,
     /// Lifetime assumed for a backend token whose response has no `expires_in`.
     pub backend_default_ttl: i64,
     /// Fewest seconds between two refetches of a secret after `invalid_client`.
@@ -109,6 +112,12 @@ pub const SETTINGS: &[Setting] = &[
         None,
         Some("30"),
         "refresh the backend token when less than max(this, 10% of its life) is left",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_MIN_REMAINING_SECONDS",
+        None,
+        Some("60"),
+        "hand out a backend token only while this much of its life is left (at most half its life)",
     ),
     s(
         "TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS",
@@ -187,6 +196,7 @@ impl Config {
             cache_inactive_ttl: r.number("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", 0, 3_600),
             cache_capacity: r.number("TOKENBRIDGE_CACHE_CAPACITY", 1, 10_000_000) as usize,
             backend_refresh_margin: r.number("TOKENBRIDGE_BACKEND_REFRESH_SECONDS", 0, 86_400),
+            backend_min_remaining: r.number("TOKENBRIDGE_BACKEND_MIN_REMAINING_SECONDS", 0, 3_600),
             backend_default_ttl: r.number("TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS", 1, 86_400),
             secret_refresh_interval: r.number("TOKENBRIDGE_SECRET_REFRESH_SECONDS", 1, 86_400),
             context_key: r.text("TOKENBRIDGE_CONTEXT_KEY"),
@@ -319,6 +329,7 @@ impl fmt::Display for Config {
             ("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", c.cache_inactive_ttl.to_string()),
             ("TOKENBRIDGE_CACHE_CAPACITY", c.cache_capacity.to_string()),
             ("TOKENBRIDGE_BACKEND_REFRESH_SECONDS", c.backend_refresh_margin.to_string()),
+            ("TOKENBRIDGE_BACKEND_MIN_REMAINING_SECONDS", c.backend_min_remaining.to_string()),
             ("TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS", c.backend_default_ttl.to_string()),
             ("TOKENBRIDGE_SECRET_REFRESH_SECONDS", c.secret_refresh_interval.to_string()),
             ("TOKENBRIDGE_CONTEXT_KEY", c.context_key.clone()),

@@ -252,9 +252,10 @@ impl Engine {
                     backend::read_answer(a.status, &a.body, now, config.backend_default_ttl)
                 })
                 .inspect_err(|cause| failure = Some(*cause))?;
+            let (margin, min_remaining) = (config.backend_refresh_margin, config.backend_min_remaining);
             Ok(Entry {
-                fresh_until: token.refresh_at(config.backend_refresh_margin),
-                usable_until: token.expires_at,
+                fresh_until: token.refresh_at(margin, min_remaining),
+                usable_until: token.usable_until(min_remaining),
                 value: token,
             })
         });

@@ -45,11 +45,11 @@ fn backend_token(outcome: &Outcome) -> String {
 #[test]
 fn backend_token_is_reused_until_its_refresh_point_then_refetched() {
     let f = fixture(&[]);
-    f.idp.b.set_token_ttl(Some(100));
+    f.idp.b.set_token_ttl(Some(300));
     let token = f.idp.a.issue("alice", "", 3600);
     let first = backend_token(&f.engine.decide(&bearer(&token)));
-    // Refresh when less than max(30 s, 10 % of 100 s) is left: at 70 s.
-    f.clock.advance(69);
+    // Usable while 60 s are left (until 240 s); refreshed max(30 s, 10 % of 300 s) before that.
+    f.clock.advance(209);
     assert_eq!(backend_token(&f.engine.decide(&bearer(&token))), first);
     assert_eq!(f.idp.b.token_requests(), 1);
     f.clock.advance(1);
@@ -61,16 +61,23 @@ fn backend_token_is_reused_until_its_refresh_point_then_refetched() {
 #[test]
 fn a_failed_refresh_keeps_serving_the_valid_token_but_never_past_its_expiry() {
     let f = fixture(&[]);
-    f.idp.b.set_token_ttl(Some(100));
+    f.idp.b.set_token_ttl(Some(300));
     let token = f.idp.a.issue("alice", "", 3600);
     let first = backend_token(&f.engine.decide(&bearer(&token)));
     f.idp.b.set_token_fault(Some(Fault::Status(503, String::new())));
-    f.clock.advance(80);
+    f.clock.advance(220);
     assert_eq!(backend_token(&f.engine.decide(&bearer(&token))), first, "stale but valid");
     let last = f.log.lock().unwrap().last().cloned().unwrap();
     assert!(last.contains("\"backend\":\"stale\"") && last.contains("\"level\":\"warn\""), "{last}");
     assert!(last.contains("backend token refresh failed"), "{last}");
-    f.clock.advance(20);
+    // During the outage IdP B is asked again at most every few seconds, not on every decision.
+    let asked = f.idp.b.token_requests();
+    f.clock.advance(1);
+    assert_eq!(backend_token(&f.engine.decide(&bearer(&token))), first);
+    assert_eq!(f.idp.b.token_requests(), asked);
+    assert!(f.log.lock().unwrap().last().unwrap().contains("\"backend\":\"stale\""));
+    // 60 s before its expiry it is no longer handed out: the gateway may replay it that long.
+    f.clock.advance(19);
     match f.engine.decide(&bearer(&token)) {
         Outcome::Unavailable(c) => {
             assert_eq!((c.dependency, c.failure), (Dependency::BackendToken, Failure::Status(503)))
