@@ -14,7 +14,7 @@
 //! `"active"`; a line without `"active"` is no decision — `"error":"unavailable"` (the OCI
 //! adapter's 502) or `"error":"invalid_payload"` for input that is not a gateway payload.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use serde_json::Value;
 use tokenbridge_core::Engine;
@@ -32,7 +32,7 @@ pub struct Summary {
 }
 
 /// Answers every document on `input` until it ends.
-pub fn run(engine: &Engine, input: impl BufRead, mut output: impl Write) -> io::Result<Summary> {
+pub fn run(engine: &Engine, mut input: impl BufRead, mut output: impl Write) -> io::Result<Summary> {
     // With a broken configuration every decision is Unavailable; these defaults are then unused.
     let (realm, token_argument) = engine
         .config()
@@ -58,14 +58,30 @@ pub fn run(engine: &Engine, input: impl BufRead, mut output: impl Write) -> io::
         out.flush()
     };
 
+    let incomplete = || Err("the document is incomplete".to_string());
     let mut pending: Vec<u8> = Vec::new();
-    for line in input.split(b'\n') {
-        let line = line?;
+    while let Some(line) = read_line(&mut input)? {
+        let Some(line) = line else {
+            answer(Err("document exceeds 1 MiB".into()), &mut output)?;
+            pending.clear();
+            continue;
+        };
         if pending.is_empty() && line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        if !pending.is_empty() {
+            // A line that is a whole document by itself is a new request: what came before it
+            // was a truncated one, and must not swallow this one.
+            if let Ok(doc) =
+                read_document(&line).map_err(drop).and_then(|d| if d.is_object() { Ok(d) } else { Err(()) })
+            {
+                answer(incomplete(), &mut output)?;
+                answer(Ok(doc), &mut output)?;
+                pending.clear();
+                continue;
+            }
+        }
         pending.extend_from_slice(&line);
-        pending.push(b'\n');
         if pending.len() > MAX_DOCUMENT_BYTES {
             answer(Err("document exceeds 1 MiB".into()), &mut output)?;
             pending.clear();
@@ -82,11 +98,29 @@ pub fn run(engine: &Engine, input: impl BufRead, mut output: impl Write) -> io::
     }
     if !pending.is_empty() {
         answer(
-            read_document(&pending).map_err(|e| e.unwrap_or_else(|| "unexpected end of input".into())),
+            read_document(&pending).map_err(|e| e.unwrap_or_else(|| "the document is incomplete".into())),
             &mut output,
         )?;
     }
     Ok(summary)
+}
+
+/// The next line with its `\n`: `None` at the end of input, `Some(None)` for a line longer than
+/// [`MAX_DOCUMENT_BYTES`] (read to its end and dropped, never held in memory whole).
+fn read_line(input: &mut impl BufRead) -> io::Result<Option<Option<Vec<u8>>>> {
+    let mut line = Vec::new();
+    let n = input.by_ref().take(MAX_DOCUMENT_BYTES as u64 + 1).read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.len() > MAX_DOCUMENT_BYTES {
+        let mut rest = Vec::new();
+        while input.by_ref().take(64 * 1024).read_until(b'\n', &mut rest)? > 0 && !rest.ends_with(b"\n") {
+            rest.clear();
+        }
+        return Ok(Some(None));
+    }
+    Ok(Some(Some(line)))
 }
 
 /// One JSON document, or why not: `Err(None)` when it is merely incomplete so far. Error
@@ -95,4 +129,63 @@ fn read_document(bytes: &[u8]) -> Result<Value, Option<String>> {
     serde_json::from_slice(bytes).map_err(|e| {
         (!e.is_eof()).then(|| format!("the input is not JSON: syntax error at line {} column {}", e.line(), e.column()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenbridge_core::ConfigErrors;
+
+    /// Answers every input as the stdio adapter would, with an engine whose every decision is
+    /// Unavailable (no IdP is needed to test the framing).
+    fn answers(input: &str) -> Vec<Value> {
+        let engine = Engine::builder(Err(ConfigErrors(vec!["test".into()]))).log_sink(|_| {}).build();
+        let mut out = Vec::new();
+        run(&engine, input.as_bytes(), &mut out).unwrap();
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn kinds(input: &str) -> Vec<String> {
+        answers(input).iter().map(|a| a["error"].as_str().unwrap_or("decision").to_string()).collect()
+    }
+
+    #[test]
+    fn one_answer_per_line() {
+        assert_eq!(kinds("{\"type\":\"TOKEN\"}\n\n{\"type\":\"TOKEN\"}\n"), ["unavailable", "unavailable"]);
+    }
+
+    #[test]
+    fn a_pretty_printed_document_is_one_request() {
+        assert_eq!(kinds("{\n  \"type\": \"TOKEN\",\n  \"token\": \"Bearer x\"\n}\n"), ["unavailable"]);
+    }
+
+    #[test]
+    fn a_truncated_line_does_not_swallow_the_next_request() {
+        assert_eq!(
+            kinds("{\"type\":\"TOKEN\",\n{\"type\":\"TOKEN\"}\n{\"type\":\"TOKEN\"}\n"),
+            ["invalid_payload", "unavailable", "unavailable"]
+        );
+    }
+
+    #[test]
+    fn a_truncated_last_document_is_answered() {
+        assert_eq!(kinds("{\"type\":\"TOKEN\"}\n{\"type\":"), ["unavailable", "invalid_payload"]);
+    }
+
+    #[test]
+    fn an_oversized_line_is_refused_and_the_next_answered() {
+        let input = format!(
+            "{{\"type\":\"TOKEN\",\"token\":\"{}\"}}\n{{\"type\":\"TOKEN\"}}\n",
+            "a".repeat(MAX_DOCUMENT_BYTES)
+        );
+        let got = answers(&input);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0]["message"], "document exceeds 1 MiB");
+        assert_eq!(got[1]["error"], "unavailable");
+    }
+
+    #[test]
+    fn input_without_a_final_newline_is_answered() {
+        assert_eq!(kinds("{\"type\":\"TOKEN\"}"), ["unavailable"]);
+    }
 }
