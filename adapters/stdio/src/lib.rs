@@ -72,9 +72,7 @@ pub fn run(engine: &Engine, mut input: impl BufRead, mut output: impl Write) -> 
         if !pending.is_empty() {
             // A line that is a whole document by itself is a new request: what came before it
             // was a truncated one, and must not swallow this one.
-            if let Ok(doc) =
-                read_document(&line).map_err(drop).and_then(|d| if d.is_object() { Ok(d) } else { Err(()) })
-            {
+            if let Ok(doc @ Value::Object(_)) = read_document(&line) {
                 answer(incomplete(), &mut output)?;
                 answer(Ok(doc), &mut output)?;
                 pending.clear();
