@@ -176,6 +176,16 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         state.entries.insert(key, Slot { entry, stale: false });
     }
 
+    /// The value for `key` if it is fresh, without loading anything.
+    pub(crate) fn peek(&self, key: &K, now: UnixTime) -> Option<V> {
+        lock(&self.state).entries.get(key).filter(|s| now < s.entry.fresh_until).map(|s| s.entry.value.clone())
+    }
+
+    /// Drops `key`, so the next lookup loads it.
+    pub(crate) fn forget(&self, key: &K) {
+        lock(&self.state).entries.remove(key);
+    }
+
     fn defer_reload(&self, key: &K, now: UnixTime) {
         if let Some(slot) = lock(&self.state).entries.get_mut(key) {
             slot.entry.fresh_until = now.saturating_add(STALE_RETRY_SECONDS).min(slot.entry.usable_until);

@@ -311,7 +311,8 @@ impl Engine {
                 Err(c) if c.failure == Failure::ClientRejected && attempt == 0 => {
                     let now = self.clock.now();
                     let fetch = |r: &_| self.fetch_secret(r, deadline);
-                    match cell.refresh(&secret, fetch, now, parts.config.secret_refresh_interval) {
+                    let wait_until = self.wait_until(parts, deadline);
+                    match cell.refresh(&secret, fetch, now, parts.config.secret_refresh_interval, wait_until) {
                         Some(rotated) => secret = rotated,
                         None => return Err(c),
                     }
@@ -339,7 +340,8 @@ impl Engine {
     }
 
     fn secret(&self, cell: &SecretCell, deadline: Option<Instant>) -> Result<Secret, SecretError> {
-        cell.get(|r| self.fetch_secret(r, deadline), self.clock.now())
+        let wait_until = deadline.unwrap_or_else(|| Instant::now() + SECRET_WAIT);
+        cell.get(|r| self.fetch_secret(r, deadline), self.clock.now(), wait_until)
     }
 
     fn fetch_secret(&self, reference: &secret::SecretRef, deadline: Option<Instant>) -> Result<Secret, SecretError> {
@@ -356,6 +358,9 @@ impl Engine {
 pub(crate) fn expiry(caller: UnixTime, backend: UnixTime) -> UnixTime {
     caller.min(backend)
 }
+
+/// Longest wait for a concurrent caller's secret fetch when the request has no deadline.
+const SECRET_WAIT: Duration = Duration::from_secs(10);
 
 /// Why a wait for a concurrent caller's IdP call ended without its result.
 fn waited_too_long(deadline: Option<Instant>) -> Failure {

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::cache::{Cache, Entry};
+
 use crate::clock::UnixTime;
 
 /// A secret value. Its `Debug` and `Display` never show it.
@@ -118,21 +120,21 @@ pub fn resolve(
 }
 
 /// One configured secret, resolved at first use and kept; `refresh` fetches it again after the
-/// IdP said `invalid_client`, at most once per `min_refresh_interval` seconds.
+/// IdP said `invalid_client`, at most once per `min_interval` seconds. One fetch at a time:
+/// concurrent callers wait for it, each no longer than its own deadline. A failed fetch is
+/// remembered briefly, so a missing secret does not cost every request a call to the store.
 pub(crate) struct SecretCell {
     reference: SecretRef,
-    state: Mutex<CellState>,
+    cache: Cache<(), Result<Secret, SecretError>, SecretError>,
+    last_fetch: Mutex<Option<UnixTime>>,
 }
 
-#[derive(Default)]
-struct CellState {
-    value: Option<Secret>,
-    fetched_at: Option<UnixTime>,
-}
+/// How long a failed fetch is remembered.
+const FAILURE_TTL: i64 = 5;
 
 impl SecretCell {
     pub(crate) fn new(reference: SecretRef) -> Self {
-        Self { reference, state: Mutex::new(CellState::default()) }
+        Self { reference, cache: Cache::new(1), last_fetch: Mutex::new(None) }
     }
 
     /// The cached value, resolving it on first use.
@@ -140,15 +142,15 @@ impl SecretCell {
         &self,
         fetch: impl FnOnce(&SecretRef) -> Result<Secret, SecretError>,
         now: UnixTime,
+        wait_until: Instant,
     ) -> Result<Secret, SecretError> {
-        let mut state = lock(&self.state);
-        if let Some(v) = &state.value {
-            return Ok(v.clone());
-        }
-        let v = fetch(&self.reference)?;
-        state.value = Some(v.clone());
-        state.fetched_at = Some(now);
-        Ok(v)
+        let loaded = self.cache.get_or_load(&(), now, wait_until, SecretError::Timeout, || {
+            *lock(&self.last_fetch) = Some(now);
+            let result = fetch(&self.reference);
+            let until = if result.is_ok() { UnixTime::MAX } else { now.saturating_add(FAILURE_TTL) };
+            Ok(Entry::until(result, until))
+        });
+        loaded.and_then(|(result, _)| result)
     }
 
     /// Fetches again if the last fetch is older than `min_interval`; returns the new value
@@ -159,18 +161,17 @@ impl SecretCell {
         fetch: impl FnOnce(&SecretRef) -> Result<Secret, SecretError>,
         now: UnixTime,
         min_interval: i64,
+        wait_until: Instant,
     ) -> Option<Secret> {
-        let mut state = lock(&self.state);
-        if let Some(current) = state.value.as_ref().filter(|v| *v != rejected) {
+        if let Some(Ok(current)) = self.cache.peek(&(), now).filter(|c| c.as_ref() != Ok(rejected)) {
             // Someone else already refreshed it.
-            return Some(current.clone());
+            return Some(current);
         }
-        if state.fetched_at.is_some_and(|t| now - t < min_interval) {
+        if lock(&self.last_fetch).is_some_and(|t| now - t < min_interval) {
             return None;
         }
-        state.fetched_at = Some(now);
-        let fresh = fetch(&self.reference).ok()?;
-        state.value = Some(fresh.clone());
+        self.cache.forget(&());
+        let fresh = self.get(fetch, now, wait_until).ok()?;
         (fresh != *rejected).then_some(fresh)
     }
 }
@@ -244,22 +245,40 @@ mod tests {
                 Ok(Secret::new(v))
             }
         };
-        let old = cell.get(fetch("old"), 100).unwrap();
-        assert_eq!(cell.get(fetch("unused"), 101).unwrap().expose(), "old");
+        let old = cell.get(fetch("old"), 100, soon()).unwrap();
+        assert_eq!(cell.get(fetch("unused"), 101, soon()).unwrap().expose(), "old");
         assert_eq!(calls.get(), 1);
         // Too soon after the first fetch: no refetch.
-        assert_eq!(cell.refresh(&old, fetch("new"), 110, 30), None);
+        assert_eq!(cell.refresh(&old, fetch("new"), 110, 30, soon()), None);
         assert_eq!(calls.get(), 1);
         // Later: refetched, and a changed value is reported.
-        assert_eq!(cell.refresh(&old, fetch("new"), 131, 30).unwrap().expose(), "new");
+        assert_eq!(cell.refresh(&old, fetch("new"), 131, 30, soon()).unwrap().expose(), "new");
         assert_eq!(calls.get(), 2);
-        assert_eq!(cell.get(fetch("unused"), 132).unwrap().expose(), "new");
+        assert_eq!(cell.get(fetch("unused"), 132, soon()).unwrap().expose(), "new");
     }
 
     #[test]
     fn cell_refresh_with_unchanged_value_says_retry_will_not_help() {
         let cell = SecretCell::new(SecretRef::Env("X".into()));
-        let same = cell.get(|_| Ok(Secret::new("same")), 0).unwrap();
-        assert_eq!(cell.refresh(&same, |_| Ok(Secret::new("same")), 100, 30), None);
+        let same = cell.get(|_| Ok(Secret::new("same")), 0, soon()).unwrap();
+        assert_eq!(cell.refresh(&same, |_| Ok(Secret::new("same")), 100, 30, soon()), None);
+    }
+
+    #[test]
+    fn a_failed_fetch_is_remembered_briefly() {
+        let cell = SecretCell::new(SecretRef::Env("X".into()));
+        let calls = Cell::new(0);
+        let failing = |_: &SecretRef| {
+            calls.set(calls.get() + 1);
+            Err(SecretError::Unavailable("down".into()))
+        };
+        assert!(cell.get(failing, 100, soon()).is_err());
+        assert!(cell.get(failing, 104, soon()).is_err());
+        assert_eq!(calls.get(), 1);
+        assert_eq!(cell.get(|_| Ok(Secret::new("back")), 105, soon()).unwrap().expose(), "back");
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(5)
     }
 }
