@@ -53,10 +53,13 @@ pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, default_ttl: 
     }
     let lifetime = match answer.get("expires_in") {
         None | Some(Value::Null) => default_ttl,
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(s) if s > 0 => s,
-            _ => return Err(Failure::Malformed),
-        },
+        // A whole number of seconds, possibly written as a float (`3600.0`).
+        Some(Value::Number(n)) => {
+            match n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f < 1e12).map(|f| f as i64)) {
+                Some(s) if s > 0 => s,
+                _ => return Err(Failure::Malformed),
+            }
+        }
         // Some IdPs send the number as a string; accept only a plain positive integer.
         Some(Value::String(s)) => match s.parse::<i64>() {
             Ok(s) if s > 0 => s,
@@ -106,6 +109,11 @@ mod tests {
     #[test]
     fn missing_expires_in_takes_the_default() {
         assert_eq!(read(r#"{"access_token":"abc"}"#).unwrap().expires_at, 1300);
+    }
+
+    #[test]
+    fn expires_in_as_a_whole_float_is_accepted() {
+        assert_eq!(read(r#"{"access_token":"abc","expires_in":3600.0}"#).unwrap().expires_at, 4600);
     }
 
     #[test]

@@ -283,6 +283,12 @@ impl Reader<'_> {
 pub fn check_url(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a valid URL"))?;
     let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        // Credentials in a URL end up in logs and in this very message: name none of it.
+        return Err(
+            "an IdP URL must not carry credentials (user:password@); configure the client secret instead".into()
+        );
+    }
     if uri.query().is_some() {
         // Queries would be logged by proxies and are never needed for these endpoints.
         return Err(format!("{url:?} must not have a query string"));
@@ -440,6 +446,8 @@ mod tests {
         assert!(check_url("ftp://idp.example/t").is_err());
         assert!(check_url("https://idp.example/t?x=1").is_err());
         assert!(check_url("not a url").is_err());
+        let with_password = check_url("https://user:hunter2@idp.example/t").unwrap_err();
+        assert!(!with_password.contains("hunter2"), "{with_password}");
     }
 
     #[test]

@@ -191,6 +191,8 @@ impl Engine {
             }
             Err(cause) => return Outcome::Unavailable(cause),
         };
+        trace.principal = Some(identity.principal.clone());
+        trace.client_id = identity.client_id.clone();
         let required = &parts.config.required_scopes;
         if !required.iter().all(|s| identity.scopes.contains(s)) {
             return Outcome::Deny(Denial::InsufficientScope { required: required.clone() });

@@ -9,8 +9,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::outcome::Failure;
 
-/// What an IdP answered: status, body (capped) and a `Retry-After` in seconds if given.
-#[derive(Debug)]
+/// What an IdP answered: status, body (capped) and a `Retry-After` in seconds if given. No
+/// `Debug`: the body may hold a token.
 pub(crate) struct Answer {
     pub status: u16,
     pub body: Vec<u8>,

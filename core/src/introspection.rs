@@ -43,7 +43,12 @@ pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, leeway: i64) 
     let sub = optional_string(&answer, "sub")?;
     let client_id = optional_string(&answer, "client_id")?;
     let scope = optional_string(&answer, "scope")?;
+    let token_type = optional_string(&answer, "token_type")?;
 
+    // Many IdPs answer `active:true` for refresh tokens too; those are not bearer credentials.
+    if token_type.is_some_and(|t| t.to_ascii_lowercase().contains("refresh")) {
+        return Ok(Verdict::Invalid("not_an_access_token"));
+    }
     if exp.is_some_and(|exp| exp.saturating_add(leeway) <= now) {
         return Ok(Verdict::Invalid("expired"));
     }
@@ -119,6 +124,15 @@ mod tests {
     #[test]
     fn active_without_sub_or_client_id_is_invalid() {
         assert_eq!(read(r#"{"active":true}"#), Ok(Verdict::Invalid("no_principal")));
+    }
+
+    #[test]
+    fn refresh_tokens_are_not_access_tokens() {
+        for t in ["refresh_token", "Refresh", "urn:ietf:params:oauth:token-type:refresh_token"] {
+            let body = format!(r#"{{"active":true,"sub":"a","token_type":"{t}"}}"#);
+            assert_eq!(read(&body), Ok(Verdict::Invalid("not_an_access_token")), "{t}");
+        }
+        assert!(matches!(read(r#"{"active":true,"sub":"a","token_type":"Bearer"}"#), Ok(Verdict::Active(_))));
     }
 
     #[test]

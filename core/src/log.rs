@@ -24,6 +24,9 @@ pub fn fingerprint(token: &str) -> String {
 pub(crate) struct Trace {
     pub reason: Option<&'static str>,
     pub token: Option<String>,
+    /// Who the token belongs to, once validation has said.
+    pub principal: Option<String>,
+    pub client_id: Option<String>,
     pub validation: Option<Lookup>,
     pub backend: Option<Lookup>,
     pub idp_micros: u128,
@@ -58,9 +61,9 @@ pub(crate) fn decision_line(
     };
     put("call_id", call_id.map(|c| json!(c)));
     put("reason", reason(outcome, trace).map(|r| json!(r)));
+    put("principal", trace.principal.as_ref().map(|p| json!(p)));
+    put("client_id", trace.client_id.as_ref().map(|c| json!(c)));
     if let Outcome::Allow(g) = outcome {
-        put("principal", Some(json!(g.principal)));
-        put("client_id", g.client_id.as_ref().map(|c| json!(c)));
         put("expires_at", Some(json!(g.expires_at)));
     }
     if let Outcome::Unavailable(c) = outcome {

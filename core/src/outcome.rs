@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::clock::UnixTime;
 
 /// One authorization question, platform-neutral. Adapters build it from their payloads.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Request {
     /// The raw `Authorization`-style value as the platform passed it (`Bearer …`), if any.
     pub credential: Option<String>,
@@ -17,6 +17,18 @@ pub struct Request {
     pub call_id: Option<String>,
     /// Route information, when the platform gives it (method, path, extra arguments).
     pub route: Route,
+}
+
+impl fmt::Debug for Request {
+    // The credential is the caller's token: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("credential", &self.credential.as_ref().map(|_| "<redacted>"))
+            .field("deadline", &self.deadline)
+            .field("call_id", &self.call_id)
+            .field("route", &self.route)
+            .finish()
+    }
 }
 
 impl Request {
@@ -262,6 +274,12 @@ mod tests {
         let shown = format!("{g:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("back_end_token"));
+    }
+
+    #[test]
+    fn request_debug_hides_the_credential() {
+        let shown = format!("{:?}", Request::bearer("Bearer s3cr3t"));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
     }
 
     #[test]

@@ -43,8 +43,11 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
+    /// `literal:` escapes a literal that would otherwise read as a reference.
     pub fn parse(value: &str) -> Self {
-        if let Some(path) = value.strip_prefix("file:") {
+        if let Some(literal) = value.strip_prefix("literal:") {
+            SecretRef::Literal(Secret::new(literal))
+        } else if let Some(path) = value.strip_prefix("file:") {
             SecretRef::File(path.to_string())
         } else if let Some(name) = value.strip_prefix("env:") {
             SecretRef::Env(name.to_string())
@@ -198,6 +201,7 @@ mod tests {
         assert!(matches!(SecretRef::parse("ocid1.vaultsecret.oc1.x"), SecretRef::Platform(_)));
         assert!(matches!(SecretRef::parse("arn:aws:secretsmanager:eu-west-1:1:secret:x"), SecretRef::Platform(_)));
         assert_eq!(SecretRef::parse("hunter2"), SecretRef::Literal(Secret::new("hunter2")));
+        assert_eq!(SecretRef::parse("literal:env:not-a-ref"), SecretRef::Literal(Secret::new("env:not-a-ref")));
     }
 
     #[test]

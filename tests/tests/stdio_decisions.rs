@@ -130,6 +130,7 @@ fn token_lacking_a_required_scope_gets_insufficient_scope() {
     );
     assert_eq!(run.answers[1]["active"], true);
     assert_eq!(run.answers[1]["principal"], "bob");
+    assert_eq!(run.log[0]["principal"], "alice", "a scope denial names whom it refused");
 }
 
 #[test]
