@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use tokenbridge_core::{Config, Engine};
 
 const USAGE: &str = "\
@@ -82,6 +82,7 @@ fn run(mode: Mode) -> Result<ExitCode> {
 
 #[cfg(feature = "stdio")]
 fn stdio() -> Result<ExitCode> {
+    use anyhow::Context;
     let summary = tokenbridge_stdio::run(engine(), std::io::stdin().lock(), std::io::stdout().lock())
         .context("reading stdin or writing stdout")?;
     let _ = summary; // answers already say everything; the exit status reports I/O only
@@ -95,6 +96,7 @@ fn stdio() -> Result<ExitCode> {
 
 #[cfg(feature = "oci")]
 fn oci() -> Result<ExitCode> {
+    use anyhow::Context;
     use tokenbridge_oci::fn_server;
     let listener_env = std::env::var("FN_LISTENER").context("FN_LISTENER is not set; the Fn agent sets it")?;
     // Bind first: the agent gives the container 5 s to publish its socket.
