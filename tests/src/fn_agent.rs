@@ -16,6 +16,10 @@ pub const SOCKET_WAIT: Duration = Duration::from_secs(5);
 
 pub struct FnAgent {
     child: Child,
+    /// Everything the function wrote to stderr so far, drained continuously so a chatty
+    /// function never blocks on a full pipe.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    drain: Option<std::thread::JoinHandle<()>>,
     dir: PathBuf,
     pub socket: PathBuf,
     connection: Option<BufReader<UnixStream>>,
@@ -79,7 +83,19 @@ impl FnAgent {
             std::thread::sleep(Duration::from_millis(2));
         }
         let ready_after = started.elapsed();
-        let mut agent = FnAgent { child, dir, socket, connection: None, ready_after };
+        let mut child = child;
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let drain = child.stderr.take().map(|pipe| {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            })
+        });
+        let mut agent = FnAgent { child, stderr, drain, dir, socket, connection: None, ready_after };
         agent.connect();
         agent
     }
@@ -134,6 +150,11 @@ impl FnAgent {
         reply
     }
 
+    /// The function's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process has not exited.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -142,12 +163,12 @@ impl FnAgent {
     /// Stops the function and returns its stderr.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
         let _ = self.child.wait();
-        stderr
+        // The pipe ends with the process, and with it the drain.
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
