@@ -86,7 +86,14 @@ fn main() {
     println!("| OCI warm `/call`, cached token (allow) | {} |", summary(hit));
     println!("| OCI warm `/call`, no token (deny, no IdP call: the socket floor) | {} |", summary(floor));
     println!();
-    println!("- OCI peak resident memory after {} calls: {} KiB", 2 * warm + 1, rss.map_or("n/a".into(), |k| k.to_string()));
-    println!("- stdio, one cached token: {n} decisions in {:.2} s = {per_second:.0} decisions/s (includes process start and log writing)", run.elapsed.as_secs_f64());
+    println!(
+        "- OCI peak resident memory after {} calls: {} KiB",
+        2 * warm + 1,
+        rss.map_or("n/a".into(), |k| k.to_string())
+    );
+    println!(
+        "- stdio, one cached token: {n} decisions in {:.2} s = {per_second:.0} decisions/s (includes process start and log writing)",
+        run.elapsed.as_secs_f64()
+    );
     println!("- binary size: {:.2} MiB", size as f64 / 1024.0 / 1024.0);
 }
