@@ -68,6 +68,22 @@ impl IdpPair {
         Self { a, b }
     }
 
+    /// The same settings under the seed's six configuration keys (its `*_ocid` keys hold the
+    /// secrets themselves here).
+    pub fn seed_env(&self) -> Vec<(String, String)> {
+        [
+            ("idcs_introspection_endpoint", self.a.introspection_url()),
+            ("idcs_app_client_id", A_CLIENT.0.to_string()),
+            ("idcs_app_client_secret_ocid", A_CLIENT.1.to_string()),
+            ("back_end_token_endpoint", self.b.token_url()),
+            ("back_end_app_client_id", B_CLIENT.0.to_string()),
+            ("back_end_client_secret_ocid", B_CLIENT.1.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     /// The environment that points tokenbridge at this pair.
     pub fn env(&self) -> Vec<(String, String)> {
         [

@@ -177,17 +177,7 @@ fn broken_http_gets_a_502_and_a_reconnect_works() {
 #[test]
 fn the_seeds_six_keys_alone_give_a_working_function() {
     let idp = IdpPair::start();
-    let env: Vec<(String, String)> = [
-        ("idcs_introspection_endpoint", idp.a.introspection_url()),
-        ("idcs_app_client_id", A_CLIENT.0.to_string()),
-        ("idcs_app_client_secret_ocid", A_CLIENT.1.to_string()),
-        ("back_end_token_endpoint", idp.b.token_url()),
-        ("back_end_app_client_id", B_CLIENT.0.to_string()),
-        ("back_end_client_secret_ocid", B_CLIENT.1.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = idp.seed_env();
     let token = idp.a.issue("alice", "", 600);
     let mut agent = FnAgent::start(&env);
     let reply = agent.call(&payload(&token), Framing::Chunked, LONG);

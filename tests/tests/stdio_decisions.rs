@@ -361,17 +361,7 @@ fn a_bad_configuration_answers_unavailable_and_logs_every_problem() {
 #[test]
 fn the_seeds_six_keys_alone_give_a_working_authorizer() {
     let idp = IdpPair::start();
-    let env: Vec<(String, String)> = [
-        ("idcs_introspection_endpoint", idp.a.introspection_url()),
-        ("idcs_app_client_id", A_CLIENT.0.to_string()),
-        ("idcs_app_client_secret_ocid", A_CLIENT.1.to_string()),
-        ("back_end_token_endpoint", idp.b.token_url()),
-        ("back_end_app_client_id", B_CLIENT.0.to_string()),
-        ("back_end_client_secret_ocid", B_CLIENT.1.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = idp.seed_env();
     let token = idp.a.issue("alice", "", 600);
     let run = stdio(&env, &token_payload(&token));
     assert_eq!(run.answers[0]["active"], true, "{}", run.stdout);
