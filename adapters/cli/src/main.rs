@@ -76,7 +76,8 @@ fn run(mode: Mode) -> Result<ExitCode> {
         Mode::CheckConfig => Ok(check_config()),
         Mode::Stdio => stdio(),
         Mode::Oci => oci(),
-        Mode::Lambda | Mode::Http => bail!("the {mode:?} adapter is not part of this build"),
+        Mode::Http => http(),
+        Mode::Lambda => bail!("the lambda adapter is not part of this build"),
     }
 }
 
@@ -108,6 +109,35 @@ fn oci() -> Result<ExitCode> {
 #[cfg(not(feature = "oci"))]
 fn oci() -> Result<ExitCode> {
     bail!("the oci adapter is not part of this build")
+}
+
+#[cfg(feature = "http")]
+fn http() -> Result<ExitCode> {
+    use anyhow::Context;
+    use tokenbridge_http::server;
+    let addr =
+        server::listen_address(|k| std::env::var(k).ok().filter(|v| !v.is_empty())).map_err(anyhow::Error::msg)?;
+    let workers = match std::env::var("TOKENBRIDGE_HTTP_WORKERS") {
+        Ok(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1024).contains(n))
+            .context("TOKENBRIDGE_HTTP_WORKERS must be 1-1024")?,
+        Err(_) => 32,
+    };
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    eprintln!(
+        "{}",
+        serde_json::json!({"level": "info", "event": "listening", "address": listener.local_addr()?.to_string(), "workers": workers})
+    );
+    server::serve(engine(), listener, workers).context("serving HTTP")?;
+    eprintln!("{}", serde_json::json!({"level": "info", "event": "stopped"}));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "http"))]
+fn http() -> Result<ExitCode> {
+    bail!("the http adapter is not part of this build")
 }
 
 /// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.

@@ -1,7 +1,7 @@
-//! Just enough HTTP/1.1 for the Fn agent's socket: requests with Content-Length or chunked
-//! bodies over a kept-alive connection, and responses whose status we fully control (a library
-//! server would answer some malformed requests with a 400 of its own, which makes the agent kill
-//! the container).
+//! Just enough HTTP/1.1 for the Fn agent's socket (and the HTTP adapter): requests with
+//! Content-Length or chunked bodies over a kept-alive connection, and responses whose status we
+//! fully control (a library server would answer some malformed requests with a 400 of its own,
+//! which makes the Fn agent kill the container).
 
 use std::io::{self, BufRead, Read, Write};
 
@@ -167,7 +167,14 @@ fn read_line(input: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
 pub fn write_response(out: &mut impl Write, status: u16, headers: &[(&str, &str)], body: &[u8]) -> io::Result<()> {
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
+        503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Status",
     };

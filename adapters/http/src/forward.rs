@@ -1,0 +1,178 @@
+//! The HTTP adapter's two contracts as pure functions: forward-auth (nginx `auth_request`,
+//! Traefik `forwardAuth`, Caddy `forward_auth`, Envoy `ext_authz` over HTTP) and the JSON
+//! endpoint `POST /authorize`.
+
+use serde_json::{Value, json};
+use tokenbridge_core::{Outcome, Request, Route, rfc3339};
+use tokenbridge_oci::{gateway, http1};
+
+/// An HTTP answer: status, extra headers, JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Self {
+        Self { status, headers: Vec::new(), body }
+    }
+}
+
+/// What rendering needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct Rendering {
+    pub realm: String,
+    /// Context key of the backend token.
+    pub context_key: String,
+}
+
+/// Seconds a client is asked to wait when the IdP did not say.
+const DEFAULT_RETRY_AFTER: u64 = 5;
+
+/// The decision request in a forward-auth call: the caller's `Authorization`, and the original
+/// method and URI as the gateway reports them.
+pub fn forward_request(request: &http1::Request) -> Request {
+    let first = |names: &[&str]| names.iter().find_map(|n| request.header(n)).map(str::to_string);
+    Request {
+        credential: request.header("authorization").map(str::to_string),
+        route: Route {
+            method: first(&["x-forwarded-method", "x-original-method"]),
+            path: first(&["x-forwarded-uri", "x-original-uri"]),
+            ..Route::default()
+        },
+        ..Request::default()
+    }
+}
+
+/// Allow → 200 with the backend token as `Authorization` and identity headers for the gateway
+/// to copy upstream; deny → 401/403 with the RFC 6750 challenge; unavailable → 503.
+pub fn render_forward(outcome: &Outcome, r: &Rendering) -> Reply {
+    match outcome {
+        Outcome::Allow(grant) => {
+            let mut headers = Vec::new();
+            if let Some(token) = grant.context.get(&r.context_key) {
+                headers.push(("Authorization".to_string(), token.clone()));
+            }
+            headers.push(("X-Auth-Principal".to_string(), grant.principal.clone()));
+            headers.push(("X-Auth-Scopes".to_string(), grant.scopes.join(" ")));
+            if let Some(client_id) = &grant.client_id {
+                headers.push(("X-Auth-Client-Id".to_string(), client_id.clone()));
+            }
+            // Values come from the IdP: a header never carries a byte that could split it.
+            headers.retain(|(_, v)| is_header_safe(v));
+            let body = json!({"active": true, "principal": grant.principal, "scope": grant.scopes,
+                              "expiresAt": rfc3339(grant.expires_at)});
+            Reply { status: 200, headers, body }
+        }
+        Outcome::Deny(denial) => Reply {
+            status: denial.http_status(),
+            headers: vec![("WWW-Authenticate".to_string(), denial.challenge(&r.realm))],
+            body: json!({"active": false, "error": denial.error_code().unwrap_or("missing_token")}),
+        },
+        Outcome::Unavailable(cause) => unavailable(cause, json!({"error": "unavailable", "cause": cause.code()})),
+    }
+}
+
+/// `POST /authorize`: an OCI API Gateway payload in, the same JSON `tokenbridge stdio` writes
+/// out. Decisions are 200; no decision is 503 with `Retry-After`; a bad payload is 400.
+pub fn render_json(outcome: &Outcome, r: &Rendering) -> Reply {
+    let answer = gateway::render(outcome, &r.realm);
+    match outcome {
+        Outcome::Unavailable(cause) => unavailable(cause, answer.body),
+        _ => Reply::json(200, answer.body),
+    }
+}
+
+pub fn render_payload_error(error: &gateway::PayloadError) -> Reply {
+    Reply::json(400, gateway::render_payload_error(error).body)
+}
+
+fn unavailable(cause: &tokenbridge_core::Cause, body: Value) -> Reply {
+    let retry = cause.retry_after.unwrap_or(DEFAULT_RETRY_AFTER).to_string();
+    Reply { status: 503, headers: vec![("Retry-After".to_string(), retry)], body }
+}
+
+fn is_header_safe(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use tokenbridge_core::{Cause, Denial, Dependency, Failure, Grant};
+
+    fn rendering() -> Rendering {
+        Rendering { realm: "api".into(), context_key: "back_end_token".into() }
+    }
+
+    fn grant(principal: &str) -> Grant {
+        let mut context = BTreeMap::new();
+        context.insert("back_end_token".to_string(), "Bearer backend-xyz".to_string());
+        Grant {
+            principal: principal.into(),
+            scopes: vec!["a".into(), "b".into()],
+            client_id: Some("app".into()),
+            expires_at: 1_800_000_000,
+            context,
+        }
+    }
+
+    fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+        reply.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn allow_hands_the_backend_token_to_the_gateway_in_a_header_not_the_body() {
+        let reply = render_forward(&Outcome::Allow(grant("alice")), &rendering());
+        assert_eq!(reply.status, 200);
+        assert_eq!(header(&reply, "Authorization"), Some("Bearer backend-xyz"));
+        assert_eq!(header(&reply, "X-Auth-Principal"), Some("alice"));
+        assert_eq!(header(&reply, "X-Auth-Scopes"), Some("a b"));
+        assert_eq!(header(&reply, "X-Auth-Client-Id"), Some("app"));
+        assert!(!reply.body.to_string().contains("backend-xyz"));
+    }
+
+    #[test]
+    fn identity_values_that_could_split_a_header_are_left_out() {
+        let reply = render_forward(&Outcome::Allow(grant("eve\r\nX-Admin: 1")), &rendering());
+        assert_eq!(header(&reply, "X-Auth-Principal"), None);
+        assert_eq!(header(&reply, "Authorization"), Some("Bearer backend-xyz"));
+    }
+
+    #[test]
+    fn denials_carry_their_status_and_challenge() {
+        let invalid = render_forward(&Outcome::Deny(Denial::InvalidToken), &rendering());
+        assert_eq!(
+            (invalid.status, header(&invalid, "WWW-Authenticate")),
+            (401, Some("Bearer realm=\"api\", error=\"invalid_token\""))
+        );
+        let scope =
+            render_forward(&Outcome::Deny(Denial::InsufficientScope { required: vec!["w".into()] }), &rendering());
+        assert_eq!(scope.status, 403);
+        assert_eq!(scope.body["error"], "insufficient_scope");
+        let missing = render_forward(&Outcome::Deny(Denial::MissingToken), &rendering());
+        assert_eq!((missing.status, header(&missing, "WWW-Authenticate")), (401, Some("Bearer realm=\"api\"")));
+    }
+
+    #[test]
+    fn unavailable_is_a_503_with_retry_after() {
+        let mut cause = Cause::new(Dependency::Introspection, Failure::Timeout);
+        let reply = render_forward(&Outcome::Unavailable(cause), &rendering());
+        assert_eq!((reply.status, header(&reply, "Retry-After")), (503, Some("5")));
+        cause.retry_after = Some(30);
+        assert_eq!(header(&render_json(&Outcome::Unavailable(cause), &rendering()), "Retry-After"), Some("30"));
+    }
+
+    #[test]
+    fn original_method_and_uri_come_from_either_header_family() {
+        let raw = b"GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\nX-Original-Method: POST\r\nX-Original-URI: /orders/7\r\n\r\n";
+        let parsed = http1::read_request(&mut std::io::BufReader::new(&raw[..]), 1024).unwrap();
+        let request = forward_request(&parsed);
+        assert_eq!(request.credential.as_deref(), Some("Bearer t"));
+        assert_eq!(request.route.method.as_deref(), Some("POST"));
+        assert_eq!(request.route.path.as_deref(), Some("/orders/7"));
+    }
+}
