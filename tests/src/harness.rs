@@ -17,25 +17,22 @@ pub fn binary() -> PathBuf {
     BUILT.get_or_init(build_binary).clone()
 }
 
-/// Builds `tokenbridge` with the same profile as the running test, so a plain `cargo test`
-/// never runs a stale binary (cargo releases its build lock before running tests).
+/// Builds `tokenbridge` (all adapters) into its own target directory, `target/harness`, so a
+/// plain `cargo test` never runs a stale binary, and the build's feature set never fights the
+/// test build's over shared dependencies (which would rebuild both, every time).
 fn build_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/tokenbridge
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
-    let release = dir.file_name().is_some_and(|n| n == "release");
+    // target/<profile>/deps/<test> → target/
+    let target = exe.parent().and_then(|d| d.parent()).and_then(|d| d.parent()).expect("target directory");
+    let dir = target.join("harness");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "-p", "tokenbridge", "--bin", "tokenbridge"]);
-    if release {
-        build.arg("--release");
-    }
-    if let Some(target) = dir.parent() {
-        build.env("CARGO_TARGET_DIR", target);
-    }
-    let status = build.status().expect("run cargo build");
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "tokenbridge", "--bin", "tokenbridge"])
+        .env("CARGO_TARGET_DIR", &dir)
+        .status()
+        .expect("run cargo build");
     assert!(status.success(), "building tokenbridge failed");
-    dir.join("tokenbridge")
+    dir.join("debug").join("tokenbridge")
 }
 
 /// Starts the binary with `args` and exactly `env`, all three standard streams piped.

@@ -1,0 +1,208 @@
+//! Runs `tokenbridge http` on a free loopback port, and a real nginx in front of it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::spawn;
+
+/// A running `tokenbridge http`.
+pub struct HttpServer {
+    child: Child,
+    pub addr: String,
+    log: Arc<Mutex<String>>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Starts it with exactly `env` (plus `TOKENBRIDGE_LISTEN=127.0.0.1:0`) and waits until it
+    /// says where it listens.
+    pub fn start(env: &[(String, String)]) -> Self {
+        let mut env = env.to_vec();
+        env.push(("TOKENBRIDGE_LISTEN".into(), "127.0.0.1:0".into()));
+        let mut child = spawn(&["http"], &env);
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut first = String::new();
+        stderr.read_line(&mut first).expect("read the listening line");
+        let line: serde_json::Value =
+            serde_json::from_str(&first).unwrap_or_else(|e| panic!("first stderr line {first:?}: {e}"));
+        let addr = line["address"].as_str().expect("listening address").to_string();
+        let log = Arc::new(Mutex::new(first));
+        let sink = log.clone();
+        let drain = std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        HttpServer { child, addr, log, drain: Some(drain) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for the exit: its success, and everything logged.
+    pub fn terminate(mut self) -> (bool, String) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let status = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        if let Some(d) = self.drain.take() {
+            let _ = d.join();
+        }
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        (status, log)
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 exchange on a fresh connection: the status, headers (lower-cased) and body.
+pub fn raw_exchange(addr: &str, request: &[u8]) -> Option<(u16, Vec<(String, String)>, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    stream.write_all(request).ok()?;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some((status, headers, body.to_string()))
+}
+
+/// A real nginx (Debian's package) on a loopback port, configured by the caller's `http {}`
+/// server blocks; `{port}` in them is replaced by its port.
+pub struct Nginx {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+/// Where nginx is: `$NGINX`, else `nginx` on PATH, else Debian's `/usr/sbin/nginx`.
+pub fn nginx_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("NGINX") {
+        return Some(p.into());
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("nginx"))
+        .find(|p| p.exists());
+    on_path.or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.exists()))
+}
+
+impl Nginx {
+    /// Starts nginx with `server_block` inside `http {}`. Returns `None` when nginx is not
+    /// installed (scripts/test installs it; CI fails instead of skipping).
+    pub fn start(server_block: &str) -> Option<Self> {
+        let binary = nginx_binary()?;
+        let port = free_port();
+        static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("tb-nginx-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs")).ok()?;
+        let d = dir.display();
+        let config = format!(
+            "worker_processes 1;\ndaemon off;\nmaster_process off;\nerror_log {d}/logs/error.log info;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{}\n}}\n",
+            server_block.replace("{port}", &port.to_string())
+        );
+        std::fs::write(dir.join("nginx.conf"), config).ok()?;
+        let child = Command::new(binary)
+            .args(["-p", &dir.display().to_string(), "-c", &dir.join("nginx.conf").display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(10) {
+                panic!(
+                    "nginx did not listen: {}",
+                    std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Nginx { child, dir, port })
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A backend that answers every request with the `Authorization` it received, and counts them.
+pub struct EchoBackend {
+    pub port: u16,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl EchoBackend {
+    pub fn start() -> Self {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind echo backend");
+        let port = server.server_addr().to_ip().map(|a| a.port()).expect("port");
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let header = |name: &'static str| {
+                    request.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.to_string())
+                };
+                let body = serde_json::json!({
+                    "authorization": header("Authorization"),
+                    "principal": header("X-Auth-Principal"),
+                    "path": request.url(),
+                });
+                let _ = request.respond(tiny_http::Response::from_string(body.to_string()));
+            }
+        });
+        EchoBackend { port, hits }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

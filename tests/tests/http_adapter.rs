@@ -1,0 +1,238 @@
+//! `tokenbridge http`: forward-auth and the JSON endpoint over real TCP, behind a real nginx,
+//! under concurrency, with malformed requests, and stopping gracefully on SIGTERM.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokenbridge_tests::http_server::{EchoBackend, HttpServer, Nginx, raw_exchange};
+use tokenbridge_tests::{Fault, IdpPair};
+
+type Headers = Vec<(String, String)>;
+
+fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Headers, String) {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    raw_exchange(addr, request.as_bytes()).expect("an HTTP answer")
+}
+
+fn post(addr: &str, path: &str, body: &str) -> (u16, Headers, String) {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw_exchange(addr, request.as_bytes()).expect("an HTTP answer")
+}
+
+fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{body:?} is not JSON: {e}"))
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn forward_auth_allows_with_the_backend_token_and_identity_headers() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "orders.read", 600);
+    let server = HttpServer::start(&idp.env());
+    let (status, headers, body) =
+        get(&server.addr, "/auth", &[("Authorization", &bearer(&token)), ("X-Forwarded-Uri", "/orders/1")]);
+    assert_eq!(status, 200, "{body}");
+    assert!(header(&headers, "authorization").is_some_and(|v| v.starts_with("Bearer backend-")), "{headers:?}");
+    assert_eq!(header(&headers, "x-auth-principal"), Some("alice"));
+    assert_eq!(header(&headers, "x-auth-scopes"), Some("orders.read"));
+    assert!(!body.contains(&token) && !body.contains("backend-"), "the body carries no token: {body}");
+}
+
+#[test]
+fn forward_auth_denials_are_401_and_403_with_challenges() {
+    let idp = IdpPair::start();
+    let weak = idp.a.issue("bob", "other", 600);
+    let server =
+        HttpServer::start(&[idp.env(), vec![("TOKENBRIDGE_REQUIRED_SCOPES".into(), "orders.read".into())]].concat());
+    let (status, headers, _) = get(&server.addr, "/auth", &[("Authorization", "Bearer unknown")]);
+    assert_eq!(
+        (status, header(&headers, "www-authenticate")),
+        (401, Some("Bearer realm=\"tokenbridge\", error=\"invalid_token\""))
+    );
+    let (status, headers, _) = get(&server.addr, "/auth", &[("Authorization", &bearer(&weak))]);
+    assert_eq!(status, 403);
+    assert_eq!(
+        header(&headers, "www-authenticate"),
+        Some("Bearer realm=\"tokenbridge\", error=\"insufficient_scope\", scope=\"orders.read\"")
+    );
+    let (status, headers, _) = get(&server.addr, "/auth", &[]);
+    assert_eq!((status, header(&headers, "www-authenticate")), (401, Some("Bearer realm=\"tokenbridge\"")));
+}
+
+#[test]
+fn an_idp_outage_is_a_503_with_retry_after() {
+    let idp = IdpPair::start();
+    idp.a.set_introspect_fault(Some(Fault::Status(502, String::new())));
+    let server = HttpServer::start(&idp.env());
+    let (status, headers, body) = get(&server.addr, "/auth", &[("Authorization", "Bearer t")]);
+    assert_eq!((status, header(&headers, "retry-after")), (503, Some("5")));
+    assert_eq!(json_of(&body)["cause"], "introspection_bad_status");
+}
+
+#[test]
+fn the_json_endpoint_answers_like_stdio() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let server = HttpServer::start(&idp.env());
+    let (status, _, body) =
+        post(&server.addr, "/authorize", &json!({"type":"TOKEN","token": bearer(&token)}).to_string());
+    assert_eq!(status, 200);
+    let answer = json_of(&body);
+    assert_eq!(answer["active"], true);
+    assert!(answer["context"]["back_end_token"].as_str().unwrap().starts_with("Bearer backend-"));
+    let (status, _, body) = post(&server.addr, "/authorize", "{not json");
+    assert_eq!((status, json_of(&body)["error"].as_str()), (400, Some("invalid_payload")));
+}
+
+#[test]
+fn health_needs_no_idp_and_readiness_reflects_the_configuration() {
+    let idp = IdpPair::start();
+    let good = HttpServer::start(&idp.env());
+    assert_eq!(get(&good.addr, "/healthz", &[]).0, 200);
+    assert_eq!(get(&good.addr, "/readyz", &[]).0, 200);
+    assert_eq!(idp.a.introspections() + idp.b.token_requests(), 0);
+    let bad = HttpServer::start(&[]);
+    assert_eq!(get(&bad.addr, "/healthz", &[]).0, 200);
+    assert_eq!(get(&bad.addr, "/readyz", &[]).0, 503);
+}
+
+#[test]
+fn parallel_requests_for_one_new_token_make_one_call_to_each_idp() {
+    let idp = IdpPair::start();
+    idp.a.set_introspect_fault(Some(Fault::Delay(Duration::from_millis(300))));
+    let token = idp.a.issue("alice", "", 600);
+    let server = HttpServer::start(&idp.env());
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (addr, auth) = (server.addr.clone(), bearer(&token));
+            std::thread::spawn(move || get(&addr, "/auth", &[("Authorization", &auth)]).0)
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!((idp.a.introspections(), idp.b.token_requests()), (1, 1));
+}
+
+#[test]
+fn malformed_requests_get_clean_4xx_and_the_server_keeps_serving() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let mut server = HttpServer::start(&idp.env());
+    let huge = format!("GET /auth HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100_000));
+    let cases: [(&str, &[u8]); 4] = [
+        ("garbage", b"\x16\x03\x01\x00\xff\xff\r\n\r\n"),
+        ("huge headers", huge.as_bytes()),
+        ("bad content length", b"POST /authorize HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+        ("body too large", b"POST /authorize HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n"),
+    ];
+    for (name, raw) in cases {
+        let (status, _, _) = raw_exchange(&server.addr, raw).unwrap_or_else(|| panic!("{name}: no answer"));
+        assert!((400..500).contains(&status), "{name}: {status}");
+        assert_eq!(get(&server.addr, "/auth", &[("Authorization", &bearer(&token))]).0, 200, "after {name}");
+    }
+    assert!(server.is_alive());
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let server = HttpServer::start(&idp.env());
+    let one = format!("GET /auth HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let last = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let (_, _, rest) = raw_exchange(&server.addr, format!("{one}{one}{last}").as_bytes()).unwrap();
+    assert_eq!(rest.matches("HTTP/1.1 200 OK").count(), 2, "{rest}");
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
+    let idp = IdpPair::start();
+    idp.a.set_introspect_fault(Some(Fault::Delay(Duration::from_millis(700))));
+    let token = idp.a.issue("alice", "", 600);
+    let server = HttpServer::start(&idp.env());
+    let (addr, auth) = (server.addr.clone(), bearer(&token));
+    let in_flight = std::thread::spawn(move || get(&addr, "/auth", &[("Authorization", &auth)]).0);
+    std::thread::sleep(Duration::from_millis(200));
+    let (clean, log) = server.terminate();
+    assert_eq!(in_flight.join().unwrap(), 200, "the request in flight was answered");
+    assert!(clean, "exit status 0:\n{log}");
+    assert!(log.contains("\"event\":\"stopped\""), "{log}");
+}
+
+/// The nginx recipe from adapters/http/deploy/nginx.conf, pointed at this test's processes.
+fn nginx_in_front(server: &HttpServer, backend: &EchoBackend) -> Option<Nginx> {
+    let recipe = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../adapters/http/deploy/nginx.conf"))
+        .expect("the nginx recipe");
+    let block = recipe
+        .replace("listen 8000;", "listen 127.0.0.1:{port};")
+        .replace("tokenbridge:8080", &server.addr)
+        .replace("backend:9000", &format!("127.0.0.1:{}", backend.port));
+    let nginx = Nginx::start(&block);
+    if nginx.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "nginx is not installed (scripts/test installs it)");
+        eprintln!("skipping: nginx is not installed");
+    }
+    nginx
+}
+
+#[test]
+fn through_nginx_a_valid_caller_reaches_the_backend_with_the_backend_token() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let server = HttpServer::start(&idp.env());
+    let backend = EchoBackend::start();
+    let Some(nginx) = nginx_in_front(&server, &backend) else { return };
+    let addr = format!("127.0.0.1:{}", nginx.port);
+    let (status, _, body) = get(&addr, "/orders/42?x=1", &[("Authorization", &bearer(&token))]);
+    assert_eq!(status, 200, "{body}\n{}", nginx.error_log());
+    let seen = json_of(&body);
+    let forwarded = seen["authorization"].as_str().unwrap();
+    assert!(forwarded.starts_with("Bearer backend-"), "the backend got {forwarded}");
+    assert_ne!(forwarded, bearer(&token), "the caller's own token never reaches the backend");
+    assert_eq!(seen["principal"], "alice");
+    assert_eq!(seen["path"], "/orders/42?x=1");
+    assert_eq!(backend.hits(), 1);
+}
+
+#[test]
+fn through_nginx_a_bad_token_gets_401_with_the_challenge_and_never_reaches_the_backend() {
+    let idp = IdpPair::start();
+    let server = HttpServer::start(&idp.env());
+    let backend = EchoBackend::start();
+    let Some(nginx) = nginx_in_front(&server, &backend) else { return };
+    let addr = format!("127.0.0.1:{}", nginx.port);
+    let (status, headers, _) = get(&addr, "/orders/1", &[("Authorization", "Bearer forged")]);
+    assert_eq!(status, 401);
+    assert_eq!(header(&headers, "www-authenticate"), Some("Bearer realm=\"tokenbridge\", error=\"invalid_token\""));
+    let (status, _, _) = get(&addr, "/orders/1", &[]);
+    assert_eq!(status, 401);
+    assert_eq!(backend.hits(), 0);
+}
+
+#[test]
+fn through_nginx_an_idp_outage_is_a_5xx_and_never_reaches_the_backend() {
+    let idp = IdpPair::start();
+    idp.b.set_token_fault(Some(Fault::Status(503, String::new())));
+    let token = idp.a.issue("alice", "", 600);
+    let server = HttpServer::start(&idp.env());
+    let backend = EchoBackend::start();
+    let Some(nginx) = nginx_in_front(&server, &backend) else { return };
+    let (status, _, _) = get(&format!("127.0.0.1:{}", nginx.port), "/orders/1", &[("Authorization", &bearer(&token))]);
+    assert!((500..600).contains(&status), "{status}");
+    assert_eq!(backend.hits(), 0);
+}
