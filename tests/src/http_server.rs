@@ -78,8 +78,11 @@ impl Drop for HttpServer {
     }
 }
 
-/// A raw HTTP/1.1 exchange on a fresh connection: the status, headers (lower-cased) and body.
-pub fn raw_exchange(addr: &str, request: &[u8]) -> Option<(u16, Vec<(String, String)>, String)> {
+/// An HTTP answer: status, headers (names lower-cased), body.
+pub type Exchange = (u16, Vec<(String, String)>, String);
+
+/// A raw HTTP/1.1 exchange on a fresh connection, read to the end of the connection.
+pub fn raw_exchange(addr: &str, request: &[u8]) -> Option<Exchange> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
     stream.write_all(request).ok()?;

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokenbridge_tests::http_server::{EchoBackend, HttpServer, Nginx, raw_exchange};
+use tokenbridge_tests::http_server::{EchoBackend, Exchange, HttpServer, Nginx, raw_exchange};
 use tokenbridge_tests::{Fault, IdpPair};
 
 type Headers = Vec<(String, String)>;
 
-fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Headers, String) {
+fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Exchange {
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
@@ -18,7 +18,7 @@ fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Headers, Strin
     raw_exchange(addr, request.as_bytes()).expect("an HTTP answer")
 }
 
-fn post(addr: &str, path: &str, body: &str) -> (u16, Headers, String) {
+fn post(addr: &str, path: &str, body: &str) -> Exchange {
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
