@@ -181,6 +181,19 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         lock(&self.state).entries.get(key).filter(|s| now < s.entry.fresh_until).map(|s| s.entry.value.clone())
     }
 
+    /// The value for `key` while it is usable (fresh or stale), without loading anything.
+    pub(crate) fn peek_usable(&self, key: &K, now: UnixTime) -> Option<V> {
+        lock(&self.state).entries.get(key).filter(|s| now < s.entry.usable_until).map(|s| s.entry.value.clone())
+    }
+
+    /// Makes `key` due for a reload now; its value stays usable if the reload fails.
+    pub(crate) fn expire(&self, key: &K, now: UnixTime) {
+        if let Some(slot) = lock(&self.state).entries.get_mut(key) {
+            slot.entry.fresh_until = now;
+            slot.stale = false;
+        }
+    }
+
     /// Drops `key`, so the next lookup loads it.
     pub(crate) fn forget(&self, key: &K) {
         lock(&self.state).entries.remove(key);

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::jwt::Issuer;
+use crate::policy::Policy;
 use crate::secret::SecretRef;
 
 /// An OAuth client of ours at an IdP.
@@ -18,8 +20,19 @@ pub struct Client {
 /// Validated settings. Build with [`Config::from_env`] or [`Config::from_lookup`].
 #[derive(Clone)]
 pub struct Config {
-    /// IdP A's RFC 7662 introspection endpoint and our client there.
-    pub introspection: Client,
+    /// How caller tokens are validated.
+    pub mode: Mode,
+    /// IdP A's RFC 7662 introspection endpoint and our client there (not needed in `jwt` mode).
+    pub introspection: Option<Client>,
+    /// Issuers whose JWTs are recognised (and, for most, verified locally).
+    pub issuers: Vec<Issuer>,
+    /// Per-route requirements; without a policy document, every route requires
+    /// `required_scopes`.
+    pub policy: Policy,
+    /// Claims forwarded as context values.
+    pub context_claims: Vec<String>,
+    /// JWKS lifetime when its answer has no `Cache-Control: max-age`, in seconds.
+    pub jwks_max_age: i64,
     /// IdP B's token endpoint and our client there.
     pub backend: Client,
     /// Optional client_credentials parameters: `scope`, `audience`, `resource`.
@@ -56,6 +69,27 @@ pub struct Config {
     pub token_argument: String,
 }
 
+/// How caller tokens are validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every token goes to introspection.
+    Introspection,
+    /// Only JWTs of configured issuers, verified locally (or introspected, per issuer).
+    Jwt,
+    /// JWTs of configured issuers locally, anything else to introspection.
+    Auto,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Introspection => "introspection",
+            Mode::Jwt => "jwt",
+            Mode::Auto => "auto",
+        }
+    }
+}
+
 /// One setting: its variable, the seed's alias if it has one, and its meaning.
 pub struct Setting {
     pub name: &'static str,
@@ -89,6 +123,17 @@ pub const SETTINGS: &[Setting] = &[
         "our client secret at IdP A (literal or reference)",
     ),
     s("TOKENBRIDGE_REQUIRED_SCOPES", None, Some(""), "space-separated scopes every caller token must carry"),
+    s("TOKENBRIDGE_MODE", None, None, "introspection, jwt or auto (default: from what is configured)"),
+    s("TOKENBRIDGE_ISSUER", None, None, "issuer whose JWT access tokens are verified locally"),
+    s("TOKENBRIDGE_AUDIENCE", None, None, "space-separated audiences its tokens must have (any of them)"),
+    s("TOKENBRIDGE_AUDIENCE_CHECK", None, Some("on"), "off to accept JWTs without checking the audience"),
+    s("TOKENBRIDGE_JWKS_URL", None, None, "its JWKS; discovered from the issuer when unset"),
+    s("TOKENBRIDGE_JWT_TYP", None, None, "at+jwt to require RFC 9068 access tokens"),
+    s("TOKENBRIDGE_ISSUERS", None, None, "several issuers, as a JSON array (README)"),
+    s("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", None, Some("300"), "JWKS lifetime when it sends no Cache-Control max-age"),
+    s("TOKENBRIDGE_POLICY", None, None, "per-route policy, JSON (README)"),
+    s("TOKENBRIDGE_POLICY_FILE", None, None, "per-route policy, path of a JSON file"),
+    s("TOKENBRIDGE_CONTEXT_CLAIMS", None, None, "space-separated claims forwarded as context values"),
     s("TOKENBRIDGE_BACKEND_TOKEN_URL", Some("back_end_token_endpoint"), None, "token endpoint of IdP B"),
     s("TOKENBRIDGE_BACKEND_CLIENT_ID", Some("back_end_app_client_id"), None, "our client id at IdP B"),
     s(
@@ -103,7 +148,7 @@ pub const SETTINGS: &[Setting] = &[
     s("TOKENBRIDGE_CONNECT_TIMEOUT_MS", None, Some("2000"), "connect timeout of one IdP call"),
     s("TOKENBRIDGE_TIMEOUT_MS", None, Some("5000"), "total timeout of one IdP call (clamped to the platform deadline)"),
     s("TOKENBRIDGE_MAX_ANSWER_BYTES", None, Some("65536"), "largest IdP answer read"),
-    s("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", None, Some("30"), "clock tolerance for exp and nbf (0-300)"),
+    s("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", None, Some("60"), "clock tolerance for exp, nbf and iat (0-300)"),
     s("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", None, Some("300"), "longest a validation result is cached (never past exp)"),
     s("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", None, Some("10"), "how long an inactive answer is cached"),
     s("TOKENBRIDGE_CACHE_CAPACITY", None, Some("10000"), "most validation results kept"),
@@ -157,11 +202,20 @@ impl Config {
     /// Reads settings through `lookup` (a name → value function), so tests need no environment.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut r = Reader { lookup, problems: Vec::new() };
-        let introspection = r.client(
-            "TOKENBRIDGE_INTROSPECTION_URL",
-            "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
-            "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
-        );
+        let issuers = r.issuers();
+        let mode = r.mode(!issuers.is_empty());
+        let needs_introspection = mode != Mode::Jwt || issuers.iter().any(|i| !i.local);
+        let introspection = needs_introspection.then(|| {
+            r.client(
+                "TOKENBRIDGE_INTROSPECTION_URL",
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+            )
+        });
+        if mode != Mode::Introspection && issuers.is_empty() {
+            r.problems
+                .push(format!("TOKENBRIDGE_MODE={} needs TOKENBRIDGE_ISSUER or TOKENBRIDGE_ISSUERS", mode.as_str()));
+        }
         let backend = r.client(
             "TOKENBRIDGE_BACKEND_TOKEN_URL",
             "TOKENBRIDGE_BACKEND_CLIENT_ID",
@@ -175,8 +229,20 @@ impl Config {
         .into_iter()
         .filter_map(|(param, name)| r.optional(name).map(|v| (param, v)))
         .collect();
-        let required_scopes = r
+        let required_scopes: Vec<String> = r
             .optional("TOKENBRIDGE_REQUIRED_SCOPES")
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+            .map(str::to_string)
+            .collect();
+        let policy = r.policy(&required_scopes);
+        if policy.wants_introspection() && introspection.is_none() {
+            r.problems.push(
+                "the policy asks to introspect JWTs on some routes, but no introspection endpoint is configured".into(),
+            );
+        }
+        let context_claims = r
+            .optional("TOKENBRIDGE_CONTEXT_CLAIMS")
             .unwrap_or_default()
             .split_ascii_whitespace()
             .map(str::to_string)
@@ -184,7 +250,12 @@ impl Config {
         let connect_ms = r.number("TOKENBRIDGE_CONNECT_TIMEOUT_MS", 1, 60_000);
         let call_ms = r.number("TOKENBRIDGE_TIMEOUT_MS", 1, 300_000);
         let config = Config {
+            mode,
             introspection,
+            issuers,
+            policy,
+            context_claims,
+            jwks_max_age: r.number("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", 60, 86_400),
             backend,
             backend_params,
             required_scopes,
@@ -205,6 +276,23 @@ impl Config {
         };
         if r.problems.is_empty() { Ok(config) } else { Err(ConfigErrors(r.problems)) }
     }
+}
+
+/// One entry of `TOKENBRIDGE_ISSUERS`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuerDoc {
+    issuer: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    audience_check: Option<bool>,
+    jwks_url: Option<String>,
+    /// `jwt` (verify locally, the default) or `introspection`.
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    require_at_jwt: bool,
 }
 
 struct Reader<'a> {
@@ -270,6 +358,130 @@ impl Reader<'_> {
         url
     }
 
+    /// `TOKENBRIDGE_ISSUER` (with its audience, JWKS and type settings) and `TOKENBRIDGE_ISSUERS`.
+    fn issuers(&mut self) -> Vec<Issuer> {
+        let audience_check = match self.optional("TOKENBRIDGE_AUDIENCE_CHECK").as_deref() {
+            Some("on") | None => true,
+            Some("off") => false,
+            Some(other) => {
+                self.problems.push(format!("TOKENBRIDGE_AUDIENCE_CHECK must be on or off, got {other:?}"));
+                true
+            }
+        };
+        let mut issuers = Vec::new();
+        if let Some(issuer) = self.optional("TOKENBRIDGE_ISSUER") {
+            let audiences: Vec<String> = self
+                .optional("TOKENBRIDGE_AUDIENCE")
+                .unwrap_or_default()
+                .split_ascii_whitespace()
+                .map(str::to_string)
+                .collect();
+            let require_at_jwt = match self.optional("TOKENBRIDGE_JWT_TYP").as_deref() {
+                None => false,
+                Some(t) if t.eq_ignore_ascii_case("at+jwt") => true,
+                Some(other) => {
+                    self.problems.push(format!("TOKENBRIDGE_JWT_TYP can only be at+jwt, got {other:?}"));
+                    false
+                }
+            };
+            let jwks_url = self.optional("TOKENBRIDGE_JWKS_URL");
+            issuers.push(self.issuer(issuer, audiences, audience_check, jwks_url, true, require_at_jwt));
+        }
+        if let Some(json) = self.optional("TOKENBRIDGE_ISSUERS") {
+            match serde_json::from_str::<Vec<IssuerDoc>>(&json) {
+                Ok(docs) => {
+                    for d in docs {
+                        let local = match d.mode.as_deref() {
+                            None | Some("jwt") => true,
+                            Some("introspection") => false,
+                            Some(other) => {
+                                self.problems.push(format!(
+                                    "TOKENBRIDGE_ISSUERS: mode {other:?}: expected jwt or introspection"
+                                ));
+                                true
+                            }
+                        };
+                        let check = d.audience_check.unwrap_or(audience_check);
+                        issuers.push(self.issuer(d.issuer, d.audiences, check, d.jwks_url, local, d.require_at_jwt));
+                    }
+                }
+                Err(e) => self.problems.push(format!("TOKENBRIDGE_ISSUERS is not a valid JSON list of issuers: {e}")),
+            }
+        }
+        issuers
+    }
+
+    fn issuer(
+        &mut self,
+        issuer: String,
+        audiences: Vec<String>,
+        audience_check: bool,
+        jwks_url: Option<String>,
+        local: bool,
+        require_at_jwt: bool,
+    ) -> Issuer {
+        if let Err(why) = check_url(&issuer) {
+            self.problems.push(format!("issuer {why}"));
+        }
+        if let Some(Err(why)) = jwks_url.as_deref().map(check_url) {
+            self.problems.push(format!("JWKS URL of {issuer}: {why}"));
+        }
+        if local && audience_check && audiences.is_empty() {
+            self.problems.push(format!(
+                "issuer {issuer}: an audience is required (TOKENBRIDGE_AUDIENCE), or switch the check off explicitly with TOKENBRIDGE_AUDIENCE_CHECK=off"
+            ));
+        }
+        let audiences = if audience_check { audiences } else { Vec::new() };
+        Issuer { issuer, audiences, jwks_url, local, require_at_jwt }
+    }
+
+    fn mode(&mut self, have_issuers: bool) -> Mode {
+        let have_introspection = ["TOKENBRIDGE_INTROSPECTION_URL", "idcs_introspection_endpoint"]
+            .iter()
+            .any(|k| (self.lookup)(k).is_some_and(|v| !v.trim().is_empty()));
+        match self.optional("TOKENBRIDGE_MODE").as_deref() {
+            Some("introspection") => Mode::Introspection,
+            Some("jwt") => Mode::Jwt,
+            Some("auto") => Mode::Auto,
+            Some(other) => {
+                self.problems.push(format!("TOKENBRIDGE_MODE must be introspection, jwt or auto, got {other:?}"));
+                Mode::Introspection
+            }
+            None if have_issuers && have_introspection => Mode::Auto,
+            None if have_issuers => Mode::Jwt,
+            None => Mode::Introspection,
+        }
+    }
+
+    /// The policy document, else the zero-config policy (`TOKENBRIDGE_REQUIRED_SCOPES` everywhere).
+    fn policy(&mut self, required_scopes: &[String]) -> Policy {
+        let inline = self.optional("TOKENBRIDGE_POLICY");
+        let file = self.optional("TOKENBRIDGE_POLICY_FILE");
+        let text = match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problems.push("set TOKENBRIDGE_POLICY or TOKENBRIDGE_POLICY_FILE, not both".into());
+                return Policy::everywhere(required_scopes.to_vec());
+            }
+            (Some(text), None) => text,
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) => {
+                    self.problems.push(format!("TOKENBRIDGE_POLICY_FILE {path}: {}", e.kind()));
+                    return Policy::everywhere(required_scopes.to_vec());
+                }
+            },
+            (None, None) => return Policy::everywhere(required_scopes.to_vec()),
+        };
+        if !required_scopes.is_empty() {
+            self.problems
+                .push("TOKENBRIDGE_REQUIRED_SCOPES and a policy are both set: put the scopes in the policy".into());
+        }
+        Policy::from_json(&text).unwrap_or_else(|why| {
+            self.problems.push(why);
+            Policy::everywhere(required_scopes.to_vec())
+        })
+    }
+
     fn client(&mut self, url: &str, id: &str, secret: &str) -> Client {
         Client {
             endpoint: self.url(url),
@@ -317,9 +529,19 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = self;
         let lines: Vec<(&str, String)> = vec![
-            ("TOKENBRIDGE_INTROSPECTION_URL", c.introspection.endpoint.clone()),
-            ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", c.introspection.client_id.clone()),
-            ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", format!("{:?}", c.introspection.secret)),
+            ("TOKENBRIDGE_MODE", c.mode.as_str().to_string()),
+            (
+                "TOKENBRIDGE_INTROSPECTION_URL",
+                c.introspection.as_ref().map_or("(unused)".into(), |i| i.endpoint.clone()),
+            ),
+            (
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
+                c.introspection.as_ref().map_or("(unused)".into(), |i| i.client_id.clone()),
+            ),
+            (
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+                c.introspection.as_ref().map_or("(unused)".into(), |i| format!("{:?}", i.secret)),
+            ),
             ("TOKENBRIDGE_REQUIRED_SCOPES", c.required_scopes.join(" ")),
             ("TOKENBRIDGE_BACKEND_TOKEN_URL", c.backend.endpoint.clone()),
             ("TOKENBRIDGE_BACKEND_CLIENT_ID", c.backend.client_id.clone()),
@@ -341,11 +563,24 @@ impl fmt::Display for Config {
             ("TOKENBRIDGE_CONTEXT_KEY", c.context_key.clone()),
             ("TOKENBRIDGE_REALM", c.realm.clone()),
             ("TOKENBRIDGE_TOKEN_ARGUMENT", c.token_argument.clone()),
+            ("TOKENBRIDGE_CONTEXT_CLAIMS", c.context_claims.join(" ")),
+            ("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", c.jwks_max_age.to_string()),
         ];
         for (k, v) in lines {
             writeln!(f, "{k} = {v}")?;
         }
-        Ok(())
+        for i in &c.issuers {
+            writeln!(
+                f,
+                "issuer {} = {}, audiences [{}], keys {}{}",
+                i.issuer,
+                if i.local { "verified locally" } else { "introspected" },
+                if i.audiences.is_empty() { "not checked".to_string() } else { i.audiences.join(" ") },
+                i.jwks_url.as_deref().unwrap_or("discovered"),
+                if i.require_at_jwt { ", at+jwt required" } else { "" }
+            )?;
+        }
+        writeln!(f, "policy:\n{}", c.policy.describe())
     }
 }
 
@@ -403,7 +638,7 @@ mod tests {
             ("back_end_client_secret_ocid", "ocid1.vaultsecret.oc1.iad.bbb"),
         ]))
         .unwrap();
-        assert_eq!(c.introspection.endpoint, "https://idcs.example/oauth2/v1/introspect");
+        assert_eq!(c.introspection.unwrap().endpoint, "https://idcs.example/oauth2/v1/introspect");
         assert!(matches!(c.backend.secret, SecretRef::Platform(_)));
     }
 

@@ -1,7 +1,7 @@
 //! The decision pipeline: extract → validate → authorize → backend token → outcome. The only
 //! place that knows the order of the stages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +10,11 @@ use crate::backend::{self, BackendToken};
 use crate::bearer::{self, Credential};
 use crate::cache::{Cache, Entry};
 use crate::clock::{Clock, SystemClock, UnixTime};
+use crate::config::Mode;
 use crate::config::{Client, Config, ConfigErrors};
 use crate::http::{Answer, HttpClient};
 use crate::introspection::{self, Identity, Verdict};
+use crate::jwt::{self, Jwks, Peek};
 use crate::log::{self, Trace};
 use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request};
 use crate::secret::{self, Secret, SecretCell, SecretError, SecretResolver};
@@ -36,8 +38,17 @@ struct Parts {
     http: HttpClient,
     validations: Cache<[u8; 32], Verdict, Cause>,
     backend_tokens: Cache<(), BackendToken, Cause>,
-    introspection_secret: SecretCell,
+    introspection_secret: Option<SecretCell>,
     backend_secret: SecretCell,
+    /// JWKS per issuer name.
+    jwks: HashMap<String, Jwks>,
+}
+
+/// How one token is validated.
+enum Path<'a> {
+    Introspect,
+    Local(&'a Jwks, Box<Peek>),
+    Reject(&'static str),
 }
 
 /// Configures an [`Engine`]: where configuration, time, platform secrets and logs come from.
@@ -79,8 +90,9 @@ impl EngineBuilder {
             http: HttpClient::new(config.connect_timeout, config.call_timeout, config.max_answer_bytes),
             validations: Cache::new(config.cache_capacity),
             backend_tokens: Cache::new(1),
-            introspection_secret: SecretCell::new(config.introspection.secret.clone()),
+            introspection_secret: config.introspection.as_ref().map(|c| SecretCell::new(c.secret.clone())),
             backend_secret: SecretCell::new(config.backend.secret.clone()),
+            jwks: jwt::by_issuer(config.issuers.clone(), config.jwks_max_age),
             config,
         });
         Engine { setup, clock: self.clock, resolvers: self.resolvers, env: self.env, sink: self.sink }
@@ -136,16 +148,30 @@ impl Engine {
     /// Resolves both client secrets now, reporting each that cannot be had. For `check-config`
     /// and for adapters that want to fail fast.
     pub fn check_secrets(&self) -> Vec<String> {
-        let Ok(parts) = &self.setup else {
-            return Vec::new();
-        };
-        [
-            ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", &parts.introspection_secret),
-            ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", &parts.backend_secret),
-        ]
-        .into_iter()
-        .filter_map(|(name, cell)| self.secret(cell, None).err().map(|e| format!("{name}: {e}")))
-        .collect()
+        let Ok(parts) = &self.setup else { return Vec::new() };
+        let cells = [
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", parts.introspection_secret.as_ref()),
+            ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", Some(&parts.backend_secret)),
+        ];
+        cells
+            .into_iter()
+            .filter_map(|(name, cell)| Some((name, cell?)))
+            .filter_map(|(name, cell)| self.secret(cell, None).err().map(|e| format!("{name}: {e}")))
+            .collect()
+    }
+
+    /// Loads every local issuer's keys now, each within `budget`, so the first request does not
+    /// pay for it. Returns whether all of them are held.
+    pub fn warm(&self, budget: Duration) -> bool {
+        let Ok(parts) = &self.setup else { return false };
+        let deadline = Instant::now() + budget;
+        parts.jwks.values().filter(|j| j.issuer.local).all(|j| j.warm(&parts.http, self.clock.now(), deadline))
+    }
+
+    /// Ready to decide: the configuration is valid and every local issuer's keys are held.
+    pub fn is_ready(&self) -> bool {
+        let Ok(parts) = &self.setup else { return false };
+        parts.jwks.values().filter(|j| j.issuer.local).all(|j| j.is_warm(self.clock.now()))
     }
 
     /// Answers one request. Never panics on any input or IdP answer; logs one line.
@@ -182,8 +208,13 @@ impl Engine {
             Credential::Bearer(token) => token,
         };
         trace.token = Some(log::fingerprint(token));
+        let Some(rule) = parts.config.policy.rule_for(&request.route) else {
+            // No route allows this request: refused before any IdP is asked.
+            trace.reason = Some("route_not_allowed");
+            return Outcome::Deny(Denial::InsufficientScope { required: Vec::new() });
+        };
 
-        let identity = match self.validate(parts, token, request.deadline, trace) {
+        let identity = match self.validate(parts, token, rule.introspect, request.deadline, trace) {
             Ok(Verdict::Active(identity)) => identity,
             Ok(Verdict::Invalid(why)) => {
                 trace.reason = Some(why);
@@ -193,9 +224,11 @@ impl Engine {
         };
         trace.principal = Some(identity.principal.clone());
         trace.client_id = identity.client_id.clone();
-        let required = &parts.config.required_scopes;
-        if !required.iter().all(|s| identity.scopes.contains(s)) {
-            return Outcome::Deny(Denial::InsufficientScope { required: required.clone() });
+        if let Err(denial) = rule.check(&identity) {
+            if denial == Denial::InvalidToken {
+                trace.reason = Some("issuer_or_audience_not_accepted_here");
+            }
+            return Outcome::Deny(denial);
         }
         match self.backend_token(parts, request.deadline, trace) {
             Ok(backend) => Outcome::Allow(self.grant(parts, identity, &backend)),
@@ -203,8 +236,97 @@ impl Engine {
         }
     }
 
-    /// The cached verdict on `token`, or IdP A's.
+    /// The cached verdict on `token`, else a fresh one: verified locally when it is a JWT of a
+    /// local issuer, else from IdP A. With `recheck`, a locally verified token is also
+    /// introspected (to catch revocation).
     fn validate(
+        &self,
+        parts: &Parts,
+        token: &str,
+        recheck: bool,
+        deadline: Option<Instant>,
+        trace: &mut Trace,
+    ) -> Result<Verdict, Cause> {
+        let key = log::token_hash(token);
+        let verdict = self.cached(parts, key, deadline, trace, |trace| match self.path(parts, token) {
+            Path::Introspect => self.introspect(parts, token, deadline, trace),
+            Path::Reject(why) => Ok(Verdict::Invalid(why)),
+            Path::Local(jwks, peeked) => {
+                let at = jwt::At {
+                    http: &parts.http,
+                    now: self.clock.now(),
+                    wait_until: self.wait_until(parts, deadline),
+                    deadline,
+                    leeway: parts.config.leeway,
+                    claim_names: &parts.config.context_claims,
+                };
+                jwks.validate(token, &peeked, &at)
+            }
+        })?;
+        match verdict {
+            Verdict::Active(identity) if recheck && identity.verified_locally => {
+                let mut key = key;
+                key[0] ^= 0xff; // a separate entry for the introspection of the same token
+                match self
+                    .cached(parts, key, deadline, trace, |trace| self.introspect(parts, token, deadline, trace))?
+                {
+                    Verdict::Active(_) => Ok(Verdict::Active(identity)),
+                    invalid => Ok(invalid),
+                }
+            }
+            verdict => Ok(verdict),
+        }
+    }
+
+    /// How `token` is validated, from the mode and its (unverified) issuer.
+    fn path<'a>(&self, parts: &'a Parts, token: &str) -> Path<'a> {
+        let mode = parts.config.mode;
+        if mode == Mode::Introspection {
+            return Path::Introspect;
+        }
+        match jwt::peek(token) {
+            Some(peeked) => match peeked.issuer.as_ref().and_then(|i| parts.jwks.get(i)) {
+                Some(jwks) if jwks.issuer.local => Path::Local(jwks, Box::new(peeked)),
+                Some(_) => Path::Introspect,
+                None if mode == Mode::Auto => Path::Introspect,
+                None => Path::Reject("unknown_issuer"),
+            },
+            None if mode == Mode::Auto => Path::Introspect,
+            None => Path::Reject("not_a_jwt"),
+        }
+    }
+
+    /// A verdict from the validation cache, or `load`'s, kept until the token's expiry (at most
+    /// the configured maximum), or briefly when it is a refusal.
+    fn cached(
+        &self,
+        parts: &Parts,
+        key: [u8; 32],
+        deadline: Option<Instant>,
+        trace: &mut Trace,
+        load: impl FnOnce(&mut Trace) -> Result<Verdict, Cause>,
+    ) -> Result<Verdict, Cause> {
+        let now = self.clock.now();
+        let config = &parts.config;
+        let wait_until = self.wait_until(parts, deadline);
+        let timed_out = Cause::new(Dependency::Introspection, waited_too_long(deadline));
+        let (verdict, lookup) = parts.validations.get_or_load(&key, now, wait_until, timed_out, || {
+            let verdict = load(trace)?;
+            let until = match &verdict {
+                Verdict::Active(Identity { expires_at, .. }) => {
+                    let max = now.saturating_add(config.cache_max_ttl);
+                    expires_at.map_or(max, |exp| exp.min(max))
+                }
+                Verdict::Invalid(_) => now.saturating_add(config.cache_inactive_ttl),
+            };
+            Ok(Entry::until(verdict, until))
+        })?;
+        trace.validation = Some(lookup);
+        Ok(verdict)
+    }
+
+    /// IdP A's verdict (RFC 7662).
+    fn introspect(
         &self,
         parts: &Parts,
         token: &str,
@@ -213,25 +335,10 @@ impl Engine {
     ) -> Result<Verdict, Cause> {
         let now = self.clock.now();
         let config = &parts.config;
-        let wait_until = self.wait_until(parts, deadline);
-        let timed_out = Cause::new(Dependency::Introspection, waited_too_long(deadline));
-        let (verdict, lookup) =
-            parts.validations.get_or_load(&log::token_hash(token), now, wait_until, timed_out, || {
-                let form = [("token", token), ("token_type_hint", "access_token")];
-                let verdict = self.call_idp(parts, Dependency::Introspection, &form, deadline, trace, |a| {
-                    introspection::read_answer(a.status, &a.body, now, config.leeway)
-                })?;
-                let until = match &verdict {
-                    Verdict::Active(Identity { expires_at, .. }) => {
-                        let max = now.saturating_add(config.cache_max_ttl);
-                        expires_at.map_or(max, |exp| exp.min(max))
-                    }
-                    Verdict::Invalid(_) => now.saturating_add(config.cache_inactive_ttl),
-                };
-                Ok(Entry::until(verdict, until))
-            })?;
-        trace.validation = Some(lookup);
-        Ok(verdict)
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        self.call_idp(parts, Dependency::Introspection, &form, deadline, trace, |a| {
+            introspection::read_answer(a.status, &a.body, now, config.leeway, &config.context_claims)
+        })
     }
 
     /// The cached backend token, refreshed early; a still-valid token is served when a
@@ -274,7 +381,7 @@ impl Engine {
         let config = &parts.config;
         let caller_expiry =
             identity.expires_at.unwrap_or_else(|| self.clock.now().saturating_add(config.cache_max_ttl));
-        let mut context = BTreeMap::new();
+        let mut context: BTreeMap<String, String> = identity.claims.clone();
         context.insert(config.context_key.clone(), format!("Bearer {}", backend.access_token.expose()));
         Grant {
             principal: identity.principal,
@@ -297,7 +404,11 @@ impl Engine {
         read: impl Fn(&Answer) -> Result<T, Failure>,
     ) -> Result<T, Cause> {
         let (client, cell) = match dependency {
-            Dependency::Introspection => (&parts.config.introspection, &parts.introspection_secret),
+            Dependency::Introspection => match (&parts.config.introspection, &parts.introspection_secret) {
+                (Some(client), Some(cell)) => (client, cell),
+                // Configuration validation requires introspection wherever it can be reached.
+                _ => return Err(Cause::new(Dependency::Configuration, Failure::Invalid)),
+            },
             _ => (&parts.config.backend, &parts.backend_secret),
         };
         let mut secret = self.secret(cell, deadline).map_err(|e| {

@@ -15,6 +15,8 @@ pub(crate) struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
     pub retry_after: Option<u64>,
+    /// `Cache-Control: max-age`, in seconds.
+    pub max_age: Option<u64>,
 }
 
 pub(crate) struct HttpClient {
@@ -73,6 +75,29 @@ impl HttpClient {
             .header("Authorization", basic_auth(client_id, client_secret))
             .header("Accept", "application/json")
             .send_form(form.iter().copied());
+        self.read(response, budget)
+    }
+
+    /// GETs a public JSON document (discovery, JWKS).
+    pub(crate) fn get(&self, url: &str, deadline: Option<Instant>) -> Result<Answer, Failure> {
+        let budget = self.budget(deadline)?;
+        let response = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(Some(budget))
+            .timeout_connect(Some(self.connect_timeout.min(budget)))
+            .build()
+            .header("Accept", "application/json")
+            .call();
+        self.read(response, budget)
+    }
+
+    fn read(
+        &self,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        budget: Duration,
+    ) -> Result<Answer, Failure> {
         // A timeout that the deadline imposed is the deadline's failure, not the IdP's.
         let cut_by_deadline = budget < self.call_timeout;
         let classify = |e| match classify(e) {
@@ -81,14 +106,27 @@ impl HttpClient {
         };
         let mut response = response.map_err(classify)?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+        let max_age = header("cache-control").and_then(|v| max_age(&v));
         let body = response.body_mut().with_config().limit(self.max_body).read_to_vec().map_err(classify)?;
-        Ok(Answer { status, body, retry_after })
+        Ok(Answer { status, body, retry_after, max_age })
     }
+}
+
+/// The `max-age` of a `Cache-Control` value; `no-cache`/`no-store` count as 0.
+fn max_age(cache_control: &str) -> Option<u64> {
+    let mut age = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        if directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store") {
+            return Some(0);
+        }
+        match directive.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("max-age") => age = v.trim().trim_matches('"').parse().ok(),
+            _ => {}
+        }
+    }
+    age
 }
 
 /// Maps ureq's errors onto the few failure kinds the decision distinguishes. The error itself
@@ -123,6 +161,14 @@ mod tests {
         // "a b:c:d%" → "a%20b:c%3Ad%25"
         assert_eq!(basic_auth("a b", "c:d%"), format!("Basic {}", STANDARD.encode("a%20b:c%3Ad%25")));
         assert_eq!(basic_auth("client", "s3cr3t"), "Basic Y2xpZW50OnMzY3IzdA==");
+    }
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(max_age("public, max-age=3600"), Some(3600));
+        assert_eq!(max_age("max-age=\"60\", must-revalidate"), Some(60));
+        assert_eq!(max_age("no-store"), Some(0));
+        assert_eq!(max_age("private"), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! RFC 7662 token introspection at IdP A: the request, and a strict reading of the answer.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
@@ -14,6 +16,14 @@ pub struct Identity {
     pub scopes: Vec<String>,
     /// The token's `exp`, when the IdP said.
     pub expires_at: Option<UnixTime>,
+    /// `iss`, when known.
+    pub issuer: Option<String>,
+    /// `aud`, as a list.
+    pub audiences: Vec<String>,
+    /// The configured context claims that the token carries, as strings.
+    pub claims: BTreeMap<String, String>,
+    /// Verified here from a JWT's signature, rather than by asking the IdP.
+    pub verified_locally: bool,
 }
 
 /// IdP A's verdict on a token.
@@ -26,7 +36,13 @@ pub enum Verdict {
 
 /// Reads an introspection answer. `Err` means the answer itself is unusable (Unavailable);
 /// a well-formed answer that refuses the token is `Ok(Verdict::Invalid)`.
-pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, leeway: i64) -> Result<Verdict, Failure> {
+pub(crate) fn read_answer(
+    status: u16,
+    body: &[u8],
+    now: UnixTime,
+    leeway: i64,
+    claim_names: &[String],
+) -> Result<Verdict, Failure> {
     if status != 200 {
         return Err(crate::backend::failure_for_status(status, body));
     }
@@ -44,6 +60,8 @@ pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, leeway: i64) 
     let client_id = optional_string(&answer, "client_id")?;
     let scope = optional_string(&answer, "scope")?;
     let token_type = optional_string(&answer, "token_type")?;
+    let issuer = optional_string(&answer, "iss")?;
+    let audiences = audiences(&answer)?;
 
     // Many IdPs answer `active:true` for refresh tokens too; those are not bearer credentials.
     if token_type.is_some_and(|t| t.to_ascii_lowercase().contains("refresh")) {
@@ -63,7 +81,46 @@ pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, leeway: i64) 
         client_id,
         scopes: scope.unwrap_or_default().split_ascii_whitespace().map(str::to_string).collect(),
         expires_at: exp,
+        issuer,
+        audiences,
+        claims: context_claims(&answer, claim_names),
+        verified_locally: false,
     }))
+}
+
+/// `aud`: a string or an array of strings.
+pub(crate) fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, Failure> {
+    match claims.get("aud") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(a)) => Ok(vec![a.clone()]),
+        Some(Value::Array(items)) => {
+            items.iter().map(|a| a.as_str().map(str::to_string).ok_or(Failure::Malformed)).collect()
+        }
+        Some(_) => Err(Failure::Malformed),
+    }
+}
+
+/// The named claims as context strings: text as is, numbers and booleans written out, arrays of
+/// those joined by spaces; objects (and arrays holding them) are not forwarded.
+pub(crate) fn context_claims(claims: &Map<String, Value>, names: &[String]) -> BTreeMap<String, String> {
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+    names
+        .iter()
+        .filter_map(|name| {
+            let value = match claims.get(name)? {
+                Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>()?.join(" "),
+                other => scalar(other)?,
+            };
+            Some((name.clone(), value))
+        })
+        .collect()
 }
 
 /// A NumericDate: a JSON number of seconds. Fractions are cut; other types are malformed.
@@ -96,7 +153,7 @@ mod tests {
     const NOW: UnixTime = 1_800_000_000;
 
     fn read(body: &str) -> Result<Verdict, Failure> {
-        read_answer(200, body.as_bytes(), NOW, 30)
+        read_answer(200, body.as_bytes(), NOW, 30, &[])
     }
 
     fn active(body: &str) -> Identity {
@@ -185,7 +242,22 @@ mod tests {
 
     #[test]
     fn non_200_is_a_failure_not_a_verdict() {
-        assert_eq!(read_answer(503, b"", NOW, 0), Err(Failure::Status(503)));
-        assert_eq!(read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0), Err(Failure::ClientRejected));
+        assert_eq!(read_answer(503, b"", NOW, 0, &[]), Err(Failure::Status(503)));
+        assert_eq!(read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0, &[]), Err(Failure::ClientRejected));
+    }
+
+    #[test]
+    fn issuer_audiences_and_context_claims_are_read() {
+        let names = ["email".to_string(), "groups".to_string(), "address".to_string(), "n".to_string()];
+        let body = r#"{"active":true,"sub":"a","iss":"https://idp","aud":["api","other"],"email":"a@x",
+                       "groups":["g1",2],"address":{"city":"x"},"n":5}"#;
+        let Ok(Verdict::Active(i)) = read_answer(200, body.as_bytes(), NOW, 0, &names) else { panic!() };
+        assert_eq!(i.issuer.as_deref(), Some("https://idp"));
+        assert_eq!(i.audiences, ["api", "other"]);
+        assert_eq!(i.claims.get("email").map(String::as_str), Some("a@x"));
+        assert_eq!(i.claims.get("groups").map(String::as_str), Some("g1 2"));
+        assert_eq!(i.claims.get("n").map(String::as_str), Some("5"));
+        assert!(!i.claims.contains_key("address"), "objects are not forwarded");
+        assert_eq!(read(r#"{"active":true,"sub":"a","aud":7}"#), Err(Failure::Malformed));
     }
 }

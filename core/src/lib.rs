@@ -30,18 +30,22 @@ mod config;
 mod engine;
 mod http;
 mod introspection;
+mod jwt;
 mod log;
 mod outcome;
+mod policy;
 mod secret;
 
 pub use bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
 pub use cache::Lookup;
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
-pub use config::{Client, Config, ConfigErrors, SETTINGS, Setting, check_url};
+pub use config::{Client, Config, ConfigErrors, Mode, SETTINGS, Setting, check_url};
 pub use engine::{Engine, EngineBuilder, global, set_global};
 pub use introspection::{Identity, Verdict};
+pub use jwt::Issuer;
 pub use log::fingerprint;
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
+pub use policy::{Policy, Rule, ScopeMatch};
 pub use secret::{Secret, SecretError, SecretRef, SecretResolver};
 
 /// RFC 3339 (UTC, whole seconds) for a Unix time, as gateways expect `expiresAt`.

@@ -118,10 +118,20 @@ impl Denial {
         if let Some(code) = self.error_code() {
             out.push_str(&format!(", error=\"{code}\""));
         }
-        if let Denial::InsufficientScope { required } = self {
+        if let Denial::InsufficientScope { required } = self.clone().filter_empty() {
             out.push_str(&format!(", scope=\"{}\"", quote_safe(&required.join(" "))));
         }
         out
+    }
+}
+
+impl Denial {
+    /// An insufficient-scope denial that names no scope says so without a `scope` attribute.
+    fn filter_empty(self) -> Self {
+        match self {
+            Denial::InsufficientScope { required } if required.is_empty() => Denial::MissingToken,
+            other => other,
+        }
     }
 }
 
@@ -168,6 +178,8 @@ pub enum Dependency {
     Introspection,
     /// IdP B's token endpoint.
     BackendToken,
+    /// An issuer's JWKS (or its discovery document).
+    Jwks,
 }
 
 impl Dependency {
@@ -177,6 +189,7 @@ impl Dependency {
             Dependency::Secret => "secret",
             Dependency::Introspection => "introspection",
             Dependency::BackendToken => "backend_token",
+            Dependency::Jwks => "jwks",
         }
     }
 
@@ -186,6 +199,7 @@ impl Dependency {
             Dependency::Secret => "client secret",
             Dependency::Introspection => "introspection endpoint (IdP A)",
             Dependency::BackendToken => "backend token endpoint (IdP B)",
+            Dependency::Jwks => "JWKS endpoint",
         }
     }
 }

@@ -1,0 +1,380 @@
+//! Local validation of JWT access tokens (RFC 9068 and ordinary JWTs) against an issuer's JWKS,
+//! secure by default: asymmetric algorithms only, the header's `alg` must fit the key, issuer
+//! and `exp` required, audience required unless switched off, `nbf`/`iat` within the leeway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use serde_json::{Map, Value};
+
+use crate::cache::{Cache, Entry};
+use crate::clock::UnixTime;
+use crate::http::HttpClient;
+use crate::introspection::{self, Identity, Verdict};
+use crate::outcome::{Cause, Dependency, Failure};
+use crate::secret::lock;
+
+/// The asymmetric algorithms accepted; `none` and HMAC never are.
+const ALLOWED: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// After an unknown `kid` made us refetch the JWKS, further unknown `kid`s are refused without
+/// asking the IdP for this long (a flood of forged `kid`s costs the IdP one request).
+pub const UNKNOWN_KID_PENALTY: i64 = 10;
+
+/// The circumstances of one validation: the client to fetch keys with, the time, how long the
+/// request may wait, and what to read from the claims.
+pub(crate) struct At<'a> {
+    pub http: &'a HttpClient,
+    pub now: UnixTime,
+    pub wait_until: Instant,
+    pub deadline: Option<Instant>,
+    pub leeway: i64,
+    pub claim_names: &'a [String],
+}
+
+/// One trusted issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    pub issuer: String,
+    /// Accepted audiences (any of them). Empty only when the audience check is switched off.
+    pub audiences: Vec<String>,
+    /// Where its keys are; discovered from the issuer when `None`.
+    pub jwks_url: Option<String>,
+    /// Verify its JWTs locally (`true`), or send them to introspection.
+    pub local: bool,
+    /// Require the `at+jwt` type (RFC 9068).
+    pub require_at_jwt: bool,
+}
+
+/// What the JWT's unverified parts say, enough to choose how to validate it.
+pub(crate) struct Peek {
+    pub header: Header,
+    pub issuer: Option<String>,
+}
+
+/// Reads a token's header and `iss` without trusting them, or `None` if it is not a JWT.
+pub(crate) fn peek(token: &str) -> Option<Peek> {
+    if token.split('.').count() != 3 {
+        return None;
+    }
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(token).ok()?.claims;
+    let issuer = claims.get("iss").and_then(Value::as_str).map(str::to_string);
+    Some(Peek { header, issuer })
+}
+
+/// One usable public key from a JWKS.
+struct Key {
+    kid: Option<String>,
+    key: DecodingKey,
+    algorithms: Vec<Algorithm>,
+}
+
+/// The keys of one JWKS document.
+#[derive(Default)]
+pub(crate) struct KeySet {
+    keys: Vec<Key>,
+}
+
+impl KeySet {
+    /// Keeps the signing keys it can use; skips encryption keys, symmetric keys, and keys it
+    /// cannot read, rather than failing the whole set.
+    pub(crate) fn from_json(body: &[u8]) -> Result<Self, Failure> {
+        let doc: Value = serde_json::from_slice(body).map_err(|_| Failure::Malformed)?;
+        let items = doc.get("keys").and_then(Value::as_array).ok_or(Failure::Malformed)?;
+        let keys = items
+            .iter()
+            .filter_map(|item| serde_json::from_value::<Jwk>(item.clone()).ok())
+            .filter(|jwk| !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)))
+            .filter_map(|jwk| {
+                let algorithms = key_algorithms(&jwk)?;
+                let key = DecodingKey::from_jwk(&jwk).ok()?;
+                Some(Key { kid: jwk.common.key_id.clone(), key, algorithms })
+            })
+            .collect();
+        Ok(KeySet { keys })
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Algorithm) -> impl Iterator<Item = &'a Key> {
+        self.keys.iter().filter(move |k| (kid.is_none() || k.kid.as_deref() == kid) && k.algorithms.contains(&alg))
+    }
+
+    fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+/// The algorithms a key may verify: its declared `alg` if it has one (and it is allowed), else
+/// every allowed algorithm of its family.
+fn key_algorithms(jwk: &Jwk) -> Option<Vec<Algorithm>> {
+    use jsonwebtoken::jwk::AlgorithmParameters as P;
+    let family: Vec<Algorithm> = match &jwk.algorithm {
+        P::RSA(_) => vec![
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        P::EllipticCurve(_) => vec![Algorithm::ES256, Algorithm::ES384],
+        P::OctetKeyPair(_) => vec![Algorithm::EdDSA],
+        // Symmetric keys, and any kind this code does not know, are never used.
+        _ => return None,
+    };
+    let declared = match jwk.common.key_algorithm {
+        None => return Some(family),
+        Some(KeyAlgorithm::RS256) => Algorithm::RS256,
+        Some(KeyAlgorithm::RS384) => Algorithm::RS384,
+        Some(KeyAlgorithm::RS512) => Algorithm::RS512,
+        Some(KeyAlgorithm::PS256) => Algorithm::PS256,
+        Some(KeyAlgorithm::PS384) => Algorithm::PS384,
+        Some(KeyAlgorithm::PS512) => Algorithm::PS512,
+        Some(KeyAlgorithm::ES256) => Algorithm::ES256,
+        Some(KeyAlgorithm::ES384) => Algorithm::ES384,
+        Some(KeyAlgorithm::EdDSA) => Algorithm::EdDSA,
+        Some(_) => return None,
+    };
+    family.contains(&declared).then(|| vec![declared])
+}
+
+/// Verifies `token` from `issuer` with `keys`. `Err(reason)` is a denial reason.
+pub(crate) fn verify(
+    token: &str,
+    peeked: &Peek,
+    issuer: &Issuer,
+    keys: &KeySet,
+    now: UnixTime,
+    leeway: i64,
+    claim_names: &[String],
+) -> Result<Identity, &'static str> {
+    let alg = peeked.header.alg;
+    if !ALLOWED.contains(&alg) {
+        return Err("algorithm_not_allowed");
+    }
+    if issuer.require_at_jwt && !peeked.header.typ.as_deref().is_some_and(is_at_jwt) {
+        return Err("not_an_access_token");
+    }
+    let mut validation = Validation::new(alg);
+    validation.algorithms = vec![alg];
+    // Time claims are checked below against the engine's clock.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.leeway = 0;
+    validation.set_issuer(&[&issuer.issuer]);
+    let mut required = vec!["exp", "iss"];
+    if issuer.audiences.is_empty() {
+        validation.validate_aud = false;
+    } else {
+        validation.set_audience(&issuer.audiences);
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
+
+    let mut last = "bad_signature";
+    for key in keys.candidates(peeked.header.kid.as_deref(), alg) {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+            Ok(data) => return identity(&data.claims, now, leeway, claim_names),
+            Err(e) => last = reason(e.kind()),
+        }
+    }
+    Err(last)
+}
+
+fn is_at_jwt(typ: &str) -> bool {
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidIssuer => "wrong_issuer",
+        K::InvalidAudience => "wrong_audience",
+        K::MissingRequiredClaim(_) => "missing_claim",
+        K::InvalidAlgorithm => "algorithm_not_allowed",
+        _ => "bad_signature",
+    }
+}
+
+/// The identity in verified claims, after the time checks.
+fn identity(
+    claims: &Map<String, Value>,
+    now: UnixTime,
+    leeway: i64,
+    claim_names: &[String],
+) -> Result<Identity, &'static str> {
+    let time = |k: &str| claims.get(k).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+    let exp = time("exp").ok_or("missing_claim")?;
+    if exp.saturating_add(leeway) <= now {
+        return Err("expired");
+    }
+    if time("nbf").is_some_and(|nbf| nbf.saturating_sub(leeway) > now) {
+        return Err("not_yet_valid");
+    }
+    if time("iat").is_some_and(|iat| iat.saturating_sub(leeway) > now) {
+        return Err("issued_in_the_future");
+    }
+    let text = |k: &str| claims.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let client_id = text("client_id").or_else(|| text("azp"));
+    let principal = text("sub").or_else(|| client_id.clone()).ok_or("no_principal")?;
+    // RFC 9068 `scope` is a string; some IdPs send `scp` as an array.
+    let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
+        Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_string).collect(),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    Ok(Identity {
+        principal,
+        client_id,
+        scopes,
+        expires_at: Some(exp),
+        issuer: text("iss"),
+        audiences: introspection::audiences(claims).unwrap_or_default(),
+        claims: introspection::context_claims(claims, claim_names),
+        verified_locally: true,
+    })
+}
+
+/// An issuer's keys: fetched at start-up or first use, refreshed per `Cache-Control: max-age`
+/// (or the default), refetched once on an unknown `kid` (then a penalty window), kept when a
+/// refresh fails.
+pub(crate) struct Jwks {
+    pub issuer: Issuer,
+    keys: Cache<(), Arc<KeySet>, Cause>,
+    /// Discovered `jwks_uri`, when not configured.
+    discovered: Cache<(), String, Cause>,
+    penalty_until: Mutex<UnixTime>,
+    default_max_age: i64,
+}
+
+impl Jwks {
+    pub(crate) fn new(issuer: Issuer, default_max_age: i64) -> Self {
+        Self {
+            issuer,
+            keys: Cache::new(1),
+            discovered: Cache::new(1),
+            penalty_until: Mutex::new(UnixTime::MIN),
+            default_max_age,
+        }
+    }
+
+    /// Verifies a JWT of this issuer: `Ok(Verdict)`, or `Err(cause)` when no key can be had.
+    pub(crate) fn validate(&self, token: &str, peeked: &Peek, at: &At<'_>) -> Result<Verdict, Cause> {
+        let mut keys = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
+        if let Some(kid) = peeked.header.kid.as_deref().filter(|kid| !keys.has_kid(kid)) {
+            if !self.may_refetch(at.now) {
+                return Ok(Verdict::Invalid("unknown_key"));
+            }
+            self.keys.expire(&(), at.now);
+            keys = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
+            if !keys.has_kid(kid) {
+                return Ok(Verdict::Invalid("unknown_key"));
+            }
+        }
+        Ok(match verify(token, peeked, &self.issuer, &keys, at.now, at.leeway, at.claim_names) {
+            Ok(identity) => Verdict::Active(identity),
+            Err(reason) => Verdict::Invalid(reason),
+        })
+    }
+
+    /// Loads the keys now (start-up warm-up); reports whether usable keys are held.
+    pub(crate) fn warm(&self, http: &HttpClient, now: UnixTime, deadline: Instant) -> bool {
+        self.keys(http, now, deadline, Some(deadline)).is_ok_and(|k| !k.is_empty())
+    }
+
+    /// Whether usable keys are held, without fetching.
+    pub(crate) fn is_warm(&self, now: UnixTime) -> bool {
+        self.keys.peek_usable(&(), now).is_some_and(|k| !k.is_empty())
+    }
+
+    /// One refetch per penalty window, claimed by the first caller.
+    fn may_refetch(&self, now: UnixTime) -> bool {
+        let mut until = lock(&self.penalty_until);
+        if now < *until {
+            return false;
+        }
+        *until = now.saturating_add(UNKNOWN_KID_PENALTY);
+        true
+    }
+
+    fn keys(
+        &self,
+        http: &HttpClient,
+        now: UnixTime,
+        wait_until: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<KeySet>, Cause> {
+        let cause = |f| Cause::new(Dependency::Jwks, f);
+        let (keys, _) = self.keys.get_or_load(&(), now, wait_until, cause(Failure::Timeout), || {
+            let url = self.jwks_url(http, now, wait_until, deadline)?;
+            let answer = http.get(&url, deadline).map_err(cause)?;
+            if answer.status != 200 {
+                return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(answer.status)) });
+            }
+            let set = KeySet::from_json(&answer.body).map_err(cause)?;
+            if set.is_empty() {
+                return Err(cause(Failure::Malformed));
+            }
+            let max_age = answer.max_age.map_or(self.default_max_age, |a| i64::try_from(a).unwrap_or(i64::MAX));
+            // At least a minute, so a `no-cache` JWKS does not cost a request per decision.
+            let fresh_until = now.saturating_add(max_age.clamp(60, 86_400));
+            Ok(Entry { value: Arc::new(set), fresh_until, usable_until: UnixTime::MAX })
+        })?;
+        Ok(keys)
+    }
+
+    fn jwks_url(
+        &self,
+        http: &HttpClient,
+        now: UnixTime,
+        wait_until: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<String, Cause> {
+        if let Some(url) = &self.issuer.jwks_url {
+            return Ok(url.clone());
+        }
+        let cause = |f| Cause::new(Dependency::Jwks, f);
+        let (url, _) = self.discovered.get_or_load(&(), now, wait_until, cause(Failure::Timeout), || {
+            let base = self.issuer.issuer.trim_end_matches('/');
+            let mut last = cause(Failure::Status(404));
+            for well_known in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+                let answer = match http.get(&format!("{base}{well_known}"), deadline) {
+                    Ok(a) => a,
+                    Err(f) => return Err(cause(f)),
+                };
+                if answer.status != 200 {
+                    last = cause(Failure::Status(answer.status));
+                    continue;
+                }
+                let doc: Value = serde_json::from_slice(&answer.body).map_err(|_| cause(Failure::Malformed))?;
+                let url = doc.get("jwks_uri").and_then(Value::as_str).ok_or(cause(Failure::Malformed))?;
+                crate::config::check_url(url).map_err(|_| cause(Failure::Malformed))?;
+                return Ok(Entry::until(url.to_string(), UnixTime::MAX));
+            }
+            Err(last)
+        })?;
+        Ok(url)
+    }
+}
+
+/// Issuers by name.
+pub(crate) fn by_issuer(issuers: Vec<Issuer>, default_max_age: i64) -> HashMap<String, Jwks> {
+    issuers.into_iter().map(|i| (i.issuer.clone(), Jwks::new(i, default_max_age))).collect()
+}

@@ -1,0 +1,295 @@
+//! Per-route authorization: an ordered list of routes (method + path pattern), each requiring
+//! scopes (all-of or any-of), issuers and audiences; the first route that matches decides, and
+//! unmatched requests get the default (deny unless configured).
+//!
+//! ```json
+//! {"routes": [
+//!    {"method": "GET",  "path": "/orders/*",  "scopes": ["orders.read"]},
+//!    {"method": "POST", "path": "/orders",    "scopes": ["orders.write"], "issuers": ["https://idp.example"]},
+//!    {"method": "*",    "path": "/admin/**",  "scopes": ["admin", "root"], "scope_match": "any", "introspect": true}
+//!  ],
+//!  "default": "deny"}
+//! ```
+
+use serde::Deserialize;
+
+use crate::introspection::Identity;
+use crate::outcome::{Denial, Route};
+
+/// What a route asks of a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub scopes: Vec<String>,
+    pub scope_match: ScopeMatch,
+    /// Accepted issuers; empty accepts any configured one.
+    pub issuers: Vec<String>,
+    /// Accepted audiences (any of them); empty accepts any.
+    pub audiences: Vec<String>,
+    /// Introspect even a valid JWT here, to catch revocation.
+    pub introspect: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeMatch {
+    #[default]
+    All,
+    Any,
+}
+
+/// A route or default as written in the document; unknown fields are errors, not ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDoc {
+    method: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    scope_match: ScopeMatch,
+    #[serde(default)]
+    issuers: Vec<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    introspect: bool,
+}
+
+impl RuleDoc {
+    fn rule(self) -> Rule {
+        let RuleDoc { scopes, scope_match, issuers, audiences, introspect, .. } = self;
+        Rule { scopes, scope_match, issuers, audiences, introspect }
+    }
+}
+
+/// The default for requests no route matches.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+enum Fallback {
+    /// `"deny"`
+    Word(String),
+    /// A rule, e.g. `{"scopes": []}` to allow any valid token.
+    Rule(RuleDoc),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default)]
+    routes: Vec<RuleDoc>,
+    default: Option<Fallback>,
+}
+
+/// A loaded policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    routes: Vec<(String, Vec<String>, Rule)>,
+    default: Option<Rule>,
+}
+
+impl Policy {
+    /// The zero-config policy: every route requires `scopes`.
+    pub fn everywhere(scopes: Vec<String>) -> Self {
+        Policy { routes: Vec::new(), default: Some(Rule { scopes, ..Rule::default() }) }
+    }
+
+    /// Reads a JSON policy document, naming what is wrong with it.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let doc: Document = serde_json::from_str(text).map_err(|e| format!("the policy is not valid: {e}"))?;
+        let default = match doc.default {
+            None => None,
+            Some(Fallback::Word(w)) if w == "deny" => None,
+            Some(Fallback::Word(w)) => return Err(format!("policy default {w:?}: expected \"deny\" or a rule object")),
+            Some(Fallback::Rule(r)) if r.method.is_some() || r.path.is_some() => {
+                return Err("the policy default applies to every other route: it takes no method or path".into());
+            }
+            Some(Fallback::Rule(r)) => Some(r.rule()),
+        };
+        let mut routes = Vec::new();
+        for r in doc.routes {
+            let method = r.method.clone().unwrap_or_else(|| "*".into()).to_ascii_uppercase();
+            let Some(path) = r.path.clone() else { return Err("every policy route needs a path".into()) };
+            if !path.starts_with('/') && path != "*" {
+                return Err(format!("policy route path {path:?} must start with /"));
+            }
+            if path.find("**").is_some_and(|pos| pos + 2 != path.len()) {
+                return Err(format!("policy route path {path:?}: ** may only end a path"));
+            }
+            let segments = if path == "*" { vec!["**".to_string()] } else { segments(&path) };
+            routes.push((method, segments, r.rule()));
+        }
+        Ok(Policy { routes, default })
+    }
+
+    /// Whether any route asks for introspection of valid JWTs.
+    pub fn wants_introspection(&self) -> bool {
+        self.routes.iter().any(|(_, _, r)| r.introspect) || self.default.as_ref().is_some_and(|r| r.introspect)
+    }
+
+    /// The rule for a request: the first matching route, else the default; `None` means deny.
+    pub fn rule_for(&self, route: &Route) -> Option<&Rule> {
+        let path = route.path.as_deref().map(|p| p.split(['?', '#']).next().unwrap_or(""));
+        self.routes
+            .iter()
+            .find(|(method, pattern, _)| {
+                let method_ok = method == "*"
+                    || method == "ANY"
+                    || route.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(method));
+                method_ok && path.is_some_and(|p| matches(pattern, &segments(p)))
+            })
+            .map(|(_, _, rule)| rule)
+            .or(self.default.as_ref())
+    }
+
+    /// A readable account of the policy, for `check-config`.
+    pub fn describe(&self) -> String {
+        let rule = |r: &Rule| {
+            let mut parts = vec![format!(
+                "scopes {} [{}]",
+                if r.scope_match == ScopeMatch::All { "all of" } else { "any of" },
+                r.scopes.join(" ")
+            )];
+            if !r.issuers.is_empty() {
+                parts.push(format!("issuers [{}]", r.issuers.join(" ")));
+            }
+            if !r.audiences.is_empty() {
+                parts.push(format!("audiences [{}]", r.audiences.join(" ")));
+            }
+            if r.introspect {
+                parts.push("introspect".into());
+            }
+            parts.join(", ")
+        };
+        let mut out: Vec<String> =
+            self.routes.iter().map(|(m, p, r)| format!("  {m} /{} → {}", p.join("/"), rule(r))).collect();
+        out.push(match &self.default {
+            Some(r) => format!("  anything else → {}", rule(r)),
+            None => "  anything else → deny".into(),
+        });
+        out.join("\n")
+    }
+}
+
+impl Rule {
+    /// `Ok` if the identity satisfies the rule, else the denial to give.
+    pub fn check(&self, identity: &Identity) -> Result<(), Denial> {
+        if !self.issuers.is_empty() && !identity.issuer.as_ref().is_some_and(|i| self.issuers.contains(i)) {
+            return Err(Denial::InvalidToken);
+        }
+        if !self.audiences.is_empty() && !identity.audiences.iter().any(|a| self.audiences.contains(a)) {
+            return Err(Denial::InvalidToken);
+        }
+        let has = |s: &String| identity.scopes.contains(s);
+        let ok = match self.scope_match {
+            ScopeMatch::All => self.scopes.iter().all(has),
+            ScopeMatch::Any => self.scopes.is_empty() || self.scopes.iter().any(has),
+        };
+        if ok { Ok(()) } else { Err(Denial::InsufficientScope { required: self.scopes.clone() }) }
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// `*` matches one segment, a final `**` any number (including none).
+fn matches(pattern: &[String], path: &[String]) -> bool {
+    match (pattern.first().map(String::as_str), path.first()) {
+        (Some("**"), _) => true,
+        (Some("*"), Some(_)) => matches(&pattern[1..], &path[1..]),
+        (Some(p), Some(s)) if p == s => matches(&pattern[1..], &path[1..]),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: &str, path: &str) -> Route {
+        Route { method: Some(method.into()), path: Some(path.into()), ..Route::default() }
+    }
+
+    fn identity(scopes: &[&str]) -> Identity {
+        Identity {
+            principal: "p".into(),
+            client_id: None,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            expires_at: None,
+            issuer: Some("https://idp.example".into()),
+            audiences: vec!["api".into()],
+            claims: Default::default(),
+            verified_locally: false,
+        }
+    }
+
+    const DOC: &str = r#"{"routes": [
+        {"method": "GET", "path": "/orders/*", "scopes": ["orders.read"]},
+        {"method": "post", "path": "/orders", "scopes": ["orders.write"], "issuers": ["https://other"]},
+        {"path": "/admin/**", "scopes": ["admin", "root"], "scope_match": "any", "introspect": true}
+    ]}"#;
+
+    #[test]
+    fn the_first_matching_route_decides() {
+        let p = Policy::from_json(DOC).unwrap();
+        assert_eq!(p.rule_for(&route("GET", "/orders/7")).unwrap().scopes, ["orders.read"]);
+        assert_eq!(p.rule_for(&route("get", "/orders/7?x=1")).unwrap().scopes, ["orders.read"]);
+        assert_eq!(p.rule_for(&route("POST", "/orders")).unwrap().scopes, ["orders.write"]);
+        assert!(p.rule_for(&route("DELETE", "/admin")).unwrap().introspect);
+        assert!(p.rule_for(&route("GET", "/admin/a/b/c")).unwrap().introspect);
+    }
+
+    #[test]
+    fn unmatched_and_routeless_requests_are_denied_by_default() {
+        let p = Policy::from_json(DOC).unwrap();
+        assert_eq!(p.rule_for(&route("GET", "/orders/7/items")), None, "* is one segment");
+        assert_eq!(p.rule_for(&route("PUT", "/orders")), None);
+        assert_eq!(p.rule_for(&Route::default()), None);
+    }
+
+    #[test]
+    fn a_default_rule_applies_to_unmatched_requests() {
+        let p = Policy::from_json(r#"{"routes": [], "default": {"scopes": ["base"]}}"#).unwrap();
+        assert_eq!(p.rule_for(&Route::default()).unwrap().scopes, ["base"]);
+    }
+
+    #[test]
+    fn scopes_all_of_and_any_of() {
+        let all = Rule { scopes: vec!["a".into(), "b".into()], ..Rule::default() };
+        assert!(all.check(&identity(&["a", "b", "c"])).is_ok());
+        assert_eq!(
+            all.check(&identity(&["a"])),
+            Err(Denial::InsufficientScope { required: vec!["a".into(), "b".into()] })
+        );
+        let any = Rule { scope_match: ScopeMatch::Any, ..all };
+        assert!(any.check(&identity(&["b"])).is_ok());
+        assert!(any.check(&identity(&[])).is_err());
+    }
+
+    #[test]
+    fn issuer_and_audience_requirements_make_the_token_invalid_here() {
+        let r = Rule { issuers: vec!["https://other".into()], ..Rule::default() };
+        assert_eq!(r.check(&identity(&[])), Err(Denial::InvalidToken));
+        let r = Rule { audiences: vec!["nope".into(), "api".into()], ..Rule::default() };
+        assert!(r.check(&identity(&[])).is_ok());
+        let r = Rule { audiences: vec!["nope".into()], ..Rule::default() };
+        assert_eq!(r.check(&identity(&[])), Err(Denial::InvalidToken));
+    }
+
+    #[test]
+    fn bad_documents_are_explained() {
+        assert!(Policy::from_json("{").unwrap_err().contains("not valid"));
+        assert!(Policy::from_json(r#"{"routes":[{"path":"orders"}]}"#).unwrap_err().contains("must start with /"));
+        assert!(Policy::from_json(r#"{"routes":[{"path":"/a/**/b"}]}"#).unwrap_err().contains("** may only end"));
+        assert!(Policy::from_json(r#"{"routes":[{"path":"/a","scope":["x"]}]}"#).is_err(), "typos are not ignored");
+        assert!(Policy::from_json(r#"{"default":"allow"}"#).is_err());
+    }
+
+    #[test]
+    fn the_zero_config_policy_requires_the_scopes_everywhere() {
+        let p = Policy::everywhere(vec!["s".into()]);
+        assert_eq!(p.rule_for(&Route::default()).unwrap().scopes, ["s"]);
+        assert_eq!(p.rule_for(&route("GET", "/x")).unwrap().scopes, ["s"]);
+    }
+}
