@@ -33,6 +33,18 @@ fn build_binary() -> PathBuf {
     if let Some(target) = dir.parent() {
         build.env("CARGO_TARGET_DIR", target);
     }
+    // Cargo describes the running test's package in these; ring's build script watches some of
+    // them, so passing them on would rebuild ring and all above it here, and again in the next
+    // `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            build.env_remove(&*name);
+        }
+    }
     let status = build.status().expect("run cargo build");
     assert!(status.success(), "building tokenbridge failed");
     dir.join("tokenbridge")
