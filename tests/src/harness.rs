@@ -26,11 +26,20 @@ fn build_binary() -> PathBuf {
     let target = exe.parent().and_then(|d| d.parent()).and_then(|d| d.parent()).expect("target directory");
     let dir = target.join("harness");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "tokenbridge", "--bin", "tokenbridge"])
-        .env("CARGO_TARGET_DIR", &dir)
-        .status()
-        .expect("run cargo build");
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", "tokenbridge", "--bin", "tokenbridge"]).env("CARGO_TARGET_DIR", &dir);
+    // Cargo describes the running test's package in these; ring's build script watches some of
+    // them, so passing them on would rebuild ring and all above it for every test package.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            build.env_remove(&*name);
+        }
+    }
+    let status = build.status().expect("run cargo build");
     assert!(status.success(), "building tokenbridge failed");
     dir.join("debug").join("tokenbridge")
 }

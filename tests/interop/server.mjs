@@ -1,0 +1,103 @@
+// One real OAuth 2.0 authorization server (node oidc-provider) on loopback, for tokenbridge's
+// interop tests: client_credentials, RFC 7662 introspection and RFC 7009 revocation, opaque
+// access tokens, in-memory storage; the authorization code flow (with the development login
+// and consent pages) for clients that have redirect URIs.
+//
+//   node server.mjs [--port N] [--clients FILE]
+//
+// --port (or $PORT): 0 or absent picks a free port. The first stdout line is JSON:
+//   {"issuer":"http://127.0.0.1:PORT","token_endpoint":"…","introspection_endpoint":"…","revocation_endpoint":"…"}
+// --clients (or $INTEROP_CLIENTS, a JSON text): the clients, a JSON array of
+//   {"client_id","client_secret","grant_types":[…],"scope":"a b","introspect":true,"ttl":seconds,
+//    "redirect_uris":[…]}
+// All authenticate with client_secret_basic. `introspect` lets a client introspect every
+// client's tokens (a resource server); any other client may introspect only its own. `ttl` is
+// the lifetime of its client_credentials tokens (default 600 s). Secrets must be visible ASCII
+// (RFC 6749 Appendix A): the server refuses others.
+//
+// The process exits when its stdin closes, so a test process that dies takes it along.
+
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: process.env.PORT ?? '0' },
+    clients: { type: 'string' },
+  },
+});
+
+const DEFAULT_CLIENTS = [
+  { client_id: 'resource-server', client_secret: 'dev-secret-rs', grant_types: [], introspect: true },
+  { client_id: 'caller-app', client_secret: 'dev-secret-caller', grant_types: ['client_credentials'], scope: 'orders.read orders.write' },
+];
+
+function loadClients() {
+  if (args.clients) return JSON.parse(readFileSync(args.clients, 'utf8'));
+  if (process.env.INTEROP_CLIENTS) return JSON.parse(process.env.INTEROP_CLIENTS);
+  return DEFAULT_CLIENTS;
+}
+
+const clients = loadClients();
+const introspectors = new Set(clients.filter((c) => c.introspect).map((c) => c.client_id));
+const ttls = new Map(clients.filter((c) => c.ttl).map((c) => [c.client_id, c.ttl]));
+const scopes = new Set(clients.flatMap((c) => (c.scope ? c.scope.split(' ') : [])));
+
+const server = createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(Number(args.port), '127.0.0.1', resolve);
+});
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients: clients.map((c) => ({
+    client_id: c.client_id,
+    client_secret: c.client_secret,
+    grant_types: c.grant_types ?? [],
+    response_types: c.redirect_uris ? ['code'] : [],
+    redirect_uris: c.redirect_uris ?? [],
+    token_endpoint_auth_method: 'client_secret_basic',
+    ...(c.scope ? { scope: c.scope } : {}),
+  })),
+  scopes: [...scopes],
+  features: {
+    // The development login and consent pages, for clients that use the authorization code flow.
+    devInteractions: { enabled: clients.some((c) => c.redirect_uris) },
+    clientCredentials: { enabled: true },
+    introspection: {
+      enabled: true,
+      // A resource server (tokenbridge at IdP A) may introspect every client's tokens; other
+      // clients only their own.
+      allowedPolicy: async (ctx, client, token) => introspectors.has(client.clientId) || token.clientId === client.clientId,
+    },
+    revocation: {
+      enabled: true,
+      allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId,
+    },
+  },
+  ttl: {
+    ClientCredentials: (ctx, token, client) => ttls.get(client.clientId) ?? 600,
+  },
+  // No resource indicator is used, so access tokens are opaque (the JWT format is selected per
+  // resource server only).
+});
+server.on('request', provider.callback());
+
+const routes = {
+  token_endpoint: `${issuer}/token`,
+  introspection_endpoint: `${issuer}/token/introspection`,
+  revocation_endpoint: `${issuer}/token/revocation`,
+};
+process.stdout.write(`${JSON.stringify({ issuer, ...routes })}\n`);
+
+// Never log a token or a secret: only the failures' names.
+provider.on('server_error', (ctx, err) => console.error(`server_error: ${err.name}: ${err.message}`));
+
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
+for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => process.exit(0));

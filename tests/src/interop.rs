@@ -1,0 +1,511 @@
+//! A real authorization server for interop tests: node `oidc-provider` (pinned in
+//! `tests/interop/package-lock.json`) run by `tests/interop/server.mjs`, started as a child
+//! process on loopback — one instance as IdP A (introspection), one as IdP B (backend tokens) —
+//! and the client side of its endpoints: client_credentials, the authorization code flow through
+//! its development login and consent pages, introspection and revocation.
+//!
+//! Without `node` on PATH or without `tests/interop/node_modules` (`npm ci` there installs it),
+//! [`pair`] returns `None` and the test skips itself — unless `CI` is set, where it panics:
+//! CI must never skip the suite.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+/// A client registered at one of the servers.
+#[derive(Clone, Copy)]
+pub struct Client {
+    pub id: &'static str,
+    pub secret: &'static str,
+}
+
+/// tokenbridge at IdP A: a resource server, allowed to introspect every client's tokens. The
+/// secret (visible ASCII, as RFC 6749 Appendix A requires: the server refuses anything else)
+/// needs form-urlencoding before base64 (RFC 6749 §2.3.1), which the real server undoes.
+pub const TOKENBRIDGE_AT_A: Client = Client { id: "tokenbridge-a", secret: "a: s3cr%t/+ with spaces & =?" };
+/// A caller that gets its tokens with client_credentials (no `sub`: principal = client_id).
+pub const CALLER: Client = Client { id: "caller-app", secret: "caller-secret" };
+/// A caller whose client_credentials tokens live [`BRIEF_TTL`] seconds.
+pub const BRIEF_CALLER: Client = Client { id: "brief-caller", secret: "brief-secret" };
+/// A web application of user alice: authorization code flow, refresh tokens (`offline_access`).
+pub const WEB_APP: Client = Client { id: "web-app", secret: "web-secret" };
+/// tokenbridge at IdP B.
+pub const TOKENBRIDGE_AT_B: Client = Client { id: "tokenbridge-b", secret: "b-s3cret" };
+
+/// The scopes [`CALLER`] and [`BRIEF_CALLER`] may ask for.
+pub const CALLER_SCOPES: &str = "orders.read orders.write";
+/// Lifetime of [`BRIEF_CALLER`]'s tokens.
+pub const BRIEF_TTL: i64 = 3;
+/// Lifetime of every other client_credentials token, and of [`TOKENBRIDGE_AT_B`]'s.
+pub const CALLER_TTL: i64 = 600;
+pub const BACKEND_TTL: i64 = 3600;
+/// The scope tokenbridge asks IdP B for (`TOKENBRIDGE_BACKEND_SCOPE`).
+pub const BACKEND_SCOPE: &str = "inventory.read";
+/// Where [`WEB_APP`] is sent back to; nothing listens there, the code is read off the redirect.
+const WEB_REDIRECT: &str = "http://127.0.0.1/cb";
+
+/// How long a server may take to start and print its issuer.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// The directory of the node project.
+pub fn project_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop")
+}
+
+/// `node` on PATH and the installed packages, or why the suite cannot run.
+pub fn prerequisites() -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let node = std::env::split_paths(&path)
+        .map(|dir| dir.join("node"))
+        .find(|p| p.is_file())
+        .ok_or("`node` is not on PATH (install Node.js 20.12 or later)")?;
+    let version = Command::new(&node).arg("--version").output().map_err(|e| format!("{}: {e}", node.display()))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    if !node_is_recent(&version) {
+        return Err(format!("{} is Node.js {version}; oidc-provider 9 needs 20.12 or later", node.display()));
+    }
+    let installed = project_dir().join("node_modules/oidc-provider/package.json");
+    if !installed.is_file() {
+        return Err(format!(
+            "{} is missing (run `npm ci` in {}; scripts/test does)",
+            installed.display(),
+            project_dir().display()
+        ));
+    }
+    Ok(node)
+}
+
+/// oidc-provider 9 uses `crypto.hash` (Node.js 20.12, 21.7) and prefers 22 LTS: 20.12 and
+/// later run it, with a warning on 20.
+fn node_is_recent(version: &str) -> bool {
+    let mut parts = version.trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (20, 12)
+}
+
+/// Both servers, started once per test process and shared by its tests (tokens of different
+/// tests never meet), and the `tokenbridge` binary built. `None` when the prerequisites are
+/// missing outside CI: skip the test.
+///
+/// The servers exit when their stdin closes, that is when the test process ends.
+pub fn pair() -> Option<&'static Pair> {
+    static PAIR: OnceLock<Option<Pair>> = OnceLock::new();
+    PAIR.get_or_init(|| match prerequisites() {
+        Ok(node) => Some(Pair::start(&node)),
+        Err(why) if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => {
+            panic!("the interop suite cannot run, and CI must not skip it: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipping the interop tests: {why}");
+            None
+        }
+    })
+    .as_ref()
+}
+
+/// IdP A and IdP B.
+pub struct Pair {
+    pub a: AuthServer,
+    pub b: AuthServer,
+}
+
+impl Pair {
+    fn start(node: &Path) -> Pair {
+        let a_clients = json!([
+            {"client_id": TOKENBRIDGE_AT_A.id, "client_secret": TOKENBRIDGE_AT_A.secret, "introspect": true},
+            {"client_id": CALLER.id, "client_secret": CALLER.secret, "grant_types": ["client_credentials"],
+             "scope": CALLER_SCOPES, "ttl": CALLER_TTL},
+            {"client_id": BRIEF_CALLER.id, "client_secret": BRIEF_CALLER.secret, "grant_types": ["client_credentials"],
+             "scope": CALLER_SCOPES, "ttl": BRIEF_TTL},
+            {"client_id": WEB_APP.id, "client_secret": WEB_APP.secret,
+             "grant_types": ["authorization_code", "refresh_token"], "redirect_uris": [WEB_REDIRECT],
+             "scope": format!("openid offline_access {CALLER_SCOPES}")},
+        ]);
+        let b_clients = json!([
+            {"client_id": TOKENBRIDGE_AT_B.id, "client_secret": TOKENBRIDGE_AT_B.secret,
+             "grant_types": ["client_credentials"], "scope": BACKEND_SCOPE, "ttl": BACKEND_TTL},
+        ]);
+        // Both start at once, and tokenbridge is built meanwhile, so that no test spends a
+        // short-lived token's life waiting for a build.
+        let a = Starting::spawn(node, "idp-a", &a_clients);
+        let b = Starting::spawn(node, "idp-b", &b_clients);
+        crate::harness::binary();
+        Pair { a: a.wait(), b: b.wait() }
+    }
+
+    /// The environment that points tokenbridge at this pair, asking IdP B for [`BACKEND_SCOPE`].
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("TOKENBRIDGE_INTROSPECTION_URL", self.a.introspection_endpoint.as_str()),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", TOKENBRIDGE_AT_A.id),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", TOKENBRIDGE_AT_A.secret),
+            ("TOKENBRIDGE_BACKEND_TOKEN_URL", self.b.token_endpoint.as_str()),
+            ("TOKENBRIDGE_BACKEND_CLIENT_ID", TOKENBRIDGE_AT_B.id),
+            ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", TOKENBRIDGE_AT_B.secret),
+            ("TOKENBRIDGE_BACKEND_SCOPE", BACKEND_SCOPE),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+/// A server process that has not yet said where it listens.
+struct Starting {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    first_line: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Starting {
+    fn spawn(node: &Path, name: &'static str, clients: &Value) -> Starting {
+        let mut child = Command::new(node)
+            .arg("server.mjs")
+            .arg("--port=0")
+            .current_dir(project_dir())
+            .env("INTEROP_CLIENTS", clients.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} ({}): {e}", node.display()));
+        let stdin = child.stdin.take();
+        let (tx, first_line) = mpsc::channel();
+        let stdout = child.stdout.take().expect("server stdout");
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let pipe = child.stderr.take().expect("server stderr");
+        std::thread::spawn(move || {
+            let mut pipe = pipe;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                lock(&sink).push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Starting { name, child, stdin, first_line, stderr }
+    }
+
+    fn wait(mut self) -> AuthServer {
+        let line = match self.first_line.recv_timeout(STARTUP) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("{} did not start within {STARTUP:?}; its stderr:\n{}", self.name, lock(&self.stderr));
+            }
+        };
+        let routes: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}'s first line {line:?} is not the JSON of its routes: {e}", self.name));
+        let route =
+            |key: &str| routes[key].as_str().unwrap_or_else(|| panic!("{} gave no {key}", self.name)).to_string();
+        AuthServer {
+            issuer: route("issuer"),
+            token_endpoint: route("token_endpoint"),
+            introspection_endpoint: route("introspection_endpoint"),
+            revocation_endpoint: route("revocation_endpoint"),
+            http: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .new_agent(),
+            child: Mutex::new(self.child),
+            _stdin: self.stdin.take(),
+            stderr: self.stderr,
+        }
+    }
+}
+
+/// One running oidc-provider.
+pub struct AuthServer {
+    pub issuer: String,
+    pub token_endpoint: String,
+    pub introspection_endpoint: String,
+    pub revocation_endpoint: String,
+    http: ureq::Agent,
+    child: Mutex<Child>,
+    /// Held open: the server exits when it closes.
+    _stdin: Option<ChildStdin>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// A token endpoint's successful answer. No `Debug`: it holds tokens.
+pub struct Tokens {
+    pub access_token: String,
+    pub expires_in: Option<i64>,
+    pub scope: Option<String>,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+}
+
+impl Tokens {
+    fn from_answer(answer: &Value) -> Tokens {
+        let text = |k: &str| answer[k].as_str().map(str::to_string);
+        Tokens {
+            access_token: text("access_token").expect("a token answer has an access_token"),
+            expires_in: answer["expires_in"].as_i64(),
+            scope: text("scope"),
+            refresh_token: text("refresh_token"),
+            id_token: text("id_token"),
+        }
+    }
+}
+
+impl AuthServer {
+    /// What the server wrote to stderr so far (warnings, server errors; never tokens).
+    pub fn stderr(&self) -> String {
+        lock(&self.stderr).clone()
+    }
+
+    /// The process is still running.
+    pub fn is_running(&self) -> bool {
+        matches!(lock(&self.child).try_wait(), Ok(None))
+    }
+
+    /// A client_credentials token for `client`, with `scope` if given.
+    pub fn client_credentials(&self, client: Client, scope: Option<&str>) -> Tokens {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend(scope.map(|s| ("scope", s)));
+        let (status, answer) = self.post(&self.token_endpoint, client, &form);
+        assert_eq!(status, 200, "client_credentials for {} refused: {}", client.id, redacted(&answer));
+        Tokens::from_answer(&answer)
+    }
+
+    /// The server's own introspection answer for `token`, asked as `client`.
+    pub fn introspect(&self, client: Client, token: &str) -> Value {
+        let (status, answer) = self.post(&self.introspection_endpoint, client, &[("token", token)]);
+        assert_eq!(status, 200, "introspection as {} refused: {answer}", client.id);
+        answer
+    }
+
+    /// Revokes `token` (RFC 7009) as `client`, its owner.
+    pub fn revoke(&self, client: Client, token: &str) {
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        let (status, answer) = self.post(&self.revocation_endpoint, client, &form);
+        assert_eq!(status, 200, "revocation as {} refused: {answer}", client.id);
+    }
+
+    /// Tokens for user `login` through the authorization code flow, as a browser would get them:
+    /// the authorization request, the development login and consent pages (`prompt=consent`, so
+    /// that `offline_access` brings a refresh token), then the code exchanged at the token
+    /// endpoint as `client`.
+    pub fn authorization_code(&self, client: Client, login: &str, scope: &str) -> Tokens {
+        let mut browser = Browser { http: &self.http, cookies: Vec::new() };
+        let start = url_with_query(
+            &format!("{}/auth", self.issuer),
+            &[
+                ("client_id", client.id),
+                ("response_type", "code"),
+                ("redirect_uri", WEB_REDIRECT),
+                ("scope", scope),
+                ("prompt", "consent"),
+                ("state", "interop"),
+            ],
+        );
+        let mut next = browser.get(&start);
+        let mut code = None;
+        for _ in 0..8 {
+            let location = self.absolute(&next);
+            if let Some(query) = location.strip_prefix(&format!("{WEB_REDIRECT}?")) {
+                code = query_value(query, "code");
+                assert!(code.is_some(), "the authorization ended without a code: {query}");
+                break;
+            }
+            next = if location.contains("/interaction/") {
+                // The login page first, then the consent page; each posts its prompt back.
+                let page = browser.page(&location);
+                if page.contains("name=\"login\"") {
+                    browser.post(&location, &[("prompt", "login"), ("login", login), ("password", "any")])
+                } else {
+                    browser.post(&location, &[("prompt", "consent")])
+                }
+            } else {
+                browser.get(&location)
+            };
+        }
+        let code = code.expect("the authorization code flow ended at the redirect URI");
+        let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", WEB_REDIRECT)];
+        let (status, answer) = self.post(&self.token_endpoint, client, &form);
+        assert_eq!(status, 200, "code exchange refused: {}", redacted(&answer));
+        Tokens::from_answer(&answer)
+    }
+
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with('/') { format!("{}{location}", self.issuer) } else { location.to_string() }
+    }
+
+    /// POSTs a form with `client_secret_basic`.
+    fn post(&self, url: &str, client: Client, form: &[(&str, &str)]) -> (u16, Value) {
+        let mut response = self
+            .http
+            .post(url)
+            .header("Authorization", basic_auth(client))
+            .header("Accept", "application/json")
+            .send_form(form.iter().copied())
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+}
+
+/// Follows the authorization flow one redirect at a time, keeping cookies by name.
+struct Browser<'a> {
+    http: &'a ureq::Agent,
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser<'_> {
+    /// GETs `url` and returns the redirect's `Location`.
+    fn get(&mut self, url: &str) -> String {
+        let response = self.http.get(url).header("Cookie", self.cookie_header()).call();
+        self.location(url, response.unwrap_or_else(|e| panic!("GET {url}: {e}")))
+    }
+
+    /// POSTs a form to `url` and returns the redirect's `Location`.
+    fn post(&mut self, url: &str, form: &[(&str, &str)]) -> String {
+        let response = self.http.post(url).header("Cookie", self.cookie_header()).send_form(form.iter().copied());
+        self.location(url, response.unwrap_or_else(|e| panic!("POST {url}: {e}")))
+    }
+
+    /// GETs a page (no redirect expected) and returns its text.
+    fn page(&mut self, url: &str) -> String {
+        let mut response = self
+            .http
+            .get(url)
+            .header("Cookie", self.cookie_header())
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        self.keep_cookies(&response);
+        assert_eq!(response.status().as_u16(), 200, "GET {url}");
+        response.body_mut().read_to_string().unwrap_or_default()
+    }
+
+    fn location(&mut self, url: &str, mut response: ureq::http::Response<ureq::Body>) -> String {
+        self.keep_cookies(&response);
+        let status = response.status().as_u16();
+        match response.headers().get("location").and_then(|v| v.to_str().ok()) {
+            Some(location) if (300..400).contains(&status) => location.to_string(),
+            _ => {
+                let body = response.body_mut().read_to_string().unwrap_or_default();
+                let body: String = body.chars().take(2000).collect();
+                panic!("{url} answered {status} without a redirect: {body}")
+            }
+        }
+    }
+
+    fn keep_cookies(&mut self, response: &ureq::http::Response<ureq::Body>) {
+        for header in response.headers().get_all("set-cookie") {
+            let Ok(header) = header.to_str() else { continue };
+            let pair = header.split(';').next().unwrap_or("");
+            let Some((name, value)) = pair.split_once('=') else { continue };
+            self.cookies.retain(|(n, _)| n != name.trim());
+            let expired = header.to_ascii_lowercase().contains("expires=thu, 01 jan 1970");
+            if !expired && !value.is_empty() {
+                self.cookies.push((name.trim().to_string(), value.trim().to_string()));
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
+fn basic_auth(client: Client) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{}:{}", form_encode(client.id), form_encode(client.secret))))
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => (b as char).to_string(),
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn url_with_query(base: &str, query: &[(&str, &str)]) -> String {
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+fn query_value(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| crate::fake_idp::form_decode(v))
+}
+
+/// `answer` with every token value replaced, for assertion messages.
+pub fn redacted(answer: &Value) -> Value {
+    let mut answer = answer.clone();
+    if let Some(object) = answer.as_object_mut() {
+        for key in ["access_token", "refresh_token", "id_token"] {
+            if object.contains_key(key) {
+                object.insert(key.into(), json!("<redacted>"));
+            }
+        }
+        if let Some(Value::Object(context)) = object.get_mut("context") {
+            for value in context.values_mut() {
+                *value = json!("<redacted>");
+            }
+        }
+    }
+    answer
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encode_escapes_everything_but_the_unreserved_set() {
+        assert_eq!(form_encode("a: s3cr%t/+ with ü"), "a%3A+s3cr%25t%2F%2B+with+%C3%BC");
+        assert_eq!(crate::fake_idp::form_decode(&form_encode(TOKENBRIDGE_AT_A.secret)), TOKENBRIDGE_AT_A.secret);
+    }
+
+    #[test]
+    fn node_from_20_12_on_is_recent_enough() {
+        assert!(node_is_recent("v20.20.2") && node_is_recent("v22.1.0") && node_is_recent("v20.12.0"));
+        assert!(!node_is_recent("v18.20.4") && !node_is_recent("v20.11.1") && !node_is_recent("garbage"));
+    }
+
+    #[test]
+    fn redacted_hides_tokens_and_context_values() {
+        let shown = redacted(&json!({"access_token": "t", "active": true, "context": {"back_end_token": "Bearer x"}}));
+        assert_eq!(
+            shown,
+            json!({"access_token": "<redacted>", "active": true, "context": {"back_end_token": "<redacted>"}})
+        );
+    }
+}
