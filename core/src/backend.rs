@@ -79,13 +79,15 @@ fn is_header_safe(token: &str) -> bool {
     !token.is_empty() && token.len() <= 16 * 1024 && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The OAuth `error` code of an error answer, if it has one.
+pub(crate) fn error_code(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(body).ok()?.get("error")?.as_str().map(str::to_string)
+}
+
 /// Classifies a non-200 answer from either IdP. `invalid_client` (RFC 6749 §5.2) means our
 /// credentials were refused: a rotated secret, not the caller's fault.
 pub(crate) fn failure_for_status(status: u16, body: &[u8]) -> Failure {
-    let error = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string));
-    match (status, error.as_deref()) {
+    match (status, error_code(body).as_deref()) {
         (_, Some("invalid_client")) | (401, _) => Failure::ClientRejected,
         (s, _) => Failure::Status(s),
     }

@@ -22,6 +22,8 @@ pub struct Client {
 pub struct Config {
     /// How caller tokens are validated.
     pub mode: Mode,
+    /// `token_type` an active introspection answer must carry (e.g. `Bearer`), when set.
+    pub introspection_token_type: Option<String>,
     /// IdP A's RFC 7662 introspection endpoint and our client there (not needed in `jwt` mode).
     pub introspection: Option<Client>,
     /// Issuers whose JWTs are recognised (and, for most, verified locally).
@@ -123,6 +125,12 @@ pub const SETTINGS: &[Setting] = &[
         "our client secret at IdP A (literal or reference)",
     ),
     s("TOKENBRIDGE_REQUIRED_SCOPES", None, Some(""), "space-separated scopes every caller token must carry"),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE",
+        None,
+        None,
+        "token_type an active introspection answer must carry (e.g. Bearer), to refuse refresh tokens",
+    ),
     s("TOKENBRIDGE_MODE", None, None, "introspection, jwt or auto (default: from what is configured)"),
     s("TOKENBRIDGE_ISSUER", None, None, "issuer whose JWT access tokens are verified locally"),
     s("TOKENBRIDGE_AUDIENCE", None, None, "space-separated audiences its tokens must have (any of them)"),
@@ -251,6 +259,7 @@ impl Config {
         let call_ms = r.number("TOKENBRIDGE_TIMEOUT_MS", 1, 300_000);
         let config = Config {
             mode,
+            introspection_token_type: r.optional("TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE"),
             introspection,
             issuers,
             policy,
@@ -530,6 +539,10 @@ impl fmt::Display for Config {
         let c = self;
         let lines: Vec<(&str, String)> = vec![
             ("TOKENBRIDGE_MODE", c.mode.as_str().to_string()),
+            (
+                "TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE",
+                c.introspection_token_type.clone().unwrap_or_else(|| "(any)".into()),
+            ),
             (
                 "TOKENBRIDGE_INTROSPECTION_URL",
                 c.introspection.as_ref().map_or("(unused)".into(), |i| i.endpoint.clone()),

@@ -337,7 +337,8 @@ impl Engine {
         let config = &parts.config;
         let form = [("token", token), ("token_type_hint", "access_token")];
         self.call_idp(parts, Dependency::Introspection, &form, deadline, trace, |a| {
-            introspection::read_answer(a.status, &a.body, now, config.leeway, &config.context_claims)
+            let required_type = config.introspection_token_type.as_deref();
+            introspection::read_answer(a.status, &a.body, now, config.leeway, &config.context_claims, required_type)
         })
     }
 

@@ -42,7 +42,12 @@ pub(crate) fn read_answer(
     now: UnixTime,
     leeway: i64,
     claim_names: &[String],
+    required_token_type: Option<&str>,
 ) -> Result<Verdict, Failure> {
+    if status == 400 && crate::backend::error_code(body).as_deref() == Some("unsupported_token_type") {
+        // The IdP does not introspect this kind of token (an ID token, say): not a credential here.
+        return Ok(Verdict::Invalid("unsupported_token_type"));
+    }
     if status != 200 {
         return Err(crate::backend::failure_for_status(status, body));
     }
@@ -64,7 +69,14 @@ pub(crate) fn read_answer(
     let audiences = audiences(&answer)?;
 
     // Many IdPs answer `active:true` for refresh tokens too; those are not bearer credentials.
-    if token_type.is_some_and(|t| t.to_ascii_lowercase().contains("refresh")) {
+    // Some say so in `token_type`; others only leave `token_type` out, which a configured
+    // required type catches.
+    let wrong_type = match (required_token_type, token_type.as_deref()) {
+        (_, Some(t)) if t.to_ascii_lowercase().contains("refresh") => true,
+        (Some(required), t) => !t.is_some_and(|t| t.eq_ignore_ascii_case(required)),
+        (None, _) => false,
+    };
+    if wrong_type {
         return Ok(Verdict::Invalid("not_an_access_token"));
     }
     if exp.is_some_and(|exp| exp.saturating_add(leeway) <= now) {
@@ -153,7 +165,7 @@ mod tests {
     const NOW: UnixTime = 1_800_000_000;
 
     fn read(body: &str) -> Result<Verdict, Failure> {
-        read_answer(200, body.as_bytes(), NOW, 30, &[])
+        read_answer(200, body.as_bytes(), NOW, 30, &[], None)
     }
 
     fn active(body: &str) -> Identity {
@@ -190,6 +202,24 @@ mod tests {
             assert_eq!(read(&body), Ok(Verdict::Invalid("not_an_access_token")), "{t}");
         }
         assert!(matches!(read(r#"{"active":true,"sub":"a","token_type":"Bearer"}"#), Ok(Verdict::Active(_))));
+    }
+
+    #[test]
+    fn a_required_token_type_refuses_answers_without_it() {
+        let read_typed = |body: &str| read_answer(200, body.as_bytes(), NOW, 30, &[], Some("Bearer"));
+        assert!(matches!(read_typed(r#"{"active":true,"sub":"a","token_type":"bearer"}"#), Ok(Verdict::Active(_))));
+        assert_eq!(read_typed(r#"{"active":true,"sub":"a"}"#), Ok(Verdict::Invalid("not_an_access_token")));
+        assert_eq!(
+            read_typed(r#"{"active":true,"sub":"a","token_type":"DPoP"}"#),
+            Ok(Verdict::Invalid("not_an_access_token"))
+        );
+    }
+
+    #[test]
+    fn a_token_the_idp_will_not_introspect_is_invalid_not_unavailable() {
+        let body = br#"{"error":"unsupported_token_type","error_description":"..."}"#;
+        assert_eq!(read_answer(400, body, NOW, 0, &[], None), Ok(Verdict::Invalid("unsupported_token_type")));
+        assert_eq!(read_answer(400, br#"{"error":"invalid_request"}"#, NOW, 0, &[], None), Err(Failure::Status(400)));
     }
 
     #[test]
@@ -242,8 +272,8 @@ mod tests {
 
     #[test]
     fn non_200_is_a_failure_not_a_verdict() {
-        assert_eq!(read_answer(503, b"", NOW, 0, &[]), Err(Failure::Status(503)));
-        assert_eq!(read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0, &[]), Err(Failure::ClientRejected));
+        assert_eq!(read_answer(503, b"", NOW, 0, &[], None), Err(Failure::Status(503)));
+        assert_eq!(read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0, &[], None), Err(Failure::ClientRejected));
     }
 
     #[test]
@@ -251,7 +281,7 @@ mod tests {
         let names = ["email".to_string(), "groups".to_string(), "address".to_string(), "n".to_string()];
         let body = r#"{"active":true,"sub":"a","iss":"https://idp","aud":["api","other"],"email":"a@x",
                        "groups":["g1",2],"address":{"city":"x"},"n":5}"#;
-        let Ok(Verdict::Active(i)) = read_answer(200, body.as_bytes(), NOW, 0, &names) else { panic!() };
+        let Ok(Verdict::Active(i)) = read_answer(200, body.as_bytes(), NOW, 0, &names, None) else { panic!() };
         assert_eq!(i.issuer.as_deref(), Some("https://idp"));
         assert_eq!(i.audiences, ["api", "other"]);
         assert_eq!(i.claims.get("email").map(String::as_str), Some("a@x"));
