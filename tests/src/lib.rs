@@ -7,6 +7,7 @@ pub mod fn_agent;
 pub mod harness;
 pub mod http_server;
 pub mod interop;
+pub mod jwt_keys;
 
 pub use fake_idp::{FakeIdp, Fault, IdpPair};
 pub use harness::{Run, Session, binary, stdio, token_payload};

@@ -1,0 +1,336 @@
+//! JWT access tokens verified locally against a (fake) issuer's JWKS: the algorithms, every
+//! forgery and claim failure, key rotation, JWKS outages, unknown-`kid` floods, and the warm
+//! path that makes no network request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Header};
+use serde_json::json;
+use tokenbridge_core::{Config, Denial, Dependency, Engine, ManualClock, Outcome, Request, Route};
+use tokenbridge_tests::IdpPair;
+use tokenbridge_tests::fake_idp::unix_now;
+use tokenbridge_tests::jwt_keys::{FakeIssuer, SigningKey, forged, hs256};
+
+struct Fixture {
+    idp: IdpPair,
+    issuer: FakeIssuer,
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn fixture(keys: &[&SigningKey], extra: &[(&str, &str)]) -> Fixture {
+    let idp = IdpPair::start();
+    let issuer = FakeIssuer::start(keys);
+    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
+    env.insert("TOKENBRIDGE_ISSUER".into(), issuer.url.clone());
+    env.insert("TOKENBRIDGE_AUDIENCE".into(), "api".into());
+    env.insert("TOKENBRIDGE_MODE".into(), "jwt".into());
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let clock = Arc::new(ManualClock::at(unix_now()));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let config = Config::from_lookup(&|k| env.get(k).cloned());
+    let engine = Engine::builder(config)
+        .clock(clock.clone())
+        .log_sink(move |l| sink.lock().unwrap().push(l.to_string()))
+        .build();
+    Fixture { idp, issuer, engine, clock, log }
+}
+
+impl Fixture {
+    fn decide(&self, token: &str) -> Outcome {
+        self.engine.decide(&Request::bearer(format!("Bearer {token}")))
+    }
+
+    fn now(&self) -> i64 {
+        use tokenbridge_core::Clock;
+        self.clock.now()
+    }
+
+    fn valid(&self, key: &SigningKey) -> String {
+        key.sign(&self.issuer.claims("api", "alice", "orders.read", self.now()))
+    }
+
+    fn last_reason(&self) -> String {
+        let line = self.log.lock().unwrap().last().cloned().unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["reason"].as_str().unwrap_or("").to_string()
+    }
+}
+
+fn assert_allowed(outcome: &Outcome) {
+    assert!(matches!(outcome, Outcome::Allow(g) if g.principal == "alice"), "{outcome:?}");
+}
+
+fn assert_denied(f: &Fixture, outcome: Outcome, reason: &str) {
+    assert_eq!(outcome, Outcome::Deny(Denial::InvalidToken));
+    assert_eq!(f.last_reason(), reason);
+}
+
+#[test]
+fn every_asymmetric_algorithm_verifies() {
+    let keys = [
+        SigningKey::rsa("rs256", Algorithm::RS256),
+        SigningKey::rsa("rs512", Algorithm::RS512),
+        SigningKey::rsa("ps256", Algorithm::PS256),
+        SigningKey::ec("es256", Algorithm::ES256),
+        SigningKey::ec("es384", Algorithm::ES384),
+        SigningKey::ed25519("ed"),
+    ];
+    let f = fixture(&keys.iter().collect::<Vec<_>>(), &[]);
+    for key in &keys {
+        assert_allowed(&f.decide(&f.valid(key)));
+    }
+    assert_eq!(f.idp.a.introspections(), 0, "JWT mode never introspects");
+}
+
+#[test]
+fn a_tampered_signature_is_refused() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    let token = f.valid(&key);
+    let (rest, sig) = token.rsplit_once('.').unwrap();
+    let mut bytes = sig.as_bytes().to_vec();
+    bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
+    assert_denied(&f, f.decide(&format!("{rest}.{}", String::from_utf8(bytes).unwrap())), "bad_signature");
+}
+
+#[test]
+fn claims_changed_after_signing_are_refused() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    let token = f.valid(&key);
+    let parts: Vec<&str> = token.split('.').collect();
+    let evil = forged(&json!({"alg": "ES256", "kid": "k"}), &f.issuer.claims("api", "mallory", "admin", f.now()), b"x");
+    let evil_claims = evil.split('.').nth(1).unwrap();
+    assert_denied(&f, f.decide(&format!("{}.{}.{}", parts[0], evil_claims, parts[2])), "bad_signature");
+}
+
+#[test]
+fn alg_none_is_refused() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    let token = forged(&json!({"alg": "none", "kid": "k"}), &f.issuer.claims("api", "alice", "", f.now()), b"");
+    let outcome = f.decide(&token);
+    assert_eq!(outcome, Outcome::Deny(Denial::InvalidToken), "{outcome:?}");
+}
+
+#[test]
+fn hs256_signed_with_the_public_key_is_refused() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = fixture(&[&key], &[]);
+    let public = serde_json::to_vec(&key.jwk).unwrap();
+    let token = hs256("k", &public, &f.issuer.claims("api", "alice", "", f.now()));
+    assert_eq!(f.decide(&token), Outcome::Deny(Denial::InvalidToken));
+    let n = key.jwk["n"].as_str().unwrap().as_bytes().to_vec();
+    assert_eq!(
+        f.decide(&hs256("k", &n, &f.issuer.claims("api", "alice", "", f.now()))),
+        Outcome::Deny(Denial::InvalidToken)
+    );
+}
+
+#[test]
+fn a_header_alg_that_does_not_fit_the_key_is_refused() {
+    let rsa = SigningKey::rsa("k", Algorithm::RS256);
+    let f = fixture(&[&rsa], &[]);
+    // The same RSA key, declared RS256 in the JWKS, used for PS256.
+    let ps = SigningKey::rsa("k", Algorithm::PS256);
+    assert_eq!(f.decide(&f.valid(&ps)), Outcome::Deny(Denial::InvalidToken));
+}
+
+#[test]
+fn time_claims_are_checked_with_the_leeway() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", "60")]);
+    let now = f.now();
+    let with = |patch: serde_json::Value| {
+        let mut c = f.issuer.claims("api", "alice", "", now);
+        c.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        key.sign(&c)
+    };
+    assert_denied(&f, f.decide(&with(json!({"exp": now - 61}))), "expired");
+    assert_allowed(&f.decide(&with(json!({"exp": now - 59}))));
+    assert_denied(&f, f.decide(&with(json!({"nbf": now + 61}))), "not_yet_valid");
+    assert_denied(&f, f.decide(&with(json!({"iat": now + 61}))), "issued_in_the_future");
+}
+
+#[test]
+fn missing_exp_wrong_audience_and_wrong_issuer_are_refused() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    let mut no_exp = f.issuer.claims("api", "alice", "", f.now());
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_denied(&f, f.decide(&key.sign(&no_exp)), "missing_claim");
+    assert_denied(&f, f.decide(&key.sign(&f.issuer.claims("other-api", "alice", "", f.now()))), "wrong_audience");
+    let mut elsewhere = f.issuer.claims("api", "alice", "", f.now());
+    elsewhere["iss"] = json!("https://attacker.example");
+    assert_denied(&f, f.decide(&key.sign(&elsewhere)), "unknown_issuer");
+    assert_denied(&f, f.decide("an-opaque-token"), "not_a_jwt");
+}
+
+#[test]
+fn at_jwt_can_be_required() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_JWT_TYP", "at+jwt")]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("k".into());
+    header.typ = Some("JWT".into());
+    let plain = key.sign_with(header, &f.issuer.claims("api", "alice", "", f.now()));
+    assert_denied(&f, f.decide(&plain), "not_an_access_token");
+}
+
+#[test]
+fn a_new_key_in_the_jwks_is_picked_up_on_its_first_use() {
+    let old = SigningKey::ec("old", Algorithm::ES256);
+    let new = SigningKey::ec("new", Algorithm::ES256);
+    let f = fixture(&[&old], &[]);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.publish(&[&old, &new]);
+    assert_allowed(&f.decide(&f.valid(&new)));
+    assert_eq!(f.issuer.jwks_requests(), 2, "one refetch for the unknown kid");
+}
+
+#[test]
+fn a_flood_of_unknown_kids_costs_the_idp_one_request_per_penalty_window() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    for i in 0..50 {
+        let stranger = SigningKey::ec(&format!("forged-{i}"), Algorithm::ES256);
+        assert_eq!(f.decide(&f.valid(&stranger)), Outcome::Deny(Denial::InvalidToken));
+    }
+    assert_eq!(f.issuer.jwks_requests(), 2, "the first load and one refetch");
+    f.clock.advance(11);
+    let stranger = SigningKey::ec("after-the-window", Algorithm::ES256);
+    f.decide(&f.valid(&stranger));
+    assert_eq!(f.issuer.jwks_requests(), 3);
+}
+
+#[test]
+fn keys_are_kept_while_the_jwks_is_down() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    f.issuer.set_down(true);
+    f.clock.advance(3600);
+    let fresh = key.sign(&f.issuer.claims("api", "alice", "", f.now()));
+    assert_allowed(&f.decide(&fresh));
+    assert!(f.issuer.jwks_requests() >= 2, "a refresh was tried");
+}
+
+#[test]
+fn a_jwks_outage_without_any_key_is_unavailable_not_a_deny() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    f.issuer.set_down(true);
+    match f.decide(&f.valid(&key)) {
+        Outcome::Unavailable(c) => assert_eq!(c.dependency, Dependency::Jwks),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn keys_come_from_discovery_when_no_jwks_url_is_set_and_follow_max_age() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    f.issuer.set_cache_control(Some("max-age=120"));
+    assert_allowed(&f.decide(&f.valid(&key)));
+    assert_eq!((f.issuer.discovery_requests(), f.issuer.jwks_requests()), (1, 1));
+    f.clock.advance(119);
+    let again = key.sign(&f.issuer.claims("api", "bob", "", f.now()));
+    f.decide(&again);
+    assert_eq!(f.issuer.jwks_requests(), 1);
+    f.clock.advance(2);
+    let later = key.sign(&f.issuer.claims("api", "carol", "", f.now()));
+    f.decide(&later);
+    assert_eq!(f.issuer.jwks_requests(), 2, "refreshed once max-age passed");
+    assert_eq!(f.issuer.discovery_requests(), 1, "discovery is remembered");
+}
+
+#[test]
+fn a_warm_decision_makes_no_network_request() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert!(f.engine.warm(Duration::from_secs(2)));
+    assert!(f.engine.is_ready());
+    f.decide(&f.valid(&key)); // fetches the backend token once
+    let before =
+        (f.issuer.jwks_requests(), f.issuer.discovery_requests(), f.idp.a.introspections(), f.idp.b.token_requests());
+    for sub in ["u1", "u2", "u3"] {
+        let token = key.sign(&f.issuer.claims("api", sub, "", f.now()));
+        assert!(matches!(f.decide(&token), Outcome::Allow(_)));
+    }
+    let after =
+        (f.issuer.jwks_requests(), f.issuer.discovery_requests(), f.idp.a.introspections(), f.idp.b.token_requests());
+    assert_eq!(before, after);
+}
+
+#[test]
+fn auto_mode_verifies_known_jwts_locally_and_introspects_the_rest() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_MODE", "auto")]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    assert_eq!(f.idp.a.introspections(), 0);
+    let opaque = f.idp.a.issue("bob", "", 600);
+    assert!(matches!(f.decide(&opaque), Outcome::Allow(g) if g.principal == "bob"));
+    assert_eq!(f.idp.a.introspections(), 1);
+}
+
+#[test]
+fn a_sensitive_route_introspects_even_a_valid_jwt() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let policy = r#"{"routes":[{"path":"/admin/**","introspect":true}],"default":{"scopes":[]}}"#;
+    let f = fixture(&[&key], &[("TOKENBRIDGE_MODE", "auto"), ("TOKENBRIDGE_POLICY", policy)]);
+    let token = f.valid(&key);
+    let admin = |t: &str| Request {
+        credential: Some(format!("Bearer {t}")),
+        route: Route { method: Some("GET".into()), path: Some("/admin/users".into()), ..Route::default() },
+        ..Request::default()
+    };
+    // IdP A does not know this JWT (as if revoked): refused on the sensitive route only.
+    assert_eq!(f.engine.decide(&admin(&token)), Outcome::Deny(Denial::InvalidToken));
+    assert_eq!(f.idp.a.introspections(), 1);
+    assert_allowed(&f.decide(&token));
+    f.idp.a.add_token(&token, json!({"active": true, "sub": "alice"}));
+    f.clock.advance(11);
+    assert!(matches!(f.engine.decide(&admin(&token)), Outcome::Allow(_)));
+}
+
+#[test]
+fn configured_claims_reach_the_context() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_CONTEXT_CLAIMS", "sub scope email groups address")]);
+    let mut claims = f.issuer.claims("api", "alice", "orders.read orders.write", f.now());
+    claims["email"] = json!("alice@example.com");
+    claims["groups"] = json!(["a", "b"]);
+    claims["address"] = json!({"city": "x"});
+    match f.decide(&key.sign(&claims)) {
+        Outcome::Allow(g) => {
+            assert_eq!(g.context["sub"], "alice");
+            assert_eq!(g.context["scope"], "orders.read orders.write");
+            assert_eq!(g.context["email"], "alice@example.com");
+            assert_eq!(g.context["groups"], "a b");
+            assert!(!g.context.contains_key("address"));
+            assert!(g.context["back_end_token"].starts_with("Bearer "));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_audience_is_required_unless_the_check_is_switched_off() {
+    let missing = Config::from_lookup(&|k| match k {
+        "TOKENBRIDGE_ISSUER" => Some("https://idp.example".into()),
+        "TOKENBRIDGE_BACKEND_TOKEN_URL" => Some("https://b.example/t".into()),
+        "TOKENBRIDGE_BACKEND_CLIENT_ID" => Some("b".into()),
+        "TOKENBRIDGE_BACKEND_CLIENT_SECRET" => Some("s".into()),
+        _ => None,
+    });
+    assert!(missing.err().unwrap().to_string().contains("an audience is required"));
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_AUDIENCE_CHECK", "off")]);
+    assert_allowed(&f.decide(&key.sign(&f.issuer.claims("any-audience", "alice", "", f.now()))));
+}
