@@ -174,10 +174,9 @@ impl FakeIssuer {
             return;
         }
         let mut response = Response::from_string(body.to_string());
-        if let Some(cc) = self.cache_control.lock().unwrap_or_else(|p| p.into_inner()).clone() {
-            if let Ok(h) = HttpHeader::from_bytes("Cache-Control", cc) {
-                response.add_header(h);
-            }
+        let cache_control = self.cache_control.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(h) = cache_control.and_then(|cc| HttpHeader::from_bytes("Cache-Control", cc).ok()) {
+            response.add_header(h);
         }
         let _ = request.respond(response);
     }
