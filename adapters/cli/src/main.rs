@@ -63,12 +63,18 @@ fn main() -> ExitCode {
     })
 }
 
-/// The process's engine, with a resolver for each platform's secret references in this build.
+/// The process's engine, with a resolver for each platform's secret references in this build;
+/// built on first use.
 fn engine() -> &'static Engine {
-    let builder = Engine::builder(Config::from_env());
-    #[cfg(feature = "oci")]
-    let builder = builder.resolver(Box::new(tokenbridge_oci::vault::VaultResolver::from_env()));
-    tokenbridge_core::set_global(builder.build()).unwrap_or_else(|existing| existing)
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let builder = Engine::builder(Config::from_env());
+        #[cfg(feature = "oci")]
+        let builder = builder.resolver(Box::new(tokenbridge_oci::vault::VaultResolver::from_env()));
+        // Nothing else installs an engine in this process, so this cannot find one already there.
+        let _ = tokenbridge_core::set_global(builder.build());
+    });
+    tokenbridge_core::global()
 }
 
 fn run(mode: Mode) -> Result<ExitCode> {
@@ -102,6 +108,7 @@ fn oci() -> Result<ExitCode> {
     let listener_env = std::env::var("FN_LISTENER").context("FN_LISTENER is not set; the Fn agent sets it")?;
     // Bind first: the agent gives the container 5 s to publish its socket.
     let listener = fn_server::bind(&listener_env).with_context(|| format!("binding {listener_env}"))?;
+    warm_in_background();
     fn_server::serve(engine(), listener).context("serving the Fn socket")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -130,6 +137,7 @@ fn http() -> Result<ExitCode> {
         "{}",
         serde_json::json!({"level": "info", "event": "listening", "address": listener.local_addr()?.to_string(), "workers": workers})
     );
+    warm_in_background();
     server::serve(engine(), listener, workers).context("serving HTTP")?;
     eprintln!("{}", serde_json::json!({"level": "info", "event": "stopped"}));
     Ok(ExitCode::SUCCESS)
@@ -138,6 +146,13 @@ fn http() -> Result<ExitCode> {
 #[cfg(not(feature = "http"))]
 fn http() -> Result<ExitCode> {
     bail!("the http adapter is not part of this build")
+}
+
+/// Loads the issuers' keys while the server already listens, so the first JWT does not pay for
+/// them; a failure here only means the first request fetches them.
+#[cfg(any(feature = "oci", feature = "http"))]
+fn warm_in_background() {
+    std::thread::spawn(|| engine().warm(std::time::Duration::from_secs(3)));
 }
 
 /// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.

@@ -156,7 +156,8 @@ pub fn answer(engine: &Engine, request: &http1::Request) -> Reply {
     match (request.method.as_str(), path) {
         ("GET" | "HEAD", "/healthz") => Reply::json(200, json!({"status": "ok"})),
         ("GET" | "HEAD", "/readyz") => match engine.config() {
-            Ok(_) => Reply::json(200, json!({"status": "ready"})),
+            Ok(_) if engine.is_ready() => Reply::json(200, json!({"status": "ready"})),
+            Ok(_) => Reply::json(503, json!({"status": "not_ready", "waiting_for": "jwks"})),
             Err(problems) => Reply::json(503, json!({"status": "not_ready", "problems": problems.0.len()})),
         },
         ("POST", "/authorize") => {

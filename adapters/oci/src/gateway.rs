@@ -65,7 +65,9 @@ fn user_defined(data: &Map<String, Value>, token_argument: &str) -> Request {
         })
         .collect();
     let credential = args.remove(token_argument);
-    Request { credential, route: Route { args, ..Route::default() }, ..Request::default() }
+    // The route, for per-route policies, when the deployment passes it as arguments.
+    let route = Route { method: args.get("method").cloned(), path: args.get("path").cloned(), args };
+    Request { credential, route, ..Request::default() }
 }
 
 /// Renders an outcome as the gateway expects it.
@@ -146,6 +148,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.credential.as_deref(), Some("Bearer abc"));
         assert_eq!(r.route.args.get("path").map(String::as_str), Some("/orders"));
+        assert_eq!(r.route.path.as_deref(), Some("/orders"), "the path argument is the route's path");
         assert!(!r.route.args.contains_key("auth"));
         assert!(!r.route.args.contains_key("n"));
     }
