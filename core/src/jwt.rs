@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
 use crate::cache::{Cache, Entry};
@@ -125,20 +125,14 @@ impl KeySet {
 /// every allowed algorithm of its family.
 fn key_algorithms(jwk: &Jwk) -> Option<Vec<Algorithm>> {
     use jsonwebtoken::jwk::AlgorithmParameters as P;
-    let family: Vec<Algorithm> = match &jwk.algorithm {
-        P::RSA(_) => vec![
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
-        P::EllipticCurve(_) => vec![Algorithm::ES256, Algorithm::ES384],
-        P::OctetKeyPair(_) => vec![Algorithm::EdDSA],
+    let family = match &jwk.algorithm {
+        P::RSA(_) => AlgorithmFamily::Rsa,
+        P::EllipticCurve(_) => AlgorithmFamily::Ec,
+        P::OctetKeyPair(_) => AlgorithmFamily::Ed,
         // Symmetric keys, and any kind this code does not know, are never used.
         _ => return None,
     };
+    let family: Vec<Algorithm> = ALLOWED.into_iter().filter(|a| a.family() == family).collect();
     let declared = match jwk.common.key_algorithm {
         None => return Some(family),
         Some(KeyAlgorithm::RS256) => Algorithm::RS256,
