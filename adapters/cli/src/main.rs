@@ -71,6 +71,8 @@ fn engine() -> &'static Engine {
         let builder = Engine::builder(Config::from_env());
         #[cfg(feature = "oci")]
         let builder = builder.resolver(Box::new(tokenbridge_oci::vault::VaultResolver::from_env()));
+        #[cfg(feature = "lambda")]
+        let builder = builder.resolver(Box::new(tokenbridge_lambda::extension::ExtensionResolver::from_env()));
         // Nothing else installs an engine in this process, so this cannot find one already there.
         let _ = tokenbridge_core::set_global(builder.build());
     });
@@ -83,7 +85,7 @@ fn run(mode: Mode) -> Result<ExitCode> {
         Mode::Stdio => stdio(),
         Mode::Oci => oci(),
         Mode::Http => http(),
-        Mode::Lambda => bail!("the lambda adapter is not part of this build"),
+        Mode::Lambda => lambda(),
     }
 }
 
@@ -146,6 +148,30 @@ fn http() -> Result<ExitCode> {
 #[cfg(not(feature = "http"))]
 fn http() -> Result<ExitCode> {
     bail!("the http adapter is not part of this build")
+}
+
+#[cfg(feature = "lambda")]
+fn lambda() -> Result<ExitCode> {
+    use tokenbridge_lambda::authorizer::Options;
+    let setting = |name: &str, default: &str, allowed: [&str; 2]| -> Result<bool> {
+        let value = std::env::var(name).unwrap_or_else(|_| default.to_string());
+        match allowed.iter().position(|a| *a == value) {
+            Some(i) => Ok(i == 0),
+            None => bail!("{name} must be {} or {}, got {value:?}", allowed[0], allowed[1]),
+        }
+    };
+    let options = Options {
+        stage_wide: setting("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE", "stage", ["stage", "method"])?,
+        http_iam: setting("TOKENBRIDGE_LAMBDA_HTTP_RESPONSE", "simple", ["iam", "simple"])?,
+    };
+    // Secrets are resolved at the first event: the extension does not answer during init.
+    tokenbridge_lambda::runtime::run(engine(), options).map_err(anyhow::Error::msg)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "lambda"))]
+fn lambda() -> Result<ExitCode> {
+    bail!("the lambda adapter is not part of this build")
 }
 
 /// Loads the issuers' keys while the server already listens, so the first JWT does not pay for

@@ -1,0 +1,327 @@
+//! API Gateway Lambda authorizer events in, authorizer answers out (contracts.md §5), as pure
+//! functions: every form the gateway sends, each answered in that form's own terms.
+
+use aws_lambda_events::apigw::{
+    ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerRequest, ApiGatewayCustomAuthorizerRequestTypeRequest,
+    ApiGatewayCustomAuthorizerResponse, ApiGatewayV2CustomAuthorizerIamPolicyResponse,
+    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
+};
+use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
+use lambda_runtime::Diagnostic;
+use serde_json::{Map, Value, json};
+use tokenbridge_core::{Denial, Grant, Outcome, Request, Route};
+
+/// The form of an authorizer event, which decides the form of the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Form {
+    /// REST API, `TOKEN` or `REQUEST`, and HTTP API payload 1.0: an IAM policy for this ARN.
+    Iam { arn: String },
+    /// HTTP API payload 2.0 with simple responses.
+    Simple,
+    /// HTTP API payload 2.0 answered with an IAM policy (when configured).
+    IamV2 { arn: String },
+}
+
+/// How to answer, from the adapter's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Allow policies cover the whole stage (`…/{stage}/*/*`), so the gateway's authorizer cache
+    /// stays right across methods; `false` allows only the ARN called.
+    pub stage_wide: bool,
+    /// Answer HTTP API 2.0 events with an IAM policy instead of the simple form.
+    pub http_iam: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { stage_wide: true, http_iam: false }
+    }
+}
+
+/// Why an event is not one API Gateway sends to an authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadEvent(pub String);
+
+/// Reads an authorizer event of any form.
+pub fn parse(event: Value, options: &Options) -> Result<(Request, Form), BadEvent> {
+    let field = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_string);
+    match (field("version").as_deref(), field("type").as_deref()) {
+        (Some("2.0"), _) => {
+            let e: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_value(event)
+                .map_err(|e| BadEvent(format!("not an HTTP API 2.0 authorizer event: {e}")))?;
+            let credential = e
+                .identity_source
+                .as_ref()
+                .and_then(|s| s.first().cloned())
+                .or_else(|| header(&e.headers, "authorization"));
+            let route = Route {
+                method: Some(e.request_context.http.method.to_string()),
+                path: e.raw_path.clone().or(e.request_context.http.path.clone()),
+                ..Route::default()
+            };
+            let arn = e.route_arn.clone().unwrap_or_default();
+            let form = if options.http_iam { Form::IamV2 { arn } } else { Form::Simple };
+            Ok((Request { credential, route, ..Request::default() }, form))
+        }
+        (_, Some("TOKEN")) => {
+            let e: ApiGatewayCustomAuthorizerRequest =
+                serde_json::from_value(event).map_err(|e| BadEvent(format!("not a TOKEN authorizer event: {e}")))?;
+            let arn = e.method_arn.clone().ok_or_else(|| BadEvent("a TOKEN event without methodArn".into()))?;
+            let route = route_of_method_arn(&arn);
+            Ok((Request { credential: e.authorization_token, route, ..Request::default() }, Form::Iam { arn }))
+        }
+        (_, Some("REQUEST")) => {
+            let e: ApiGatewayCustomAuthorizerRequestTypeRequest =
+                serde_json::from_value(event).map_err(|e| BadEvent(format!("not a REQUEST authorizer event: {e}")))?;
+            let arn = e.method_arn.clone().ok_or_else(|| BadEvent("a REQUEST event without methodArn".into()))?;
+            let mut route = route_of_method_arn(&arn);
+            if let Some(path) = e.path.clone() {
+                route.path = Some(path);
+            }
+            let credential = header(&e.headers, "authorization");
+            Ok((Request { credential, route, ..Request::default() }, Form::Iam { arn }))
+        }
+        (_, other) => Err(BadEvent(format!("unknown authorizer event type {:?}", other.unwrap_or("<missing>")))),
+    }
+}
+
+/// A header value by name, case-insensitively (REST API headers keep the client's case).
+fn header(headers: &aws_lambda_events::http::HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// `arn:aws:execute-api:{region}:{account}:{api}/{stage}/{VERB}/{path…}` → method and path.
+pub fn route_of_method_arn(arn: &str) -> Route {
+    let mut parts = arn.split_once('/').map_or("", |(_, rest)| rest).splitn(3, '/');
+    let _stage = parts.next();
+    let method = parts.next().filter(|m| !m.is_empty()).map(str::to_string);
+    let path = parts.next().map(|p| format!("/{p}"));
+    Route { method, path, ..Route::default() }
+}
+
+/// The ARN an allow covers: the whole stage (`…/{stage}/*/*`) or just the one called.
+pub fn policy_resource(arn: &str, stage_wide: bool) -> String {
+    if !stage_wide {
+        return arn.to_string();
+    }
+    let mut parts = arn.splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(api), Some(stage)) if !api.is_empty() && !stage.is_empty() => format!("{api}/{stage}/*/*"),
+        _ => arn.to_string(),
+    }
+}
+
+/// The answer to give API Gateway: a JSON response, or an error it maps to a status.
+pub fn render(outcome: &Outcome, form: &Form, options: &Options) -> Result<Value, Diagnostic> {
+    match (outcome, form) {
+        // REST and HTTP APIs answer 401 to an error whose message is exactly "Unauthorized".
+        (Outcome::Deny(Denial::InvalidToken | Denial::MissingToken), _) => Err(unauthorized()),
+        (Outcome::Unavailable(cause), _) => Err(Diagnostic {
+            error_type: "Unavailable".into(),
+            error_message: format!("tokenbridge could not decide: {} ({cause})", cause.code()),
+        }),
+        (Outcome::Allow(grant), Form::Simple) => {
+            let mut r = ApiGatewayV2CustomAuthorizerSimpleResponse::<Value>::default();
+            r.is_authorized = true;
+            r.context = context(grant);
+            to_json(&r)
+        }
+        (Outcome::Deny(Denial::InsufficientScope { .. }), Form::Simple) => {
+            let mut r = ApiGatewayV2CustomAuthorizerSimpleResponse::<Value>::default();
+            r.is_authorized = false;
+            r.context = json!({});
+            to_json(&r)
+        }
+        (outcome, Form::Iam { arn }) => {
+            let (principal, effect, context) = iam_parts(outcome);
+            let mut r = ApiGatewayCustomAuthorizerResponse::<Value>::default();
+            r.principal_id = Some(principal);
+            r.policy_document = policy(effect, &policy_resource(arn, options.stage_wide));
+            r.context = context;
+            to_json(&r)
+        }
+        (outcome, Form::IamV2 { arn }) => {
+            let (principal, effect, context) = iam_parts(outcome);
+            let mut r = ApiGatewayV2CustomAuthorizerIamPolicyResponse::<Value>::default();
+            r.principal_id = Some(principal);
+            r.policy_document = policy(effect, &policy_resource(arn, options.stage_wide));
+            r.context = context;
+            to_json(&r)
+        }
+    }
+}
+
+fn unauthorized() -> Diagnostic {
+    Diagnostic { error_type: "Unauthorized".into(), error_message: "Unauthorized".into() }
+}
+
+fn iam_parts(outcome: &Outcome) -> (String, IamPolicyEffect, Value) {
+    match outcome {
+        Outcome::Allow(grant) => (grant.principal.clone(), IamPolicyEffect::Allow, context(grant)),
+        // Insufficient scope: a Deny policy, which API Gateway answers with 403.
+        _ => ("unauthorized".into(), IamPolicyEffect::Deny, json!({})),
+    }
+}
+
+fn policy(effect: IamPolicyEffect, resource: &str) -> ApiGatewayCustomAuthorizerPolicy {
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".into()];
+    statement.effect = effect;
+    statement.resource = vec![resource.into()];
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".into());
+    policy.statement = vec![statement];
+    policy
+}
+
+/// Context values are strings only (API Gateway refuses objects and arrays): the grant's context
+/// (backend token, forwarded claims), the principal, the scopes joined by spaces, the client id.
+fn context(grant: &Grant) -> Value {
+    let mut map: Map<String, Value> = grant.context.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    map.entry("principal").or_insert_with(|| json!(grant.principal));
+    map.entry("scope").or_insert_with(|| json!(grant.scopes.join(" ")));
+    if let Some(client_id) = &grant.client_id {
+        map.entry("client_id").or_insert_with(|| json!(client_id));
+    }
+    map.entry("expires_at").or_insert_with(|| json!(tokenbridge_core::rfc3339(grant.expires_at)));
+    Value::Object(map)
+}
+
+fn to_json(response: &impl serde::Serialize) -> Result<Value, Diagnostic> {
+    serde_json::to_value(response).map_err(|_| Diagnostic {
+        error_type: "Unavailable".into(),
+        error_message: "tokenbridge could not write its answer".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use tokenbridge_core::{Cause, Dependency, Failure};
+
+    const ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/orders/7";
+
+    fn grant() -> Grant {
+        let mut context = BTreeMap::new();
+        context.insert("back_end_token".to_string(), "Bearer b".to_string());
+        Grant {
+            principal: "alice".into(),
+            scopes: vec!["a".into(), "b".into()],
+            client_id: Some("app".into()),
+            expires_at: 1_800_000_000,
+            context,
+        }
+    }
+
+    fn token_event() -> Value {
+        json!({"type": "TOKEN", "authorizationToken": "Bearer abc", "methodArn": ARN})
+    }
+
+    #[test]
+    fn a_token_event_carries_its_token_and_route() {
+        let (request, form) = parse(token_event(), &Options::default()).unwrap();
+        assert_eq!(request.credential.as_deref(), Some("Bearer abc"));
+        assert_eq!(request.route.method.as_deref(), Some("GET"));
+        assert_eq!(request.route.path.as_deref(), Some("/orders/7"));
+        assert_eq!(form, Form::Iam { arn: ARN.into() });
+    }
+
+    #[test]
+    fn a_request_event_reads_the_authorization_header_in_any_case() {
+        let event = json!({"type": "REQUEST", "methodArn": ARN, "path": "/orders/7", "httpMethod": "GET",
+                           "headers": {"AUTHORIZATION": "Bearer xyz"}, "requestContext": {"resourcePath": "/orders/{id}"}});
+        let (request, _) = parse(event, &Options::default()).unwrap();
+        assert_eq!(request.credential.as_deref(), Some("Bearer xyz"));
+    }
+
+    #[test]
+    fn an_http_v2_event_takes_the_identity_source_and_answers_simply() {
+        let event = json!({"version": "2.0", "type": "REQUEST", "routeArn": ARN, "identitySource": ["Bearer v2"],
+                           "routeKey": "GET /orders/{id}", "rawPath": "/orders/7", "headers": {"authorization": "Bearer other"},
+                           "requestContext": {"http": {"method": "GET", "path": "/orders/7"}}});
+        let (request, form) = parse(event.clone(), &Options::default()).unwrap();
+        assert_eq!(request.credential.as_deref(), Some("Bearer v2"));
+        assert_eq!(request.route.path.as_deref(), Some("/orders/7"));
+        assert_eq!(form, Form::Simple);
+        let iam = Options { http_iam: true, ..Options::default() };
+        assert_eq!(parse(event, &iam).unwrap().1, Form::IamV2 { arn: ARN.into() });
+    }
+
+    #[test]
+    fn an_http_v1_event_is_answered_with_a_policy() {
+        let event = json!({"version": "1.0", "type": "REQUEST", "methodArn": ARN, "identitySource": "Bearer v1",
+                           "headers": {"Authorization": "Bearer v1"}, "requestContext": {}});
+        let (request, form) = parse(event, &Options::default()).unwrap();
+        assert_eq!(request.credential.as_deref(), Some("Bearer v1"));
+        assert!(matches!(form, Form::Iam { .. }));
+    }
+
+    #[test]
+    fn events_of_no_known_form_are_bad() {
+        assert!(parse(json!({"type": "COGNITO"}), &Options::default()).is_err());
+        assert!(parse(json!({"type": "TOKEN", "authorizationToken": "x"}), &Options::default()).is_err());
+        assert!(parse(json!([1, 2]), &Options::default()).is_err());
+    }
+
+    #[test]
+    fn an_allow_covers_the_whole_stage_by_default() {
+        assert_eq!(policy_resource(ARN, true), "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/*");
+        assert_eq!(policy_resource(ARN, false), ARN);
+        assert_eq!(policy_resource("garbage", true), "garbage");
+    }
+
+    #[test]
+    fn rest_allow_is_an_iam_policy_with_string_context() {
+        let answer = render(&Outcome::Allow(grant()), &Form::Iam { arn: ARN.into() }, &Options::default()).unwrap();
+        assert_eq!(answer["principalId"], "alice");
+        assert_eq!(
+            answer["policyDocument"],
+            json!({"Version": "2012-10-17", "Statement": [{"Action": ["execute-api:Invoke"], "Effect": "Allow",
+                   "Resource": ["arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/*"]}]})
+        );
+        let context = answer["context"].as_object().unwrap();
+        assert_eq!(context["back_end_token"], "Bearer b");
+        assert_eq!(context["scope"], "a b");
+        assert_eq!(context["client_id"], "app");
+        assert!(context.values().all(Value::is_string), "{context:?}");
+    }
+
+    #[test]
+    fn invalid_and_missing_tokens_are_the_unauthorized_error() {
+        for denial in [Denial::InvalidToken, Denial::MissingToken] {
+            for form in [Form::Iam { arn: ARN.into() }, Form::Simple] {
+                let e = render(&Outcome::Deny(denial.clone()), &form, &Options::default()).unwrap_err();
+                assert_eq!(e.error_message, "Unauthorized");
+            }
+        }
+    }
+
+    #[test]
+    fn insufficient_scope_is_a_deny_policy_or_not_authorized() {
+        let deny = Outcome::Deny(Denial::InsufficientScope { required: vec!["w".into()] });
+        let iam = render(&deny, &Form::Iam { arn: ARN.into() }, &Options::default()).unwrap();
+        assert_eq!(iam["policyDocument"]["Statement"][0]["Effect"], "Deny");
+        let simple = render(&deny, &Form::Simple, &Options::default()).unwrap();
+        assert_eq!(simple["isAuthorized"], false);
+    }
+
+    #[test]
+    fn unavailable_is_an_error_that_is_not_unauthorized_and_names_no_secret() {
+        let e = render(
+            &Outcome::Unavailable(Cause::new(Dependency::Introspection, Failure::Timeout)),
+            &Form::Simple,
+            &Options::default(),
+        )
+        .unwrap_err();
+        assert_ne!(e.error_message, "Unauthorized");
+        assert!(e.error_message.contains("introspection_timeout"), "{}", e.error_message);
+    }
+
+    #[test]
+    fn http_simple_allow_carries_the_context() {
+        let answer = render(&Outcome::Allow(grant()), &Form::Simple, &Options::default()).unwrap();
+        assert_eq!(answer["isAuthorized"], true);
+        assert_eq!(answer["context"]["back_end_token"], "Bearer b");
+    }
+}

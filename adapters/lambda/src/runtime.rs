@@ -1,0 +1,56 @@
+//! The Lambda Runtime API loop: one event at a time, the synchronous engine on a blocking
+//! thread, the invocation's deadline bounding every IdP call.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::Value;
+use tokenbridge_core::Engine;
+
+use crate::authorizer::{self, Options};
+
+/// The variables `lambda_runtime` needs; it panics without them, so they are checked first.
+pub const REQUIRED_ENV: [&str; 4] = [
+    "AWS_LAMBDA_RUNTIME_API",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+];
+
+/// Serves invocations until the runtime ends.
+pub fn run(engine: &'static Engine, options: Options) -> Result<(), String> {
+    if let Some(missing) = REQUIRED_ENV.iter().find(|k| std::env::var_os(k).is_none()) {
+        return Err(format!("{missing} is not set: `tokenbridge lambda` runs inside AWS Lambda (or its emulator)"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let handler = service_fn(move |event: LambdaEvent<Value>| {
+            let options = options.clone();
+            async move { handle(engine, &options, event).await }
+        });
+        lambda_runtime::run(handler).await.map_err(|e| e.to_string())
+    })
+}
+
+async fn handle(engine: &'static Engine, options: &Options, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    let deadline = deadline_instant(event.context.deadline);
+    let call_id = event.context.request_id.clone();
+    let (mut request, form) = authorizer::parse(event.payload, options)
+        .map_err(|e| Diagnostic { error_type: "InvalidEvent".into(), error_message: e.0 })?;
+    request.deadline = Some(deadline);
+    request.call_id = Some(call_id);
+    let outcome = tokio::task::spawn_blocking(move || engine.decide(&request)).await.map_err(|_| Diagnostic {
+        error_type: "Unavailable".into(),
+        error_message: "tokenbridge could not decide".into(),
+    })?;
+    authorizer::render(&outcome, &form, options)
+}
+
+/// The invocation's deadline (milliseconds since the epoch) as a monotonic instant.
+fn deadline_instant(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}

@@ -1,0 +1,137 @@
+//! The built binary as an AWS Lambda authorizer, driven through a fake Runtime API by events of
+//! every form, checking the exact answers and that the runtime keeps serving after failures.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
+use tokenbridge_tests::{Fault, IdpPair};
+
+const ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/orders/7";
+const STAGE: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/*";
+const LONG: Duration = Duration::from_secs(20);
+
+fn token_event(token: &str) -> Value {
+    json!({"type": "TOKEN", "authorizationToken": format!("Bearer {token}"), "methodArn": ARN})
+}
+
+fn request_event(token: &str) -> Value {
+    json!({"type": "REQUEST", "methodArn": ARN, "resource": "/orders/{id}", "path": "/orders/7", "httpMethod": "GET",
+           "headers": {"Authorization": format!("Bearer {token}")}, "queryStringParameters": {}, "pathParameters": {"id": "7"},
+           "stageVariables": {}, "requestContext": {"resourcePath": "/orders/{id}", "httpMethod": "GET", "stage": "prod"}})
+}
+
+fn http_v2_event(token: &str) -> Value {
+    json!({"version": "2.0", "type": "REQUEST", "routeArn": ARN, "identitySource": [format!("Bearer {token}")],
+           "routeKey": "GET /orders/{id}", "rawPath": "/orders/7", "rawQueryString": "",
+           "headers": {"authorization": format!("Bearer {token}")},
+           "requestContext": {"accountId": "123456789012", "apiId": "abcdef1234", "domainName": "x", "domainPrefix": "x",
+                              "http": {"method": "GET", "path": "/orders/7", "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4", "userAgent": "t"},
+                              "requestId": "r", "routeKey": "GET /orders/{id}", "stage": "prod", "time": "t", "timeEpoch": 0}})
+}
+
+fn unauthorized() -> Answer {
+    Answer::Error("Unauthorized".into(), "Unauthorized".into())
+}
+
+#[test]
+fn rest_token_events_get_policies_and_unauthorized_errors() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "orders.read", 600);
+    let weak = idp.a.issue("bob", "other", 600);
+    let api = FakeRuntimeApi::start();
+    let env = [idp.env(), vec![("TOKENBRIDGE_REQUIRED_SCOPES".into(), "orders.read".into())]].concat();
+    let function = api.start_function(&env);
+
+    let Answer::Response(allow) = api.invoke(&token_event(&token), LONG) else { panic!("allow expected") };
+    assert_eq!(allow["principalId"], "alice");
+    assert_eq!(
+        allow["policyDocument"],
+        json!({"Version": "2012-10-17", "Statement": [{"Action": ["execute-api:Invoke"], "Effect": "Allow", "Resource": [STAGE]}]})
+    );
+    let context = allow["context"].as_object().unwrap();
+    assert!(context["back_end_token"].as_str().unwrap().starts_with("Bearer backend-"));
+    assert_eq!(context["scope"], "orders.read");
+    assert!(context.values().all(Value::is_string), "context values are strings: {context:?}");
+
+    assert_eq!(api.invoke(&token_event("forged"), LONG), unauthorized());
+    assert_eq!(api.invoke(&json!({"type": "TOKEN", "authorizationToken": "", "methodArn": ARN}), LONG), unauthorized());
+    let Answer::Response(deny) = api.invoke(&token_event(&weak), LONG) else { panic!("a Deny policy expected") };
+    assert_eq!(deny["policyDocument"]["Statement"][0]["Effect"], "Deny");
+
+    // Still serving: the same token again, from the cache.
+    assert!(matches!(api.invoke(&token_event(&token), LONG), Answer::Response(_)));
+    assert_eq!((idp.a.introspections(), idp.b.token_requests()), (3, 1));
+}
+
+#[test]
+fn rest_request_and_http_api_events_are_answered_in_their_forms() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let api = FakeRuntimeApi::start();
+    let function = api.start_function(&idp.env());
+    let Answer::Response(request) = api.invoke(&request_event(&token), LONG) else { panic!() };
+    assert_eq!(request["policyDocument"]["Statement"][0]["Effect"], "Allow");
+    let Answer::Response(simple) = api.invoke(&http_v2_event(&token), LONG) else { panic!() };
+    assert_eq!(simple["isAuthorized"], true);
+    assert!(simple["context"]["back_end_token"].as_str().unwrap().starts_with("Bearer "));
+    assert_eq!(api.invoke(&http_v2_event("forged"), LONG), unauthorized());
+}
+
+#[test]
+fn the_method_arn_can_be_the_policy_resource_and_http_apis_can_get_policies() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let api = FakeRuntimeApi::start();
+    let env = [
+        idp.env(),
+        vec![
+            ("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE".into(), "method".into()),
+            ("TOKENBRIDGE_LAMBDA_HTTP_RESPONSE".into(), "iam".into()),
+        ],
+    ]
+    .concat();
+    let function = api.start_function(&env);
+    let Answer::Response(rest) = api.invoke(&token_event(&token), LONG) else { panic!() };
+    assert_eq!(rest["policyDocument"]["Statement"][0]["Resource"], json!([ARN]));
+    let Answer::Response(http) = api.invoke(&http_v2_event(&token), LONG) else { panic!() };
+    assert_eq!(http["principalId"], "alice");
+    assert_eq!(http["policyDocument"]["Statement"][0]["Effect"], "Allow");
+}
+
+#[test]
+fn an_idp_outage_and_bad_events_are_errors_and_the_runtime_keeps_serving() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    idp.b.set_token_fault(Some(Fault::Status(503, String::new())));
+    let api = FakeRuntimeApi::start();
+    let mut function = api.start_function(&idp.env());
+    match api.invoke(&token_event(&token), LONG) {
+        Answer::Error(kind, message) => {
+            assert_eq!(kind, "Unavailable");
+            assert_ne!(message, "Unauthorized", "an outage must not look like a bad token");
+            assert!(message.contains("backend_token_bad_status"), "{message}");
+            assert!(!message.contains(&token));
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in [json!({"type": "COGNITO"}), json!([1]), json!("text"), json!({"type": "TOKEN"})] {
+        assert!(matches!(api.invoke(&bad, LONG), Answer::Error(kind, _) if kind == "InvalidEvent"), "{bad}");
+    }
+    idp.b.set_token_fault(None);
+    assert!(matches!(api.invoke(&token_event(&token), LONG), Answer::Response(_)), "serving again");
+    assert!(function.is_alive());
+}
+
+#[test]
+fn the_invocation_deadline_bounds_the_idp_calls() {
+    let idp = IdpPair::start();
+    idp.a.set_introspect_fault(Some(Fault::Silent));
+    let api = FakeRuntimeApi::start();
+    let mut function =
+        api.start_function(&[idp.env(), vec![("TOKENBRIDGE_TIMEOUT_MS".into(), "60000".into())]].concat());
+    let started = std::time::Instant::now();
+    let answer = api.invoke(&token_event("t"), Duration::from_millis(500));
+    assert!(matches!(&answer, Answer::Error(kind, m) if kind == "Unavailable" && m.contains("deadline")), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
