@@ -41,7 +41,7 @@ fn rest_token_events_get_policies_and_unauthorized_errors() {
     let weak = idp.a.issue("bob", "other", 600);
     let api = FakeRuntimeApi::start();
     let env = [idp.env(), vec![("TOKENBRIDGE_REQUIRED_SCOPES".into(), "orders.read".into())]].concat();
-    let function = api.start_function(&env);
+    let _function = api.start_function(&env);
 
     let Answer::Response(allow) = api.invoke(&token_event(&token), LONG) else { panic!("allow expected") };
     assert_eq!(allow["principalId"], "alice");
@@ -69,7 +69,7 @@ fn rest_request_and_http_api_events_are_answered_in_their_forms() {
     let idp = IdpPair::start();
     let token = idp.a.issue("alice", "", 600);
     let api = FakeRuntimeApi::start();
-    let function = api.start_function(&idp.env());
+    let _function = api.start_function(&idp.env());
     let Answer::Response(request) = api.invoke(&request_event(&token), LONG) else { panic!() };
     assert_eq!(request["policyDocument"]["Statement"][0]["Effect"], "Allow");
     let Answer::Response(simple) = api.invoke(&http_v2_event(&token), LONG) else { panic!() };
@@ -91,7 +91,7 @@ fn the_method_arn_can_be_the_policy_resource_and_http_apis_can_get_policies() {
         ],
     ]
     .concat();
-    let function = api.start_function(&env);
+    let _function = api.start_function(&env);
     let Answer::Response(rest) = api.invoke(&token_event(&token), LONG) else { panic!() };
     assert_eq!(rest["policyDocument"]["Statement"][0]["Resource"], json!([ARN]));
     let Answer::Response(http) = api.invoke(&http_v2_event(&token), LONG) else { panic!() };
