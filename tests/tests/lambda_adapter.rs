@@ -128,8 +128,7 @@ fn the_invocation_deadline_bounds_the_idp_calls() {
     let idp = IdpPair::start();
     idp.a.set_introspect_fault(Some(Fault::Silent));
     let api = FakeRuntimeApi::start();
-    let mut function =
-        api.start_function(&[idp.env(), vec![("TOKENBRIDGE_TIMEOUT_MS".into(), "60000".into())]].concat());
+    let _function = api.start_function(&[idp.env(), vec![("TOKENBRIDGE_TIMEOUT_MS".into(), "60000".into())]].concat());
     let started = std::time::Instant::now();
     let answer = api.invoke(&token_event("t"), Duration::from_millis(500));
     assert!(matches!(&answer, Answer::Error(kind, m) if kind == "Unavailable" && m.contains("deadline")), "{answer:?}");
