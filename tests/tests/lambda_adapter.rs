@@ -134,3 +134,19 @@ fn the_invocation_deadline_bounds_the_idp_calls() {
     assert!(matches!(&answer, Answer::Error(kind, m) if kind == "Unavailable" && m.contains("deadline")), "{answer:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn route_policies_see_the_method_and_path_of_the_method_arn() {
+    let idp = IdpPair::start();
+    let reader = idp.a.issue("alice", "orders.read", 600);
+    let api = FakeRuntimeApi::start();
+    let policy = r#"{"routes":[{"method":"GET","path":"/orders/*","scopes":["orders.read"]},
+                               {"method":"DELETE","path":"/orders/*","scopes":["orders.admin"]}]}"#;
+    let _function = api.start_function(&[idp.env(), vec![("TOKENBRIDGE_POLICY".into(), policy.into())]].concat());
+    let Answer::Response(get) = api.invoke(&token_event(&reader), LONG) else { panic!() };
+    assert_eq!(get["policyDocument"]["Statement"][0]["Effect"], "Allow");
+    let delete = json!({"type": "TOKEN", "authorizationToken": format!("Bearer {reader}"),
+                        "methodArn": ARN.replace("/GET/", "/DELETE/")});
+    let Answer::Response(denied) = api.invoke(&delete, LONG) else { panic!() };
+    assert_eq!(denied["policyDocument"]["Statement"][0]["Effect"], "Deny");
+}
