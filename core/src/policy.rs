@@ -121,6 +121,12 @@ impl Policy {
         Ok(Policy { routes, default })
     }
 
+    /// Whether decisions differ by route (a policy document with routes), so a gateway must not
+    /// reuse one decision for other routes.
+    pub fn has_routes(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
     /// Whether any route asks for introspection of valid JWTs.
     pub fn wants_introspection(&self) -> bool {
         self.routes.iter().any(|(_, _, r)| r.introspect) || self.default.as_ref().is_some_and(|r| r.introspect)

@@ -145,6 +145,9 @@ fn route_policies_see_the_method_and_path_of_the_method_arn() {
     let _function = api.start_function(&[idp.env(), vec![("TOKENBRIDGE_POLICY".into(), policy.into())]].concat());
     let Answer::Response(get) = api.invoke(&token_event(&reader), LONG) else { panic!() };
     assert_eq!(get["policyDocument"]["Statement"][0]["Effect"], "Allow");
+    // With route policies the allow covers only this route, or the gateway's cache would reuse
+    // it for DELETE.
+    assert_eq!(get["policyDocument"]["Statement"][0]["Resource"], json!([ARN]));
     let delete = json!({"type": "TOKEN", "authorizationToken": format!("Bearer {reader}"),
                         "methodArn": ARN.replace("/GET/", "/DELETE/")});
     let Answer::Response(denied) = api.invoke(&delete, LONG) else { panic!() };

@@ -153,6 +153,10 @@ fn http() -> Result<ExitCode> {
 #[cfg(feature = "lambda")]
 fn lambda() -> Result<ExitCode> {
     use tokenbridge_lambda::authorizer::Options;
+    // With route policies, an allow is for one route: a stage-wide policy cached by API Gateway
+    // would let the same token through every other route unasked.
+    let per_route = engine().config().is_ok_and(|c| c.policy.has_routes());
+    let resource_default = if per_route { "method" } else { "stage" };
     let setting = |name: &str, default: &str, allowed: [&str; 2]| -> Result<bool> {
         let value = std::env::var(name).unwrap_or_else(|_| default.to_string());
         match allowed.iter().position(|a| *a == value) {
@@ -161,7 +165,7 @@ fn lambda() -> Result<ExitCode> {
         }
     };
     let options = Options {
-        stage_wide: setting("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE", "stage", ["stage", "method"])?,
+        stage_wide: setting("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE", resource_default, ["stage", "method"])?,
         http_iam: setting("TOKENBRIDGE_LAMBDA_HTTP_RESPONSE", "simple", ["iam", "simple"])?,
     };
     // Secrets are resolved at the first event: the extension does not answer during init.
