@@ -22,6 +22,8 @@
 //! Adapters translate their platform's payload into a [`Request`] and the [`Outcome`] into their
 //! platform's answer; they hold no decision logic.
 
+#![forbid(unsafe_code)]
+
 mod backend;
 mod bearer;
 mod cache;

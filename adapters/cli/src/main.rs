@@ -2,6 +2,8 @@
 //! from the environment: `FN_LISTENER` → OCI Functions, `AWS_LAMBDA_RUNTIME_API` → Lambda,
 //! otherwise stdin/stdout.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};

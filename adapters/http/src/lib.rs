@@ -15,5 +15,7 @@
 //! Routes: `GET /healthz` (liveness), `GET /readyz` (configuration loaded), `POST /authorize`
 //! (the JSON of `tokenbridge stdio`), and every other path is forward-auth.
 
+#![forbid(unsafe_code)]
+
 pub mod forward;
 pub mod server;

@@ -15,6 +15,8 @@
 //! assert_eq!(error.error_message, "Unauthorized"); // API Gateway answers 401
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod authorizer;
 pub mod extension;
 pub mod runtime;

@@ -14,6 +14,8 @@
 //! assert_eq!(answer.body["active"], false);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod fn_server;
 pub mod gateway;
 pub mod http1;

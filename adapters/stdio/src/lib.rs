@@ -14,6 +14,8 @@
 //! `"active"`; a line without `"active"` is no decision — `"error":"unavailable"` (the OCI
 //! adapter's 502) or `"error":"invalid_payload"` for input that is not a gateway payload.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, BufRead, Read, Write};
 
 use serde_json::Value;
