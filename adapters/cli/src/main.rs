@@ -169,6 +169,7 @@ fn lambda() -> Result<ExitCode> {
     let options = Options {
         stage_wide: setting("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE", resource_default, ["stage", "method"])?,
         http_iam: setting("TOKENBRIDGE_LAMBDA_HTTP_RESPONSE", "simple", ["iam", "simple"])?,
+        http_unauthorized_error: setting("TOKENBRIDGE_LAMBDA_HTTP_INVALID_TOKEN", "403", ["401", "403"])?,
     };
     // Secrets are resolved at the first event: the extension does not answer during init.
     tokenbridge_lambda::runtime::run(engine(), options).map_err(anyhow::Error::msg)?;

@@ -30,11 +30,14 @@ pub struct Options {
     pub stage_wide: bool,
     /// Answer HTTP API 2.0 events with an IAM policy instead of the simple form.
     pub http_iam: bool,
+    /// On HTTP APIs, answer an invalid token with the `Unauthorized` error (401 on REST APIs;
+    /// not documented for HTTP APIs) instead of the documented "not authorized" (403).
+    pub http_unauthorized_error: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { stage_wide: true, http_iam: false }
+        Options { stage_wide: true, http_iam: false, http_unauthorized_error: false }
     }
 }
 
@@ -113,9 +116,11 @@ pub fn policy_resource(arn: &str, stage_wide: bool) -> String {
 
 /// The answer to give API Gateway: a JSON response, or an error it maps to a status.
 pub fn render(outcome: &Outcome, form: &Form, options: &Options) -> Result<Value, Diagnostic> {
+    let refused = matches!(outcome, Outcome::Deny(Denial::InvalidToken | Denial::MissingToken));
     match (outcome, form) {
-        // REST and HTTP APIs answer 401 to an error whose message is exactly "Unauthorized".
-        (Outcome::Deny(Denial::InvalidToken | Denial::MissingToken), _) => Err(unauthorized()),
+        // REST APIs answer 401 to an error whose message is exactly "Unauthorized".
+        (_, Form::Iam { .. }) if refused => Err(unauthorized()),
+        (_, Form::Simple | Form::IamV2 { .. }) if refused && options.http_unauthorized_error => Err(unauthorized()),
         (Outcome::Unavailable(cause), _) => Err(Diagnostic {
             error_type: "Unavailable".into(),
             error_message: format!("tokenbridge could not decide: {} ({cause})", cause.code()),
@@ -126,7 +131,7 @@ pub fn render(outcome: &Outcome, form: &Form, options: &Options) -> Result<Value
             r.context = context(grant);
             to_json(&r)
         }
-        (Outcome::Deny(Denial::InsufficientScope { .. }), Form::Simple) => {
+        (Outcome::Deny(_), Form::Simple) => {
             let mut r = ApiGatewayV2CustomAuthorizerSimpleResponse::<Value>::default();
             r.is_authorized = false;
             r.context = json!({});
@@ -288,13 +293,21 @@ mod tests {
     }
 
     #[test]
-    fn invalid_and_missing_tokens_are_the_unauthorized_error() {
+    fn invalid_and_missing_tokens_are_the_unauthorized_error_on_rest_apis() {
         for denial in [Denial::InvalidToken, Denial::MissingToken] {
-            for form in [Form::Iam { arn: ARN.into() }, Form::Simple] {
-                let e = render(&Outcome::Deny(denial.clone()), &form, &Options::default()).unwrap_err();
-                assert_eq!(e.error_message, "Unauthorized");
-            }
+            let e = render(&Outcome::Deny(denial), &Form::Iam { arn: ARN.into() }, &Options::default()).unwrap_err();
+            assert_eq!(e.error_message, "Unauthorized");
         }
+    }
+
+    #[test]
+    fn http_apis_refuse_invalid_tokens_as_documented_unless_told_to_use_the_error() {
+        let deny = Outcome::Deny(Denial::InvalidToken);
+        assert_eq!(render(&deny, &Form::Simple, &Options::default()).unwrap()["isAuthorized"], false);
+        let iam = render(&deny, &Form::IamV2 { arn: ARN.into() }, &Options::default()).unwrap();
+        assert_eq!(iam["policyDocument"]["Statement"][0]["Effect"], "Deny");
+        let error = Options { http_unauthorized_error: true, ..Options::default() };
+        assert_eq!(render(&deny, &Form::Simple, &error).unwrap_err().error_message, "Unauthorized");
     }
 
     #[test]

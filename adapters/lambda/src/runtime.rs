@@ -40,7 +40,7 @@ async fn handle(engine: &'static Engine, options: &Options, event: LambdaEvent<V
     let call_id = event.context.request_id.clone();
     let (mut request, form) = authorizer::parse(event.payload, options)
         .map_err(|e| Diagnostic { error_type: "InvalidEvent".into(), error_message: e.0 })?;
-    request.deadline = Some(deadline);
+    request.deadline = deadline;
     request.call_id = Some(call_id);
     let outcome = tokio::task::spawn_blocking(move || engine.decide(&request)).await.map_err(|_| Diagnostic {
         error_type: "Unavailable".into(),
@@ -49,8 +49,28 @@ async fn handle(engine: &'static Engine, options: &Options, event: LambdaEvent<V
     authorizer::render(&outcome, &form, options)
 }
 
-/// The invocation's deadline (milliseconds since the epoch) as a monotonic instant.
-fn deadline_instant(deadline_ms: u64) -> Instant {
+/// Lambda runs a function for 15 minutes at most.
+const LONGEST_INVOCATION_MS: u64 = 15 * 60 * 1000;
+
+/// The invocation's deadline (milliseconds since the epoch) as a monotonic instant. A deadline
+/// that is not a plausible time in the next 15 minutes is ignored (emulators send a duration
+/// there): the configured timeouts still bound every call.
+fn deadline_instant(deadline_ms: u64) -> Option<Instant> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+    let left = deadline_ms.checked_sub(now_ms).filter(|left| *left <= LONGEST_INVOCATION_MS)?;
+    Some(Instant::now() + Duration::from_millis(left))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_implausible_deadline_is_ignored() {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(deadline_instant(600_000).is_none(), "a duration, as the emulator sends");
+        assert!(deadline_instant(now_ms + 3_600_000).is_none());
+        let soon = deadline_instant(now_ms + 3_000).unwrap();
+        assert!(soon > Instant::now() + Duration::from_millis(2_000));
+    }
 }
