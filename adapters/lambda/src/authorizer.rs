@@ -192,11 +192,17 @@ fn context(grant: &Grant) -> Value {
     Value::Object(map)
 }
 
+/// The answer as JSON, without the `null`s of unset optional fields (`usageIdentifierKey`),
+/// which API Gateway has no use for.
 fn to_json(response: &impl serde::Serialize) -> Result<Value, Diagnostic> {
-    serde_json::to_value(response).map_err(|_| Diagnostic {
+    let mut value = serde_json::to_value(response).map_err(|_| Diagnostic {
         error_type: "Unavailable".into(),
         error_message: "tokenbridge could not write its answer".into(),
-    })
+    })?;
+    if let Value::Object(fields) = &mut value {
+        fields.retain(|_, v| !v.is_null());
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -285,6 +291,7 @@ mod tests {
             json!({"Version": "2012-10-17", "Statement": [{"Action": ["execute-api:Invoke"], "Effect": "Allow",
                    "Resource": ["arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/*"]}]})
         );
+        assert!(answer.get("usageIdentifierKey").is_none(), "no nulls: {answer}");
         let context = answer["context"].as_object().unwrap();
         assert_eq!(context["back_end_token"], "Bearer b");
         assert_eq!(context["scope"], "a b");
