@@ -46,6 +46,11 @@ pub struct Config {
     pub call_timeout: Duration,
     /// Largest IdP answer read, in bytes.
     pub max_answer_bytes: u64,
+    /// Trusted root certificates (DER) replacing the built-in Mozilla roots, for private IdPs.
+    pub ca_certificates: Option<Vec<Vec<u8>>>,
+    /// How long a validation result may be served after its normal lifetime while IdP A
+    /// fails (never past the token's `exp`), in seconds; 0 turns it off.
+    pub stale_if_error: i64,
     /// Tolerance for `exp`/`nbf` comparisons, in seconds.
     pub leeway: i64,
     /// Longest a validation result is cached, in seconds.
@@ -156,6 +161,13 @@ pub const SETTINGS: &[Setting] = &[
     s("TOKENBRIDGE_CONNECT_TIMEOUT_MS", None, Some("2000"), "connect timeout of one IdP call"),
     s("TOKENBRIDGE_TIMEOUT_MS", None, Some("5000"), "total timeout of one IdP call (clamped to the platform deadline)"),
     s("TOKENBRIDGE_MAX_ANSWER_BYTES", None, Some("65536"), "largest IdP answer read"),
+    s("TOKENBRIDGE_CA_BUNDLE", None, None, "PEM file of root certificates to trust instead of the built-in ones"),
+    s(
+        "TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS",
+        None,
+        Some("0"),
+        "serve a validation result this much longer while IdP A fails (never past exp)",
+    ),
     s("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", None, Some("60"), "clock tolerance for exp, nbf and iat (0-300)"),
     s("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", None, Some("300"), "longest a validation result is cached (never past exp)"),
     s("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", None, Some("10"), "how long an inactive answer is cached"),
@@ -271,6 +283,8 @@ impl Config {
             connect_timeout: Duration::from_millis(connect_ms as u64),
             call_timeout: Duration::from_millis(call_ms as u64),
             max_answer_bytes: r.number("TOKENBRIDGE_MAX_ANSWER_BYTES", 1024, 16 * 1024 * 1024) as u64,
+            ca_certificates: r.ca_bundle(),
+            stale_if_error: r.number("TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS", 0, 86_400),
             leeway: r.number("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", 0, 300),
             cache_max_ttl: r.number("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", 0, 86_400),
             cache_inactive_ttl: r.number("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", 0, 3_600),
@@ -462,6 +476,29 @@ impl Reader<'_> {
         }
     }
 
+    /// The certificates of `TOKENBRIDGE_CA_BUNDLE`, as DER.
+    fn ca_bundle(&mut self) -> Option<Vec<Vec<u8>>> {
+        let path = self.optional("TOKENBRIDGE_CA_BUNDLE")?;
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.problems.push(format!("TOKENBRIDGE_CA_BUNDLE {path}: {}", e.kind()));
+                return None;
+            }
+        };
+        let certs: Vec<Vec<u8>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.der().to_vec()),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            self.problems.push(format!("TOKENBRIDGE_CA_BUNDLE {path} holds no PEM certificate"));
+            return None;
+        }
+        Some(certs)
+    }
+
     /// The policy document, else the zero-config policy (`TOKENBRIDGE_REQUIRED_SCOPES` everywhere).
     fn policy(&mut self, required_scopes: &[String]) -> Policy {
         let inline = self.optional("TOKENBRIDGE_POLICY");
@@ -565,6 +602,11 @@ impl fmt::Display for Config {
             ("TOKENBRIDGE_CONNECT_TIMEOUT_MS", c.connect_timeout.as_millis().to_string()),
             ("TOKENBRIDGE_TIMEOUT_MS", c.call_timeout.as_millis().to_string()),
             ("TOKENBRIDGE_MAX_ANSWER_BYTES", c.max_answer_bytes.to_string()),
+            (
+                "TOKENBRIDGE_CA_BUNDLE",
+                c.ca_certificates.as_ref().map_or("(built-in roots)".into(), |c| format!("{} certificate(s)", c.len())),
+            ),
+            ("TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS", c.stale_if_error.to_string()),
             ("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", c.leeway.to_string()),
             ("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", c.cache_max_ttl.to_string()),
             ("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", c.cache_inactive_ttl.to_string()),

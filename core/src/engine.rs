@@ -87,7 +87,12 @@ impl EngineBuilder {
 
     pub fn build(self) -> Engine {
         let setup = self.config.map(|config| Parts {
-            http: HttpClient::new(config.connect_timeout, config.call_timeout, config.max_answer_bytes),
+            http: HttpClient::new(
+                config.connect_timeout,
+                config.call_timeout,
+                config.max_answer_bytes,
+                config.ca_certificates.as_deref(),
+            ),
             validations: Cache::new(config.cache_capacity),
             backend_tokens: Cache::new(1),
             introspection_secret: config.introspection.as_ref().map(|c| SecretCell::new(c.secret.clone())),
@@ -312,14 +317,18 @@ impl Engine {
         let timed_out = Cause::new(Dependency::Introspection, waited_too_long(deadline));
         let (verdict, lookup) = parts.validations.get_or_load(&key, now, wait_until, timed_out, || {
             let verdict = load(trace)?;
-            let until = match &verdict {
+            Ok(match &verdict {
                 Verdict::Active(Identity { expires_at, .. }) => {
                     let max = now.saturating_add(config.cache_max_ttl);
-                    expires_at.map_or(max, |exp| exp.min(max))
+                    let fresh_until = expires_at.map_or(max, |exp| exp.min(max));
+                    // While IdP A fails, a known-good answer may serve a little longer, but never
+                    // past the token's own expiry.
+                    let stale = fresh_until.saturating_add(config.stale_if_error);
+                    let usable_until = expires_at.map_or(stale, |exp| exp.min(stale));
+                    Entry { value: verdict, fresh_until, usable_until }
                 }
-                Verdict::Invalid(_) => now.saturating_add(config.cache_inactive_ttl),
-            };
-            Ok(Entry::until(verdict, until))
+                Verdict::Invalid(_) => Entry::until(verdict, now.saturating_add(config.cache_inactive_ttl)),
+            })
         })?;
         trace.validation = Some(lookup);
         Ok(verdict)
@@ -416,25 +425,32 @@ impl Engine {
             trace.detail = Some(e.to_string());
             secret_cause(&e)
         })?;
-        for attempt in 0..2 {
+        let (mut rotated, mut retried) = (false, false);
+        loop {
             let result = self
                 .post(parts, client, &secret, form, deadline, trace)
                 .and_then(|a| read(&a).map_err(|f| Cause { dependency, failure: f, retry_after: a.retry_after }));
             let result = result.map_err(|c| Cause { dependency, ..c });
             match result {
-                Err(c) if c.failure == Failure::ClientRejected && attempt == 0 => {
+                Err(c) if c.failure == Failure::ClientRejected && !rotated => {
+                    rotated = true;
                     let now = self.clock.now();
                     let fetch = |r: &_| self.fetch_secret(r, deadline);
                     let wait_until = self.wait_until(parts, deadline);
                     match cell.refresh(&secret, fetch, now, parts.config.secret_refresh_interval, wait_until) {
-                        Some(rotated) => secret = rotated,
+                        Some(new) => secret = new,
                         None => return Err(c),
                     }
+                }
+                // One quick retry for a refused connection or a 5xx, when time allows; never for
+                // a 4xx (the IdP meant it) or a timeout (it would double the wait).
+                Err(c) if transient(c.failure) && !retried && time_left(deadline) > RETRY_NEEDS => {
+                    retried = true;
+                    std::thread::sleep(RETRY_PAUSE);
                 }
                 other => return other,
             }
         }
-        Err(Cause::new(dependency, Failure::ClientRejected))
     }
 
     fn post(
@@ -471,6 +487,18 @@ impl Engine {
 /// When the gateway must stop reusing a decision: the earlier of the two tokens' expiries.
 pub(crate) fn expiry(caller: UnixTime, backend: UnixTime) -> UnixTime {
     caller.min(backend)
+}
+
+/// The pause before the one quick retry, and the time that must be left for it.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+const RETRY_NEEDS: Duration = Duration::from_millis(250);
+
+fn transient(failure: Failure) -> bool {
+    matches!(failure, Failure::Unreachable | Failure::Status(500..=599))
+}
+
+fn time_left(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()))
 }
 
 /// Longest wait for a concurrent caller's secret fetch when the request has no deadline.

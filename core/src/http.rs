@@ -30,8 +30,20 @@ pub(crate) struct HttpClient {
 const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
 impl HttpClient {
-    pub(crate) fn new(connect_timeout: Duration, call_timeout: Duration, max_body: u64) -> Self {
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        call_timeout: Duration,
+        max_body: u64,
+        roots: Option<&[Vec<u8>]>,
+    ) -> Self {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(roots) = roots {
+            let certs: Vec<ureq::tls::Certificate<'static>> =
+                roots.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
         let agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             .http_status_as_error(false)
             // A redirect from an IdP endpoint is a misconfiguration or an attack; never follow it.
             .max_redirects(0)
@@ -173,7 +185,7 @@ mod tests {
 
     #[test]
     fn budget_is_clamped_by_the_deadline() {
-        let c = HttpClient::new(Duration::from_secs(1), Duration::from_secs(5), 1024);
+        let c = HttpClient::new(Duration::from_secs(1), Duration::from_secs(5), 1024, None);
         assert_eq!(c.budget(None), Ok(Duration::from_secs(5)));
         let soon = c.budget(Some(Instant::now() + Duration::from_millis(500))).unwrap();
         assert!(soon <= Duration::from_millis(450), "{soon:?}");

@@ -219,3 +219,38 @@ fn a_redirect_is_not_followed() {
     }
     assert_eq!(f.idp.a.introspections(), 1);
 }
+
+#[test]
+fn a_refused_connection_or_5xx_gets_one_quick_retry_and_a_4xx_none() {
+    let f = fixture(&[]);
+    let token = f.idp.a.issue("alice", "", 3600);
+    f.idp.a.set_introspect_fault(Some(Fault::Status(503, String::new())));
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Unavailable(_)));
+    assert_eq!(f.idp.a.introspections(), 2, "one retry");
+    f.idp.a.set_introspect_fault(Some(Fault::StatusRetryAfter(429, 1)));
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Unavailable(_)));
+    assert_eq!(f.idp.a.introspections(), 3, "no retry for a 4xx");
+}
+
+#[test]
+fn stale_if_error_serves_a_valid_result_while_idp_a_fails_but_never_past_exp() {
+    let f =
+        fixture(&[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "60"), ("TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS", "300")]);
+    let token = f.idp.a.issue("alice", "", 200);
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)));
+    f.idp.a.set_introspect_fault(Some(Fault::Status(502, String::new())));
+    f.clock.advance(100);
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)), "served stale past the 60 s lifetime");
+    f.clock.advance(100);
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Unavailable(_)), "never past exp");
+}
+
+#[test]
+fn stale_if_error_is_off_by_default() {
+    let f = fixture(&[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "60")]);
+    let token = f.idp.a.issue("alice", "", 3600);
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)));
+    f.idp.a.set_introspect_fault(Some(Fault::Status(502, String::new())));
+    f.clock.advance(61);
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Unavailable(_)));
+}
