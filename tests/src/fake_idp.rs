@@ -23,6 +23,10 @@ pub enum Fault {
     Delay(Duration),
     /// Accept the request and never answer.
     Silent,
+    /// Answer 200 with a valid-looking body, one byte per this interval.
+    Trickle(Duration),
+    /// Redirect (302) to this location.
+    Redirect(String),
 }
 
 #[derive(Default)]
@@ -220,6 +224,21 @@ impl FakeIdp {
                 return;
             }
             Some(Fault::Delay(d)) => std::thread::sleep(d),
+            Some(Fault::Trickle(pause)) => {
+                let body = json!({"active": true, "sub": "trickle", "exp": unix_now() + 600}).to_string().into_bytes();
+                let len = body.len();
+                let reader = Trickle { body, at: 0, pause };
+                let _ = request.respond(Response::new(200.into(), Vec::new(), reader, Some(len), None));
+                return;
+            }
+            Some(Fault::Redirect(location)) => {
+                let mut response = Response::from_string("").with_status_code(302);
+                if let Ok(h) = Header::from_bytes("Location", location) {
+                    response.add_header(h);
+                }
+                let _ = request.respond(response);
+                return;
+            }
             None => {}
         }
         if !self.client_authenticated(&request) {
@@ -266,6 +285,23 @@ impl FakeIdp {
             answer["scope"] = json!(scope);
         }
         Ok(answer)
+    }
+}
+
+/// A body that arrives one byte at a time.
+struct Trickle {
+    body: Vec<u8>,
+    at: usize,
+    pause: Duration,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (Some(byte), Some(slot)) = (self.body.get(self.at), buf.first_mut()) else { return Ok(0) };
+        std::thread::sleep(self.pause);
+        *slot = *byte;
+        self.at += 1;
+        Ok(1)
     }
 }
 
