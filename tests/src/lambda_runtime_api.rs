@@ -31,11 +31,23 @@ struct State {
 /// A running function process; stopped when dropped.
 pub struct Function {
     child: Child,
+    log: Arc<Mutex<Vec<u8>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Function {
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the function and returns everything it wrote to stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
     }
 }
 
@@ -88,11 +100,17 @@ impl FakeRuntimeApi {
         let mut all = self.env();
         all.extend(env.iter().cloned());
         let mut child = spawn(&[], &all);
-        // Drained so a chatty function never blocks on a full pipe.
-        if let Some(mut stderr) = child.stderr.take() {
-            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        }
-        Function { child }
+        // Drained continuously so a chatty function never blocks on a full pipe.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let drain = child.stderr.take().map(|mut stderr| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut stderr, &mut all);
+                log.lock().unwrap_or_else(|p| p.into_inner()).extend(all);
+            })
+        });
+        Function { child, log, drain }
     }
 
     /// Queues `event` with `deadline` to go, and waits for the answer.
