@@ -37,6 +37,7 @@ mod log;
 mod outcome;
 mod policy;
 mod secret;
+mod store;
 
 pub use bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
 pub use cache::Lookup;
@@ -49,6 +50,7 @@ pub use log::fingerprint;
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
 pub use policy::{Policy, Rule, ScopeMatch};
 pub use secret::{Secret, SecretError, SecretRef, SecretResolver};
+pub use store::StoreClient;
 
 /// RFC 3339 (UTC, whole seconds) for a Unix time, as gateways expect `expiresAt`.
 pub fn rfc3339(t: UnixTime) -> String {

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenbridge_core::{Secret, SecretError, SecretResolver};
+use tokenbridge_core::{Secret, SecretError, SecretResolver, StoreClient};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_ANSWER: u64 = 256 * 1024;
@@ -16,7 +16,7 @@ type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 pub struct ExtensionResolver {
     env: Lookup,
-    agent: ureq::Agent,
+    store: StoreClient,
 }
 
 impl ExtensionResolver {
@@ -27,13 +27,7 @@ impl ExtensionResolver {
     }
 
     pub fn with_lookup(env: Lookup) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(CALL_TIMEOUT))
-            .build()
-            .new_agent();
-        Self { env, agent }
+        Self { env, store: StoreClient::new("the Parameters and Secrets extension", CALL_TIMEOUT, MAX_ANSWER) }
     }
 
     fn get(&self, path_and_query: &str, deadline: Option<Instant>) -> Result<Value, SecretError> {
@@ -45,32 +39,14 @@ impl ExtensionResolver {
                 "AWS_SESSION_TOKEN is not set: AWS secrets are read through the Lambda extension".into(),
             )
         })?;
-        let budget = deadline.map_or(CALL_TIMEOUT, |d| d.saturating_duration_since(Instant::now()).min(CALL_TIMEOUT));
-        if budget.is_zero() {
-            return Err(SecretError::Timeout);
-        }
         let url = format!("http://localhost:{port}{path_and_query}");
-        let mut response = self
-            .agent
-            .get(&url)
-            .config()
-            .timeout_global(Some(budget))
-            .build()
-            .header("X-Aws-Parameters-Secrets-Token", &token)
-            .call()
-            .map_err(|e| match e {
-                ureq::Error::Timeout(_) => SecretError::Timeout,
-                _ => SecretError::Unavailable(
+        let (status, body) =
+            self.store.get(&url, &[("X-Aws-Parameters-Secrets-Token", &token)], deadline).map_err(|e| match e {
+                SecretError::Unavailable(_) => SecretError::Unavailable(
                     "the Parameters and Secrets extension does not answer (is its layer attached?)".into(),
                 ),
+                other => other,
             })?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_vec()
-            .map_err(|_| SecretError::Unavailable("the extension's answer could not be read".into()))?;
         match status {
             200 => serde_json::from_slice(&body)
                 .map_err(|_| SecretError::Unavailable("the extension's answer is not JSON".into())),

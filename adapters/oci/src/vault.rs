@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use once_cell::sync::OnceCell;
 use serde_json::Value;
-use tokenbridge_core::{Secret, SecretError, SecretResolver};
+use tokenbridge_core::{Secret, SecretError, SecretResolver, StoreClient};
 
 use crate::signing::{Signer, http_date};
 
@@ -26,7 +26,7 @@ pub struct VaultResolver {
     signer: OnceCell<Result<Signer, String>>,
     /// The session token and its `exp`.
     token: Mutex<Option<(String, i64)>>,
-    agent: ureq::Agent,
+    store: StoreClient,
 }
 
 impl VaultResolver {
@@ -37,14 +37,8 @@ impl VaultResolver {
     }
 
     pub fn with_lookup(env: Lookup) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(CALL_TIMEOUT))
-            .user_agent(concat!("tokenbridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
-        Self { env, signer: OnceCell::new(), token: Mutex::new(None), agent }
+        let store = StoreClient::new("the Secrets service", CALL_TIMEOUT, MAX_ANSWER);
+        Self { env, signer: OnceCell::new(), token: Mutex::new(None), store }
     }
 
     fn var(&self, name: &str) -> Result<String, SecretError> {
@@ -118,34 +112,9 @@ impl VaultResolver {
             .signer()?
             .authorization(&format!("ST${token}"), &host, &path, &date)
             .map_err(SecretError::Unresolvable)?;
-        let budget = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(CALL_TIMEOUT),
-            None => CALL_TIMEOUT,
-        };
-        if budget.is_zero() {
-            return Err(SecretError::Timeout);
-        }
-        let mut response = self
-            .agent
-            .get(&url)
-            .config()
-            .timeout_global(Some(budget))
-            .build()
-            .header("date", &date)
-            .header("authorization", &authorization)
-            .header("accept", "application/json")
-            .call()
-            .map_err(|e| match e {
-                ureq::Error::Timeout(_) => SecretError::Timeout,
-                _ => SecretError::Unavailable("the Secrets service is unreachable".into()),
-            })?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_vec()
-            .map_err(|_| SecretError::Unavailable("the Secrets service's answer could not be read".into()))?;
+        let headers =
+            [("date", date.as_str()), ("authorization", authorization.as_str()), ("accept", "application/json")];
+        let (status, body) = self.store.get(&url, &headers, deadline)?;
         match status {
             200 => secret_from_bundle(&body),
             401 | 403 | 404 => Err(SecretError::Unresolvable(format!(
