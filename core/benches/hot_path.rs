@@ -74,6 +74,35 @@ fn decisions(c: &mut Criterion) {
         g.bench_function(format!("decide_uncached/{name}"), |b| b.iter(|| verifying.decide(black_box(&request))));
     }
     g.finish();
+
+    // The introspection path in-process, next to the bare round trip it cannot avoid: the
+    // difference is the engine's own work (no socket hop, no process switch on our side).
+    let mut g = c.benchmark_group("introspection");
+    let token = idp.a.issue("bench", "orders.read", 3600);
+    let request = Request::bearer(format!("Bearer {token}"));
+    allowed(&verifying, &request);
+    g.bench_function("decide_uncached/opaque", |b| b.iter(|| verifying.decide(black_box(&request))));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let (id, secret) = tokenbridge_tests::fake_idp::A_CLIENT;
+    let form =
+        |s: &str| s.replace('%', "%25").replace(':', "%3A").replace('/', "%2F").replace('+', "%2B").replace(' ', "+");
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{}:{}", form(id), form(secret)))
+    );
+    let url = idp.a.introspection_url();
+    g.bench_function("round_trip_only/opaque", |b| {
+        b.iter(|| {
+            let mut answer = agent
+                .post(&url)
+                .header("Authorization", &basic)
+                .send_form([("token", token.as_str()), ("token_type_hint", "access_token")])
+                .expect("introspection");
+            assert_eq!(answer.status(), 200);
+            answer.body_mut().read_to_vec()
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bearer, decisions);

@@ -380,6 +380,9 @@ impl Results {
 }
 
 const NOTES: &[&str] = &[
+    "On a busy machine (see the load average above) waking a thread can wait for the next scheduler tick (4 ms \
+     at 250 Hz): p99s of 4 and 8 ms and cold-start medians far above their minimum are that, not tokenbridge. \
+     The minimum of a cold start is its cost on an idle core; warm medians are robust to it.",
     "Every process runs the release binary with its decision log (stderr) sent to /dev/null; clients, fake IdPs and \
      the binary share the machine's cores unless a row says it is pinned.",
     "Cold start: exec of the binary → the event named, polled every 50 µs (OCI socket) or read from the process \
