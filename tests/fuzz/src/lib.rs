@@ -56,6 +56,12 @@ pub fn sign(header: &[u8], claims: &[u8]) -> String {
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
 }
 
+/// A JWT with this header and claims and a made-up signature.
+pub fn forged(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    let part = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.{}", part(header), part(claims), URL_SAFE_NO_PAD.encode(signature))
+}
+
 /// The JWKS the JWT targets verify against: the fixed Ed25519 key, and keys that must never
 /// verify anything here — RSA and EC keys of RFC 7517 (whose private halves are public), the
 /// same EC key marked for encryption, a symmetric key, and an entry that is no key at all.
