@@ -184,3 +184,68 @@ mod tests {
         assert_eq!(failure_for_status(500, b"oops"), Failure::Status(500));
     }
 }
+
+/// The expiry arithmetic of backend tokens for any clock, lifetime and configuration.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::engine::expiry;
+    use proptest::prelude::*;
+
+    /// `expires_in` as IdPs write it: absent, an integer, a whole float, or a numeric string.
+    fn expires_in() -> impl Strategy<Value = Option<(i64, String)>> {
+        prop_oneof![
+            Just(None),
+            (1..=i64::MAX).prop_map(|s| Some((s, s.to_string()))),
+            (1..=1_000_000_000i64).prop_map(|s| Some((s, format!("{s}.0")))),
+            (1..=100_000_000i64).prop_map(|s| Some((s, format!("\"{s}\"")))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A backend token is handed out only before `usable_until`, which leaves the minimum
+        /// remaining life (at most half the token's life) before its expiry; it is refreshed
+        /// before that; and the grant never outlives either token.
+        #[test]
+        fn a_backend_token_is_never_handed_out_past_its_usable_life(
+            now in 0..i64::MAX - 1,
+            lifetime in expires_in(),
+            default_ttl in 1..=86_400i64,
+            margin in 0..=86_400i64,
+            min_remaining in 0..=3_600i64,
+            caller in proptest::option::of(-1_000_000_000..=4_000_000_000i64),
+            cache_max_ttl in 0..=86_400i64,
+        ) {
+            let body = match &lifetime {
+                Some((_, written)) => format!(r#"{{"access_token":"t0k.en","token_type":"Bearer","expires_in":{written}}}"#),
+                None => r#"{"access_token":"t0k.en"}"#.to_string(),
+            };
+            let token = read_answer(200, body.as_bytes(), now, default_ttl).expect("a well-formed answer");
+            let life = lifetime.map_or(default_ttl, |(s, _)| s);
+            prop_assert_eq!(token.issued_at, now);
+            prop_assert_eq!(token.expires_at, now.saturating_add(life));
+            prop_assert!(token.expires_at > now);
+
+            let usable_until = token.usable_until(min_remaining);
+            let refresh_at = token.refresh_at(margin, min_remaining);
+            prop_assert!(now < usable_until && usable_until <= token.expires_at, "usable until {}", usable_until);
+            prop_assert!(now <= refresh_at && refresh_at <= usable_until, "refresh at {}", refresh_at);
+            let real_life = token.expires_at - token.issued_at;
+            prop_assert!(token.expires_at - usable_until >= min_remaining.min(real_life / 2));
+            // Not refetched on every use unless the token lives only a few seconds.
+            if real_life >= 4 {
+                prop_assert!(refresh_at > now, "refetched at once: life {}", real_life);
+            }
+
+            // The grant's expiry, as the engine computes it, at any moment the token is handed out.
+            for at in [now, refresh_at, usable_until - 1] {
+                let caller_expiry = caller.unwrap_or_else(|| at.saturating_add(cache_max_ttl));
+                let expires_at = expiry(caller_expiry, token.expires_at);
+                prop_assert!(expires_at <= caller_expiry && expires_at <= token.expires_at);
+                prop_assert!(expires_at == caller_expiry || expires_at == token.expires_at);
+            }
+        }
+    }
+}

@@ -373,3 +373,138 @@ mod tests {
         assert_eq!(loads.load(Ordering::SeqCst), 1);
     }
 }
+
+/// The cache's lifetime and size bounds under random sequences of operations and clock moves.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Moves the clock forward.
+        Advance(i64),
+        /// A lookup whose load would give an entry fresh for `fresh` and usable `stale` longer,
+        /// or fail.
+        Get {
+            key: u8,
+            load: Option<(i64, i64)>,
+        },
+        Expire(u8),
+        Forget(u8),
+        Peek(u8),
+        PeekUsable(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let key = 0..12u8;
+        prop_oneof![
+            3 => (0..40i64).prop_map(Op::Advance),
+            6 => (key.clone(), proptest::option::weighted(0.8, (-5..60i64, 0..60i64)))
+                .prop_map(|(key, load)| Op::Get { key, load }),
+            1 => key.clone().prop_map(Op::Expire),
+            1 => key.clone().prop_map(Op::Forget),
+            1 => key.clone().prop_map(Op::Peek),
+            1 => key.prop_map(Op::PeekUsable),
+        ]
+    }
+
+    /// What the test knows of a loaded value (values are numbered, one per load).
+    struct Loaded {
+        key: u8,
+        fresh_until: UnixTime,
+        usable_until: UnixTime,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn entries_are_served_only_within_their_lifetimes_and_the_size_stays_bounded(
+            capacity in 1..8usize,
+            start in 0..2_000_000_000i64,
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            let cache: Cache<u8, u32, &str> = Cache::new(capacity);
+            let wait_until = Instant::now() + Duration::from_secs(5);
+            let mut now = start;
+            let mut loaded: HashMap<u32, Loaded> = HashMap::new();
+            // The newest value loaded for each key; the cache never serves an older one.
+            let mut newest: HashMap<u8, u32> = HashMap::new();
+            let mut next = 0u32;
+            for op in ops {
+                match op {
+                    Op::Advance(seconds) => now += seconds,
+                    Op::Get { key, load } => {
+                        let mut called = false;
+                        let id = next;
+                        let result = cache.get_or_load(&key, now, wait_until, "timed out", || {
+                            called = true;
+                            match load {
+                                Some((fresh, stale)) => Ok(Entry {
+                                    value: id,
+                                    fresh_until: now + fresh,
+                                    usable_until: now + fresh + stale,
+                                }),
+                                None => Err("down"),
+                            }
+                        });
+                        if called && let Some((fresh, stale)) = load {
+                            next += 1;
+                            loaded.insert(id, Loaded { key, fresh_until: now + fresh, usable_until: now + fresh + stale });
+                            if fresh + stale > 0 {
+                                newest.insert(key, id);
+                            }
+                        }
+                        match result {
+                            Ok((v, how)) => {
+                                let l = &loaded[&v];
+                                prop_assert_eq!(l.key, key, "another key's value");
+                                match how {
+                                    Lookup::Miss => prop_assert!(called && v == id),
+                                    Lookup::Hit => {
+                                        prop_assert!(!called, "loaded and called it a hit");
+                                        prop_assert!(now < l.fresh_until, "a hit at {} after fresh_until {}", now, l.fresh_until);
+                                    }
+                                    Lookup::Stale => prop_assert!(now < l.usable_until, "served at {} after usable_until {}", now, l.usable_until),
+                                    Lookup::Shared => prop_assert!(false, "shared without a concurrent caller"),
+                                }
+                                if how != Lookup::Miss {
+                                    prop_assert_eq!(Some(&v), newest.get(&key), "an older value than the newest");
+                                }
+                            }
+                            Err(e) => {
+                                prop_assert!(called && load.is_none(), "error {} without a failed load", e);
+                            }
+                        }
+                        // A failed load is never cached.
+                        if called && load.is_none() && result.is_err() {
+                            prop_assert_eq!(cache.peek_usable(&key, now), None);
+                        }
+                    }
+                    Op::Expire(key) => {
+                        cache.expire(&key, now);
+                        prop_assert_eq!(cache.peek(&key, now), None, "fresh right after expire");
+                    }
+                    Op::Forget(key) => {
+                        cache.forget(&key);
+                        newest.remove(&key);
+                        prop_assert_eq!(cache.peek_usable(&key, now), None);
+                    }
+                    Op::Peek(key) | Op::PeekUsable(key) => {
+                        let got = if matches!(op, Op::Peek(_)) { cache.peek(&key, now) } else { cache.peek_usable(&key, now) };
+                        if let Some(v) = got {
+                            let l = &loaded[&v];
+                            prop_assert_eq!(l.key, key);
+                            prop_assert!(now < l.usable_until, "peeked at {} after usable_until {}", now, l.usable_until);
+                            prop_assert_eq!(Some(&v), newest.get(&key));
+                        }
+                    }
+                }
+                prop_assert!(cache.len() <= capacity, "{} entries in a cache of {}", cache.len(), capacity);
+            }
+        }
+    }
+}

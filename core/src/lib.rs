@@ -30,6 +30,8 @@ mod cache;
 mod clock;
 mod config;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod introspection;
 mod jwt;

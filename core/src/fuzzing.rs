@@ -1,0 +1,94 @@
+//! For the fuzz targets in `tests/fuzz/` only: thin wrappers that reach the crate-private readers
+//! of IdP answers, JWTs and JWKS documents. Hidden from the documentation, not part of the API,
+//! and free to change at any time; nothing in tokenbridge calls it.
+
+use crate::clock::UnixTime;
+use crate::introspection::{Identity, Verdict};
+use crate::jwt::{self, Issuer, KeySet};
+use crate::outcome::Failure;
+use crate::secret::Secret;
+use crate::{backend, introspection};
+
+/// An introspection answer (RFC 7662) as the engine reads it.
+pub fn introspection_answer(
+    status: u16,
+    body: &[u8],
+    now: UnixTime,
+    leeway: i64,
+    claim_names: &[String],
+    required_token_type: Option<&str>,
+) -> Result<Verdict, Failure> {
+    introspection::read_answer(status, body, now, leeway, claim_names, required_token_type)
+}
+
+/// A backend token read from a token endpoint answer, with the times the engine derives from it.
+#[derive(Debug)]
+pub struct TokenAnswer {
+    pub access_token: Secret,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// Handed out only before this.
+    pub usable_until: UnixTime,
+    /// Refetched from this on.
+    pub refresh_at: UnixTime,
+}
+
+/// A token endpoint answer (client_credentials) as the engine reads it.
+pub fn token_answer(
+    status: u16,
+    body: &[u8],
+    now: UnixTime,
+    default_ttl: i64,
+    refresh_margin: i64,
+    min_remaining: i64,
+) -> Result<TokenAnswer, Failure> {
+    let token = backend::read_answer(status, body, now, default_ttl)?;
+    Ok(TokenAnswer {
+        usable_until: token.usable_until(min_remaining),
+        refresh_at: token.refresh_at(refresh_margin, min_remaining),
+        access_token: token.access_token,
+        issued_at: token.issued_at,
+        expires_at: token.expires_at,
+    })
+}
+
+/// What a JWT's unverified header and `iss` say.
+#[derive(Debug)]
+pub struct JwtPeek {
+    /// The header's `alg`, as `Debug` writes `jsonwebtoken::Algorithm`.
+    pub alg: String,
+    pub typ: Option<String>,
+    pub kid: Option<String>,
+    pub issuer: Option<String>,
+}
+
+/// Reads a token's header and `iss` without trusting them; `None` if it is not a JWT.
+pub fn jwt_peek(token: &str) -> Option<JwtPeek> {
+    jwt::peek(token).map(|p| JwtPeek {
+        alg: format!("{:?}", p.header.alg),
+        typ: p.header.typ,
+        kid: p.header.kid,
+        issuer: p.issuer,
+    })
+}
+
+/// Reads a JWKS document as the engine does: whether it holds a usable signing key, or why it
+/// is unusable.
+pub fn jwks_has_keys(body: &[u8]) -> Result<bool, Failure> {
+    KeySet::from_json(body).map(|k| !k.is_empty())
+}
+
+/// Verifies `token` against the keys of the JWKS document `jwks` as the engine does once it has
+/// them: `Err` carries the denial reason (`not_a_jwt` and `bad_jwks` are this wrapper's own).
+pub fn jwt_verify(
+    token: &str,
+    jwks: &[u8],
+    issuer: &Issuer,
+    now: UnixTime,
+    leeway: i64,
+    claim_names: &[String],
+) -> Result<Identity, &'static str> {
+    let peeked = jwt::peek(token).ok_or("not_a_jwt")?;
+    let keys = KeySet::from_json(jwks).map_err(|_| "bad_jwks")?;
+    jwt::verify(token, &peeked, issuer, &keys, now, leeway, claim_names)
+}
