@@ -214,20 +214,31 @@ fn identity(
     leeway: i64,
     claim_names: &[String],
 ) -> Result<Identity, &'static str> {
-    let time = |k: &str| claims.get(k).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
-    let exp = time("exp").ok_or("missing_claim")?;
+    // A claim of the wrong type is a malformed token, never a claim to skip.
+    let time = |k: &str| match claims.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map(Some).ok_or("malformed_claim")
+        }
+        Some(_) => Err("malformed_claim"),
+    };
+    let text = |k: &str| match claims.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+        Some(_) => Err("malformed_claim"),
+    };
+    let exp = time("exp")?.ok_or("missing_claim")?;
     if exp.saturating_add(leeway) <= now {
         return Err("expired");
     }
-    if time("nbf").is_some_and(|nbf| nbf.saturating_sub(leeway) > now) {
+    if time("nbf")?.is_some_and(|nbf| nbf.saturating_sub(leeway) > now) {
         return Err("not_yet_valid");
     }
-    if time("iat").is_some_and(|iat| iat.saturating_sub(leeway) > now) {
+    if time("iat")?.is_some_and(|iat| iat.saturating_sub(leeway) > now) {
         return Err("issued_in_the_future");
     }
-    let text = |k: &str| claims.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    let client_id = text("client_id").or_else(|| text("azp"));
-    let principal = text("sub").or_else(|| client_id.clone()).ok_or("no_principal")?;
+    let client_id = text("client_id")?.or(text("azp")?);
+    let principal = text("sub")?.or_else(|| client_id.clone()).ok_or("no_principal")?;
     // RFC 9068 `scope` is a string; some IdPs send `scp` as an array.
     let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
         Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_string).collect(),
@@ -239,7 +250,7 @@ fn identity(
         client_id,
         scopes,
         expires_at: Some(exp),
-        issuer: text("iss"),
+        issuer: text("iss")?,
         audiences: introspection::audiences(claims).unwrap_or_default(),
         claims: introspection::context_claims(claims, claim_names),
         verified_locally: true,

@@ -334,3 +334,16 @@ fn an_audience_is_required_unless_the_check_is_switched_off() {
     let f = fixture(&[&key], &[("TOKENBRIDGE_AUDIENCE_CHECK", "off")]);
     assert_allowed(&f.decide(&key.sign(&f.issuer.claims("any-audience", "alice", "", f.now()))));
 }
+
+#[test]
+fn claims_of_the_wrong_type_make_the_token_malformed_not_skipped() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    for (claim, value) in
+        [("nbf", json!("9999999999")), ("iat", json!("9999999999")), ("sub", json!(5)), ("client_id", json!(["x"]))]
+    {
+        let mut claims = f.issuer.claims("api", "alice", "", f.now());
+        claims[claim] = value.clone();
+        assert_denied(&f, f.decide(&key.sign(&claims)), "malformed_claim");
+    }
+}

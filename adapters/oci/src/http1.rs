@@ -69,7 +69,23 @@ pub fn read_request(input: &mut impl BufRead, max_body: usize) -> Result<Request
         .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).trim().to_string()))
         .collect();
     let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let chunked = get("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    let all = |name: &'static str| headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str());
+    // Framing must be unambiguous (RFC 9112 §6.3): a message that could be read two ways is
+    // refused rather than guessed at, so nothing can be smuggled past it.
+    let lengths: Vec<&str> = all("content-length").collect();
+    if lengths.windows(2).any(|w| w[0] != w[1]) {
+        return Err(ReadError::Malformed("conflicting Content-Length headers"));
+    }
+    let codings: Vec<String> =
+        all("transfer-encoding").flat_map(|v| v.split(',')).map(|c| c.trim().to_ascii_lowercase()).collect();
+    let chunked = match codings.as_slice() {
+        [] => false,
+        [only] if only == "chunked" => true,
+        _ => return Err(ReadError::Malformed("unsupported Transfer-Encoding")),
+    };
+    if chunked && !lengths.is_empty() {
+        return Err(ReadError::Malformed("both Transfer-Encoding and Content-Length"));
+    }
     let body = if chunked {
         read_chunked(input, max_body)?
     } else {
@@ -251,6 +267,19 @@ mod tests {
         ] {
             assert!(matches!(read(raw), Err(ReadError::Malformed(_) | ReadError::Io(_))), "{raw:?}");
         }
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: notchunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        ] {
+            assert!(matches!(read(raw), Err(ReadError::Malformed(_))), "{:?}", String::from_utf8_lossy(raw));
+        }
+        assert_eq!(read(b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab").unwrap().body, b"ab");
     }
 
     #[test]

@@ -72,9 +72,11 @@ pub fn run(engine: &Engine, mut input: impl BufRead, mut output: impl Write) -> 
             continue;
         }
         if !pending.is_empty() {
-            // A line that is a whole document by itself is a new request: what came before it
-            // was a truncated one, and must not swallow this one.
-            if let Ok(doc @ Value::Object(_)) = read_document(&line) {
+            // An unindented line that is a whole document by itself is a new request: what came
+            // before it was a truncated one, and must not swallow this one. (Indented lines are
+            // the inside of a pretty-printed document.)
+            let unindented = line.first().is_some_and(|b| *b == b'{');
+            if let Some(doc @ Value::Object(_)) = unindented.then(|| read_document(&line).ok()).flatten() {
                 answer(incomplete(), &mut output)?;
                 answer(Ok(doc), &mut output)?;
                 pending.clear();
@@ -165,6 +167,13 @@ mod tests {
             kinds("{\"type\":\"TOKEN\",\n{\"type\":\"TOKEN\"}\n{\"type\":\"TOKEN\"}\n"),
             ["invalid_payload", "unavailable", "unavailable"]
         );
+    }
+
+    #[test]
+    fn an_indented_object_inside_a_pretty_printed_document_is_not_a_new_request() {
+        let input =
+            "{\n  \"type\": \"USER_DEFINED\",\n  \"data\": {\"token\": \"Bearer x\", \"extra\": [\n    {}\n  ]}\n}\n";
+        assert_eq!(kinds(input), ["unavailable"]);
     }
 
     #[test]
