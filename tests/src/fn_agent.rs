@@ -6,20 +6,16 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::binary;
+use crate::harness::Process;
 
 /// The agent's patience for a container's socket (contracts.md §2).
 pub const SOCKET_WAIT: Duration = Duration::from_secs(5);
 
 pub struct FnAgent {
-    child: Child,
-    /// Everything the function wrote to stderr so far, drained continuously so a chatty
-    /// function never blocks on a full pipe.
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-    drain: Option<std::thread::JoinHandle<()>>,
+    /// `None` once stopped.
+    process: Option<Process>,
     dir: PathBuf,
     pub socket: PathBuf,
     connection: Option<BufReader<UnixStream>>,
@@ -64,38 +60,22 @@ impl FnAgent {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("socket directory");
         let socket = dir.join("lsnr.sock");
-        let binary = binary();
         let started = Instant::now();
-        let child = Command::new(binary)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("FN_FORMAT", "http-stream")
-            .env("FN_LISTENER", format!("unix:{}", socket.display()))
-            .env("FN_APP_NAME", "tokenbridge-test")
-            .env("FN_FN_NAME", "authorizer")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tokenbridge");
+        let mut env = env.to_vec();
+        env.extend([
+            ("FN_FORMAT".to_string(), "http-stream".to_string()),
+            ("FN_LISTENER".to_string(), format!("unix:{}", socket.display())),
+            ("FN_APP_NAME".to_string(), "tokenbridge-test".to_string()),
+            ("FN_FN_NAME".to_string(), "authorizer".to_string()),
+        ]);
+        // No arguments: the mode must come from FN_LISTENER.
+        let process = Process::start(&[], &env);
         while std::fs::symlink_metadata(&socket).is_err() {
             assert!(started.elapsed() < SOCKET_WAIT, "no socket at {} within {SOCKET_WAIT:?}", socket.display());
             std::thread::sleep(Duration::from_millis(2));
         }
         let ready_after = started.elapsed();
-        let mut child = child;
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let drain = child.stderr.take().map(|pipe| {
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-                    all.push_str(&line);
-                    all.push('\n');
-                }
-            })
-        });
-        let mut agent = FnAgent { child, stderr, drain, dir, socket, connection: None, ready_after };
+        let mut agent = FnAgent { process: Some(process), dir, socket, connection: None, ready_after };
         agent.connect();
         agent
     }
@@ -152,30 +132,23 @@ impl FnAgent {
 
     /// The function's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.as_ref().map_or(0, Process::pid)
     }
 
     /// The process has not exited.
     pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.process.as_mut().is_some_and(Process::is_alive)
     }
 
     /// Stops the function and returns its stderr.
     pub fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The pipe ends with the process, and with it the drain.
-        if let Some(drain) = self.drain.take() {
-            let _ = drain.join();
-        }
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.process.take().map(Process::stop).unwrap_or_default()
     }
 }
 
 impl Drop for FnAgent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        drop(self.process.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

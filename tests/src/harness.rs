@@ -144,3 +144,111 @@ impl Session {
         stderr
     }
 }
+
+/// A background `tokenbridge` whose stderr is drained continuously (so a chatty process never
+/// blocks on a full pipe) and kept; killed when dropped.
+pub struct Process {
+    child: std::process::Child,
+    log: std::sync::Arc<(std::sync::Mutex<String>, std::sync::Condvar)>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    /// Starts the binary with `args` and exactly `env`; stdin and stdout go nowhere.
+    pub fn start(args: &[&str], env: &[(String, String)]) -> Self {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tokenbridge");
+        let log = std::sync::Arc::new((std::sync::Mutex::new(String::new()), std::sync::Condvar::new()));
+        let drain = child.stderr.take().map(|pipe| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    log.0.lock().unwrap_or_else(|p| p.into_inner()).push_str(&format!("{line}\n"));
+                    log.1.notify_all();
+                }
+            })
+        });
+        Process { child, log, drain }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process has not exited.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits up to `timeout` for a logged line that `wanted` accepts, and returns it.
+    pub fn wait_for_line(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let started = Instant::now();
+        let mut log = self.log.0.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(line) = log.lines().find(|l| wanted(l)) {
+                return Some(line.to_string());
+            }
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return None;
+            }
+            log = self.log.1.wait_timeout(log, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
+        }
+    }
+
+    /// Kills the process and returns everything it logged.
+    pub fn stop(self) -> String {
+        self.end(false).1
+    }
+
+    /// Sends SIGTERM, waits for the exit, and returns whether it succeeded and the log.
+    pub fn terminate(self) -> (bool, String) {
+        self.end(true)
+    }
+
+    fn end(mut self, gracefully: bool) -> (bool, String) {
+        if gracefully {
+            let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        } else {
+            let _ = self.child.kill();
+        }
+        let success = self.child.wait().is_ok_and(|s| s.success());
+        // The pipe ends with the process, and with it the drain.
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+        (success, self.log())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to `timeout` until something accepts connections on loopback `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}

@@ -1,20 +1,18 @@
 //! Runs `tokenbridge http` on a free loopback port, and a real nginx in front of it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::harness::spawn;
+use crate::harness::{Process, wait_for_port};
 
 /// A running `tokenbridge http`.
 pub struct HttpServer {
-    child: Child,
+    process: Process,
     pub addr: String,
-    log: Arc<Mutex<String>>,
-    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HttpServer {
@@ -23,23 +21,13 @@ impl HttpServer {
     pub fn start(env: &[(String, String)]) -> Self {
         let mut env = env.to_vec();
         env.push(("TOKENBRIDGE_LISTEN".into(), "127.0.0.1:0".into()));
-        let mut child = spawn(&["http"], &env);
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut first = String::new();
-        stderr.read_line(&mut first).expect("read the listening line");
-        let line: serde_json::Value =
-            serde_json::from_str(&first).unwrap_or_else(|e| panic!("first stderr line {first:?}: {e}"));
+        let process = Process::start(&["http"], &env);
+        let line = process
+            .wait_for_line(Duration::from_secs(30), |l| l.contains("\"event\":\"listening\""))
+            .unwrap_or_else(|| panic!("tokenbridge http did not listen:\n{}", process.log()));
+        let line: serde_json::Value = serde_json::from_str(&line).expect("the listening line is JSON");
         let addr = line["address"].as_str().expect("listening address").to_string();
-        let log = Arc::new(Mutex::new(first));
-        let sink = log.clone();
-        let drain = std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
-        HttpServer { child, addr, log, drain: Some(drain) }
+        HttpServer { process, addr }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -47,34 +35,21 @@ impl HttpServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.process.is_alive()
     }
 
     /// Sends SIGTERM and waits for the exit: its success, and everything logged.
-    pub fn terminate(mut self) -> (bool, String) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let status = self.child.wait().map(|s| s.success()).unwrap_or(false);
-        if let Some(d) = self.drain.take() {
-            let _ = d.join();
-        }
-        let log = self.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        (status, log)
+    pub fn terminate(self) -> (bool, String) {
+        self.process.terminate()
     }
 
     /// Everything logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log()
     }
 }
 
@@ -146,15 +121,8 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if started.elapsed() > Duration::from_secs(10) {
-                panic!(
-                    "nginx did not listen: {}",
-                    std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !wait_for_port(port, Duration::from_secs(10)) {
+            panic!("nginx did not listen: {}", std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default());
         }
         Some(Nginx { child, dir, port })
     }

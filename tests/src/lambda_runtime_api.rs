@@ -3,7 +3,6 @@
 //! deadline headers), `POST …/{id}/response` and `…/{id}/error` collect the answers.
 
 use std::collections::{HashMap, VecDeque};
-use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tiny_http::{Header, Response, Server};
 
-use crate::harness::spawn;
+use crate::harness::Process;
 
 /// What the function answered to one invocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,36 +25,6 @@ struct State {
     queue: VecDeque<(String, Value, Duration)>,
     answers: HashMap<String, Answer>,
     init_error: Option<String>,
-}
-
-/// A running function process; stopped when dropped.
-pub struct Function {
-    child: Child,
-    log: Arc<Mutex<Vec<u8>>>,
-    drain: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Function {
-    pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Stops the function and returns everything it wrote to stderr.
-    pub fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(drain) = self.drain.take() {
-            let _ = drain.join();
-        }
-        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-}
-
-impl Drop for Function {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[derive(Clone)]
@@ -96,21 +65,11 @@ impl FakeRuntimeApi {
     }
 
     /// Starts `tokenbridge` with no arguments (the mode must come from the environment).
-    pub fn start_function(&self, env: &[(String, String)]) -> Function {
+    pub fn start_function(&self, env: &[(String, String)]) -> Process {
         let mut all = self.env();
         all.extend(env.iter().cloned());
-        let mut child = spawn(&[], &all);
-        // Drained continuously so a chatty function never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let drain = child.stderr.take().map(|mut stderr| {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                let mut all = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut stderr, &mut all);
-                log.lock().unwrap_or_else(|p| p.into_inner()).extend(all);
-            })
-        });
-        Function { child, log, drain }
+        // No arguments: the mode must come from AWS_LAMBDA_RUNTIME_API.
+        Process::start(&[], &all)
     }
 
     /// Queues `event` with `deadline` to go, and waits for the answer.

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenbridge_tests::harness::Session;
+use tokenbridge_tests::harness::{Session, wait_for_port};
 use tokenbridge_tests::http_server::free_port;
 use tokenbridge_tests::{Fault, IdpPair, token_payload};
 
@@ -172,12 +172,8 @@ impl TlsServer {
             .stderr(Stdio::null())
             .spawn()
             .ok()?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if started.elapsed() > Duration::from_secs(5) {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !wait_for_port(port, Duration::from_secs(5)) {
+            return None;
         }
         Some(TlsServer { child, port, ca, dir })
     }
