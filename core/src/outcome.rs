@@ -118,20 +118,14 @@ impl Denial {
         if let Some(code) = self.error_code() {
             out.push_str(&format!(", error=\"{code}\""));
         }
-        if let Denial::InsufficientScope { required } = self.clone().filter_empty() {
-            out.push_str(&format!(", scope=\"{}\"", quote_safe(&required.join(" "))));
+        // A denial that names no scope (a route no rule allows) has no `scope` attribute.
+        match self {
+            Denial::InsufficientScope { required } if !required.is_empty() => {
+                out.push_str(&format!(", scope=\"{}\"", quote_safe(&required.join(" "))));
+            }
+            _ => {}
         }
         out
-    }
-}
-
-impl Denial {
-    /// An insufficient-scope denial that names no scope says so without a `scope` attribute.
-    fn filter_empty(self) -> Self {
-        match self {
-            Denial::InsufficientScope { required } if required.is_empty() => Denial::MissingToken,
-            other => other,
-        }
     }
 }
 
