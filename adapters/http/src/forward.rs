@@ -22,10 +22,10 @@ impl Reply {
 
 /// What rendering needs from the configuration.
 #[derive(Debug, Clone)]
-pub struct Rendering {
-    pub realm: String,
+pub struct Rendering<'a> {
+    pub realm: &'a str,
     /// Context key of the backend token.
-    pub context_key: String,
+    pub context_key: &'a str,
 }
 
 /// Seconds a client is asked to wait when the IdP did not say.
@@ -48,11 +48,11 @@ pub fn forward_request(request: &http1::Request) -> Request {
 
 /// Allow → 200 with the backend token as `Authorization` and identity headers for the gateway
 /// to copy upstream; deny → 401/403 with the RFC 6750 challenge; unavailable → 503.
-pub fn render_forward(outcome: &Outcome, r: &Rendering) -> Reply {
+pub fn render_forward(outcome: &Outcome, r: &Rendering<'_>) -> Reply {
     match outcome {
         Outcome::Allow(grant) => {
             let mut headers = Vec::new();
-            if let Some(token) = grant.context.get(&r.context_key) {
+            if let Some(token) = grant.context.get(r.context_key) {
                 headers.push(("Authorization".to_string(), token.clone()));
             }
             headers.push(("X-Auth-Principal".to_string(), grant.principal.clone()));
@@ -68,7 +68,7 @@ pub fn render_forward(outcome: &Outcome, r: &Rendering) -> Reply {
         }
         Outcome::Deny(denial) => Reply {
             status: denial.http_status(),
-            headers: vec![("WWW-Authenticate".to_string(), denial.challenge(&r.realm))],
+            headers: vec![("WWW-Authenticate".to_string(), denial.challenge(r.realm))],
             body: json!({"active": false, "error": denial.error_code().unwrap_or("missing_token")}),
         },
         Outcome::Unavailable(cause) => unavailable(cause, json!({"error": "unavailable", "cause": cause.code()})),
@@ -77,8 +77,8 @@ pub fn render_forward(outcome: &Outcome, r: &Rendering) -> Reply {
 
 /// `POST /authorize`: an OCI API Gateway payload in, the same JSON `tokenbridge stdio` writes
 /// out. Decisions are 200; no decision is 503 with `Retry-After`; a bad payload is 400.
-pub fn render_json(outcome: &Outcome, r: &Rendering) -> Reply {
-    let answer = gateway::render(outcome, &r.realm);
+pub fn render_json(outcome: &Outcome, r: &Rendering<'_>) -> Reply {
+    let answer = gateway::render(outcome, r.realm);
     match outcome {
         Outcome::Unavailable(cause) => unavailable(cause, answer.body),
         _ => Reply::json(200, answer.body),
@@ -104,8 +104,8 @@ mod tests {
     use std::collections::BTreeMap;
     use tokenbridge_core::{Cause, Denial, Dependency, Failure, Grant};
 
-    fn rendering() -> Rendering {
-        Rendering { realm: "api".into(), context_key: "back_end_token".into() }
+    fn rendering() -> Rendering<'static> {
+        Rendering { realm: "api", context_key: "back_end_token" }
     }
 
     fn grant(principal: &str) -> Grant {

@@ -7,7 +7,7 @@
 //! use tokenbridge_core::{Denial, Outcome};
 //! use tokenbridge_http::forward::{Rendering, render_forward};
 //!
-//! let r = Rendering { realm: "api".into(), context_key: "back_end_token".into() };
+//! let r = Rendering { realm: "api", context_key: "back_end_token" };
 //! let reply = render_forward(&Outcome::Deny(Denial::InvalidToken), &r);
 //! assert_eq!(reply.status, 401);
 //! ```

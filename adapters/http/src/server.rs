@@ -149,8 +149,8 @@ fn wait_for_request(stream: &TcpStream, stopping: &AtomicBool) -> bool {
 /// Routes one request.
 pub fn answer(engine: &Engine, request: &http1::Request) -> Reply {
     let rendering = engine.config().map_or_else(
-        |_| Rendering { realm: String::new(), context_key: String::new() },
-        |c| Rendering { realm: c.realm.clone(), context_key: c.context_key.clone() },
+        |_| Rendering { realm: "", context_key: "" },
+        |c| Rendering { realm: &c.realm, context_key: &c.context_key },
     );
     let path = request.path.split('?').next().unwrap_or("");
     match (request.method.as_str(), path) {

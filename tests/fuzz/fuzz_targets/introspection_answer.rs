@@ -54,7 +54,7 @@ fn check_active(data: &[u8], identity: &tokenbridge_core::Identity, required: Op
 fn render(identity: &tokenbridge_core::Identity) {
     let g = grant(&identity.principal, &identity.scopes, identity.client_id.as_deref(), &identity.claims);
     let outcome = Outcome::Allow(g);
-    let rendering = Rendering { realm: "tokenbridge".into(), context_key: "back_end_token".into() };
+    let rendering = Rendering { realm: "tokenbridge", context_key: "back_end_token" };
     let reply = forward::render_forward(&outcome, &rendering);
     assert_eq!(reply.status, 200);
     for (name, value) in &reply.headers {
