@@ -36,12 +36,21 @@ pub struct Engine {
 struct Parts {
     config: Config,
     http: HttpClient,
-    validations: Cache<[u8; 32], Verdict, Cause>,
+    /// Verdicts by what was asked and the token's SHA-256.
+    validations: Cache<(Check, [u8; 32]), Verdict, Cause>,
     backend_tokens: Cache<(), BackendToken, Cause>,
     introspection_secret: Option<SecretCell>,
     backend_secret: SecretCell,
     /// JWKS per issuer name.
     jwks: HashMap<String, Jwks>,
+}
+
+/// What a cached verdict answers: the token's validation, or the introspection of a locally
+/// verified JWT on a sensitive route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Check {
+    Validation,
+    Recheck,
 }
 
 /// How one token is validated.
@@ -252,26 +261,26 @@ impl Engine {
         deadline: Option<Instant>,
         trace: &mut Trace,
     ) -> Result<Verdict, Cause> {
-        let key = log::token_hash(token);
-        let verdict = self.cached(parts, key, deadline, trace, |trace| match self.path(parts, token) {
-            Path::Introspect => self.introspect(parts, token, deadline, trace),
-            Path::Reject(why) => Ok(Verdict::Invalid(why)),
-            Path::Local(jwks, peeked) => {
-                let at = jwt::At {
-                    http: &parts.http,
-                    now: self.clock.now(),
-                    wait_until: self.wait_until(parts, deadline),
-                    deadline,
-                    leeway: parts.config.leeway,
-                    claim_names: &parts.config.context_claims,
-                };
-                jwks.validate(token, &peeked, &at)
-            }
-        })?;
+        let hash = log::token_hash(token);
+        let verdict =
+            self.cached(parts, (Check::Validation, hash), deadline, trace, |trace| match self.path(parts, token) {
+                Path::Introspect => self.introspect(parts, token, deadline, trace),
+                Path::Reject(why) => Ok(Verdict::Invalid(why)),
+                Path::Local(jwks, peeked) => {
+                    let at = jwt::At {
+                        http: &parts.http,
+                        now: self.clock.now(),
+                        wait_until: self.wait_until(parts, deadline),
+                        deadline,
+                        leeway: parts.config.leeway,
+                        claim_names: &parts.config.context_claims,
+                    };
+                    jwks.validate(token, &peeked, &at)
+                }
+            })?;
         match verdict {
             Verdict::Active(identity) if recheck && identity.verified_locally => {
-                let mut key = key;
-                key[0] ^= 0xff; // a separate entry for the introspection of the same token
+                let key = (Check::Recheck, hash);
                 match self
                     .cached(parts, key, deadline, trace, |trace| self.introspect(parts, token, deadline, trace))?
                 {
@@ -306,7 +315,7 @@ impl Engine {
     fn cached(
         &self,
         parts: &Parts,
-        key: [u8; 32],
+        key: (Check, [u8; 32]),
         deadline: Option<Instant>,
         trace: &mut Trace,
         load: impl FnOnce(&mut Trace) -> Result<Verdict, Cause>,
