@@ -438,8 +438,8 @@ impl Engine {
         loop {
             let result = self
                 .post(parts, client, &secret, form, deadline, trace)
-                .and_then(|a| read(&a).map_err(|f| Cause { dependency, failure: f, retry_after: a.retry_after }));
-            let result = result.map_err(|c| Cause { dependency, ..c });
+                .map_err(|failure| Cause::new(dependency, failure))
+                .and_then(|a| read(&a).map_err(|failure| Cause { dependency, failure, retry_after: a.retry_after }));
             match result {
                 Err(c) if c.failure == Failure::ClientRejected && !rotated => {
                     rotated = true;
@@ -470,12 +470,11 @@ impl Engine {
         form: &[(&str, &str)],
         deadline: Option<Instant>,
         trace: &mut Trace,
-    ) -> Result<Answer, Cause> {
+    ) -> Result<Answer, Failure> {
         let started = Instant::now();
         let answer = parts.http.post_form(&client.endpoint, &client.client_id, secret.expose(), form, deadline);
         trace.idp_micros += started.elapsed().as_micros();
-        // The dependency is filled in by the caller.
-        answer.map_err(|f| Cause::new(Dependency::Introspection, f))
+        answer
     }
 
     fn secret(&self, cell: &SecretCell, deadline: Option<Instant>) -> Result<Secret, SecretError> {
