@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::outcome::Failure;
+use crate::resolver::Resolver;
 
 /// What an IdP answered: status, body (capped) and a `Retry-After` in seconds if given. No
 /// `Debug`: the body may hold a token.
@@ -42,7 +43,7 @@ impl HttpClient {
                 roots.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .tls_config(tls.build())
             .http_status_as_error(false)
             // A redirect from an IdP endpoint is a misconfiguration or an attack; never follow it.
@@ -50,8 +51,12 @@ impl HttpClient {
             .user_agent(concat!("tokenbridge/", env!("CARGO_PKG_VERSION")))
             .timeout_connect(Some(connect_timeout))
             .timeout_global(Some(call_timeout))
-            .build()
-            .new_agent();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            Resolver::default(),
+        );
         Self { agent, connect_timeout, call_timeout, max_body }
     }
 

@@ -38,6 +38,7 @@ mod jwt;
 mod log;
 mod outcome;
 mod policy;
+mod resolver;
 mod secret;
 mod store;
 
