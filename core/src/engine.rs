@@ -222,10 +222,12 @@ impl Engine {
             Credential::Bearer(token) => token,
         };
         trace.token = Some(log::fingerprint(token));
-        let Some(rule) = parts.config.policy.rule_for(&request.route) else {
-            // No route allows this request: refused before any IdP is asked.
-            trace.reason = Some("route_not_allowed");
-            return Outcome::Deny(Denial::InsufficientScope { required: Vec::new() });
+        let rule = match parts.config.policy.rule_for(&request.route) {
+            Ok(rule) => rule,
+            Err(no_rule) => {
+                trace.reason = Some(no_rule.reason());
+                return Outcome::Deny(Denial::InsufficientScope { required: Vec::new() });
+            }
         };
 
         let identity = match self.validate(parts, token, rule.introspect, request.deadline, trace) {

@@ -132,19 +132,26 @@ impl Policy {
         self.routes.iter().any(|(_, _, r)| r.introspect) || self.default.as_ref().is_some_and(|r| r.introspect)
     }
 
-    /// The rule for a request: the first matching route, else the default; `None` means deny.
-    pub fn rule_for(&self, route: &Route) -> Option<&Rule> {
-        let path = route.path.as_deref().map(|p| p.split(['?', '#']).next().unwrap_or(""));
+    /// The rule for a request: the first matching route, else the default.
+    pub fn rule_for(&self, route: &Route) -> Result<&Rule, NoRule> {
+        if self.routes.is_empty() {
+            return self.default.as_ref().ok_or(NoRule::NotAllowed);
+        }
+        let path = match route.path.as_deref() {
+            Some(p) => Some(plain_segments(p.split(['?', '#']).next().unwrap_or("")).ok_or(NoRule::AmbiguousPath)?),
+            None => None,
+        };
         self.routes
             .iter()
             .find(|(method, pattern, _)| {
                 let method_ok = method == "*"
                     || method == "ANY"
                     || route.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(method));
-                method_ok && path.is_some_and(|p| matches(pattern, &segments(p)))
+                method_ok && path.as_deref().is_some_and(|p| matches(pattern, p))
             })
             .map(|(_, _, rule)| rule)
             .or(self.default.as_ref())
+            .ok_or(NoRule::NotAllowed)
     }
 
     /// A readable account of the policy, for `check-config`.
@@ -194,16 +201,73 @@ impl Rule {
     }
 }
 
+/// Why no rule applies to a request; either way it is refused before any IdP is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRule {
+    /// No route matches and the default is deny.
+    NotAllowed,
+    /// The path may name another resource to the backend than the one it seems to (dot segments,
+    /// `%2F`, `%61`, `;`, `\`): refused rather than guessed at, when the policy has routes.
+    AmbiguousPath,
+}
+
+impl NoRule {
+    /// The `reason` the decision log gives.
+    pub fn reason(self) -> &'static str {
+        match self {
+            NoRule::NotAllowed => "route_not_allowed",
+            NoRule::AmbiguousPath => "ambiguous_path",
+        }
+    }
+}
+
 fn segments(path: &str) -> Vec<String> {
     path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
-/// `*` matches one segment, a final `**` any number (including none).
-fn matches(pattern: &[String], path: &[String]) -> bool {
+/// A request path's segments (empty ones dropped, as most servers merge slashes), or `None` when
+/// a backend could read the path as another one: servers differ in whether they resolve `..`,
+/// decode `%2e`, `%61` or `%2F`, cut `;` parameters or take `\` for `/`.
+fn plain_segments(path: &str) -> Option<Vec<&str>> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    segments.iter().all(|s| *s != "." && *s != ".." && is_plain(s)).then_some(segments)
+}
+
+/// Whether a segment holds no `\`, `;` or control character, and percent-encodes only what needs
+/// it (RFC 3986 §6.2.2.2): an encoded letter, digit, `-._~`, separator or `%` means two readings.
+fn is_plain(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let decoded = bytes.get(i + 1..i + 3).and_then(|hex| {
+                    let hex = std::str::from_utf8(hex).ok()?;
+                    hex.bytes().all(|h| h.is_ascii_hexdigit()).then(|| u8::from_str_radix(hex, 16).ok())?
+                });
+                match decoded {
+                    Some(d) if !(d.is_ascii_alphanumeric() || b"-._~/\\;%".contains(&d) || d.is_ascii_control()) => {
+                        i += 3
+                    }
+                    _ => return false,
+                }
+            }
+            b'\\' | b';' => return false,
+            b if b.is_ascii_control() => return false,
+            _ => i += 1,
+        }
+    }
+    true
+}
+
+/// `*` matches one segment, a final `**` any number (including none). Names compare without
+/// regard to ASCII case: a case-insensitive backend (Express, ASP.NET) serves `/ADMIN` as `/admin`,
+/// and the stricter reading is the safe one.
+fn matches(pattern: &[String], path: &[&str]) -> bool {
     match (pattern.first().map(String::as_str), path.first()) {
         (Some("**"), _) => true,
         (Some("*"), Some(_)) => matches(&pattern[1..], &path[1..]),
-        (Some(p), Some(s)) if p == s => matches(&pattern[1..], &path[1..]),
+        (Some(p), Some(s)) if p.eq_ignore_ascii_case(s) => matches(&pattern[1..], &path[1..]),
         (None, None) => true,
         _ => false,
     }
@@ -249,9 +313,50 @@ mod tests {
     #[test]
     fn unmatched_and_routeless_requests_are_denied_by_default() {
         let p = Policy::from_json(DOC).unwrap();
-        assert_eq!(p.rule_for(&route("GET", "/orders/7/items")), None, "* is one segment");
-        assert_eq!(p.rule_for(&route("PUT", "/orders")), None);
-        assert_eq!(p.rule_for(&Route::default()), None);
+        assert_eq!(p.rule_for(&route("GET", "/orders/7/items")), Err(NoRule::NotAllowed), "* is one segment");
+        assert_eq!(p.rule_for(&route("PUT", "/orders")), Err(NoRule::NotAllowed));
+        assert_eq!(p.rule_for(&Route::default()), Err(NoRule::NotAllowed));
+    }
+
+    #[test]
+    fn paths_a_backend_could_read_as_another_route_are_refused() {
+        let p =
+            Policy::from_json(r#"{"routes": [{"path": "/admin/**", "scopes": ["admin"]}], "default": {"scopes": []}}"#)
+                .unwrap();
+        for path in [
+            "/orders/../admin/users",
+            "/orders/./x",
+            "/orders/%2e%2e/admin/users",
+            "/%61dmin/users",
+            "/orders%2F..%2Fadmin",
+            "/orders%5C..%5Cadmin",
+            "/admin;jsessionid=1/users",
+            "/orders\\..\\admin",
+            "/orders/%252e%252e/admin",
+            "/orders/%zz",
+            "/orders/%4",
+            "/orders/\u{0}",
+        ] {
+            assert_eq!(p.rule_for(&route("GET", path)), Err(NoRule::AmbiguousPath), "{path}");
+        }
+        for path in ["/orders/caf%C3%A9", "/orders/a%20b", "/orders//7", "/orders/7?next=../admin"] {
+            assert_eq!(p.rule_for(&route("GET", path)).unwrap().scopes, Vec::<String>::new(), "{path}");
+        }
+    }
+
+    #[test]
+    fn route_names_match_without_regard_to_case() {
+        let p =
+            Policy::from_json(r#"{"routes": [{"path": "/admin/**", "scopes": ["admin"]}], "default": {"scopes": []}}"#)
+                .unwrap();
+        assert_eq!(p.rule_for(&route("GET", "/ADMIN/users")).unwrap().scopes, ["admin"]);
+        assert_eq!(p.rule_for(&route("GET", "//Admin//users")).unwrap().scopes, ["admin"]);
+    }
+
+    #[test]
+    fn a_policy_without_routes_does_not_read_the_path() {
+        let p = Policy::everywhere(vec!["s".into()]);
+        assert_eq!(p.rule_for(&route("GET", "/a/../b;c")).unwrap().scopes, ["s"]);
     }
 
     #[test]
