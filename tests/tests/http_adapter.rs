@@ -218,7 +218,8 @@ fn through_nginx_a_bad_token_gets_401_with_the_challenge_and_never_reaches_the_b
     let addr = format!("127.0.0.1:{}", nginx.port);
     let (status, headers, _) = get(&addr, "/orders/1", &[("Authorization", "Bearer forged")]);
     assert_eq!(status, 401);
-    assert_eq!(header(&headers, "www-authenticate"), Some("Bearer realm=\"tokenbridge\", error=\"invalid_token\""));
+    let challenges: Vec<_> = headers.iter().filter(|(k, _)| k == "www-authenticate").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(challenges, ["Bearer realm=\"tokenbridge\", error=\"invalid_token\""], "exactly one challenge");
     let (status, _, _) = get(&addr, "/orders/1", &[]);
     assert_eq!(status, 401);
     assert_eq!(backend.hits(), 0);
@@ -235,4 +236,32 @@ fn through_nginx_an_idp_outage_is_a_5xx_and_never_reaches_the_backend() {
     let (status, _, _) = get(&format!("127.0.0.1:{}", nginx.port), "/orders/1", &[("Authorization", &bearer(&token))]);
     assert!((500..600).contains(&status), "{status}");
     assert_eq!(backend.hits(), 0);
+}
+
+/// Orders need no scope, admin needs `admin`; everything else is denied.
+const ADMIN_POLICY: &str = r#"{"routes": [{"path": "/orders/**"}, {"path": "/admin/**", "scopes": ["admin"]}]}"#;
+
+#[test]
+fn through_nginx_a_client_cannot_name_another_route_than_the_one_it_calls() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "orders.read", 600);
+    let server = HttpServer::start(&[idp.env(), vec![("TOKENBRIDGE_POLICY".into(), ADMIN_POLICY.into())]].concat());
+    let backend = EchoBackend::start();
+    let Some(nginx) = nginx_in_front(&server, &backend) else { return };
+    let addr = format!("127.0.0.1:{}", nginx.port);
+    let auth = bearer(&token);
+    assert_eq!(get(&addr, "/orders/1", &[("Authorization", &auth)]).0, 200, "the orders route is open to her");
+
+    let (status, headers, _) = get(&addr, "/admin/users", &[("Authorization", &auth)]);
+    assert_eq!(status, 403);
+    let challenges: Vec<_> = headers.iter().filter(|(k, _)| k == "www-authenticate").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(challenges, ["Bearer realm=\"tokenbridge\", error=\"insufficient_scope\", scope=\"admin\""]);
+
+    let spoofed = [("Authorization", auth.as_str()), ("X-Forwarded-Uri", "/orders/1"), ("X-Forwarded-Method", "GET")];
+    assert_eq!(get(&addr, "/admin/users", &spoofed).0, 403, "headers the client adds do not name the route");
+    for sneaky in ["/orders/../admin/users", "/orders/%2e%2e/admin/users", "/%61dmin/users", "/ADMIN/users"] {
+        let (status, _, _) = get(&addr, sneaky, &[("Authorization", &auth)]);
+        assert!(status == 403 || status == 400, "{sneaky}: {status}");
+    }
+    assert_eq!(backend.hits(), 1, "only the orders call reached the backend");
 }

@@ -32,18 +32,40 @@ pub struct Rendering<'a> {
 const DEFAULT_RETRY_AFTER: u64 = 5;
 
 /// The decision request in a forward-auth call: the caller's `Authorization`, and the original
-/// method and URI as the gateway reports them.
-pub fn forward_request(request: &http1::Request) -> Request {
-    let first = |names: &[&str]| names.iter().find_map(|n| request.header(n)).map(str::to_string);
-    Request {
-        credential: request.header("authorization").map(str::to_string),
-        route: Route {
-            method: first(&["x-forwarded-method", "x-original-method"]),
-            path: first(&["x-forwarded-uri", "x-original-uri"]),
-            ..Route::default()
-        },
+/// method and URI as the gateway reports them (`X-Forwarded-*` from Traefik and Caddy,
+/// `X-Original-*` from the nginx recipe). Refused with a 400 when one of these headers comes twice
+/// or the two families disagree: one of them then came from the client, and nothing here can tell
+/// which one the gateway wrote.
+pub fn forward_request(request: &http1::Request) -> Result<Request, Reply> {
+    let credential = single(request, "authorization")?;
+    let method = reported(request, "x-forwarded-method", "x-original-method")?;
+    let path = reported(request, "x-forwarded-uri", "x-original-uri")?;
+    Ok(Request {
+        credential: credential.map(str::to_string),
+        route: Route { method: method.map(str::to_string), path: path.map(str::to_string), ..Route::default() },
         ..Request::default()
+    })
+}
+
+/// The value of a header that may appear at most once.
+fn single<'a>(request: &'a http1::Request, name: &str) -> Result<Option<&'a str>, Reply> {
+    let mut values = request.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    match (values.next(), values.next()) {
+        (value, None) => Ok(value),
+        _ => Err(bad_request(&format!("{name} appears more than once"))),
     }
+}
+
+/// What the gateway reports under either header family; both present must agree.
+fn reported<'a>(request: &'a http1::Request, forwarded: &str, original: &str) -> Result<Option<&'a str>, Reply> {
+    match (single(request, forwarded)?, single(request, original)?) {
+        (Some(a), Some(b)) if a != b => Err(bad_request(&format!("{forwarded} and {original} disagree"))),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+fn bad_request(message: &str) -> Reply {
+    Reply::json(400, json!({"error": "bad_request", "message": message}))
 }
 
 /// Allow → 200 with the backend token as `Authorization` and identity headers for the gateway
@@ -170,9 +192,27 @@ mod tests {
     fn original_method_and_uri_come_from_either_header_family() {
         let raw = b"GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\nX-Original-Method: POST\r\nX-Original-URI: /orders/7\r\n\r\n";
         let parsed = http1::read_request(&mut std::io::BufReader::new(&raw[..]), 1024).unwrap();
-        let request = forward_request(&parsed);
+        let request = forward_request(&parsed).unwrap();
         assert_eq!(request.credential.as_deref(), Some("Bearer t"));
         assert_eq!(request.route.method.as_deref(), Some("POST"));
         assert_eq!(request.route.path.as_deref(), Some("/orders/7"));
+    }
+
+    fn forwarded(headers: &str) -> Result<Request, Reply> {
+        let raw = format!("GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\n{headers}\r\n");
+        forward_request(&http1::read_request(&mut std::io::BufReader::new(raw.as_bytes()), 1024).unwrap())
+    }
+
+    #[test]
+    fn a_route_header_the_client_added_beside_the_gateways_is_refused() {
+        // nginx writes X-Original-URI; a client adds X-Forwarded-Uri naming a laxer route.
+        let spoofed = forwarded("X-Original-URI: /admin/users\r\nX-Forwarded-Uri: /orders/7\r\n").unwrap_err();
+        assert_eq!(spoofed.status, 400);
+        let spoofed = forwarded("X-Forwarded-Method: GET\r\nX-Original-Method: DELETE\r\n").unwrap_err();
+        assert_eq!(spoofed.status, 400);
+        assert_eq!(forwarded("X-Forwarded-Uri: /a\r\nX-Forwarded-Uri: /b\r\n").unwrap_err().status, 400);
+        assert_eq!(forwarded("Authorization: Bearer u\r\n").unwrap_err().status, 400);
+        let agreeing = forwarded("X-Original-URI: /orders/7\r\nX-Forwarded-Uri: /orders/7\r\n").unwrap();
+        assert_eq!(agreeing.route.path.as_deref(), Some("/orders/7"));
     }
 }

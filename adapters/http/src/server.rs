@@ -170,11 +170,13 @@ pub fn answer(engine: &Engine, request: &http1::Request) -> Reply {
                 Err(e) => forward::render_payload_error(&e),
             }
         }
-        _ => {
-            let mut decision = forward::forward_request(request);
-            decision.call_id = request_id(request);
-            forward::render_forward(&engine.decide(&decision), &rendering)
-        }
+        _ => match forward::forward_request(request) {
+            Ok(mut decision) => {
+                decision.call_id = request_id(request);
+                forward::render_forward(&engine.decide(&decision), &rendering)
+            }
+            Err(refusal) => refusal,
+        },
     }
 }
 
