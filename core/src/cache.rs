@@ -44,7 +44,8 @@ pub enum Lookup {
     Miss,
     /// Loaded by a concurrent call this one waited for.
     Shared,
-    /// Reload failed; served the older, still usable value.
+    /// Reload failed (this call's or the one it waited for); served the older, still usable
+    /// value. Never served while a reload is still in flight.
     Stale,
 }
 
@@ -100,7 +101,8 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
     }
 
     /// The cached value for `key`, or the result of `load` — run by one caller at a time per
-    /// key; concurrent callers wait for it until `wait_until`, then get `timed_out`.
+    /// key; concurrent callers wait for it until `wait_until`, then get `timed_out`. A value past
+    /// fresh but still usable is served only when the load fails, to its caller and its waiters.
     pub(crate) fn get_or_load(
         &self,
         key: &K,
@@ -120,11 +122,13 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         };
         if let Some(flight) = state.flights.get(key).cloned() {
             drop(state);
-            if let Some(v) = stale {
-                // Someone is already refreshing; the usable value is good enough meanwhile.
-                return Ok((v, Lookup::Hit));
-            }
-            return Self::wait(&flight, wait_until).unwrap_or(Err(timed_out));
+            // The reload in flight may bring news the stale value hides (a revoked token, a
+            // rotated key): wait for it; the stale value serves only if it fails.
+            return match Self::wait(&flight, wait_until) {
+                Some(Ok(v)) => Ok((v, Lookup::Shared)),
+                Some(Err(e)) => Self::stale_or(stale, e),
+                None => Err(timed_out),
+            };
         }
         let flight = Arc::new(Flight { result: Mutex::new(None), done: Condvar::new() });
         state.flights.insert(key.clone(), flight.clone());
@@ -141,18 +145,21 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
             }
             Err(e) => {
                 landing.result = Some(Err(e.clone()));
-                match stale {
-                    Some(v) => {
-                        self.defer_reload(key, now);
-                        Ok((v, Lookup::Stale))
-                    }
-                    None => Err(e),
+                if stale.is_some() {
+                    self.defer_reload(key, now);
                 }
+                Self::stale_or(stale, e)
             }
         }
     }
 
-    fn wait(flight: &Flight<V, E>, until: Instant) -> Option<Result<(V, Lookup), E>> {
+    /// After a failed reload: the still usable value if there is one, else the failure.
+    fn stale_or(stale: Option<V>, e: E) -> Result<(V, Lookup), E> {
+        stale.map(|v| (v, Lookup::Stale)).ok_or(e)
+    }
+
+    /// The leader's result, or `None` if `until` passed first or the loader panicked.
+    fn wait(flight: &Flight<V, E>, until: Instant) -> Option<Result<V, E>> {
         let mut result = lock(&flight.result);
         while result.is_none() {
             let left = until.saturating_duration_since(Instant::now());
@@ -162,7 +169,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
             result = flight.done.wait_timeout(result, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
         }
         // `Some(None)`: the loader panicked; report it like a timeout.
-        result.clone().flatten().map(|r| r.map(|v| (v, Lookup::Shared)))
+        result.clone().flatten()
     }
 
     fn insert(&self, key: K, entry: Entry<V>, now: UnixTime) {
@@ -346,6 +353,53 @@ mod tests {
         });
         assert_eq!(got, Err("timed out"));
         assert!(started.elapsed() < Duration::from_millis(400));
+        leader.join().unwrap().unwrap();
+    }
+
+    type Leader = std::thread::JoinHandle<Result<(&'static str, Lookup), &'static str>>;
+
+    /// A cache holding "old", fresh until 150 and usable until 200, and a reload of it at 160 in
+    /// another thread that answers `answer` after `hold`; returns once that reload is in flight.
+    fn reload_in_flight(answer: Result<&'static str, &'static str>, hold: Duration) -> (Arc<C>, Leader) {
+        let c = Arc::new(C::new(10));
+        c.get_or_load(&1, 100, later(), "t", || Ok(Entry { value: "old", fresh_until: 150, usable_until: 200 }))
+            .unwrap();
+        let (started, in_flight) = std::sync::mpsc::channel();
+        let leader = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                c.get_or_load(&1, 160, later(), "t", || {
+                    started.send(()).unwrap();
+                    std::thread::sleep(hold);
+                    answer.map(|v| Entry::until(v, 300))
+                })
+            })
+        };
+        in_flight.recv().unwrap();
+        (c, leader)
+    }
+
+    #[test]
+    fn a_stale_value_is_not_served_while_its_reload_is_in_flight() {
+        let (c, leader) = reload_in_flight(Ok("new"), Duration::from_millis(300));
+        let must_not_load = || -> Result<Entry<&str>, &str> { panic!("loaded twice") };
+        assert_eq!(c.get_or_load(&1, 161, later(), "t", must_not_load), Ok(("new", Lookup::Shared)));
+        assert_eq!(leader.join().unwrap(), Ok(("new", Lookup::Miss)));
+    }
+
+    #[test]
+    fn when_the_reload_fails_its_waiters_are_served_the_stale_value_as_stale() {
+        let (c, leader) = reload_in_flight(Err("down"), Duration::from_millis(300));
+        let must_not_load = || -> Result<Entry<&str>, &str> { panic!("loaded twice") };
+        assert_eq!(c.get_or_load(&1, 161, later(), "t", must_not_load), Ok(("old", Lookup::Stale)));
+        assert_eq!(leader.join().unwrap(), Ok(("old", Lookup::Stale)));
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_before_the_reload_ends_gets_no_stale_value() {
+        let (c, leader) = reload_in_flight(Ok("new"), Duration::from_millis(500));
+        let soon = Instant::now() + Duration::from_millis(100);
+        assert_eq!(c.get_or_load(&1, 161, soon, "timed out", || Ok(Entry::until("x", 300))), Err("timed out"));
         leader.join().unwrap().unwrap();
     }
 

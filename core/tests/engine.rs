@@ -246,6 +246,40 @@ fn stale_if_error_serves_a_valid_result_while_idp_a_fails_but_never_past_exp() {
 }
 
 #[test]
+fn a_decision_during_a_revalidation_waits_for_it_instead_of_taking_the_stale_verdict() {
+    let f = Arc::new(fixture(&[
+        ("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "60"),
+        ("TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS", "300"),
+    ]));
+    let token = f.idp.a.issue("alice", "", 3600);
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)));
+    f.clock.advance(100);
+    f.idp.a.revoke(&token);
+    f.idp.a.set_introspect_fault(Some(Fault::Delay(Duration::from_millis(400))));
+    let leader = {
+        let (f, token) = (f.clone(), token.clone());
+        std::thread::spawn(move || f.engine.decide(&bearer(&token)))
+    };
+    while f.idp.a.introspections() < 2 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        f.engine.decide(&bearer(&token)),
+        Outcome::Deny(Denial::InvalidToken),
+        "the revocation, not the stale allow"
+    );
+    assert_eq!(leader.join().unwrap(), Outcome::Deny(Denial::InvalidToken));
+    assert_eq!(f.idp.a.introspections(), 2);
+    let log = f.log.lock().unwrap();
+    let mut lookups: Vec<String> = log[1..]
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["validation"].to_string())
+        .collect();
+    lookups.sort();
+    assert_eq!(lookups, [r#""miss""#, r#""shared""#]);
+}
+
+#[test]
 fn stale_if_error_is_off_by_default() {
     let f = fixture(&[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "60")]);
     let token = f.idp.a.issue("alice", "", 3600);
