@@ -193,10 +193,11 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         lock(&self.state).entries.get(key).filter(|s| now < s.entry.usable_until).map(|s| s.entry.value.clone())
     }
 
-    /// Makes `key` due for a reload now; its value stays usable if the reload fails.
-    pub(crate) fn expire(&self, key: &K, now: UnixTime) {
+    /// Makes `key` due for a reload; its value stays usable if the reload fails. Due for every
+    /// caller, including one that read the clock a second before this call.
+    pub(crate) fn expire(&self, key: &K) {
         if let Some(slot) = lock(&self.state).entries.get_mut(key) {
-            slot.entry.fresh_until = now;
+            slot.entry.fresh_until = UnixTime::MIN;
             slot.stale = false;
         }
     }
@@ -290,6 +291,14 @@ mod tests {
         let reloaded = c.get_or_load(&1, 165, later(), "t", || Ok(Entry::until("new", 300)));
         assert_eq!(reloaded, Ok(("new", Lookup::Miss)));
         assert_eq!(c.get_or_load(&1, 166, later(), "t", must_not_load), Ok(("new", Lookup::Hit)));
+    }
+
+    #[test]
+    fn an_expired_value_is_due_even_for_a_caller_whose_clock_reads_earlier() {
+        let c = C::new(10);
+        c.get_or_load(&1, 100, later(), "t", || Ok(Entry::until("old", 200))).unwrap();
+        c.expire(&1);
+        assert_eq!(c.get_or_load(&1, 99, later(), "t", || Ok(Entry::until("new", 200))), Ok(("new", Lookup::Miss)));
     }
 
     #[test]
@@ -539,7 +548,7 @@ mod properties {
                         }
                     }
                     Op::Expire(key) => {
-                        cache.expire(&key, now);
+                        cache.expire(&key);
                         prop_assert_eq!(cache.peek(&key, now), None, "fresh right after expire");
                     }
                     Op::Forget(key) => {

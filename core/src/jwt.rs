@@ -284,10 +284,10 @@ impl Jwks {
     pub(crate) fn validate(&self, token: &str, peeked: &Peek, at: &At<'_>) -> Result<Verdict, Cause> {
         let mut keys = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
         if let Some(kid) = peeked.header.kid.as_deref().filter(|kid| !keys.has_kid(kid)) {
-            if !self.may_refetch(at.now) {
-                return Ok(Verdict::Invalid("unknown_key"));
-            }
-            self.keys.expire(&(), at.now);
+            self.refetch_once_per_window(at.now);
+            // Read again whoever claimed the refetch: one in flight is waited for (until this
+            // request's own deadline), a finished one is used, and within the penalty window
+            // after it the cached keys answer without asking the IdP.
             keys = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
             if !keys.has_kid(kid) {
                 return Ok(Verdict::Invalid("unknown_key"));
@@ -309,14 +309,15 @@ impl Jwks {
         self.keys.peek_usable(&(), now).is_some_and(|k| !k.is_empty())
     }
 
-    /// One refetch per penalty window, claimed by the first caller.
-    fn may_refetch(&self, now: UnixTime) -> bool {
+    /// Makes the keys due for a refetch, once per penalty window (claimed by the first caller).
+    /// Claimed and expired under one lock, so a caller that finds the window taken also finds
+    /// the keys due: being refetched, or refetched.
+    fn refetch_once_per_window(&self, now: UnixTime) {
         let mut until = lock(&self.penalty_until);
-        if now < *until {
-            return false;
+        if now >= *until {
+            *until = now.saturating_add(UNKNOWN_KID_PENALTY);
+            self.keys.expire(&());
         }
-        *until = now.saturating_add(UNKNOWN_KID_PENALTY);
-        true
     }
 
     fn keys(

@@ -3,8 +3,8 @@
 //! path that makes no network request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
@@ -58,6 +58,11 @@ impl Fixture {
         let line = self.log.lock().unwrap().last().cloned().unwrap_or_default();
         serde_json::from_str::<serde_json::Value>(&line).unwrap()["reason"].as_str().unwrap_or("").to_string()
     }
+}
+
+/// A valid token for `sub`, so that concurrent callers do not share one cached verdict.
+fn key_token(f: &Fixture, key: &SigningKey, sub: &str) -> String {
+    key.sign(&f.issuer.claims("api", sub, "orders.read", f.now()))
 }
 
 fn assert_allowed(outcome: &Outcome) {
@@ -191,6 +196,62 @@ fn a_new_key_in_the_jwks_is_picked_up_on_its_first_use() {
     f.issuer.publish(&[&old, &new]);
     assert_allowed(&f.decide(&f.valid(&new)));
     assert_eq!(f.issuer.jwks_requests(), 2, "one refetch for the unknown kid");
+}
+
+#[test]
+fn concurrent_tokens_signed_with_a_new_key_all_wait_for_the_one_refetch() {
+    let old = SigningKey::ec("old", Algorithm::ES256);
+    let new = SigningKey::ec("new", Algorithm::ES256);
+    let f = fixture(&[&old], &[]);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.publish(&[&old, &new]);
+    f.issuer.set_jwks_delay(Duration::from_millis(800));
+    let tokens: Vec<String> = (0..4).map(|i| key_token(&f, &new, &format!("alice{i}"))).collect();
+    let start = Barrier::new(tokens.len());
+    let outcomes: Vec<Outcome> = std::thread::scope(|s| {
+        let threads: Vec<_> = tokens
+            .iter()
+            .map(|token| {
+                let (f, start) = (&f, &start);
+                s.spawn(move || {
+                    start.wait();
+                    f.decide(token)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for outcome in &outcomes {
+        assert!(matches!(outcome, Outcome::Allow(_)), "{outcome:?}");
+    }
+    assert_eq!(f.issuer.jwks_requests(), 2, "the first load and one refetch, shared");
+}
+
+#[test]
+fn a_request_whose_deadline_passes_while_the_refetch_runs_is_unavailable_not_denied() {
+    let old = SigningKey::ec("old", Algorithm::ES256);
+    let new = SigningKey::ec("new", Algorithm::ES256);
+    let f = fixture(&[&old], &[]);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.publish(&[&old, &new]);
+    f.issuer.set_jwks_delay(Duration::from_millis(800));
+    let hurried = key_token(&f, &new, "alice-in-a-hurry");
+    std::thread::scope(|s| {
+        let first = s.spawn(|| f.decide(&key_token(&f, &new, "alice")));
+        while f.issuer.jwks_requests() < 2 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut request = Request::bearer(format!("Bearer {hurried}"));
+        request.deadline = Some(Instant::now() + Duration::from_millis(200));
+        match f.engine.decide(&request) {
+            Outcome::Unavailable(c) => assert_eq!(c.dependency, Dependency::Jwks),
+            other => panic!("{other:?}"),
+        }
+        assert_allowed(&first.join().unwrap());
+    });
+    let retried = f.decide(&hurried);
+    assert!(matches!(retried, Outcome::Allow(_)), "nothing was cached for it: {retried:?}");
+    assert_eq!(f.issuer.jwks_requests(), 2);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -92,6 +93,7 @@ pub struct FakeIssuer {
     discovery_requests: Arc<AtomicUsize>,
     down: Arc<Mutex<bool>>,
     cache_control: Arc<Mutex<Option<String>>>,
+    jwks_delay: Arc<Mutex<Duration>>,
 }
 
 impl FakeIssuer {
@@ -105,6 +107,7 @@ impl FakeIssuer {
             discovery_requests: Arc::default(),
             down: Arc::default(),
             cache_control: Arc::default(),
+            jwks_delay: Arc::default(),
         };
         let handler = issuer.clone();
         std::thread::spawn(move || {
@@ -138,6 +141,11 @@ impl FakeIssuer {
         *self.cache_control.lock().unwrap_or_else(|p| p.into_inner()) = value.map(str::to_string);
     }
 
+    /// Holds every JWKS answer back this long (a slow IdP).
+    pub fn set_jwks_delay(&self, delay: Duration) {
+        *self.jwks_delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
+    }
+
     pub fn jwks_requests(&self) -> usize {
         self.jwks_requests.load(Ordering::SeqCst)
     }
@@ -158,6 +166,7 @@ impl FakeIssuer {
         let body = match path.as_str() {
             "/jwks" => {
                 self.jwks_requests.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(*self.jwks_delay.lock().unwrap_or_else(|p| p.into_inner()));
                 json!({"keys": *self.keys.lock().unwrap_or_else(|p| p.into_inner())})
             }
             "/.well-known/openid-configuration" => {
