@@ -358,10 +358,9 @@ impl Jwks {
         }
         let cause = |f| Cause::new(Dependency::Jwks, f);
         let (url, _) = self.discovered.get_or_load(&(), now, wait_until, cause(Failure::Timeout), || {
-            let base = self.issuer.issuer.trim_end_matches('/');
             let mut last = cause(Failure::Status(404));
-            for well_known in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
-                let answer = match http.get(&format!("{base}{well_known}"), deadline) {
+            for url in discovery_urls(&self.issuer.issuer) {
+                let answer = match http.get(&url, deadline) {
                     Ok(a) => a,
                     Err(f) => return Err(cause(f)),
                 };
@@ -380,7 +379,61 @@ impl Jwks {
     }
 }
 
+/// Where `issuer` may publish its metadata, in the order tried: OpenID Connect Discovery
+/// appends its well-known path to the issuer; RFC 8414 §3.1 inserts its own between the host
+/// and the issuer's path.
+fn discovery_urls(issuer: &str) -> [String; 2] {
+    let issuer = issuer.trim_end_matches('/');
+    let (origin, path) = match issuer.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((host, path)) => (format!("{scheme}://{host}"), format!("/{path}")),
+            None => (issuer.to_string(), String::new()),
+        },
+        None => (issuer.to_string(), String::new()),
+    };
+    [
+        format!("{issuer}/.well-known/openid-configuration"),
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+    ]
+}
+
 /// Issuers by name.
 pub(crate) fn by_issuer(issuers: Vec<Issuer>, default_max_age: i64) -> HashMap<String, Jwks> {
     issuers.into_iter().map(|i| (i.issuer.clone(), Jwks::new(i, default_max_age))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_8414_metadata_is_looked_for_between_the_host_and_the_issuer_path() {
+        assert_eq!(
+            discovery_urls("https://idp.example/realms/x"),
+            [
+                "https://idp.example/realms/x/.well-known/openid-configuration",
+                "https://idp.example/.well-known/oauth-authorization-server/realms/x",
+            ]
+        );
+        assert_eq!(
+            discovery_urls("https://idp.example:8443/a/b/"),
+            [
+                "https://idp.example:8443/a/b/.well-known/openid-configuration",
+                "https://idp.example:8443/.well-known/oauth-authorization-server/a/b",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_issuer_without_a_path_has_both_documents_under_its_root() {
+        for issuer in ["https://idp.example", "https://idp.example/"] {
+            assert_eq!(
+                discovery_urls(issuer),
+                [
+                    "https://idp.example/.well-known/openid-configuration",
+                    "https://idp.example/.well-known/oauth-authorization-server",
+                ]
+            );
+        }
+    }
 }
