@@ -160,6 +160,39 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 }
 
 #[test]
+fn a_head_answer_has_no_body_and_the_connection_stays_in_step() {
+    let idp = IdpPair::start();
+    let server = HttpServer::start(&idp.env());
+    let head = "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let last = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let (status, headers, rest) = raw_exchange(&server.addr, format!("{head}{last}").as_bytes()).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-length"), Some(r#"{"status":"ok"}"#.len().to_string().as_str()));
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "the next answer follows the HEAD's headers: {rest:?}");
+    assert!(rest.ends_with(r#"{"status":"ok"}"#), "{rest:?}");
+}
+
+#[test]
+fn an_idle_kept_alive_connection_gives_its_worker_to_a_waiting_one() {
+    use std::io::{Read, Write};
+    let idp = IdpPair::start();
+    let server = HttpServer::start(&[idp.env(), vec![("TOKENBRIDGE_HTTP_WORKERS".into(), "1".into())]].concat());
+    // The only worker serves one request on a kept-alive connection, which then says nothing.
+    let mut idle = std::net::TcpStream::connect(&server.addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // A second connection is answered long before the idle one's 15 s would run out.
+    let mut other = std::net::TcpStream::connect(&server.addr).unwrap();
+    other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    other.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let read = other.read_to_string(&mut answer);
+    assert!(read.is_ok() && answer.starts_with("HTTP/1.1 200"), "{read:?} {answer:?}");
+}
+
+#[test]
 fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     let idp = IdpPair::start();
     idp.a.set_introspect_fault(Some(Fault::Delay(Duration::from_millis(700))));

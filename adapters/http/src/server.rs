@@ -1,9 +1,13 @@
 //! The HTTP server: a fixed pool of worker threads fed by one acceptor through a bounded queue,
 //! keep-alive with idle and slow-client timeouts, and a graceful stop on SIGTERM.
+//!
+//! A worker serves one connection at a time, so no connection may hold one for long: a request
+//! must arrive whole within `REQUEST_TIMEOUT` however slowly it trickles, and an idle kept-alive
+//! connection is closed as soon as another connection is waiting for a worker.
 
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +21,7 @@ use crate::forward::{self, Rendering, Reply};
 
 /// Largest body read (`POST /authorize` payloads are a few KiB).
 pub const MAX_BODY: usize = 64 * 1024;
-/// A request must arrive completely within this once it has started.
+/// A request must arrive completely within this once its first byte has.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A kept-alive connection with nothing to say is closed after this.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -40,19 +44,27 @@ pub fn listen_address(env: impl Fn(&str) -> Option<String>) -> Result<SocketAddr
     chosen.trim().parse().map_err(|_| format!("{chosen:?} is not a listen address (host:port)"))
 }
 
+/// What the acceptor and the workers share.
+#[derive(Default)]
+struct Shared {
+    stopping: AtomicBool,
+    /// Connections accepted and not yet taken by a worker.
+    queued: AtomicUsize,
+}
+
 /// Serves until SIGTERM or SIGINT, then finishes the requests in flight and returns.
 pub fn serve(engine: &'static Engine, listener: TcpListener, workers: usize) -> io::Result<()> {
-    let stopping = Arc::new(AtomicBool::new(false));
-    watch_signals(stopping.clone(), listener.local_addr()?)?;
+    let shared = Arc::new(Shared::default());
+    watch_signals(shared.clone(), listener.local_addr()?)?;
     let (queue, connections) = sync_channel::<TcpStream>(workers * 4);
     let connections = Arc::new(Mutex::new(connections));
     let pool: Vec<_> = (0..workers.max(1))
         .map(|_| {
-            let (connections, stopping) = (connections.clone(), stopping.clone());
-            std::thread::spawn(move || work(engine, &connections, &stopping))
+            let (connections, shared) = (connections.clone(), shared.clone());
+            std::thread::spawn(move || work(engine, &connections, &shared))
         })
         .collect();
-    accept(&listener, &queue, &stopping);
+    accept(&listener, &queue, &shared);
     drop(queue);
     for worker in pool {
         let _ = worker.join();
@@ -60,30 +72,38 @@ pub fn serve(engine: &'static Engine, listener: TcpListener, workers: usize) -> 
     Ok(())
 }
 
-fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, stopping: &AtomicBool) {
+fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>, shared: &Shared) {
     for stream in listener.incoming() {
-        if stopping.load(Ordering::SeqCst) {
+        if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
+        let Ok(stream) = stream else {
+            // Out of file descriptors, typically: give connections in flight time to end
+            // rather than spin on accept.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        shared.queued.fetch_add(1, Ordering::SeqCst);
         match queue.try_send(stream) {
             Ok(()) => {}
             Err(TrySendError::Full(mut stream)) => {
+                shared.queued.fetch_sub(1, Ordering::SeqCst);
                 // Every worker is busy and the queue is full: say so at once rather than hang.
-                let reply = Reply::json(503, json!({"error": "overloaded"}));
+                let mut reply = Reply::json(503, json!({"error": "overloaded"}));
+                reply.headers.push(("Retry-After".into(), "1".into()));
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = write_reply(&mut stream, &reply, true);
+                let _ = write_reply(&mut stream, &reply, Framing { close: true, head_only: false });
             }
             Err(TrySendError::Disconnected(_)) => return,
         }
     }
 }
 
-fn watch_signals(stopping: Arc<AtomicBool>, local: SocketAddr) -> io::Result<()> {
+fn watch_signals(shared: Arc<Shared>, local: SocketAddr) -> io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
-            stopping.store(true, Ordering::SeqCst);
+            shared.stopping.store(true, Ordering::SeqCst);
             // Wake the acceptor, which is blocked in accept().
             let wake =
                 if local.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], local.port())) } else { local };
@@ -93,41 +113,66 @@ fn watch_signals(stopping: Arc<AtomicBool>, local: SocketAddr) -> io::Result<()>
     Ok(())
 }
 
-fn work(engine: &Engine, connections: &Mutex<Receiver<TcpStream>>, stopping: &AtomicBool) {
+fn work(engine: &Engine, connections: &Mutex<Receiver<TcpStream>>, shared: &Shared) {
     loop {
         let next = connections.lock().unwrap_or_else(|p| p.into_inner()).recv();
         let Ok(stream) = next else { return };
-        serve_connection(engine, stream, stopping);
+        shared.queued.fetch_sub(1, Ordering::SeqCst);
+        serve_connection(engine, stream, shared);
     }
 }
 
-fn serve_connection(engine: &Engine, stream: TcpStream, stopping: &AtomicBool) {
+fn serve_connection(engine: &Engine, stream: TcpStream, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
     let Ok(read_half) = stream.try_clone() else { return };
-    let mut input = BufReader::new(read_half);
+    let mut input = BufReader::new(Timed { stream: read_half, deadline: Instant::now() });
     let mut output = stream;
+    let mut kept_alive = false;
     loop {
-        if input.buffer().is_empty() && !wait_for_request(input.get_ref(), stopping) {
+        if input.buffer().is_empty() && !wait_for_request(&input.get_ref().stream, kept_alive, shared) {
             return;
         }
-        let _ = input.get_ref().set_read_timeout(Some(REQUEST_TIMEOUT));
-        let (reply, close) = match http1::read_request(&mut input, MAX_BODY) {
-            Ok(request) => (answer(engine, &request), request.close),
+        kept_alive = true;
+        input.get_mut().deadline = Instant::now() + REQUEST_TIMEOUT;
+        let (reply, close, head_only) = match http1::read_request(&mut input, MAX_BODY) {
+            Ok(request) => (answer(engine, &request), request.close, request.method == "HEAD"),
             Err(ReadError::Closed | ReadError::Io(_)) => return,
-            Err(ReadError::Malformed(why)) => (Reply::json(400, json!({"error": "bad_request", "message": why})), true),
-            Err(ReadError::TooLarge { drained }) => (Reply::json(413, json!({"error": "too_large"})), !drained),
+            Err(ReadError::Malformed(why)) => {
+                (Reply::json(400, json!({"error": "bad_request", "message": why})), true, false)
+            }
+            Err(ReadError::TooLarge { drained }) => (Reply::json(413, json!({"error": "too_large"})), !drained, false),
         };
-        let close = close || stopping.load(Ordering::SeqCst);
-        if write_reply(&mut output, &reply, close).is_err() || close {
+        let framing = Framing { close: close || shared.stopping.load(Ordering::SeqCst), head_only };
+        if write_reply(&mut output, &reply, framing).is_err() || framing.close {
             return;
         }
+    }
+}
+
+/// A connection's reading side whose reads all end by one deadline: a client that sends a byte
+/// now and then cannot stretch a request past it.
+struct Timed {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
     }
 }
 
 /// Waits for the first byte of the next request; false when the peer left, the connection
-/// idled too long, or the server is stopping.
-fn wait_for_request(stream: &TcpStream, stopping: &AtomicBool) -> bool {
+/// idled too long, the server is stopping, or — between requests of a kept-alive connection —
+/// another connection waits for a worker.
+fn wait_for_request(stream: &TcpStream, kept_alive: bool, shared: &Shared) -> bool {
+    let patience = if kept_alive { IDLE_TIMEOUT } else { REQUEST_TIMEOUT };
     let idle_since = Instant::now();
     let _ = stream.set_read_timeout(Some(IDLE_POLL));
     let mut byte = [0u8; 1];
@@ -136,7 +181,8 @@ fn wait_for_request(stream: &TcpStream, stopping: &AtomicBool) -> bool {
             Ok(0) => return false,
             Ok(_) => return true,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                if stopping.load(Ordering::SeqCst) || idle_since.elapsed() >= IDLE_TIMEOUT {
+                let wanted = kept_alive && shared.queued.load(Ordering::SeqCst) > 0;
+                if wanted || shared.stopping.load(Ordering::SeqCst) || idle_since.elapsed() >= patience {
                     return false;
                 }
             }
@@ -187,18 +233,58 @@ fn request_id(request: &http1::Request) -> Option<String> {
         .map(|v| v.chars().take(128).collect())
 }
 
-fn write_reply(out: &mut impl Write, reply: &Reply, close: bool) -> io::Result<()> {
+/// How an answer goes on the wire: whether the connection closes after it, and whether it
+/// answers a HEAD request (headers only).
+#[derive(Clone, Copy)]
+struct Framing {
+    close: bool,
+    head_only: bool,
+}
+
+fn write_reply(out: &mut impl Write, reply: &Reply, framing: Framing) -> io::Result<()> {
     let mut headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     headers.push(("Cache-Control", "no-store"));
-    if close {
+    if framing.close {
         headers.push(("Connection", "close"));
     }
-    http1::write_response(out, reply.status, &headers, reply.body.to_string().as_bytes())
+    let body = reply.body.to_string();
+    if framing.head_only {
+        http1::write_head(out, reply.status, &headers, body.len())
+    } else {
+        http1::write_response(out, reply.status, &headers, body.as_bytes())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_trickling_in_is_cut_off_at_its_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let trickler = std::thread::spawn(move || {
+            let mut client = TcpStream::connect(addr).unwrap();
+            // One byte every 20 ms: each read succeeds long before a per-read timeout would fire.
+            for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if client.write_all(&[*byte]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let (server_side, _) = listener.accept().unwrap();
+        let started = Instant::now();
+        let mut input = BufReader::new(Timed { stream: server_side, deadline: started + Duration::from_millis(300) });
+        let result = http1::read_request(&mut input, MAX_BODY);
+        assert!(
+            matches!(result, Err(ReadError::Io(ref e)) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(1500), "cut at the deadline, not at the end of the trickle");
+        drop(input);
+        trickler.join().unwrap();
+    }
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())

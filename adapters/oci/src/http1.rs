@@ -181,6 +181,14 @@ fn read_line(input: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
 
 /// Writes a complete response with a JSON body.
 pub fn write_response(out: &mut impl Write, status: u16, headers: &[(&str, &str)], body: &[u8]) -> io::Result<()> {
+    write_head(out, status, headers, body.len())?;
+    out.write_all(body)?;
+    out.flush()
+}
+
+/// The status line and headers of a JSON answer whose body is `length` bytes; on its own, the
+/// answer to a HEAD request (RFC 9110 §9.3.2).
+pub fn write_head(out: &mut impl Write, status: u16, headers: &[(&str, &str)], length: usize) -> io::Result<()> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -195,13 +203,12 @@ pub fn write_response(out: &mut impl Write, status: u16, headers: &[(&str, &str)
         _ => "Status",
     };
     let mut head =
-        format!("HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+        format!("HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     out.write_all(head.as_bytes())?;
-    out.write_all(body)?;
     out.flush()
 }
 
