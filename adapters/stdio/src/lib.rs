@@ -71,12 +71,10 @@ pub fn run(engine: &Engine, mut input: impl BufRead, mut output: impl Write) -> 
         if pending.is_empty() && line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if !pending.is_empty() {
-            // An unindented line that is a whole document by itself is a new request: what came
-            // before it was a truncated one, and must not swallow this one. (Indented lines are
-            // the inside of a pretty-printed document.)
-            let unindented = line.first().is_some_and(|b| *b == b'{');
-            if let Some(doc @ Value::Object(_)) = unindented.then(|| read_document(&line).ok()).flatten() {
+        if !pending.is_empty() && line.first() == Some(&b'{') && !continues(&pending, &line) {
+            // A line that cannot go on the document before it but is a whole document by itself
+            // is a new request: what came before was a truncated one, and must not swallow it.
+            if let Ok(doc @ Value::Object(_)) = read_document(&line) {
                 answer(incomplete(), &mut output)?;
                 answer(Ok(doc), &mut output)?;
                 pending.clear();
@@ -123,6 +121,13 @@ fn read_line(input: &mut impl BufRead) -> io::Result<Option<Option<Vec<u8>>>> {
         return Ok(Some(None));
     }
     Ok(Some(Some(line)))
+}
+
+/// Whether `line` can be part of the document begun in `pending` (it completes it or leaves it
+/// incomplete, rather than making it invalid).
+fn continues(pending: &[u8], line: &[u8]) -> bool {
+    let joined = [pending, line].concat();
+    !matches!(read_document(&joined), Err(Some(_)))
 }
 
 /// One JSON document, or why not: `Err(None)` when it is merely incomplete so far. Error
@@ -174,6 +179,12 @@ mod tests {
         let input =
             "{\n  \"type\": \"USER_DEFINED\",\n  \"data\": {\"token\": \"Bearer x\", \"extra\": [\n    {}\n  ]}\n}\n";
         assert_eq!(kinds(input), ["unavailable"]);
+    }
+
+    #[test]
+    fn an_unindented_object_that_continues_the_document_is_part_of_it() {
+        let input = "{\"type\":\"USER_DEFINED\",\"data\":\n{\"token\":\"Bearer x\"}\n}\n{\"type\":\"TOKEN\"}\n";
+        assert_eq!(kinds(input), ["unavailable", "unavailable"]);
     }
 
     #[test]
