@@ -1,6 +1,7 @@
 //! A scriptable OAuth 2.0 identity provider on loopback: a client_credentials token endpoint
 //! (`POST /token`) and an RFC 7662 introspection endpoint (`POST /introspect`), both requiring
-//! `client_secret_basic`, with faults a real IdP will not produce on demand.
+//! `client_secret_basic`, with faults a real IdP will not produce on demand (the fake issuer of
+//! `jwt_keys` plays the same faults at its JWKS).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -213,34 +214,8 @@ impl FakeIdp {
             _ => return respond(request, 404, json!({"error":"not_found"}).to_string(), None),
         };
         counter.fetch_add(1, Ordering::SeqCst);
-        match fault {
-            Some(Fault::Status(status, text)) => return respond(request, status, text, None),
-            Some(Fault::StatusRetryAfter(status, secs)) => {
-                return respond(request, status, json!({"error":"slow_down"}).to_string(), Some(secs));
-            }
-            Some(Fault::Silent) => {
-                // Hold the connection open without a byte of answer.
-                std::thread::sleep(Duration::from_secs(600));
-                return;
-            }
-            Some(Fault::Delay(d)) => std::thread::sleep(d),
-            Some(Fault::Trickle(pause)) => {
-                let body = json!({"active": true, "sub": "trickle", "exp": unix_now() + 600}).to_string().into_bytes();
-                let len = body.len();
-                let reader = Trickle { body, at: 0, pause };
-                let _ = request.respond(Response::new(200.into(), Vec::new(), reader, Some(len), None));
-                return;
-            }
-            Some(Fault::Redirect(location)) => {
-                let mut response = Response::from_string("").with_status_code(302);
-                if let Ok(h) = Header::from_bytes("Location", location) {
-                    response.add_header(h);
-                }
-                let _ = request.respond(response);
-                return;
-            }
-            None => {}
-        }
+        let trickled = || json!({"active": true, "sub": "trickle", "exp": unix_now() + 600}).to_string().into_bytes();
+        let Some(request) = play(fault, request, trickled) else { return };
         if !self.client_authenticated(&request) {
             self.rejected_auth.fetch_add(1, Ordering::SeqCst);
             return respond(request, 401, json!({"error":"invalid_client"}).to_string(), None);
@@ -286,6 +261,42 @@ impl FakeIdp {
         }
         Ok(answer)
     }
+}
+
+/// Plays `fault` on `request`. Gives the request back when it is still to be answered normally
+/// (no fault, or after the delay); `trickled` is the valid-looking body a trickle sends.
+pub(crate) fn play(
+    fault: Option<Fault>,
+    request: tiny_http::Request,
+    trickled: impl FnOnce() -> Vec<u8>,
+) -> Option<tiny_http::Request> {
+    match fault {
+        None => return Some(request),
+        Some(Fault::Delay(d)) => {
+            std::thread::sleep(d);
+            return Some(request);
+        }
+        Some(Fault::Status(status, text)) => respond(request, status, text, None),
+        Some(Fault::StatusRetryAfter(status, secs)) => {
+            respond(request, status, json!({"error":"slow_down"}).to_string(), Some(secs));
+        }
+        // Hold the connection open without a byte of answer.
+        Some(Fault::Silent) => std::thread::sleep(Duration::from_secs(600)),
+        Some(Fault::Trickle(pause)) => {
+            let body = trickled();
+            let len = body.len();
+            let reader = Trickle { body, at: 0, pause };
+            let _ = request.respond(Response::new(200.into(), Vec::new(), reader, Some(len), None));
+        }
+        Some(Fault::Redirect(location)) => {
+            let mut response = Response::from_string("").with_status_code(302);
+            if let Ok(h) = Header::from_bytes("Location", location) {
+                response.add_header(h);
+            }
+            let _ = request.respond(response);
+        }
+    }
+    None
 }
 
 /// A body that arrives one byte at a time.

@@ -1,6 +1,6 @@
 //! JWT signing keys made inside the tests (EC P-256 and P-384, Ed25519; RSA from the test key of
 //! `adapters/oci/tests/vectors`), tokens signed with them, and a fake issuer that serves their
-//! JWKS and discovery document on loopback, counting requests.
+//! JWKS and discovery document on loopback, counting requests, with the faults of `fake_idp`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tiny_http::{Header as HttpHeader, Response, Server};
 
+use crate::fake_idp::{Fault, play};
 use crate::fake_secrets::vectors_dir;
 
 /// A private key, its algorithm and `kid`, and its public JWK.
@@ -84,6 +85,20 @@ pub fn hs256(kid: &str, secret: &[u8], claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).expect("sign HS256")
 }
 
+/// What the issuer's two endpoints do instead of their normal job.
+#[derive(Default)]
+struct Faults {
+    jwks: Option<Fault>,
+    discovery: Option<Fault>,
+}
+
+/// Claims of a valid access token from `issuer` for `aud`, `sub`, `scope`, valid ten minutes
+/// from `now` (for an issuer that is not up yet).
+pub fn access_claims(issuer: &str, aud: &str, sub: &str, scope: &str, now: i64) -> Value {
+    json!({"iss": issuer, "aud": aud, "sub": sub, "client_id": "caller-app", "scope": scope,
+           "iat": now, "nbf": now, "exp": now + 600, "jti": format!("{sub}-{now}")})
+}
+
 /// An issuer on loopback: `/.well-known/openid-configuration` and `/jwks`.
 #[derive(Clone)]
 pub struct FakeIssuer {
@@ -91,28 +106,36 @@ pub struct FakeIssuer {
     keys: Arc<Mutex<Vec<Value>>>,
     jwks_requests: Arc<AtomicUsize>,
     discovery_requests: Arc<AtomicUsize>,
-    down: Arc<Mutex<bool>>,
+    faults: Arc<Mutex<Faults>>,
     cache_control: Arc<Mutex<Option<String>>>,
     jwks_delay: Arc<Mutex<Duration>>,
 }
 
 impl FakeIssuer {
+    /// Starts on 127.0.0.1 with a free port.
     pub fn start(keys: &[&SigningKey]) -> Self {
-        let server = Server::http("127.0.0.1:0").expect("bind fake issuer");
+        Self::start_on("127.0.0.1:0", keys)
+    }
+
+    /// Starts on `addr`, e.g. a port that refused connections until now.
+    pub fn start_on(addr: &str, keys: &[&SigningKey]) -> Self {
+        let server = Server::http(addr).expect("bind fake issuer");
         let port = server.server_addr().to_ip().map(|a| a.port()).expect("port");
         let issuer = FakeIssuer {
             url: format!("http://127.0.0.1:{port}"),
             keys: Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect())),
             jwks_requests: Arc::default(),
             discovery_requests: Arc::default(),
-            down: Arc::default(),
+            faults: Arc::default(),
             cache_control: Arc::default(),
             jwks_delay: Arc::default(),
         };
         let handler = issuer.clone();
         std::thread::spawn(move || {
             for request in server.incoming_requests() {
-                handler.handle(request);
+                // One thread per request, so a silent fault holds only its own connection.
+                let handler = handler.clone();
+                std::thread::spawn(move || handler.handle(request));
             }
         });
         issuer
@@ -134,7 +157,22 @@ impl FakeIssuer {
 
     /// Answers 503 to everything while down.
     pub fn set_down(&self, down: bool) {
-        *self.down.lock().unwrap_or_else(|p| p.into_inner()) = down;
+        let fault = down.then(|| Fault::Status(503, "{}".into()));
+        *self.lock_faults() = Faults { jwks: fault.clone(), discovery: fault };
+    }
+
+    /// What `/jwks` does instead of serving the keys; `None` serves them again.
+    pub fn set_jwks_fault(&self, fault: Option<Fault>) {
+        self.lock_faults().jwks = fault;
+    }
+
+    /// What the discovery document does instead of naming `/jwks`; `None` serves it again.
+    pub fn set_discovery_fault(&self, fault: Option<Fault>) {
+        self.lock_faults().discovery = fault;
+    }
+
+    fn lock_faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn set_cache_control(&self, value: Option<&str>) {
@@ -156,32 +194,28 @@ impl FakeIssuer {
 
     /// Claims of a valid access token from this issuer for `aud`, `sub`, `scope`.
     pub fn claims(&self, aud: &str, sub: &str, scope: &str, now: i64) -> Value {
-        json!({"iss": self.url, "aud": aud, "sub": sub, "client_id": "caller-app", "scope": scope,
-               "iat": now, "nbf": now, "exp": now + 600, "jti": format!("{sub}-{now}")})
+        access_claims(&self.url, aud, sub, scope, now)
     }
 
     fn handle(&self, request: tiny_http::Request) {
-        let down = *self.down.lock().unwrap_or_else(|p| p.into_inner());
         let path = request.url().to_string();
-        let body = match path.as_str() {
+        let (body, fault) = match path.as_str() {
             "/jwks" => {
                 self.jwks_requests.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(*self.jwks_delay.lock().unwrap_or_else(|p| p.into_inner()));
-                json!({"keys": *self.keys.lock().unwrap_or_else(|p| p.into_inner())})
+                let keys = json!({"keys": *self.keys.lock().unwrap_or_else(|p| p.into_inner())});
+                (keys, self.lock_faults().jwks.clone())
             }
             "/.well-known/openid-configuration" => {
                 self.discovery_requests.fetch_add(1, Ordering::SeqCst);
-                json!({"issuer": self.url, "jwks_uri": self.jwks_url()})
+                (json!({"issuer": self.url, "jwks_uri": self.jwks_url()}), self.lock_faults().discovery.clone())
             }
             _ => {
                 let _ = request.respond(Response::from_string("{}").with_status_code(404));
                 return;
             }
         };
-        if down {
-            let _ = request.respond(Response::from_string("{}").with_status_code(503));
-            return;
-        }
+        let Some(request) = play(fault, request, || body.to_string().into_bytes()) else { return };
         let mut response = Response::from_string(body.to_string());
         let cache_control = self.cache_control.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(h) = cache_control.and_then(|cc| HttpHeader::from_bytes("Cache-Control", cc).ok()) {
