@@ -1,12 +1,12 @@
 //! The built binary in stdio mode against fake IdPs: every outcome, the expiry arithmetic, the
 //! caches (by counting IdP requests) and the failures that must end as Unavailable.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokenbridge_tests::fake_idp::{A_CLIENT, B_CLIENT, unix_now};
 use tokenbridge_tests::harness::{self, Session};
-use tokenbridge_tests::{Fault, IdpPair, stdio, token_payload};
+use tokenbridge_tests::{FakeIdp, Fault, IdpPair, stdio, token_payload};
 
 fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     for (k, v) in extra {
@@ -196,19 +196,113 @@ fn a_malformed_line_gets_its_own_error_and_the_next_line_is_answered() {
     assert!(run.success);
 }
 
+/// The IdP a failure is at.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// IdP A, introspection.
+    A,
+    /// IdP B, backend tokens.
+    B,
+}
+
+/// How the IdP fails.
+#[derive(Debug)]
+enum Break {
+    /// It plays this fault.
+    Fault(Fault),
+    /// Nothing listens at its address.
+    Refused,
+    /// It no longer knows our client secret.
+    ClientRotated,
+}
+
+impl Side {
+    fn fake(self, idp: &IdpPair) -> &FakeIdp {
+        match self {
+            Side::A => &idp.a,
+            Side::B => &idp.b,
+        }
+    }
+
+    fn client(self) -> (&'static str, &'static str) {
+        match self {
+            Side::A => A_CLIENT,
+            Side::B => B_CLIENT,
+        }
+    }
+
+    fn set_fault(self, idp: &IdpPair, fault: Option<Fault>) {
+        match self {
+            Side::A => idp.a.set_introspect_fault(fault),
+            Side::B => idp.b.set_token_fault(fault),
+        }
+    }
+
+    /// The setting that points at this IdP, and the path of its endpoint.
+    fn url_setting(self) -> (&'static str, &'static str) {
+        match self {
+            Side::A => ("TOKENBRIDGE_INTROSPECTION_URL", "/introspect"),
+            Side::B => ("TOKENBRIDGE_BACKEND_TOKEN_URL", "/token"),
+        }
+    }
+}
+
 /// Each IdP failure at either IdP ends as Unavailable (no `active`, `error: unavailable`) within
-/// the timeout, never as allow or deny.
-fn assert_unavailable(idp: &IdpPair, expected_cause: &str) {
+/// the timeout, never as allow or deny; failures are not remembered, so the next decision once
+/// the IdP is healthy again succeeds.
+fn assert_unavailable_then_recovered(side: Side, how: Break, expected_cause: &str) {
+    let idp = IdpPair::start();
     let token = idp.a.issue("alice", "", 600);
-    let env = with(idp.env(), &[("TOKENBRIDGE_TIMEOUT_MS", "700"), ("TOKENBRIDGE_CONNECT_TIMEOUT_MS", "300")]);
-    let run = stdio(&env, &token_payload(&token));
-    let a = &run.answers[0];
-    assert_eq!(a["error"], "unavailable", "{}", run.stdout);
-    assert_eq!(a["cause"], expected_cause, "{a}");
-    assert!(a.get("active").is_none(), "{a}");
-    // Well within the 700 ms timeout plus process start; a hang would take minutes.
-    assert!(run.elapsed < Duration::from_secs(5), "took {:?}", run.elapsed);
-    assert_eq!(run.log[0]["outcome"], "unavailable");
+    let mut env = with(idp.env(), &[("TOKENBRIDGE_TIMEOUT_MS", "700"), ("TOKENBRIDGE_CONNECT_TIMEOUT_MS", "300")]);
+    let (setting, path) = side.url_setting();
+    let closed = closed_port_url(path);
+    match &how {
+        Break::Fault(fault) => side.set_fault(&idp, Some(fault.clone())),
+        Break::Refused => env = with(env, &[(setting, &closed)]),
+        Break::ClientRotated => side.fake(&idp).add_client(side.client().0, "rotated-elsewhere"),
+    }
+    let mut session = Session::start(&env);
+    let started = Instant::now();
+    let a = session.ask(&token_payload(&token));
+    let took = started.elapsed();
+    assert_eq!(a["error"], "unavailable", "{how:?}: {a}");
+    assert_eq!(a["cause"], expected_cause, "{how:?}: {a}");
+    assert!(a.get("active").is_none(), "{how:?}: {a}");
+    if let Break::Fault(Fault::StatusRetryAfter(_, secs)) = how {
+        assert_eq!(a["retryAfter"], secs, "{a}");
+    }
+    // The 700 ms timeout, and some slack for a debug build; a hang would take minutes.
+    assert!(took < Duration::from_secs(2), "{how:?} took {took:?}");
+    if let Side::A = side {
+        assert_eq!(idp.b.token_requests(), 0, "{how:?}: no backend token for an undecided caller");
+    }
+
+    // Healthy again: the fault cleared, the IdP up at its address, our secret known again.
+    let _revived = match how {
+        Break::Fault(_) => {
+            side.set_fault(&idp, None);
+            None
+        }
+        Break::ClientRotated => {
+            side.fake(&idp).add_client(side.client().0, side.client().1);
+            None
+        }
+        Break::Refused => Some(revive(side, &closed, &token)),
+    };
+    let a = session.ask(&token_payload(&token));
+    assert_eq!(a["active"], true, "{how:?}: after recovery {a}");
+    let log = session.finish();
+    let first: Value = log.lines().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_default();
+    assert_eq!(first["outcome"], "unavailable", "{log}");
+}
+
+/// An IdP at `url`, where nothing listened before, that knows our client and `token`.
+fn revive(side: Side, url: &str, token: &str) -> FakeIdp {
+    let addr = url.trim_start_matches("http://").split('/').next().unwrap_or_default();
+    let idp = FakeIdp::start_on(addr);
+    idp.add_client(side.client().0, side.client().1);
+    idp.add_token(token, json!({"active": true, "sub": "alice", "exp": unix_now() + 600}));
+    idp
 }
 
 fn closed_port_url(path: &str) -> String {
@@ -219,107 +313,41 @@ fn closed_port_url(path: &str) -> String {
 }
 
 #[test]
-fn introspection_refused_connection_is_unavailable() {
-    let idp = IdpPair::start();
-    let dead = closed_port_url("/introspect");
-    let env = with(idp.env(), &[("TOKENBRIDGE_INTROSPECTION_URL", &dead)]);
-    let run = stdio(&env, &token_payload("t"));
-    assert_eq!(run.answers[0]["cause"], "introspection_unreachable");
-    assert_eq!(idp.b.token_requests(), 0);
+fn every_introspection_failure_is_unavailable_until_idp_a_is_healthy_again() {
+    let cases = [
+        (Break::Refused, "introspection_unreachable"),
+        (Break::Fault(Fault::Silent), "introspection_timeout"),
+        (Break::Fault(Fault::Status(500, "{}".into())), "introspection_bad_status"),
+        (Break::Fault(Fault::Status(503, "down".into())), "introspection_bad_status"),
+        (Break::Fault(Fault::StatusRetryAfter(429, 17)), "introspection_bad_status"),
+        (Break::Fault(Fault::Status(200, "<html>login</html>".into())), "introspection_malformed_answer"),
+        (Break::Fault(Fault::Status(200, r#"{"active":true,"#.into())), "introspection_malformed_answer"),
+        (
+            Break::Fault(Fault::Status(200, r#"{"active":"true","sub":"alice"}"#.into())),
+            "introspection_malformed_answer",
+        ),
+        (Break::ClientRotated, "introspection_client_rejected"),
+    ];
+    for (how, cause) in cases {
+        assert_unavailable_then_recovered(Side::A, how, cause);
+    }
 }
 
 #[test]
-fn introspection_silence_times_out_as_unavailable() {
-    let idp = IdpPair::start();
-    idp.a.set_introspect_fault(Some(Fault::Silent));
-    assert_unavailable(&idp, "introspection_timeout");
-}
-
-#[test]
-fn introspection_server_error_is_unavailable() {
-    let idp = IdpPair::start();
-    idp.a.set_introspect_fault(Some(Fault::Status(503, "down".into())));
-    assert_unavailable(&idp, "introspection_bad_status");
-}
-
-#[test]
-fn introspection_non_json_answer_is_unavailable() {
-    let idp = IdpPair::start();
-    idp.a.set_introspect_fault(Some(Fault::Status(200, "<html>login</html>".into())));
-    assert_unavailable(&idp, "introspection_malformed_answer");
-}
-
-#[test]
-fn introspection_wrong_shape_is_unavailable_not_allow() {
-    let idp = IdpPair::start();
-    idp.a.set_introspect_fault(Some(Fault::Status(200, r#"{"active":"true","sub":"alice"}"#.into())));
-    assert_unavailable(&idp, "introspection_malformed_answer");
-}
-
-#[test]
-fn introspection_rejecting_our_client_is_unavailable() {
-    let idp = IdpPair::start();
-    idp.a.add_client(A_CLIENT.0, "rotated-elsewhere");
-    assert_unavailable(&idp, "introspection_client_rejected");
-}
-
-#[test]
-fn backend_refused_connection_is_unavailable() {
-    let idp = IdpPair::start();
-    let token = idp.a.issue("alice", "", 600);
-    let env = with(idp.env(), &[("TOKENBRIDGE_BACKEND_TOKEN_URL", &closed_port_url("/token"))]);
-    let run = stdio(&env, &token_payload(&token));
-    assert_eq!(run.answers[0]["cause"], "backend_token_unreachable");
-}
-
-#[test]
-fn backend_silence_times_out_as_unavailable() {
-    let idp = IdpPair::start();
-    idp.b.set_token_fault(Some(Fault::Silent));
-    assert_unavailable(&idp, "backend_token_timeout");
-}
-
-#[test]
-fn backend_server_error_is_unavailable() {
-    let idp = IdpPair::start();
-    idp.b.set_token_fault(Some(Fault::Status(500, "{}".into())));
-    assert_unavailable(&idp, "backend_token_bad_status");
-}
-
-#[test]
-fn backend_non_json_answer_is_unavailable() {
-    let idp = IdpPair::start();
-    idp.b.set_token_fault(Some(Fault::Status(200, "not json".into())));
-    assert_unavailable(&idp, "backend_token_malformed_answer");
-}
-
-#[test]
-fn backend_rejecting_our_client_is_unavailable() {
-    let idp = IdpPair::start();
-    idp.b.add_client(B_CLIENT.0, "rotated-elsewhere");
-    assert_unavailable(&idp, "backend_token_client_rejected");
-}
-
-#[test]
-fn backend_rate_limit_is_unavailable_with_its_retry_hint() {
-    let idp = IdpPair::start();
-    idp.b.set_token_fault(Some(Fault::StatusRetryAfter(429, 17)));
-    let token = idp.a.issue("alice", "", 600);
-    let run = stdio(&idp.env(), &token_payload(&token));
-    assert_eq!(run.answers[0]["cause"], "backend_token_bad_status");
-    assert_eq!(run.answers[0]["retryAfter"], 17);
-}
-
-#[test]
-fn decisions_succeed_again_once_the_idp_recovers() {
-    let idp = IdpPair::start();
-    let token = idp.a.issue("alice", "", 600);
-    let mut session = Session::start(&idp.env());
-    idp.a.set_introspect_fault(Some(Fault::Status(502, "".into())));
-    assert_eq!(session.ask(&token_payload(&token))["error"], "unavailable");
-    idp.a.set_introspect_fault(None);
-    assert_eq!(session.ask(&token_payload(&token))["active"], true, "failures are not cached");
-    session.finish();
+fn every_backend_token_failure_is_unavailable_until_idp_b_is_healthy_again() {
+    let cases = [
+        (Break::Refused, "backend_token_unreachable"),
+        (Break::Fault(Fault::Silent), "backend_token_timeout"),
+        (Break::Fault(Fault::Status(500, "{}".into())), "backend_token_bad_status"),
+        (Break::Fault(Fault::Status(503, "down".into())), "backend_token_bad_status"),
+        (Break::Fault(Fault::StatusRetryAfter(429, 17)), "backend_token_bad_status"),
+        (Break::Fault(Fault::Status(200, "<html>login</html>".into())), "backend_token_malformed_answer"),
+        (Break::Fault(Fault::Status(200, "not json".into())), "backend_token_malformed_answer"),
+        (Break::ClientRotated, "backend_token_client_rejected"),
+    ];
+    for (how, cause) in cases {
+        assert_unavailable_then_recovered(Side::B, how, cause);
+    }
 }
 
 #[test]
