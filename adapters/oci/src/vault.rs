@@ -1,18 +1,17 @@
 //! OCI Vault secrets through the resource principal (v2.2, contracts.md §4): a secret value that
 //! is an `ocid1.vaultsecret.…` OCID is fetched from the Secrets service with a signed request.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use once_cell::sync::OnceCell;
 use serde_json::Value;
 use tokenbridge_core::{Secret, SecretError, SecretResolver, StoreClient};
 
 use crate::signing::{Signer, http_date};
 
-/// Re-read the session token this long before it expires.
+/// Re-read the session token and its key this long before the token expires.
 const RPST_REFRESH_MARGIN: i64 = 300;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ANSWER: u64 = 256 * 1024;
@@ -23,10 +22,16 @@ type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// secret, so a function without one still starts (and says why when a secret is needed).
 pub struct VaultResolver {
     env: Lookup,
-    signer: OnceCell<Result<Signer, String>>,
-    /// The session token and its `exp`.
-    token: Mutex<Option<(String, i64)>>,
+    session: Mutex<Option<Session>>,
     store: StoreClient,
+}
+
+/// The resource principal session token, its `exp`, and the private key it goes with. The
+/// platform may rotate the key with the token, so both are read again together.
+struct Session {
+    token: String,
+    exp: i64,
+    signer: Arc<Signer>,
 }
 
 impl VaultResolver {
@@ -38,7 +43,7 @@ impl VaultResolver {
 
     pub fn with_lookup(env: Lookup) -> Self {
         let store = StoreClient::new("the Secrets service", CALL_TIMEOUT, MAX_ANSWER);
-        Self { env, signer: OnceCell::new(), token: Mutex::new(None), store }
+        Self { env, session: Mutex::new(None), store }
     }
 
     fn var(&self, name: &str) -> Result<String, SecretError> {
@@ -60,28 +65,24 @@ impl VaultResolver {
         }
     }
 
-    fn signer(&self) -> Result<&Signer, SecretError> {
-        self.signer
-            .get_or_init(|| {
-                let pem = self.file_or_value("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM").map_err(|e| e.to_string())?;
-                Signer::from_pem(pem.as_bytes()).map_err(|e| format!("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM: {e}"))
-            })
-            .as_ref()
-            .map_err(|e| SecretError::Unresolvable(e.clone()))
-    }
-
-    /// The session token, re-read from its source when it nears its expiry.
-    fn session_token(&self, now: i64) -> Result<String, SecretError> {
-        let mut cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((token, _)) = cached.as_ref().filter(|(_, exp)| now < exp - RPST_REFRESH_MARGIN) {
-            return Ok(token.clone());
+    /// The session token and its key, read again from their sources when the token nears its
+    /// expiry (and after a failed read, so a file that appears later is picked up).
+    fn session(&self, now: i64) -> Result<(String, Arc<Signer>), SecretError> {
+        let mut cached = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cached.as_ref().filter(|s| now < s.exp - RPST_REFRESH_MARGIN) {
+            return Ok((s.token.clone(), s.signer.clone()));
         }
         let token = self.file_or_value("OCI_RESOURCE_PRINCIPAL_RPST")?.trim().to_string();
         let exp = jwt_exp(&token).ok_or_else(|| {
             SecretError::Unresolvable("OCI_RESOURCE_PRINCIPAL_RPST is not a session token (no readable exp)".into())
         })?;
-        *cached = Some((token.clone(), exp));
-        Ok(token)
+        let pem = self.file_or_value("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM")?;
+        let signer = Signer::from_pem(pem.as_bytes())
+            .map_err(|e| SecretError::Unresolvable(format!("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM: {e}")))?;
+        let session = Session { token, exp, signer: Arc::new(signer) };
+        let current = (session.token.clone(), session.signer.clone());
+        *cached = Some(session);
+        Ok(current)
     }
 
     /// `https://secrets.vaults.{region}.oci.{realm domain}`, unless overridden.
@@ -100,7 +101,7 @@ impl VaultResolver {
 
     fn fetch(&self, ocid: &str, deadline: Option<Instant>) -> Result<Secret, SecretError> {
         let now = time::OffsetDateTime::now_utc();
-        let token = self.session_token(now.unix_timestamp())?;
+        let (token, signer) = self.session(now.unix_timestamp())?;
         let endpoint = self.endpoint()?;
         let path = format!("/20190301/secretbundles/{ocid}");
         let url = format!("{endpoint}{path}");
@@ -108,10 +109,8 @@ impl VaultResolver {
             url.parse().map_err(|_| SecretError::Unresolvable(format!("bad Secrets endpoint {endpoint:?}")))?;
         let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
         let date = http_date(now);
-        let authorization = self
-            .signer()?
-            .authorization(&format!("ST${token}"), &host, &path, &date)
-            .map_err(SecretError::Unresolvable)?;
+        let authorization =
+            signer.authorization(&format!("ST${token}"), &host, &path, &date).map_err(SecretError::Unresolvable)?;
         let headers =
             [("date", date.as_str()), ("authorization", authorization.as_str()), ("accept", "application/json")];
         let (status, body) = self.store.get(&url, &headers, deadline)?;
@@ -195,6 +194,32 @@ mod tests {
         let r = VaultResolver::with_lookup(Box::new(|_| None));
         let e = r.resolve("ocid1.vaultsecret.oc1.iad.x", None).unwrap_err();
         assert!(e.to_string().contains("OCI_RESOURCE_PRINCIPAL_RPST is not set"), "{e}");
+    }
+
+    #[test]
+    fn the_key_is_read_again_with_the_session_token() {
+        let dir = std::env::temp_dir().join(format!("tb-rpst-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (rpst, pem) = (dir.join("rpst"), dir.join("key.pem"));
+        std::fs::write(&rpst, include_str!("../tests/vectors/rpst")).unwrap();
+        std::fs::write(&pem, include_str!("../tests/vectors/key-pkcs8.pem")).unwrap();
+        let paths = [rpst.display().to_string(), pem.display().to_string()];
+        let r = VaultResolver::with_lookup(Box::new(move |k| match k {
+            "OCI_RESOURCE_PRINCIPAL_RPST" => Some(paths[0].clone()),
+            "OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM" => Some(paths[1].clone()),
+            _ => None,
+        }));
+        let exp = 1_893_456_000;
+        assert!(r.session(exp - 3600).is_ok());
+        // The platform rotates the key: until the token nears its expiry the session stands...
+        std::fs::write(&pem, "not a key").unwrap();
+        assert!(r.session(exp - 3600).is_ok());
+        // ...then token and key are read again, together.
+        let Err(e) = r.session(exp - 60) else { panic!("the new key is read") };
+        assert!(e.to_string().contains("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM"), "{e}");
+        std::fs::write(&pem, include_str!("../tests/vectors/key-pkcs8.pem")).unwrap();
+        assert!(r.session(exp - 60).is_ok(), "a failed read is not remembered");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
