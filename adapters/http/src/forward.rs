@@ -33,19 +33,36 @@ const DEFAULT_RETRY_AFTER: u64 = 5;
 
 /// The decision request in a forward-auth call: the caller's `Authorization`, and the original
 /// method and URI as the gateway reports them (`X-Forwarded-*` from Traefik and Caddy,
-/// `X-Original-*` from the nginx recipe). Refused with a 400 when one of these headers comes twice
-/// or the two families disagree: one of them then came from the client, and nothing here can tell
-/// which one the gateway wrote.
+/// `X-Original-*` from the nginx recipe), else the request line of a call to `/auth/<original
+/// path>` (Envoy's HTTP `ext_authz` with `path_prefix: /auth` sends the original method and path).
+/// Refused with a 400 when one of these headers comes twice or the two families disagree: one of
+/// them then came from the client, and nothing here can tell which one the gateway wrote.
 pub fn forward_request(request: &http1::Request) -> Result<Request, Reply> {
     let credential = single(request, "authorization")?;
-    let method = reported(request, "x-forwarded-method", "x-original-method")?;
-    let path = reported(request, "x-forwarded-uri", "x-original-uri")?;
+    let (method, path) = match (
+        reported(request, "x-forwarded-method", "x-original-method")?,
+        reported(request, "x-forwarded-uri", "x-original-uri")?,
+    ) {
+        (None, None) => request_line_route(request),
+        reported => reported,
+    };
     Ok(Request {
         credential: credential.map(str::to_string),
         route: Route { method: method.map(str::to_string), path: path.map(str::to_string), ..Route::default() },
         ..Request::default()
     })
 }
+
+/// The route of a call to `/auth/<original path>`, as Envoy makes it.
+fn request_line_route(request: &http1::Request) -> (Option<&str>, Option<&str>) {
+    match request.path.strip_prefix(FORWARD_AUTH_PATH).filter(|rest| rest.starts_with('/')) {
+        Some(original) => (Some(request.method.as_str()), Some(original)),
+        None => (None, None),
+    }
+}
+
+/// The path the deployment recipes send forward-auth calls to.
+const FORWARD_AUTH_PATH: &str = "/auth";
 
 /// The value of a header that may appear at most once.
 fn single<'a>(request: &'a http1::Request, name: &str) -> Result<Option<&'a str>, Reply> {
@@ -201,6 +218,22 @@ mod tests {
     fn forwarded(headers: &str) -> Result<Request, Reply> {
         let raw = format!("GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\n{headers}\r\n");
         forward_request(&http1::read_request(&mut std::io::BufReader::new(raw.as_bytes()), 1024).unwrap())
+    }
+
+    #[test]
+    fn without_route_headers_the_route_is_the_request_line_under_auth() {
+        let envoy = |line: &str| {
+            let raw = format!("{line}\r\nAuthorization: Bearer t\r\n\r\n");
+            forward_request(&http1::read_request(&mut std::io::BufReader::new(raw.as_bytes()), 1024).unwrap()).unwrap()
+        };
+        let request = envoy("DELETE /auth/orders/7?x=1 HTTP/1.1");
+        assert_eq!(request.route.method.as_deref(), Some("DELETE"));
+        assert_eq!(request.route.path.as_deref(), Some("/orders/7?x=1"));
+        for line in ["GET /auth HTTP/1.1", "GET /authx/orders HTTP/1.1", "GET /orders/7 HTTP/1.1"] {
+            assert_eq!(envoy(line).route, Route::default(), "{line}");
+        }
+        let headers_first = forwarded("X-Forwarded-Uri: /a\r\n").unwrap();
+        assert_eq!(headers_first.route.path.as_deref(), Some("/a"));
     }
 
     #[test]
