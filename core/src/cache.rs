@@ -29,33 +29,34 @@ impl<V> Entry<V> {
 /// outage costs one timeout per interval rather than one per lookup.
 pub(crate) const STALE_RETRY_SECONDS: i64 = 5;
 
-struct Slot<V> {
+struct Slot<V, E> {
     entry: Entry<V>,
-    /// The last reload failed: lookups are served the stale value.
-    stale: bool,
+    /// Why the last reload failed, while lookups are served the stale value.
+    failed: Option<E>,
 }
 
-/// How a lookup was served, for the decision log.
+/// How a lookup was served, for the decision log; `E` is the cache's load failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
+pub enum Lookup<E> {
     /// Served from the cache.
     Hit,
     /// Loaded by this call.
     Miss,
     /// Loaded by a concurrent call this one waited for.
     Shared,
-    /// Reload failed (this call's or the one it waited for); served the older, still usable
-    /// value. Never served while a reload is still in flight.
-    Stale,
+    /// Reload failed (this call's, the one it waited for, or the last one, during the back-off)
+    /// with this failure; served the older, still usable value. Never served while a reload is
+    /// still in flight. The failure tells a caller that needed news the value cannot have.
+    Stale(E),
 }
 
-impl Lookup {
-    pub fn as_str(self) -> &'static str {
+impl<E> Lookup<E> {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Lookup::Hit => "hit",
             Lookup::Miss => "miss",
             Lookup::Shared => "shared",
-            Lookup::Stale => "stale",
+            Lookup::Stale(_) => "stale",
         }
     }
 }
@@ -66,7 +67,7 @@ pub(crate) struct Cache<K, V, E> {
 }
 
 struct State<K, V, E> {
-    entries: HashMap<K, Slot<V>>,
+    entries: HashMap<K, Slot<V, E>>,
     flights: HashMap<K, Arc<Flight<V, E>>>,
 }
 
@@ -110,11 +111,11 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         wait_until: Instant,
         timed_out: E,
         load: impl FnOnce() -> Result<Entry<V>, E>,
-    ) -> Result<(V, Lookup), E> {
+    ) -> Result<(V, Lookup<E>), E> {
         let mut state = lock(&self.state);
         let stale = match state.entries.get(key) {
             Some(s) if now < s.entry.fresh_until => {
-                let how = if s.stale { Lookup::Stale } else { Lookup::Hit };
+                let how = s.failed.clone().map_or(Lookup::Hit, Lookup::Stale);
                 return Ok((s.entry.value.clone(), how));
             }
             Some(s) if now < s.entry.usable_until => Some(s.entry.value.clone()),
@@ -146,7 +147,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
             Err(e) => {
                 landing.result = Some(Err(e.clone()));
                 if stale.is_some() {
-                    self.defer_reload(key, now);
+                    self.defer_reload(key, now, e.clone());
                 }
                 Self::stale_or(stale, e)
             }
@@ -154,8 +155,11 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
     }
 
     /// After a failed reload: the still usable value if there is one, else the failure.
-    fn stale_or(stale: Option<V>, e: E) -> Result<(V, Lookup), E> {
-        stale.map(|v| (v, Lookup::Stale)).ok_or(e)
+    fn stale_or(stale: Option<V>, e: E) -> Result<(V, Lookup<E>), E> {
+        match stale {
+            Some(v) => Ok((v, Lookup::Stale(e))),
+            None => Err(e),
+        }
     }
 
     /// The leader's result, or `None` if `until` passed first or the loader panicked.
@@ -180,7 +184,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         if state.entries.len() >= self.capacity && !state.entries.contains_key(&key) {
             Self::evict(&mut state.entries, self.capacity, now);
         }
-        state.entries.insert(key, Slot { entry, stale: false });
+        state.entries.insert(key, Slot { entry, failed: None });
     }
 
     /// The value for `key` if it is fresh, without loading anything.
@@ -198,7 +202,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
     pub(crate) fn expire(&self, key: &K) {
         if let Some(slot) = lock(&self.state).entries.get_mut(key) {
             slot.entry.fresh_until = UnixTime::MIN;
-            slot.stale = false;
+            slot.failed = None;
         }
     }
 
@@ -207,16 +211,16 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         lock(&self.state).entries.remove(key);
     }
 
-    fn defer_reload(&self, key: &K, now: UnixTime) {
+    fn defer_reload(&self, key: &K, now: UnixTime, failure: E) {
         if let Some(slot) = lock(&self.state).entries.get_mut(key) {
             slot.entry.fresh_until = now.saturating_add(STALE_RETRY_SECONDS).min(slot.entry.usable_until);
-            slot.stale = true;
+            slot.failed = Some(failure);
         }
     }
 
     /// Drops what has expired; if that is not enough, the tenth that expires soonest, so the
     /// sort is paid once per many inserts.
-    fn evict(entries: &mut HashMap<K, Slot<V>>, capacity: usize, now: UnixTime) {
+    fn evict(entries: &mut HashMap<K, Slot<V, E>>, capacity: usize, now: UnixTime) {
         entries.retain(|_, s| s.entry.usable_until > now);
         if entries.len() < capacity {
             return;
@@ -275,7 +279,7 @@ mod tests {
         let c = C::new(10);
         let entry = Entry { value: "old", fresh_until: 150, usable_until: 200 };
         c.get_or_load(&1, 100, later(), "t", || Ok(entry)).unwrap();
-        assert_eq!(c.get_or_load(&1, 160, later(), "t", || Err("down")), Ok(("old", Lookup::Stale)));
+        assert_eq!(c.get_or_load(&1, 160, later(), "t", || Err("down")), Ok(("old", Lookup::Stale("down"))));
         assert_eq!(c.get_or_load(&1, 200, later(), "t", || Err("down")), Err("down"));
         assert_eq!(c.get_or_load(&1, 170, later(), "t", || Ok(Entry::until("new", 300))), Ok(("new", Lookup::Miss)));
     }
@@ -285,9 +289,9 @@ mod tests {
         let c = C::new(10);
         let entry = Entry { value: "old", fresh_until: 150, usable_until: 200 };
         c.get_or_load(&1, 100, later(), "t", || Ok(entry)).unwrap();
-        assert_eq!(c.get_or_load(&1, 160, later(), "t", || Err("down")), Ok(("old", Lookup::Stale)));
+        assert_eq!(c.get_or_load(&1, 160, later(), "t", || Err("down")), Ok(("old", Lookup::Stale("down"))));
         let must_not_load = || -> Result<Entry<&str>, &str> { panic!("reloaded during the back-off") };
-        assert_eq!(c.get_or_load(&1, 164, later(), "t", must_not_load), Ok(("old", Lookup::Stale)));
+        assert_eq!(c.get_or_load(&1, 164, later(), "t", must_not_load), Ok(("old", Lookup::Stale("down"))));
         let reloaded = c.get_or_load(&1, 165, later(), "t", || Ok(Entry::until("new", 300)));
         assert_eq!(reloaded, Ok(("new", Lookup::Miss)));
         assert_eq!(c.get_or_load(&1, 166, later(), "t", must_not_load), Ok(("new", Lookup::Hit)));
@@ -365,7 +369,7 @@ mod tests {
         leader.join().unwrap().unwrap();
     }
 
-    type Leader = std::thread::JoinHandle<Result<(&'static str, Lookup), &'static str>>;
+    type Leader = std::thread::JoinHandle<Result<(&'static str, Lookup<&'static str>), &'static str>>;
 
     /// A cache holding "old", fresh until 150 and usable until 200, and a reload of it at 160 in
     /// another thread that answers `answer` after `hold`; returns once that reload is in flight.
@@ -400,8 +404,8 @@ mod tests {
     fn when_the_reload_fails_its_waiters_are_served_the_stale_value_as_stale() {
         let (c, leader) = reload_in_flight(Err("down"), Duration::from_millis(300));
         let must_not_load = || -> Result<Entry<&str>, &str> { panic!("loaded twice") };
-        assert_eq!(c.get_or_load(&1, 161, later(), "t", must_not_load), Ok(("old", Lookup::Stale)));
-        assert_eq!(leader.join().unwrap(), Ok(("old", Lookup::Stale)));
+        assert_eq!(c.get_or_load(&1, 161, later(), "t", must_not_load), Ok(("old", Lookup::Stale("down"))));
+        assert_eq!(leader.join().unwrap(), Ok(("old", Lookup::Stale("down"))));
     }
 
     #[test]
@@ -531,7 +535,7 @@ mod properties {
                                         prop_assert!(!called, "loaded and called it a hit");
                                         prop_assert!(now < l.fresh_until, "a hit at {} after fresh_until {}", now, l.fresh_until);
                                     }
-                                    Lookup::Stale => prop_assert!(now < l.usable_until, "served at {} after usable_until {}", now, l.usable_until),
+                                    Lookup::Stale(_) => prop_assert!(now < l.usable_until, "served at {} after usable_until {}", now, l.usable_until),
                                     Lookup::Shared => prop_assert!(false, "shared without a concurrent caller"),
                                 }
                                 if how != Lookup::Miss {

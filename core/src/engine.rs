@@ -375,13 +375,10 @@ impl Engine {
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         form.extend(config.backend_params.iter().map(|(k, v)| (*k, v.as_str())));
         let timed_out = Cause::new(Dependency::BackendToken, waited_too_long(deadline));
-        let mut failure = None;
         let result = parts.backend_tokens.get_or_load(&(), now, self.wait_until(parts, deadline), timed_out, || {
-            let token = self
-                .call_idp(parts, Dependency::BackendToken, &form, deadline, trace, |a| {
-                    backend::read_answer(a.status, &a.body, now, config.backend_default_ttl)
-                })
-                .inspect_err(|cause| failure = Some(*cause))?;
+            let token = self.call_idp(parts, Dependency::BackendToken, &form, deadline, trace, |a| {
+                backend::read_answer(a.status, &a.body, now, config.backend_default_ttl)
+            })?;
             let (margin, min_remaining) = (config.backend_refresh_margin, config.backend_min_remaining);
             Ok(Entry {
                 fresh_until: token.refresh_at(margin, min_remaining),
@@ -390,7 +387,7 @@ impl Engine {
             })
         });
         let (token, lookup) = result?;
-        if let (crate::cache::Lookup::Stale, Some(cause)) = (lookup, failure) {
+        if let crate::cache::Lookup::Stale(cause) = lookup {
             trace.detail =
                 Some(format!("backend token refresh failed ({cause}); serving the cached token until it expires"));
         }

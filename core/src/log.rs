@@ -5,7 +5,7 @@ use ring::digest::{SHA256, digest};
 use serde_json::{Map, Value, json};
 
 use crate::cache::Lookup;
-use crate::outcome::{Denial, Outcome};
+use crate::outcome::{Cause, Denial, Outcome};
 
 /// SHA-256 of a token: the validation cache's key, so the raw token is never stored.
 pub(crate) fn token_hash(token: &str) -> [u8; 32] {
@@ -27,8 +27,8 @@ pub(crate) struct Trace {
     /// Who the token belongs to, once validation has said.
     pub principal: Option<String>,
     pub client_id: Option<String>,
-    pub validation: Option<Lookup>,
-    pub backend: Option<Lookup>,
+    pub validation: Option<Lookup<Cause>>,
+    pub backend: Option<Lookup<Cause>>,
     pub idp_micros: u128,
     /// Extra words for an operator (a configuration problem, a secret reference that failed);
     /// never a token or a secret value.
@@ -48,7 +48,7 @@ pub(crate) fn decision_line(
         Outcome::Deny(_) => ("info", "deny"),
         Outcome::Unavailable(_) => ("error", "unavailable"),
     };
-    let level = if trace.backend == Some(Lookup::Stale) { "warn" } else { level };
+    let level = if matches!(trace.backend, Some(Lookup::Stale(_))) { "warn" } else { level };
     let mut line = Map::new();
     line.insert("ts".into(), json!(now));
     line.insert("level".into(), json!(level));
