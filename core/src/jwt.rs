@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
-use crate::cache::{Cache, Entry};
+use crate::cache::{Cache, Entry, Lookup};
 use crate::clock::UnixTime;
 use crate::http::HttpClient;
 use crate::introspection::{self, Identity, Verdict};
@@ -280,18 +280,25 @@ impl Jwks {
         }
     }
 
-    /// Verifies a JWT of this issuer: `Ok(Verdict)`, or `Err(cause)` when no key can be had.
+    /// Verifies a JWT of this issuer: `Ok(Verdict)`, or `Err(cause)` when the keys needed to
+    /// decide cannot be had.
     pub(crate) fn validate(&self, token: &str, peeked: &Peek, at: &At<'_>) -> Result<Verdict, Cause> {
-        let mut keys = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
+        let (mut keys, _) = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
         if let Some(kid) = peeked.header.kid.as_deref().filter(|kid| !keys.has_kid(kid)) {
             self.refetch_once_per_window(at.now);
             // Read again whoever claimed the refetch: one in flight is waited for (until this
             // request's own deadline), a finished one is used, and within the penalty window
             // after it the cached keys answer without asking the IdP.
-            keys = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
-            if !keys.has_kid(kid) {
-                return Ok(Verdict::Invalid("unknown_key"));
+            let (refetched, how) = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
+            if !refetched.has_kid(kid) {
+                return match how {
+                    // Keys that could not be refreshed may lack a key the IdP has since
+                    // published: an outage, not a verdict on the token.
+                    Lookup::Stale(cause) => Err(cause),
+                    _ => Ok(Verdict::Invalid("unknown_key")),
+                };
             }
+            keys = refetched;
         }
         Ok(match verify(token, peeked, &self.issuer, &keys, at.now, at.leeway, at.claim_names) {
             Ok(identity) => Verdict::Active(identity),
@@ -301,7 +308,7 @@ impl Jwks {
 
     /// Loads the keys now (start-up warm-up); reports whether usable keys are held.
     pub(crate) fn warm(&self, http: &HttpClient, now: UnixTime, deadline: Instant) -> bool {
-        self.keys(http, now, deadline, Some(deadline)).is_ok_and(|k| !k.is_empty())
+        self.keys(http, now, deadline, Some(deadline)).is_ok_and(|(k, _)| !k.is_empty())
     }
 
     /// Whether usable keys are held, without fetching.
@@ -326,9 +333,9 @@ impl Jwks {
         now: UnixTime,
         wait_until: Instant,
         deadline: Option<Instant>,
-    ) -> Result<Arc<KeySet>, Cause> {
+    ) -> Result<(Arc<KeySet>, Lookup<Cause>), Cause> {
         let cause = |f| Cause::new(Dependency::Jwks, f);
-        let (keys, _) = self.keys.get_or_load(&(), now, wait_until, cause(Failure::Timeout), || {
+        self.keys.get_or_load(&(), now, wait_until, cause(Failure::Timeout), || {
             let url = self.jwks_url(http, now, wait_until, deadline)?;
             let answer = http.get(&url, deadline).map_err(cause)?;
             if answer.status != 200 {
@@ -342,8 +349,7 @@ impl Jwks {
             // At least a minute, so a `no-cache` JWKS does not cost a request per decision.
             let fresh_until = now.saturating_add(max_age.clamp(60, 86_400));
             Ok(Entry { value: Arc::new(set), fresh_until, usable_until: UnixTime::MAX })
-        })?;
-        Ok(keys)
+        })
     }
 
     fn jwks_url(

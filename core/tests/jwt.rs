@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
-use tokenbridge_core::{Config, Denial, Dependency, Engine, ManualClock, Outcome, Request, Route};
+use tokenbridge_core::{Cause, Config, Denial, Dependency, Engine, Failure, ManualClock, Outcome, Request, Route};
 use tokenbridge_tests::IdpPair;
 use tokenbridge_tests::fake_idp::unix_now;
 use tokenbridge_tests::jwt_keys::{FakeIssuer, SigningKey, forged, hs256};
@@ -285,12 +285,81 @@ fn keys_are_kept_while_the_jwks_is_down() {
 #[test]
 fn a_jwks_outage_without_any_key_is_unavailable_not_a_deny() {
     let key = SigningKey::ec("k", Algorithm::ES256);
-    let f = fixture(&[&key], &[]);
+    // A refusal would stay cached this long: the retry below shows none was.
+    let f = fixture(&[&key], &[("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "3600")]);
     f.issuer.set_down(true);
-    match f.decide(&f.valid(&key)) {
-        Outcome::Unavailable(c) => assert_eq!(c.dependency, Dependency::Jwks),
+    let token = f.valid(&key);
+    assert_unavailable_jwks(f.decide(&token));
+    f.issuer.set_down(false);
+    assert_allowed(&f.decide(&token));
+}
+
+/// The cause of an outcome that must be Unavailable for want of the JWKS.
+fn assert_unavailable_jwks(outcome: Outcome) -> Cause {
+    match outcome {
+        Outcome::Unavailable(c) if c.dependency == Dependency::Jwks => c,
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_key_rotated_in_while_the_jwks_is_down_is_unavailable_until_it_is_back_then_allowed() {
+    let old = SigningKey::ec("old", Algorithm::ES256);
+    let new = SigningKey::ec("new", Algorithm::ES256);
+    let f = fixture(&[&old], &[("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "3600")]);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.publish(&[&old, &new]);
+    f.issuer.set_down(true);
+    let token = f.valid(&new);
+    assert_eq!(assert_unavailable_jwks(f.decide(&token)).failure, Failure::Status(503));
+    assert_eq!(f.issuer.jwks_requests(), 2, "the refetch for the new kid was tried");
+    // Within the penalty window the stale keys answer, and still cannot decide.
+    assert_unavailable_jwks(f.decide(&key_token(&f, &new, "alice-again")));
+    assert_eq!(f.issuer.jwks_requests(), 2);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.set_down(false);
+    f.clock.advance(11); // past the unknown-kid penalty window
+    assert_allowed(&f.decide(&token));
+}
+
+#[test]
+fn requests_waiting_for_a_refetch_that_fails_are_unavailable_not_denied() {
+    let old = SigningKey::ec("old", Algorithm::ES256);
+    let new = SigningKey::ec("new", Algorithm::ES256);
+    let f = fixture(&[&old], &[]);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.publish(&[&old, &new]);
+    f.issuer.set_down(true);
+    f.issuer.set_jwks_delay(Duration::from_millis(500));
+    let tokens: Vec<String> = (0..3).map(|i| key_token(&f, &new, &format!("alice{i}"))).collect();
+    let start = Barrier::new(tokens.len());
+    let outcomes: Vec<Outcome> = std::thread::scope(|s| {
+        let threads: Vec<_> = tokens
+            .iter()
+            .map(|token| {
+                let (f, start) = (&f, &start);
+                s.spawn(move || {
+                    start.wait();
+                    f.decide(token)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for outcome in outcomes {
+        assert_unavailable_jwks(outcome);
+    }
+    assert_eq!(f.issuer.jwks_requests(), 2, "the first load and one refetch, shared");
+}
+
+#[test]
+fn a_kid_still_unknown_after_a_successful_refetch_is_refused() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    let stranger = SigningKey::ec("stranger", Algorithm::ES256);
+    assert_denied(&f, f.decide(&f.valid(&stranger)), "unknown_key");
+    assert_eq!(f.issuer.jwks_requests(), 2);
 }
 
 #[test]
