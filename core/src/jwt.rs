@@ -283,7 +283,7 @@ impl Jwks {
     /// Verifies a JWT of this issuer: `Ok(Verdict)`, or `Err(cause)` when the keys needed to
     /// decide cannot be had.
     pub(crate) fn validate(&self, token: &str, peeked: &Peek, at: &At<'_>) -> Result<Verdict, Cause> {
-        let (mut keys, _) = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
+        let (mut keys, how) = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
         if let Some(kid) = peeked.header.kid.as_deref().filter(|kid| !keys.has_kid(kid)) {
             self.refetch_once_per_window(at.now);
             // Read again whoever claimed the refetch: one in flight is waited for (until this
@@ -300,10 +300,13 @@ impl Jwks {
             }
             keys = refetched;
         }
-        Ok(match verify(token, peeked, &self.issuer, &keys, at.now, at.leeway, at.claim_names) {
-            Ok(identity) => Verdict::Active(identity),
-            Err(reason) => Verdict::Invalid(reason),
-        })
+        match (verify(token, peeked, &self.issuer, &keys, at.now, at.leeway, at.claim_names), how) {
+            (Ok(identity), _) => Ok(Verdict::Active(identity)),
+            // A token without a `kid` that no kept key verifies, while the keys could not be
+            // refreshed, may be signed with a key published since: an outage, not a verdict.
+            (Err("bad_signature"), Lookup::Stale(cause)) if peeked.header.kid.is_none() => Err(cause),
+            (Err(reason), _) => Ok(Verdict::Invalid(reason)),
+        }
     }
 
     /// Loads the keys now (start-up warm-up); reports whether usable keys are held.

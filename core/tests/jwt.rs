@@ -477,3 +477,24 @@ fn claims_of_the_wrong_type_make_the_token_malformed_not_skipped() {
         assert_denied(&f, f.decide(&key.sign(&claims)), "malformed_claim");
     }
 }
+
+#[test]
+fn a_token_without_kid_that_stale_keys_cannot_verify_is_unavailable_not_denied() {
+    let old = SigningKey::ec("old", Algorithm::ES256);
+    let new = SigningKey::ec("new", Algorithm::ES256);
+    let f = fixture(&[&old], &[("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "3600")]);
+    let without_kid = |key: &SigningKey, sub: &str| {
+        key.sign_with(Header::new(key.alg), &f.issuer.claims("api", sub, "orders.read", f.now()))
+    };
+    assert_allowed(&f.decide(&without_kid(&old, "alice")));
+    // The keys come due while the JWKS is down, and the issuer has since rotated to a new key.
+    f.issuer.publish(&[&old, &new]);
+    f.issuer.set_down(true);
+    f.clock.advance(301);
+    let token = without_kid(&new, "alice");
+    assert_unavailable_jwks(f.decide(&token));
+    assert_allowed(&f.decide(&without_kid(&old, "alice")));
+    f.issuer.set_down(false);
+    f.clock.advance(6); // past the failed reload's back-off
+    assert_allowed(&f.decide(&token));
+}
