@@ -373,9 +373,15 @@ impl Jwks {
                     Ok(a) => a,
                     Err(f) => return Err(cause(f)),
                 };
-                if answer.status != 200 {
-                    last = cause(Failure::Status(answer.status));
-                    continue;
+                match answer.status {
+                    200 => {}
+                    // Not published here: try the other well-known place.
+                    404 => {
+                        last = cause(Failure::Status(404));
+                        continue;
+                    }
+                    // An outage answers for the issuer, not for this one document.
+                    status => return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(status)) }),
                 }
                 let doc: Value = serde_json::from_slice(&answer.body).map_err(|_| cause(Failure::Malformed))?;
                 let url = doc.get("jwks_uri").and_then(Value::as_str).ok_or(cause(Failure::Malformed))?;

@@ -498,3 +498,13 @@ fn a_token_without_kid_that_stale_keys_cannot_verify_is_unavailable_not_denied()
     f.clock.advance(6); // past the failed reload's back-off
     assert_allowed(&f.decide(&token));
 }
+
+#[test]
+fn a_discovery_outage_is_reported_as_itself_not_as_the_fallbacks_not_found() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    f.issuer.set_discovery_fault(Some(tokenbridge_tests::Fault::Status(503, String::new())));
+    assert_eq!(assert_unavailable_jwks(f.decide(&f.valid(&key))).failure, Failure::Status(503));
+    f.issuer.set_discovery_fault(None);
+    assert_allowed(&f.decide(&f.valid(&key)));
+}
