@@ -443,15 +443,16 @@ impl Reader<'_> {
         local: bool,
         require_at_jwt: bool,
     ) -> Issuer {
+        let shown = shown_url(&issuer);
         if let Err(why) = check_url(&issuer) {
-            self.problems.push(format!("issuer {why}"));
+            self.problems.push(format!("issuer {shown}: {why}"));
         }
         if let Some(Err(why)) = jwks_url.as_deref().map(check_url) {
-            self.problems.push(format!("JWKS URL of {issuer}: {why}"));
+            self.problems.push(format!("JWKS URL of {shown}: {why}"));
         }
         if local && audience_check && audiences.is_empty() {
             self.problems.push(format!(
-                "issuer {issuer}: an audience is required (TOKENBRIDGE_AUDIENCE), or switch the check off explicitly with TOKENBRIDGE_AUDIENCE_CHECK=off"
+                "issuer {shown}: an audience is required (TOKENBRIDGE_AUDIENCE), or switch the check off explicitly with TOKENBRIDGE_AUDIENCE_CHECK=off"
             ));
         }
         let audiences = if audience_check { audiences } else { Vec::new() };
@@ -538,24 +539,52 @@ impl Reader<'_> {
 }
 
 /// IdP endpoints must be `https`, except on loopback where local testing runs plain `http`.
+/// A rejected URL may carry a secret (`user:password@`, a query, a secret pasted into the wrong
+/// setting), so the problem shows at most its scheme and host, never the URL.
 pub fn check_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a valid URL"))?;
-    let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?;
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        // Credentials in a URL end up in logs and in this very message: name none of it.
-        return Err(
-            "an IdP URL must not carry credentials (user:password@); configure the client secret instead".into()
-        );
+    // Checked before parsing: a URL with credentials that does not parse must not slip through
+    // to a message that quotes it.
+    if carries_credentials(url) {
+        return Err("must not carry credentials (user:password@); configure the client secret instead".into());
     }
+    let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL".to_string())?;
+    let host = uri.host().ok_or_else(|| "has no host".to_string())?;
+    let origin = origin(&uri).map(|o| format!(" ({o})")).unwrap_or_default();
     if uri.query().is_some() {
         // Queries would be logged by proxies and are never needed for these endpoints.
-        return Err(format!("{url:?} must not have a query string"));
+        return Err(format!("must not have a query string{origin}"));
     }
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(format!("{url:?} must use https (plain http is allowed only on loopback)")),
-        _ => Err(format!("{url:?} must be an https URL")),
+        Some("http") => Err(format!("must use https; plain http is allowed only on loopback{origin}")),
+        _ => Err(format!("must be an https URL{origin}")),
+    }
+}
+
+/// `user:password@` in what would be the authority, whether or not the rest parses.
+fn carries_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
+}
+
+/// `scheme://host[:port]`, when both scheme and host are there: what a problem may show of a URL.
+fn origin(uri: &http::Uri) -> Option<String> {
+    let (scheme, host) = (uri.scheme_str()?, uri.host()?);
+    Some(match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
+/// How a problem names a URL: in full when it is valid, else only its scheme and host.
+fn shown_url(url: &str) -> String {
+    if check_url(url).is_ok() {
+        return url.to_string();
+    }
+    match url.parse::<http::Uri>().ok().filter(|_| !carries_credentials(url)).as_ref().and_then(origin) {
+        Some(origin) => format!("{origin}/…"),
+        None => "(an invalid URL)".into(),
     }
 }
 
@@ -708,7 +737,7 @@ mod tests {
         .unwrap();
         let all = err.0.join("\n");
         for expected in [
-            "TOKENBRIDGE_INTROSPECTION_URL: \"http://idp.example/introspect\" must use https",
+            "TOKENBRIDGE_INTROSPECTION_URL: must use https; plain http is allowed only on loopback (http://idp.example)",
             "TOKENBRIDGE_INTROSPECTION_CLIENT_ID (or idcs_app_client_id) is required",
             "TOKENBRIDGE_BACKEND_TOKEN_URL (or back_end_token_endpoint) is required",
             "TOKENBRIDGE_TIMEOUT_MS must be a whole number",
@@ -738,6 +767,38 @@ mod tests {
         assert!(check_url("not a url").is_err());
         let with_password = check_url("https://user:hunter2@idp.example/t").unwrap_err();
         assert!(!with_password.contains("hunter2"), "{with_password}");
+    }
+
+    #[test]
+    fn a_rejected_url_is_never_shown_whole() {
+        for url in [
+            "https://u:hunter2@/t",
+            "https://u:hunter2@idp.example/t",
+            "u:hunter2@idp.example/t",
+            "https://idp.example/t?client_secret=hunter2",
+            "http://idp.example/hunter2",
+            "hunter2",
+        ] {
+            let issuers = format!(r#"[{{"issuer":"{url}","jwks_url":"{url}","audiences":["api"]}}]"#);
+            let mut pairs = MINIMAL.to_vec();
+            pairs.push(("TOKENBRIDGE_INTROSPECTION_URL", url));
+            pairs.push(("TOKENBRIDGE_ISSUERS", &issuers));
+            let problems = Config::from_lookup(&lookup(&pairs)).err().unwrap().0;
+            assert!(problems.iter().any(|p| p.starts_with("TOKENBRIDGE_INTROSPECTION_URL: ")), "{problems:?}");
+            assert_eq!(problems.len(), 3, "{problems:?}");
+            for p in &problems {
+                assert!(!p.contains("hunter2"), "{url}: {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rejected_url_shows_its_scheme_and_host_when_they_parse() {
+        assert_eq!(
+            check_url("https://idp.example:8443/t?x=1"),
+            Err("must not have a query string (https://idp.example:8443)".into())
+        );
+        assert_eq!(check_url("ftp://idp.example/t"), Err("must be an https URL (ftp://idp.example)".into()));
     }
 
     #[test]

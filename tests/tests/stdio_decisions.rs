@@ -427,6 +427,21 @@ fn check_config_lists_every_problem_and_redacts_secrets() {
 }
 
 #[test]
+fn a_secret_in_an_idp_url_is_not_repeated_by_check_config_or_the_decision_log() {
+    let idp = IdpPair::start();
+    for url in ["https://u:hunter2@/t", "https://idp.example/t?client_secret=hunter2"] {
+        let env = with(idp.env(), &[("TOKENBRIDGE_INTROSPECTION_URL", url)]);
+        let check = harness::run(&["check-config"], &env, "");
+        assert!(check.stdout.contains("problem: TOKENBRIDGE_INTROSPECTION_URL: "), "{}", check.stdout);
+        let run = stdio(&env, &token_payload("t"));
+        assert_eq!(run.answers[0]["cause"], "configuration_invalid");
+        for output in [&check.stdout, &check.stderr, &run.stdout, &run.stderr] {
+            assert!(!output.contains("hunter2"), "{url}: {output}");
+        }
+    }
+}
+
+#[test]
 fn no_token_or_secret_reaches_stdout_or_stderr_except_the_backend_token_in_context() {
     let idp = IdpPair::start();
     let env = with(idp.env(), &[("TOKENBRIDGE_REQUIRED_SCOPES", "needed")]);
