@@ -433,11 +433,12 @@ impl Engine {
             trace.detail = Some(e.to_string());
             secret_cause(&e)
         })?;
+        let limit = CallLimit::new(Instant::now(), parts.config.call_timeout, deadline);
         let (mut rotated, mut retried) = (false, false);
         loop {
             let result = self
-                .post(parts, client, &secret, form, deadline, trace)
-                .map_err(|failure| Cause::new(dependency, failure))
+                .post(parts, client, &secret, form, Some(limit.until), trace)
+                .map_err(|failure| Cause::new(dependency, limit.name(failure)))
                 .and_then(|a| read(&a).map_err(|failure| Cause { dependency, failure, retry_after: a.retry_after }));
             match result {
                 Err(c) if c.failure == Failure::ClientRejected && !rotated => {
@@ -450,9 +451,9 @@ impl Engine {
                         None => return Err(c),
                     }
                 }
-                // One quick retry for a refused connection or a 5xx, when time allows; never for
-                // a 4xx (the IdP meant it) or a timeout (it would double the wait).
-                Err(c) if transient(c.failure) && !retried && time_left(deadline) > RETRY_NEEDS => {
+                // One quick retry for a refused connection or a 5xx, when the call's time allows;
+                // never for a 4xx (the IdP meant it) or a timeout (no time would be left).
+                Err(c) if transient(c.failure) && !retried && limit.left() > RETRY_NEEDS => {
                     retried = true;
                     std::thread::sleep(RETRY_PAUSE);
                 }
@@ -504,8 +505,37 @@ fn transient(failure: Failure) -> bool {
     matches!(failure, Failure::Unreachable | Failure::Status(500..=599))
 }
 
-fn time_left(deadline: Option<Instant>) -> Duration {
-    deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()))
+/// When one IdP call must be over, its retries included: the configured timeout after it
+/// starts, or the platform's deadline when that comes first. Without it a retry would get a full
+/// timeout of its own, and a decision without a platform deadline could take twice the setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CallLimit {
+    until: Instant,
+    /// The platform's deadline ends the call, rather than the configured timeout.
+    platform: bool,
+}
+
+impl CallLimit {
+    fn new(started: Instant, timeout: Duration, deadline: Option<Instant>) -> Self {
+        let own = started + timeout;
+        match deadline {
+            Some(deadline) if deadline <= own => CallLimit { until: deadline, platform: true },
+            _ => CallLimit { until: own, platform: false },
+        }
+    }
+
+    fn left(self) -> Duration {
+        self.until.saturating_duration_since(Instant::now())
+    }
+
+    /// Running out of the call's own time is the configured timeout, not the platform's deadline
+    /// (the HTTP client sees both as a deadline).
+    fn name(self, failure: Failure) -> Failure {
+        match failure {
+            Failure::DeadlineExceeded if !self.platform => Failure::Timeout,
+            failure => failure,
+        }
+    }
 }
 
 /// Longest wait for a concurrent caller's secret fetch when the request has no deadline.
@@ -523,4 +553,29 @@ fn secret_cause(e: &SecretError) -> Cause {
         SecretError::NoResolver(_) | SecretError::Unresolvable(_) => Failure::Invalid,
     };
     Cause::new(Dependency::Secret, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idp_call_and_its_retry_end_by_the_configured_timeout_without_a_platform_deadline() {
+        let start = Instant::now();
+        let limit = CallLimit::new(start, Duration::from_millis(1500), None);
+        assert_eq!(limit, CallLimit { until: start + Duration::from_millis(1500), platform: false });
+        assert_eq!(limit.name(Failure::DeadlineExceeded), Failure::Timeout);
+    }
+
+    #[test]
+    fn an_idp_call_ends_by_the_earlier_of_the_timeout_and_the_platform_deadline() {
+        let start = Instant::now();
+        let (soon, late) = (start + Duration::from_millis(300), start + Duration::from_secs(60));
+        let cut = CallLimit::new(start, Duration::from_secs(5), Some(soon));
+        assert_eq!(cut, CallLimit { until: soon, platform: true });
+        assert_eq!(cut.name(Failure::DeadlineExceeded), Failure::DeadlineExceeded);
+        let own = CallLimit::new(start, Duration::from_secs(5), Some(late));
+        assert_eq!(own, CallLimit { until: start + Duration::from_secs(5), platform: false });
+        assert_eq!(own.name(Failure::Status(503)), Failure::Status(503));
+    }
 }

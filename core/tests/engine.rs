@@ -233,6 +233,23 @@ fn a_refused_connection_or_5xx_gets_one_quick_retry_and_a_4xx_none() {
 }
 
 #[test]
+fn a_retry_gets_only_what_is_left_of_the_configured_timeout() {
+    let f = fixture(&[("TOKENBRIDGE_TIMEOUT_MS", "1500")]);
+    f.idp.a.set_introspect_fault(Some(Fault::SlowStatus(Duration::from_secs(1), 503)));
+    let failure = match f.engine.decide(&bearer("t")) {
+        Outcome::Unavailable(c) => c.failure,
+        other => panic!("{other:?}"),
+    };
+    // With a full timeout of its own, the retry would have seen the second 503 a second later.
+    match f.idp.a.introspections() {
+        2 => assert_eq!(failure, Failure::Timeout, "the retry is cut at 1.5 s after the first call started"),
+        // A slow machine may leave too little of the 1.5 s to retry at all.
+        1 => assert_eq!(failure, Failure::Status(503)),
+        n => panic!("{n} introspections"),
+    }
+}
+
+#[test]
 fn stale_if_error_serves_a_valid_result_while_idp_a_fails_but_never_past_exp() {
     let f =
         fixture(&[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "60"), ("TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS", "300")]);

@@ -22,6 +22,8 @@ pub enum Fault {
     StatusRetryAfter(u16, u64),
     /// Accept the request, then say nothing for this long before answering normally.
     Delay(Duration),
+    /// Say nothing for this long, then answer this status (an empty JSON object as the body).
+    SlowStatus(Duration, u16),
     /// Accept the request and never answer.
     Silent,
     /// Answer 200 with a valid-looking body, one byte per this interval.
@@ -277,6 +279,10 @@ pub(crate) fn play(
             return Some(request);
         }
         Some(Fault::Status(status, text)) => respond(request, status, text, None),
+        Some(Fault::SlowStatus(d, status)) => {
+            std::thread::sleep(d);
+            respond(request, status, "{}".into(), None);
+        }
         Some(Fault::StatusRetryAfter(status, secs)) => {
             respond(request, status, json!({"error":"slow_down"}).to_string(), Some(secs));
         }
