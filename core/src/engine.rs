@@ -55,7 +55,8 @@ enum Check {
 
 /// How one token is validated.
 enum Path<'a> {
-    Introspect,
+    /// At IdP A; with the (unverified) issuer the token names, when it is a JWT.
+    Introspect(Option<String>),
     Local(&'a Jwks, Box<Peek>),
     Reject(&'static str),
 }
@@ -266,7 +267,10 @@ impl Engine {
         let hash = log::token_hash(token);
         let verdict =
             self.cached(parts, (Check::Validation, hash), deadline, trace, |trace| match self.path(parts, token) {
-                Path::Introspect => self.introspect(parts, token, deadline, trace),
+                Path::Introspect(named) => {
+                    let verdict = self.introspect(parts, token, deadline, trace)?;
+                    Ok(audience_checked(parts, named.as_deref(), verdict))
+                }
                 Path::Reject(why) => Ok(Verdict::Invalid(why)),
                 Path::Local(jwks, peeked) => {
                     let at = jwt::At {
@@ -297,18 +301,14 @@ impl Engine {
     /// How `token` is validated, from the mode and its (unverified) issuer.
     fn path<'a>(&self, parts: &'a Parts, token: &str) -> Path<'a> {
         let mode = parts.config.mode;
-        if mode == Mode::Introspection {
-            return Path::Introspect;
-        }
-        match jwt::peek(token) {
-            Some(peeked) => match peeked.issuer.as_ref().and_then(|i| parts.jwks.get(i)) {
-                Some(jwks) if jwks.issuer.local => Path::Local(jwks, Box::new(peeked)),
-                Some(_) => Path::Introspect,
-                None if mode == Mode::Auto => Path::Introspect,
-                None => Path::Reject("unknown_issuer"),
-            },
-            None if mode == Mode::Auto => Path::Introspect,
-            None => Path::Reject("not_a_jwt"),
+        let Some(peeked) = jwt::peek(token) else {
+            return if mode == Mode::Jwt { Path::Reject("not_a_jwt") } else { Path::Introspect(None) };
+        };
+        match peeked.issuer.as_ref().and_then(|i| parts.jwks.get(i)) {
+            Some(jwks) if jwks.issuer.local && mode != Mode::Introspection => Path::Local(jwks, Box::new(peeked)),
+            Some(_) => Path::Introspect(peeked.issuer),
+            None if mode == Mode::Jwt => Path::Reject("unknown_issuer"),
+            None => Path::Introspect(peeked.issuer),
         }
     }
 
@@ -490,6 +490,21 @@ impl Engine {
     fn wait_until(&self, parts: &Parts, deadline: Option<Instant>) -> Instant {
         deadline.unwrap_or_else(|| Instant::now() + parts.config.call_timeout + Duration::from_millis(100))
     }
+}
+
+/// An introspected token of an issuer configured with `"mode":"introspection"` and audiences
+/// must carry one of them (RFC 7662 §2.2 `aud`), like a locally verified JWT. The issuer is
+/// the one the answer names and, for a JWT, the one the token names: a missing `iss` in either
+/// place must not skip the check.
+fn audience_checked(parts: &Parts, named_by_token: Option<&str>, verdict: Verdict) -> Verdict {
+    let Verdict::Active(identity) = &verdict else { return verdict };
+    let accepted = [named_by_token, identity.issuer.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|name| parts.jwks.get(name))
+        .filter(|jwks| !jwks.issuer.local)
+        .all(|jwks| introspection::audience_accepted(&identity.audiences, &jwks.issuer.audiences));
+    if accepted { verdict } else { Verdict::Invalid("wrong_audience") }
 }
 
 /// When the gateway must stop reusing a decision: the earlier of the two tokens' expiries.

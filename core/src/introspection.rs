@@ -112,6 +112,12 @@ pub(crate) fn audiences(claims: &Map<String, Value>) -> Result<Vec<String>, Fail
     }
 }
 
+/// Whether a token's `aud` holds one of the `accepted` audiences; no accepted audiences
+/// means no requirement.
+pub(crate) fn audience_accepted(audiences: &[String], accepted: &[String]) -> bool {
+    accepted.is_empty() || audiences.iter().any(|a| accepted.contains(a))
+}
+
 /// The named claims as context strings: text as is, numbers and booleans written out, arrays of
 /// those joined by spaces; objects (and arrays holding them) are not forwarded.
 pub(crate) fn context_claims(claims: &Map<String, Value>, names: &[String]) -> BTreeMap<String, String> {

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokenbridge_core::{Config, Denial, Dependency, Engine, Failure, ManualClock, Outcome, Request};
 use tokenbridge_tests::fake_idp::unix_now;
+use tokenbridge_tests::jwt_keys::hs256;
 use tokenbridge_tests::{Fault, IdpPair};
 
 struct Fixture {
@@ -247,6 +248,42 @@ fn a_retry_gets_only_what_is_left_of_the_configured_timeout() {
         1 => assert_eq!(failure, Failure::Status(503)),
         n => panic!("{n} introspections"),
     }
+}
+
+const INTROSPECTED_ISSUER: &str = "https://idp-x.example";
+
+fn with_introspected_issuer() -> Fixture {
+    let issuers = json!([{"issuer": INTROSPECTED_ISSUER, "audiences": ["orders"], "mode": "introspection"}]);
+    fixture(&[("TOKENBRIDGE_ISSUERS", &issuers.to_string())])
+}
+
+fn active(iss: Option<&str>, aud: Value) -> Value {
+    json!({"active": true, "sub": "alice", "iss": iss, "aud": aud, "exp": unix_now() + 600})
+}
+
+#[test]
+fn an_introspected_issuers_audiences_are_required_of_the_answer() {
+    let f = with_introspected_issuer();
+    f.idp.a.add_token("for-orders", active(Some(INTROSPECTED_ISSUER), json!(["billing", "orders"])));
+    f.idp.a.add_token("for-billing", active(Some(INTROSPECTED_ISSUER), json!("billing")));
+    f.idp.a.add_token("for-nobody", active(Some(INTROSPECTED_ISSUER), Value::Null));
+    f.idp.a.add_token("elsewhere", active(Some("https://elsewhere.example"), json!("billing")));
+    assert!(matches!(f.engine.decide(&bearer("for-orders")), Outcome::Allow(_)));
+    assert_eq!(f.engine.decide(&bearer("for-billing")), Outcome::Deny(Denial::InvalidToken));
+    assert_eq!(f.engine.decide(&bearer("for-nobody")), Outcome::Deny(Denial::InvalidToken));
+    assert!(matches!(f.engine.decide(&bearer("elsewhere")), Outcome::Allow(_)), "other issuers are not bound");
+    assert!(f.log.lock().unwrap().iter().any(|l| l.contains("wrong_audience")));
+}
+
+#[test]
+fn a_jwt_of_an_introspected_issuer_needs_its_audience_even_if_the_answer_names_no_issuer() {
+    let f = with_introspected_issuer();
+    let claims = |aud: &str| json!({"iss": INTROSPECTED_ISSUER, "sub": "alice", "aud": aud});
+    let (wrong, right) = (hs256("k", b"key", &claims("billing")), hs256("k", b"key", &claims("orders")));
+    f.idp.a.add_token(&wrong, active(None, json!("billing")));
+    f.idp.a.add_token(&right, active(None, json!("orders")));
+    assert_eq!(f.engine.decide(&bearer(&wrong)), Outcome::Deny(Denial::InvalidToken));
+    assert!(matches!(f.engine.decide(&bearer(&right)), Outcome::Allow(_)));
 }
 
 #[test]
