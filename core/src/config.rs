@@ -221,6 +221,27 @@ impl Config {
 
     /// Reads settings through `lookup` (a name → value function), so tests need no environment.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let (config, problems) = Self::read(lookup);
+        if problems.is_empty() { Ok(config) } else { Err(ConfigErrors(problems)) }
+    }
+
+    /// The client secrets the process environment names; see [`Config::secrets_from_lookup`].
+    pub fn secrets_from_env() -> Vec<(&'static str, SecretRef)> {
+        Self::secrets_from_lookup(&|k| std::env::var(k).ok())
+    }
+
+    /// The client secrets the settings name, by setting, read even when other settings are
+    /// invalid, so that `check-config` can resolve them and report every problem at once. A
+    /// secret that is not set is left out (that is a configuration problem of its own).
+    pub fn secrets_from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, SecretRef)> {
+        let (config, _) = Self::read(lookup);
+        let introspection = config.introspection.map(|c| ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", c.secret));
+        let backend = ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", config.backend.secret);
+        introspection.into_iter().chain([backend]).filter(|(_, secret)| !is_unset(secret)).collect()
+    }
+
+    /// Every setting read, with a stand-in where one is invalid, and every problem found.
+    fn read(lookup: &dyn Fn(&str) -> Option<String>) -> (Config, Vec<String>) {
         let mut r = Reader { lookup, problems: Vec::new() };
         let issuers = r.issuers();
         let mode = r.mode(!issuers.is_empty());
@@ -297,8 +318,13 @@ impl Config {
             realm: r.text("TOKENBRIDGE_REALM"),
             token_argument: r.text("TOKENBRIDGE_TOKEN_ARGUMENT"),
         };
-        if r.problems.is_empty() { Ok(config) } else { Err(ConfigErrors(r.problems)) }
+        (config, r.problems)
     }
+}
+
+/// The stand-in for a required secret that is not set.
+fn is_unset(secret: &SecretRef) -> bool {
+    matches!(secret, SecretRef::Literal(value) if value.expose().is_empty())
 }
 
 /// One entry of `TOKENBRIDGE_ISSUERS`.
@@ -799,6 +825,24 @@ mod tests {
             Err("must not have a query string (https://idp.example:8443)".into())
         );
         assert_eq!(check_url("ftp://idp.example/t"), Err("must be an https URL (ftp://idp.example)".into()));
+    }
+
+    #[test]
+    fn secrets_are_read_even_when_other_settings_are_invalid() {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.retain(|(k, _)| *k != "TOKENBRIDGE_BACKEND_CLIENT_SECRET");
+        pairs.push(("back_end_client_secret_ocid", "file:/nonexistent/secret"));
+        pairs.push(("TOKENBRIDGE_TIMEOUT_MS", "never"));
+        let secrets = Config::secrets_from_lookup(&lookup(&pairs));
+        let names: Vec<_> = secrets.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", "TOKENBRIDGE_BACKEND_CLIENT_SECRET"]);
+        assert_eq!(secrets[1].1, SecretRef::File("/nonexistent/secret".into()));
+    }
+
+    #[test]
+    fn an_unset_secret_is_not_among_those_to_resolve() {
+        let pairs: Vec<_> = MINIMAL.iter().copied().filter(|(k, _)| !k.ends_with("CLIENT_SECRET")).collect();
+        assert!(Config::secrets_from_lookup(&lookup(&pairs)).is_empty());
     }
 
     #[test]

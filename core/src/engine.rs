@@ -162,6 +162,7 @@ impl Engine {
 
     /// Resolves both client secrets now, reporting each that cannot be had. For `check-config`
     /// and for adapters that want to fail fast.
+    /// With an invalid configuration there is nothing to resolve: see [`Engine::check_secret_refs`].
     pub fn check_secrets(&self) -> Vec<String> {
         let Ok(parts) = &self.setup else { return Vec::new() };
         let cells = [
@@ -171,8 +172,22 @@ impl Engine {
         cells
             .into_iter()
             .filter_map(|(name, cell)| Some((name, cell?)))
-            .filter_map(|(name, cell)| self.secret(cell, None).err().map(|e| format!("{name}: {e}")))
+            .filter_map(|(name, cell)| self.check_secret(name, cell))
             .collect()
+    }
+
+    /// Resolves these secrets now with this engine's resolvers, reporting each that cannot be
+    /// had; for `check-config` when the configuration is invalid but its secret settings
+    /// ([`Config::secrets_from_lookup`]) can still be checked.
+    pub fn check_secret_refs(&self, secrets: &[(&str, secret::SecretRef)]) -> Vec<String> {
+        secrets
+            .iter()
+            .filter_map(|(name, reference)| self.check_secret(name, &SecretCell::new(reference.clone())))
+            .collect()
+    }
+
+    fn check_secret(&self, name: &str, cell: &SecretCell) -> Option<String> {
+        self.secret(cell, None).err().map(|e| format!("{name}: {e}"))
     }
 
     /// Loads every local issuer's keys now, each within `budget`, so the first request does not

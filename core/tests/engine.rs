@@ -287,6 +287,20 @@ fn a_jwt_of_an_introspected_issuer_needs_its_audience_even_if_the_answer_names_n
 }
 
 #[test]
+fn secrets_are_checked_even_when_other_settings_are_invalid() {
+    let idp = IdpPair::start();
+    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
+    env.insert("TOKENBRIDGE_TIMEOUT_MS".into(), "never".into());
+    env.insert("TOKENBRIDGE_BACKEND_CLIENT_SECRET".into(), "file:/nonexistent/secret".into());
+    let lookup = |k: &str| env.get(k).cloned();
+    let engine = Engine::builder(Config::from_lookup(&lookup)).log_sink(|_| {}).build();
+    assert!(engine.config().is_err());
+    let problems = engine.check_secret_refs(&Config::secrets_from_lookup(&lookup));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("TOKENBRIDGE_BACKEND_CLIENT_SECRET: "), "{problems:?}");
+}
+
+#[test]
 fn stale_if_error_serves_a_valid_result_while_idp_a_fails_but_never_past_exp() {
     let f =
         fixture(&[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "60"), ("TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS", "300")]);

@@ -427,6 +427,20 @@ fn check_config_lists_every_problem_and_redacts_secrets() {
 }
 
 #[test]
+fn check_config_resolves_the_secrets_even_when_other_settings_are_invalid() {
+    let idp = IdpPair::start();
+    let env = with(
+        idp.env(),
+        &[("TOKENBRIDGE_TIMEOUT_MS", "never"), ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "file:/nonexistent/secret")],
+    );
+    let check = harness::run(&["check-config"], &env, "");
+    assert!(!check.success);
+    assert!(check.stdout.contains("problem: TOKENBRIDGE_TIMEOUT_MS must be"), "{}", check.stdout);
+    assert!(check.stdout.contains("problem: TOKENBRIDGE_BACKEND_CLIENT_SECRET: "), "{}", check.stdout);
+    assert!(check.stdout.contains("2 problem(s) found"), "{}", check.stdout);
+}
+
+#[test]
 fn a_secret_in_an_idp_url_is_not_repeated_by_check_config_or_the_decision_log() {
     let idp = IdpPair::start();
     for url in ["https://u:hunter2@/t", "https://idp.example/t?client_secret=hunter2"] {

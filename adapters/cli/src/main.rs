@@ -191,14 +191,14 @@ fn warm_in_background() {
 /// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.
 fn check_config() -> ExitCode {
     let engine = engine();
-    let mut problems = match engine.config() {
+    let problems = match engine.config() {
         Ok(config) => {
             print!("{config}");
-            Vec::new()
+            engine.check_secrets()
         }
-        Err(errors) => errors.0.clone(),
+        // The secrets are checked even so: fixing one problem should not reveal the next.
+        Err(errors) => errors.0.iter().cloned().chain(engine.check_secret_refs(&Config::secrets_from_env())).collect(),
     };
-    problems.extend(engine.check_secrets());
     if problems.is_empty() {
         println!("configuration OK");
         ExitCode::SUCCESS
