@@ -441,6 +441,29 @@ fn check_config_resolves_the_secrets_even_when_other_settings_are_invalid() {
 }
 
 #[test]
+fn check_config_reports_adapter_settings_that_would_stop_a_mode_at_start() {
+    let idp = IdpPair::start();
+    let env = with(
+        idp.env(),
+        &[
+            ("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE", "everything"),
+            ("TOKENBRIDGE_HTTP_WORKERS", "0"),
+            ("TOKENBRIDGE_LISTEN", "nowhere"),
+        ],
+    );
+    let check = harness::run(&["check-config"], &env, "");
+    assert!(!check.success);
+    for expected in [
+        "problem: TOKENBRIDGE_LAMBDA_POLICY_RESOURCE must be stage or method, got \"everything\"",
+        "problem: TOKENBRIDGE_HTTP_WORKERS must be 1-1024",
+        "problem: \"nowhere\" is not a listen address",
+        "3 problem(s) found",
+    ] {
+        assert!(check.stdout.contains(expected), "missing {expected:?} in:\n{}", check.stdout);
+    }
+}
+
+#[test]
 fn a_secret_in_an_idp_url_is_not_repeated_by_check_config_or_the_decision_log() {
     let idp = IdpPair::start();
     for url in ["https://u:hunter2@/t", "https://idp.example/t?client_secret=hunter2"] {

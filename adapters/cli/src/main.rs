@@ -126,16 +126,8 @@ fn oci() -> Result<ExitCode> {
 fn http() -> Result<ExitCode> {
     use anyhow::Context;
     use tokenbridge_http::server;
-    let addr =
-        server::listen_address(|k| std::env::var(k).ok().filter(|v| !v.is_empty())).map_err(anyhow::Error::msg)?;
-    let workers = match std::env::var("TOKENBRIDGE_HTTP_WORKERS") {
-        Ok(n) => n
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1024).contains(n))
-            .context("TOKENBRIDGE_HTTP_WORKERS must be 1-1024")?,
-        Err(_) => 32,
-    };
+    let addr = http_listen_address()?;
+    let workers = http_workers()?;
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     eprintln!(
         "{}",
@@ -147,6 +139,25 @@ fn http() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[cfg(feature = "http")]
+fn http_listen_address() -> Result<std::net::SocketAddr> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    tokenbridge_http::server::listen_address(env).map_err(anyhow::Error::msg)
+}
+
+#[cfg(feature = "http")]
+fn http_workers() -> Result<usize> {
+    use anyhow::Context;
+    match std::env::var("TOKENBRIDGE_HTTP_WORKERS") {
+        Ok(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1024).contains(n))
+            .context("TOKENBRIDGE_HTTP_WORKERS must be 1-1024"),
+        Err(_) => Ok(32),
+    }
+}
+
 #[cfg(not(feature = "http"))]
 fn http() -> Result<ExitCode> {
     bail!("the http adapter is not part of this build")
@@ -154,6 +165,15 @@ fn http() -> Result<ExitCode> {
 
 #[cfg(feature = "lambda")]
 fn lambda() -> Result<ExitCode> {
+    let options = lambda_options()?;
+    // Secrets are resolved at the first event: the extension does not answer during init.
+    tokenbridge_lambda::runtime::run(engine(), options).map_err(anyhow::Error::msg)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The Lambda adapter's settings, read by `lambda` and checked by `check-config`.
+#[cfg(feature = "lambda")]
+fn lambda_options() -> Result<tokenbridge_lambda::authorizer::Options> {
     use tokenbridge_lambda::authorizer::Options;
     // With route policies, an allow is for one route: a stage-wide policy cached by API Gateway
     // would let the same token through every other route unasked.
@@ -166,14 +186,11 @@ fn lambda() -> Result<ExitCode> {
             None => bail!("{name} must be {} or {}, got {value:?}", allowed[0], allowed[1]),
         }
     };
-    let options = Options {
+    Ok(Options {
         stage_wide: setting("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE", resource_default, ["stage", "method"])?,
         http_iam: setting("TOKENBRIDGE_LAMBDA_HTTP_RESPONSE", "simple", ["iam", "simple"])?,
         http_unauthorized_error: setting("TOKENBRIDGE_LAMBDA_HTTP_INVALID_TOKEN", "403", ["401", "403"])?,
-    };
-    // Secrets are resolved at the first event: the extension does not answer during init.
-    tokenbridge_lambda::runtime::run(engine(), options).map_err(anyhow::Error::msg)?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 #[cfg(not(feature = "lambda"))]
@@ -191,7 +208,7 @@ fn warm_in_background() {
 /// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.
 fn check_config() -> ExitCode {
     let engine = engine();
-    let problems = match engine.config() {
+    let mut problems = match engine.config() {
         Ok(config) => {
             print!("{config}");
             engine.check_secrets()
@@ -199,6 +216,7 @@ fn check_config() -> ExitCode {
         // The secrets are checked even so: fixing one problem should not reveal the next.
         Err(errors) => errors.0.iter().cloned().chain(engine.check_secret_refs(&Config::secrets_from_env())).collect(),
     };
+    problems.extend(adapter_problems());
     if problems.is_empty() {
         println!("configuration OK");
         ExitCode::SUCCESS
@@ -209,6 +227,19 @@ fn check_config() -> ExitCode {
         println!("{} problem(s) found", problems.len());
         ExitCode::from(1)
     }
+}
+
+/// What would stop a compiled-in adapter at start, read with the functions the modes use.
+fn adapter_problems() -> Vec<String> {
+    let checks: Vec<Result<()>> = vec![
+        #[cfg(feature = "http")]
+        http_listen_address().map(drop),
+        #[cfg(feature = "http")]
+        http_workers().map(drop),
+        #[cfg(feature = "lambda")]
+        lambda_options().map(drop),
+    ];
+    checks.into_iter().filter_map(|check| check.err().map(|e| format!("{e:#}"))).collect()
 }
 
 #[cfg(test)]
