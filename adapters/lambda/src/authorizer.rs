@@ -14,12 +14,13 @@ use tokenbridge_core::{Denial, Grant, Outcome, Request, Route};
 /// The form of an authorizer event, which decides the form of the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Form {
-    /// REST API, `TOKEN` or `REQUEST`, and HTTP API payload 1.0: an IAM policy for this ARN.
+    /// REST API, `TOKEN` or `REQUEST`: an IAM policy for this ARN.
     Iam { arn: String },
     /// HTTP API payload 2.0 with simple responses.
     Simple,
-    /// HTTP API payload 2.0 answered with an IAM policy (when configured).
-    IamV2 { arn: String },
+    /// An HTTP API answered with an IAM policy for this ARN: payload 1.0 always (AWS takes no
+    /// other answer there), payload 2.0 when configured.
+    HttpIam { arn: String },
 }
 
 /// How to answer, from the adapter's settings.
@@ -30,8 +31,9 @@ pub struct Options {
     pub stage_wide: bool,
     /// Answer HTTP API 2.0 events with an IAM policy instead of the simple form.
     pub http_iam: bool,
-    /// On HTTP APIs, answer an invalid token with the `Unauthorized` error (401 on REST APIs;
-    /// not documented for HTTP APIs) instead of the documented "not authorized" (403).
+    /// On HTTP APIs (payload 1.0 and 2.0), answer an invalid token with the `Unauthorized` error
+    /// (401 on REST APIs; not documented for HTTP APIs) instead of the documented "not
+    /// authorized" (403).
     pub http_unauthorized_error: bool,
 }
 
@@ -41,50 +43,146 @@ impl Default for Options {
     }
 }
 
-/// Why an event is not one API Gateway sends to an authorizer.
+/// Why an event is not one API Gateway sends to an authorizer. Never quotes a value of the
+/// event, which could be the caller's token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadEvent(pub String);
 
 /// Reads an authorizer event of any form.
 pub fn parse(event: Value, options: &Options) -> Result<(Request, Form), BadEvent> {
-    let field = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_string);
-    match (field("version").as_deref(), field("type").as_deref()) {
-        (Some("2.0"), _) => {
-            let e: ApiGatewayV2CustomAuthorizerV2Request = serde_json::from_value(event)
-                .map_err(|e| BadEvent(format!("not an HTTP API 2.0 authorizer event: {e}")))?;
-            let credential = e
-                .identity_source
-                .as_ref()
-                .and_then(|s| s.first().cloned())
-                .or_else(|| header(&e.headers, "authorization"));
-            let route = Route {
-                method: Some(e.request_context.http.method.to_string()),
-                path: e.raw_path.clone().or(e.request_context.http.path.clone()),
-                ..Route::default()
-            };
-            let arn = e.route_arn.clone().unwrap_or_default();
-            let form = if options.http_iam { Form::IamV2 { arn } } else { Form::Simple };
-            Ok((Request { credential, route, ..Request::default() }, form))
+    let field = |k: &str| event.get(k).and_then(Value::as_str);
+    match (field("version"), field("type")) {
+        (Some("2.0"), _) => http_v2(&event, options),
+        (Some("1.0"), Some("REQUEST")) => http_v1(&event),
+        (_, Some("TOKEN")) => rest_token(&event),
+        (_, Some("REQUEST")) => rest_request(&event),
+        (_, other) => Err(BadEvent(format!("unknown authorizer event type {}", shown_type(other)))),
+    }
+}
+
+/// REST `TOKEN`: the token source's value, and the route of the method ARN.
+fn rest_token(event: &Value) -> Result<(Request, Form), BadEvent> {
+    let e: ApiGatewayCustomAuthorizerRequest = read(event, "a TOKEN authorizer event")?;
+    let arn = e.method_arn.ok_or_else(|| BadEvent("a TOKEN event without methodArn".into()))?;
+    let route = route_of_method_arn(&arn);
+    Ok((Request { credential: e.authorization_token, route, ..Request::default() }, Form::Iam { arn }))
+}
+
+/// REST `REQUEST`: the `Authorization` header, and the route of the method ARN. Not `path`,
+/// which holds a custom domain's base path (`/v1/orders/7`) where the ARN has just the resource.
+fn rest_request(event: &Value) -> Result<(Request, Form), BadEvent> {
+    let e: ApiGatewayCustomAuthorizerRequestTypeRequest = read(event, "a REQUEST authorizer event")?;
+    let arn = e.method_arn.ok_or_else(|| BadEvent("a REQUEST event without methodArn".into()))?;
+    let route = route_of_method_arn(&arn);
+    let credential = header(&e.headers, "authorization");
+    Ok((Request { credential, route, ..Request::default() }, Form::Iam { arn }))
+}
+
+/// The fields HTTP API payload 1.0 adds to REST's `REQUEST` event: the identity sources' values,
+/// comma-joined in one string (both fields hold the same).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpV1Identity {
+    identity_source: Option<String>,
+    authorization_token: Option<String>,
+}
+
+/// HTTP API payload 1.0: the first identity source, else the `Authorization` header; the
+/// request's path without the stage.
+fn http_v1(event: &Value) -> Result<(Request, Form), BadEvent> {
+    const WHAT: &str = "an HTTP API 1.0 authorizer event";
+    let e: ApiGatewayCustomAuthorizerRequestTypeRequest = read(event, WHAT)?;
+    let identity: HttpV1Identity = read(event, WHAT)?;
+    let arn = e.method_arn.ok_or_else(|| BadEvent(format!("{WHAT} without methodArn")))?;
+    let mut route = route_of_method_arn(&arn);
+    if let Some(method) = e.http_method {
+        route.method = Some(method.to_string());
+    }
+    if let Some(path) = e.path.as_deref() {
+        route.path = Some(without_stage(path, e.request_context.stage.as_deref()));
+    }
+    let credential = identity
+        .identity_source
+        .or(identity.authorization_token)
+        .filter(|s| !s.is_empty())
+        .map(|joined| first_identity_source(&joined))
+        .or_else(|| header(&e.headers, "authorization"));
+    Ok((Request { credential, route, ..Request::default() }, Form::HttpIam { arn }))
+}
+
+/// The first of comma-joined identity source values, like `identitySource[0]` of payload 2.0
+/// (with `$context.routeKey` as second source: `Bearer abc,GET /orders`). A bearer token holds
+/// no comma (RFC 6750 §2.1), so the split never cuts one.
+fn first_identity_source(joined: &str) -> String {
+    joined.split(',').next().unwrap_or_default().to_string()
+}
+
+/// HTTP API payload 2.0: `identitySource[0]`, else the `authorization` header; the request's
+/// path without the stage.
+fn http_v2(event: &Value, options: &Options) -> Result<(Request, Form), BadEvent> {
+    let e: ApiGatewayV2CustomAuthorizerV2Request = read(event, "an HTTP API 2.0 authorizer event")?;
+    let credential =
+        e.identity_source.as_ref().and_then(|s| s.first().cloned()).or_else(|| header(&e.headers, "authorization"));
+    let stage = e.request_context.stage.as_deref();
+    let path = e.raw_path.as_deref().or(e.request_context.http.path.as_deref()).map(|p| without_stage(p, stage));
+    let route = Route { method: Some(e.request_context.http.method.to_string()), path, ..Route::default() };
+    let arn = e.route_arn.unwrap_or_default();
+    let form = if options.http_iam { Form::HttpIam { arn } } else { Form::Simple };
+    Ok((Request { credential, route, ..Request::default() }, form))
+}
+
+/// HTTP APIs put a named stage in front of the path (`/dev/admin/x` on stage `dev`; the
+/// `$default` stage adds nothing). Route policies are written without it, so left in, the
+/// path would match no route and fall to the default rule.
+fn without_stage(path: &str, stage: Option<&str>) -> String {
+    let rest = stage
+        .filter(|s| !s.is_empty() && *s != "$default")
+        .and_then(|stage| path.strip_prefix('/')?.strip_prefix(stage));
+    match rest {
+        Some("") => "/".to_string(),
+        Some(rest) if rest.starts_with('/') => rest.to_string(),
+        _ => path.to_string(),
+    }
+}
+
+/// Reads an event as `T`. A mismatch is told by where it is and what was expected, never by the
+/// value found: serde quotes it (`invalid type: string "Bearer …"`), and it may be the token.
+fn read<'a, T: serde::Deserialize<'a>>(event: &'a Value, what: &str) -> Result<T, BadEvent> {
+    serde_path_to_error::deserialize(event).map_err(|e| BadEvent(format!("not {what}: {}", describe_without_input(&e))))
+}
+
+/// serde's kind of mismatch and what it expected, with the path of the field: the parts of its
+/// message that come from the types, not from the input.
+fn describe_without_input(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let message = error.inner().to_string();
+    let named_field = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+        .is_some_and(|name| name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    let what = if named_field {
+        message.clone()
+    } else if let Some(kind) =
+        ["invalid type", "invalid value", "invalid length"].into_iter().find(|k| message.starts_with(k))
+    {
+        // The last ", expected " is serde's own: the input comes before it, quoted.
+        let expected = message.rfind(", expected ").map_or("", |i| &message[i..]);
+        format!("{kind}{expected}")
+    } else {
+        "unexpected data".to_string()
+    };
+    let path = error.path();
+    if path.iter().next().is_some() { format!("{path}: {what}") } else { what }
+}
+
+/// An unknown type is named when it reads like one (`COGNITO`), not when it could be a value the
+/// caller chose.
+fn shown_type(kind: Option<&str>) -> String {
+    match kind {
+        None => "<missing>".to_string(),
+        Some(kind) if kind.len() <= 32 && kind.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') => {
+            format!("{kind:?}")
         }
-        (_, Some("TOKEN")) => {
-            let e: ApiGatewayCustomAuthorizerRequest =
-                serde_json::from_value(event).map_err(|e| BadEvent(format!("not a TOKEN authorizer event: {e}")))?;
-            let arn = e.method_arn.clone().ok_or_else(|| BadEvent("a TOKEN event without methodArn".into()))?;
-            let route = route_of_method_arn(&arn);
-            Ok((Request { credential: e.authorization_token, route, ..Request::default() }, Form::Iam { arn }))
-        }
-        (_, Some("REQUEST")) => {
-            let e: ApiGatewayCustomAuthorizerRequestTypeRequest =
-                serde_json::from_value(event).map_err(|e| BadEvent(format!("not a REQUEST authorizer event: {e}")))?;
-            let arn = e.method_arn.clone().ok_or_else(|| BadEvent("a REQUEST event without methodArn".into()))?;
-            let mut route = route_of_method_arn(&arn);
-            if let Some(path) = e.path.clone() {
-                route.path = Some(path);
-            }
-            let credential = header(&e.headers, "authorization");
-            Ok((Request { credential, route, ..Request::default() }, Form::Iam { arn }))
-        }
-        (_, other) => Err(BadEvent(format!("unknown authorizer event type {:?}", other.unwrap_or("<missing>")))),
+        Some(_) => "<not shown>".to_string(),
     }
 }
 
@@ -120,7 +218,7 @@ pub fn render(outcome: &Outcome, form: &Form, options: &Options) -> Result<Value
     match (outcome, form) {
         // REST APIs answer 401 to an error whose message is exactly "Unauthorized".
         (_, Form::Iam { .. }) if refused => Err(unauthorized()),
-        (_, Form::Simple | Form::IamV2 { .. }) if refused && options.http_unauthorized_error => Err(unauthorized()),
+        (_, Form::Simple | Form::HttpIam { .. }) if refused && options.http_unauthorized_error => Err(unauthorized()),
         (Outcome::Unavailable(cause), _) => Err(Diagnostic {
             error_type: "Unavailable".into(),
             error_message: format!("tokenbridge could not decide: {} ({cause})", cause.code()),
@@ -145,7 +243,7 @@ pub fn render(outcome: &Outcome, form: &Form, options: &Options) -> Result<Value
             r.context = context;
             to_json(&r)
         }
-        (outcome, Form::IamV2 { arn }) => {
+        (outcome, Form::HttpIam { arn }) => {
             let (principal, effect, context) = iam_parts(outcome);
             let mut r = ApiGatewayV2CustomAuthorizerIamPolicyResponse::<Value>::default();
             r.principal_id = Some(principal);
@@ -256,16 +354,84 @@ mod tests {
         assert_eq!(request.route.path.as_deref(), Some("/orders/7"));
         assert_eq!(form, Form::Simple);
         let iam = Options { http_iam: true, ..Options::default() };
-        assert_eq!(parse(event, &iam).unwrap().1, Form::IamV2 { arn: ARN.into() });
+        assert_eq!(parse(event, &iam).unwrap().1, Form::HttpIam { arn: ARN.into() });
+    }
+
+    fn http_v1_event(identity_source: &str, path: &str, stage: &str) -> Value {
+        json!({"version": "1.0", "type": "REQUEST", "methodArn": ARN, "identitySource": identity_source,
+               "authorizationToken": identity_source, "resource": "/orders/{id}", "path": path, "httpMethod": "GET",
+               "headers": {"Authorization": "Bearer from-header"}, "requestContext": {"stage": stage}})
+    }
+
+    fn http_v2_event(raw_path: &str, stage: &str) -> Value {
+        json!({"version": "2.0", "type": "REQUEST", "routeArn": ARN, "identitySource": ["Bearer v2"],
+               "routeKey": "ANY /{proxy+}", "rawPath": raw_path, "headers": {},
+               "requestContext": {"stage": stage, "http": {"method": "GET", "path": raw_path}}})
     }
 
     #[test]
-    fn an_http_v1_event_is_answered_with_a_policy() {
-        let event = json!({"version": "1.0", "type": "REQUEST", "methodArn": ARN, "identitySource": "Bearer v1",
-                           "headers": {"Authorization": "Bearer v1"}, "requestContext": {}});
-        let (request, form) = parse(event, &Options::default()).unwrap();
+    fn an_http_v1_event_takes_the_identity_source_and_is_answered_with_a_policy() {
+        let (request, form) = parse(http_v1_event("Bearer v1", "/orders/7", "$default"), &Options::default()).unwrap();
         assert_eq!(request.credential.as_deref(), Some("Bearer v1"));
-        assert!(matches!(form, Form::Iam { .. }));
+        assert_eq!((request.route.method.as_deref(), request.route.path.as_deref()), (Some("GET"), Some("/orders/7")));
+        assert_eq!(form, Form::HttpIam { arn: ARN.into() });
+    }
+
+    #[test]
+    fn an_http_v1_event_takes_the_first_of_several_identity_sources() {
+        let (request, _) =
+            parse(http_v1_event("Bearer v1,GET /orders/{id}", "/orders/7", "prod"), &Options::default()).unwrap();
+        assert_eq!(request.credential.as_deref(), Some("Bearer v1"));
+    }
+
+    #[test]
+    fn an_http_v1_event_without_identity_source_reads_the_authorization_header() {
+        let mut event = http_v1_event("", "/orders/7", "prod");
+        event.as_object_mut().unwrap().remove("authorizationToken");
+        let (request, _) = parse(event, &Options::default()).unwrap();
+        assert_eq!(request.credential.as_deref(), Some("Bearer from-header"));
+    }
+
+    #[test]
+    fn http_api_paths_lose_a_named_stage_before_route_policies_see_them() {
+        let path = |event| parse(event, &Options::default()).unwrap().0.route.path.unwrap();
+        assert_eq!(path(http_v2_event("/dev/admin/x", "dev")), "/admin/x");
+        assert_eq!(path(http_v2_event("/dev", "dev")), "/");
+        assert_eq!(path(http_v2_event("/devices/1", "dev")), "/devices/1", "only a whole segment is the stage");
+        assert_eq!(path(http_v2_event("/admin/x", "$default")), "/admin/x");
+        assert_eq!(path(http_v1_event("Bearer v1", "/prod/admin/x", "prod")), "/admin/x");
+        let mut without_raw_path = http_v2_event("/prod/admin/x", "prod");
+        without_raw_path.as_object_mut().unwrap().remove("rawPath");
+        assert_eq!(path(without_raw_path), "/admin/x");
+    }
+
+    #[test]
+    fn a_rest_request_event_routes_by_the_method_arn_not_a_custom_domain_path() {
+        let event = json!({"type": "REQUEST", "methodArn": ARN, "path": "/v1/orders/7", "httpMethod": "GET",
+                           "headers": {}, "requestContext": {"stage": "prod", "path": "/v1/orders/7"}});
+        let (request, _) = parse(event, &Options::default()).unwrap();
+        assert_eq!((request.route.method.as_deref(), request.route.path.as_deref()), (Some("GET"), Some("/orders/7")));
+    }
+
+    #[test]
+    fn bad_events_are_described_without_the_values_in_them() {
+        let cases = [
+            json!({"version": "2.0", "type": "REQUEST", "identitySource": "Bearer s3cr3t", "requestContext": {}}),
+            json!({"version": "1.0", "type": "REQUEST", "methodArn": ARN, "identitySource": ["Bearer s3cr3t"],
+                   "requestContext": {}}),
+            json!({"type": "TOKEN", "authorizationToken": ["Bearer s3cr3t"], "methodArn": ARN}),
+            json!({"type": "REQUEST", "methodArn": ARN, "headers": "Bearer s3cr3t", "requestContext": {}}),
+            json!({"type": "Bearer s3cr3t"}),
+        ];
+        for event in cases {
+            let BadEvent(message) = parse(event.clone(), &Options::default()).unwrap_err();
+            assert!(!message.contains("s3cr3t"), "{message}");
+        }
+        let v2 = json!({"version": "2.0", "type": "REQUEST", "identitySource": "Bearer s3cr3t", "requestContext": {}});
+        let BadEvent(message) = parse(v2, &Options::default()).unwrap_err();
+        assert_eq!(message, "not an HTTP API 2.0 authorizer event: identitySource: invalid type, expected a sequence");
+        let BadEvent(message) = parse(json!({"type": "COGNITO"}), &Options::default()).unwrap_err();
+        assert_eq!(message, r#"unknown authorizer event type "COGNITO""#);
     }
 
     #[test]
@@ -311,10 +477,16 @@ mod tests {
     fn http_apis_refuse_invalid_tokens_as_documented_unless_told_to_use_the_error() {
         let deny = Outcome::Deny(Denial::InvalidToken);
         assert_eq!(render(&deny, &Form::Simple, &Options::default()).unwrap()["isAuthorized"], false);
-        let iam = render(&deny, &Form::IamV2 { arn: ARN.into() }, &Options::default()).unwrap();
+        let iam = render(&deny, &Form::HttpIam { arn: ARN.into() }, &Options::default()).unwrap();
         assert_eq!(iam["policyDocument"]["Statement"][0]["Effect"], "Deny");
         let error = Options { http_unauthorized_error: true, ..Options::default() };
         assert_eq!(render(&deny, &Form::Simple, &error).unwrap_err().error_message, "Unauthorized");
+        let v1 = parse(http_v1_event("Bearer x", "/orders/7", "prod"), &Options::default()).unwrap().1;
+        assert_eq!(
+            render(&deny, &v1, &Options::default()).unwrap()["policyDocument"]["Statement"][0]["Effect"],
+            "Deny"
+        );
+        assert_eq!(render(&deny, &v1, &error).unwrap_err().error_message, "Unauthorized");
     }
 
     #[test]

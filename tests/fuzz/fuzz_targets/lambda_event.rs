@@ -26,9 +26,13 @@ fn check(event: &Value, options: &Options) {
             assert!(!options.http_iam);
             None
         }
-        Form::IamV2 { arn } => {
-            assert_eq!(event["version"], "2.0");
-            assert!(options.http_iam);
+        Form::HttpIam { arn } => {
+            if event["version"] == "2.0" {
+                assert!(options.http_iam);
+            } else {
+                assert_eq!(event["version"], "1.0");
+                assert_eq!(event["methodArn"].as_str(), Some(arn.as_str()));
+            }
             Some(arn.clone())
         }
         Form::Iam { arn } => {
