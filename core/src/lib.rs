@@ -52,7 +52,7 @@ pub use jwt::Issuer;
 pub use log::fingerprint;
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
 pub use policy::{Policy, Rule, ScopeMatch};
-pub use secret::{Secret, SecretError, SecretRef, SecretResolver};
+pub use secret::{AwsSecretStore, Secret, SecretError, SecretRef, SecretResolver, aws_secret_store};
 pub use store::StoreClient;
 
 /// RFC 3339 (UTC, whole seconds) for a Unix time, as gateways expect `expiresAt`.

@@ -51,14 +51,39 @@ impl SecretRef {
             SecretRef::File(path.to_string())
         } else if let Some(name) = value.strip_prefix("env:") {
             SecretRef::Env(name.to_string())
-        } else if value.starts_with("ocid1.vaultsecret.")
-            || value.starts_with("arn:aws:secretsmanager:")
-            || value.starts_with("arn:aws:ssm:")
-        {
+        } else if value.starts_with("ocid1.vaultsecret.") || aws_secret_store(value).is_some() {
             SecretRef::Platform(value.to_string())
         } else {
             SecretRef::Literal(Secret::new(value))
         }
+    }
+}
+
+/// The AWS store an ARN names, for the adapter that reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsSecretStore {
+    SecretsManager,
+    Ssm,
+}
+
+/// The store of a Secrets Manager or SSM ARN in any AWS partition (`arn:aws:`, `arn:aws-cn:`,
+/// `arn:aws-us-gov:`, `arn:aws-iso-b:` …): an ARN taken for a literal would be sent to the IdP
+/// as the secret itself.
+pub fn aws_secret_store(reference: &str) -> Option<AwsSecretStore> {
+    let mut parts = reference.splitn(4, ':');
+    let (Some("arn"), Some(partition), Some(service), Some(_)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let rest = partition.strip_prefix("aws")?;
+    if !rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+        return None;
+    }
+    match service {
+        "secretsmanager" => Some(AwsSecretStore::SecretsManager),
+        "ssm" => Some(AwsSecretStore::Ssm),
+        _ => None,
     }
 }
 
@@ -202,6 +227,27 @@ mod tests {
         assert!(matches!(SecretRef::parse("arn:aws:secretsmanager:eu-west-1:1:secret:x"), SecretRef::Platform(_)));
         assert_eq!(SecretRef::parse("hunter2"), SecretRef::Literal(Secret::new("hunter2")));
         assert_eq!(SecretRef::parse("literal:env:not-a-ref"), SecretRef::Literal(Secret::new("env:not-a-ref")));
+    }
+
+    #[test]
+    fn aws_arns_of_every_partition_are_references() {
+        for arn in [
+            "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+            "arn:aws-cn:secretsmanager:cn-north-1:1:secret:x",
+            "arn:aws-us-gov:ssm:us-gov-west-1:1:parameter/x",
+            "arn:aws-iso-b:secretsmanager:us-isob-east-1:1:secret:x",
+        ] {
+            assert!(matches!(SecretRef::parse(arn), SecretRef::Platform(_)), "{arn}");
+        }
+        assert_eq!(aws_secret_store("arn:aws-cn:ssm:cn-north-1:1:parameter/x"), Some(AwsSecretStore::Ssm));
+        assert_eq!(
+            aws_secret_store("arn:aws-us-gov:secretsmanager:r:1:secret:x"),
+            Some(AwsSecretStore::SecretsManager)
+        );
+        for literal in ["arn:aws:s3:::bucket", "arn:azure:ssm:r:1:x", "arn:AWS:ssm:r:1:x", "arn:aws:ssm"] {
+            assert_eq!(aws_secret_store(literal), None, "{literal}");
+        }
+        assert!(matches!(SecretRef::parse("arn:aws:s3:::bucket"), SecretRef::Literal(_)));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Secrets from AWS Secrets Manager and SSM Parameter Store through the AWS Parameters and
 //! Secrets Lambda Extension (contracts.md §5), which answers on localhost during invocations.
 //!
-//! A reference is a Secrets Manager ARN or an SSM parameter ARN; a JSON secret is narrowed to
+//! A reference is a Secrets Manager ARN or an SSM parameter ARN, in any partition; a JSON secret is narrowed to
 //! one key with `#key`: `arn:aws:secretsmanager:eu-west-1:123:secret:idp-a-AbCdEf#client_secret`.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenbridge_core::{Secret, SecretError, SecretResolver, StoreClient};
+use tokenbridge_core::{AwsSecretStore, Secret, SecretError, SecretResolver, StoreClient, aws_secret_store};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_ANSWER: u64 = 256 * 1024;
@@ -60,7 +60,7 @@ impl ExtensionResolver {
 
 impl SecretResolver for ExtensionResolver {
     fn handles(&self, reference: &str) -> bool {
-        reference.starts_with("arn:aws:secretsmanager:") || reference.starts_with("arn:aws:ssm:")
+        aws_secret_store(reference).is_some()
     }
 
     fn resolve(&self, reference: &str, deadline: Option<Instant>) -> Result<Secret, SecretError> {
@@ -68,7 +68,7 @@ impl SecretResolver for ExtensionResolver {
             Some((arn, key)) => (arn, Some(key)),
             None => (reference, None),
         };
-        let value = if arn.starts_with("arn:aws:ssm:") {
+        let value = if aws_secret_store(arn) == Some(AwsSecretStore::Ssm) {
             let answer = self
                 .get(&format!("/systemsmanager/parameters/get?name={}&withDecryption=true", encode(arn)), deadline)?;
             answer.pointer("/Parameter/Value").and_then(Value::as_str).map(str::to_string)
@@ -123,6 +123,21 @@ mod tests {
             encode("arn:aws:ssm:eu-west-1:1:parameter/a b"),
             "arn%3Aaws%3Assm%3Aeu-west-1%3A1%3Aparameter%2Fa%20b"
         );
+    }
+
+    #[test]
+    fn arns_of_every_partition_are_handled() {
+        let r = ExtensionResolver::with_lookup(Box::new(|_| None));
+        for arn in [
+            "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+            "arn:aws-cn:secretsmanager:cn-north-1:1:secret:x#k",
+            "arn:aws-us-gov:ssm:us-gov-west-1:1:parameter/x",
+            "arn:aws-iso:ssm:us-iso-east-1:1:parameter/x",
+        ] {
+            assert!(r.handles(arn), "{arn}");
+        }
+        assert!(!r.handles("arn:aws:s3:::bucket"));
+        assert!(!r.handles("ocid1.vaultsecret.oc1.x"));
     }
 
     #[test]
