@@ -166,7 +166,12 @@ fn http() -> Result<ExitCode> {
 #[cfg(feature = "lambda")]
 fn lambda() -> Result<ExitCode> {
     let options = lambda_options()?;
-    // Secrets are resolved at the first event: the extension does not answer during init.
+    // Init has the network and no caller waiting: load the issuers' keys now, within the budget
+    // the other modes use. In the foreground, not in the background as they do: Lambda may
+    // freeze the environment once the runtime asks for its first event. A failure only means
+    // the first event fetches them. (Keys need no secret: the extension does not answer during
+    // init, so secrets are resolved at the first event.)
+    engine().warm(std::time::Duration::from_secs(3));
     tokenbridge_lambda::runtime::run(engine(), options).map_err(anyhow::Error::msg)?;
     Ok(ExitCode::SUCCESS)
 }
