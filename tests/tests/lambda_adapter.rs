@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
+use tokenbridge_tests::fake_idp::unix_now;
+use tokenbridge_tests::jwt_keys::{FakeIssuer, SigningKey};
 use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
 use tokenbridge_tests::{Fault, IdpPair};
 
@@ -28,6 +31,38 @@ fn http_v2_event(token: &str) -> Value {
            "requestContext": {"accountId": "123456789012", "apiId": "abcdef1234", "domainName": "x", "domainPrefix": "x",
                               "http": {"method": "GET", "path": "/orders/7", "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4", "userAgent": "t"},
                               "requestId": "r", "routeKey": "GET /orders/{id}", "stage": "prod", "time": "t", "timeEpoch": 0}})
+}
+
+/// An HTTP API payload 1.0 event on the named stage `prod`, whose `path` starts with the stage.
+fn http_v1_event(token: &str, path: &str) -> Value {
+    json!({"version": "1.0", "type": "REQUEST", "methodArn": ARN, "identitySource": format!("Bearer {token}"),
+           "authorizationToken": format!("Bearer {token}"), "resource": "/orders/{id}", "path": format!("/prod{path}"),
+           "httpMethod": "GET", "headers": {"Authorization": format!("Bearer {token}")}, "queryStringParameters": {},
+           "pathParameters": {"id": "7"}, "stageVariables": {},
+           "requestContext": {"accountId": "123456789012", "apiId": "abcdef1234", "httpMethod": "GET",
+                              "path": format!("/prod{path}"), "resourcePath": "/orders/{id}", "stage": "prod"}})
+}
+
+/// An HTTP API payload 2.0 event on the named stage `prod`: `rawPath` starts with the stage.
+fn http_v2_staged_event(token: &str, path: &str) -> Value {
+    let mut event = http_v2_event(token);
+    event["rawPath"] = json!(format!("/prod{path}"));
+    event["requestContext"]["http"]["path"] = json!(format!("/prod{path}"));
+    event
+}
+
+/// An answer with the values that differ per run (the backend token, its expiry) replaced.
+fn settled(mut answer: Value) -> Value {
+    let context = &mut answer["context"];
+    assert!(context["back_end_token"].as_str().unwrap().starts_with("Bearer backend-"), "{answer}");
+    context["back_end_token"] = json!("<backend token>");
+    assert!(context["expires_at"].is_string(), "{answer}");
+    context["expires_at"] = json!("<expiry>");
+    answer
+}
+
+fn policy(effect: &str, resource: &str) -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Action": ["execute-api:Invoke"], "Effect": effect, "Resource": [resource]}]})
 }
 
 fn unauthorized() -> Answer {
@@ -153,4 +188,120 @@ fn route_policies_see_the_method_and_path_of_the_method_arn() {
                         "methodArn": ARN.replace("/GET/", "/DELETE/")});
     let Answer::Response(denied) = api.invoke(&delete, LONG) else { panic!() };
     assert_eq!(denied["policyDocument"]["Statement"][0]["Effect"], "Deny");
+}
+
+#[test]
+fn http_v1_events_get_policies_and_refusals_as_http_apis_do() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let api = FakeRuntimeApi::start();
+    let _function = api.start_function(&idp.env());
+    let Answer::Response(allow) = api.invoke(&http_v1_event(&token, "/orders/7"), LONG) else {
+        panic!("allow expected")
+    };
+    assert_eq!(
+        settled(allow),
+        json!({"principalId": "alice", "policyDocument": policy("Allow", STAGE),
+               "context": {"back_end_token": "<backend token>", "principal": "alice", "scope": "",
+                           "client_id": "caller-app", "expires_at": "<expiry>"}})
+    );
+    // An HTTP API: the documented "not authorized" (a Deny policy, 403), as for payload 2.0.
+    assert_eq!(
+        api.invoke(&http_v1_event("forged", "/orders/7"), LONG),
+        Answer::Response(
+            json!({"principalId": "unauthorized", "policyDocument": policy("Deny", STAGE), "context": {}})
+        )
+    );
+}
+
+#[test]
+fn http_v2_insufficient_scope_is_not_authorized_and_an_idp_outage_is_an_error() {
+    let idp = IdpPair::start();
+    let weak = idp.a.issue("bob", "other", 600);
+    let api = FakeRuntimeApi::start();
+    let env = [idp.env(), vec![("TOKENBRIDGE_REQUIRED_SCOPES".into(), "orders.read".into())]].concat();
+    let _function = api.start_function(&env);
+    assert_eq!(
+        api.invoke(&http_v2_event(&weak), LONG),
+        Answer::Response(json!({"isAuthorized": false, "context": {}}))
+    );
+
+    let token = idp.a.issue("carol", "orders.read", 600);
+    idp.a.set_introspect_fault(Some(Fault::Status(503, String::new())));
+    match api.invoke(&http_v2_event(&token), LONG) {
+        Answer::Error(kind, message) => {
+            assert_eq!(kind, "Unavailable");
+            assert!(message.starts_with("tokenbridge could not decide: introspection_bad_status ("), "{message}");
+            assert!(!message.contains(&token), "{message}");
+        }
+        other => panic!("an outage must be an error, not {other:?}"),
+    }
+}
+
+#[test]
+fn route_policies_see_http_api_paths_without_the_named_stage() {
+    let idp = IdpPair::start();
+    let reader = idp.a.issue("alice", "orders.read", 600);
+    let api = FakeRuntimeApi::start();
+    // A permissive default: a path that kept its stage would match no route and pass.
+    let document = r#"{"routes":[{"path":"/admin/**","scopes":["admin"]}],"default":{"scopes":[]}}"#;
+    let _function = api.start_function(&[idp.env(), vec![("TOKENBRIDGE_POLICY".into(), document.into())]].concat());
+    let not_authorized = Answer::Response(json!({"isAuthorized": false, "context": {}}));
+    assert_eq!(api.invoke(&http_v2_staged_event(&reader, "/admin/users"), LONG), not_authorized);
+    let Answer::Response(orders) = api.invoke(&http_v2_staged_event(&reader, "/orders/7"), LONG) else { panic!() };
+    assert_eq!(orders["isAuthorized"], true);
+    let Answer::Response(v1) = api.invoke(&http_v1_event(&reader, "/admin/users"), LONG) else { panic!() };
+    assert_eq!(v1["policyDocument"], policy("Deny", ARN));
+}
+
+#[test]
+fn a_malformed_event_is_answered_without_the_token_in_it() {
+    let api = FakeRuntimeApi::start();
+    let _function = api.start_function(&IdpPair::start().env());
+    let mut event = http_v2_event("s3cr3t");
+    event["identitySource"] = json!("Bearer s3cr3t");
+    assert_eq!(
+        api.invoke(&event, LONG),
+        Answer::Error(
+            "InvalidEvent".into(),
+            "not an HTTP API 2.0 authorizer event: identitySource: invalid type, expected a sequence".into()
+        )
+    );
+}
+
+#[test]
+fn jwt_mode_loads_the_issuer_keys_during_init_and_an_issuer_outage_does_not_fail_it() {
+    let idp = IdpPair::start();
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let issuer = FakeIssuer::start(&[&key]);
+    let env = [
+        idp.env(),
+        vec![
+            ("TOKENBRIDGE_MODE".into(), "jwt".into()),
+            ("TOKENBRIDGE_ISSUER".into(), issuer.url.clone()),
+            ("TOKENBRIDGE_AUDIENCE".into(), "api".into()),
+        ],
+    ]
+    .concat();
+    let api = FakeRuntimeApi::start();
+    let _function = api.start_function(&env);
+    let started = std::time::Instant::now();
+    while issuer.jwks_requests() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the keys were not loaded before any event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let token = key.sign(&issuer.claims("api", "alice", "", unix_now()));
+    let Answer::Response(allow) = api.invoke(&token_event(&token), LONG) else { panic!("allow expected") };
+    assert_eq!(allow["policyDocument"]["Statement"][0]["Effect"], "Allow");
+    assert_eq!(issuer.jwks_requests(), 1, "the first event used the keys loaded at init");
+
+    let down = FakeIssuer::start(&[&key]);
+    down.set_down(true);
+    let env: Vec<(String, String)> =
+        env.into_iter().map(|(k, v)| if k == "TOKENBRIDGE_ISSUER" { (k, down.url.clone()) } else { (k, v) }).collect();
+    let api = FakeRuntimeApi::start();
+    let mut function = api.start_function(&env);
+    let token = key.sign(&down.claims("api", "alice", "", unix_now()));
+    assert!(matches!(api.invoke(&token_event(&token), LONG), Answer::Error(kind, _) if kind == "Unavailable"));
+    assert!(function.is_alive());
 }
