@@ -1,12 +1,14 @@
 // One real OAuth 2.0 authorization server (node oidc-provider) on loopback, for tokenbridge's
 // interop tests: client_credentials, RFC 7662 introspection and RFC 7009 revocation, opaque
 // access tokens, in-memory storage; the authorization code flow (with the development login
-// and consent pages) for clients that have redirect URIs.
+// and consent pages) for clients that have redirect URIs; JWT access tokens (RFC 9068) for a
+// token request that names a resource (RFC 8707).
 //
 //   node server.mjs [--port N] [--clients FILE]
 //
 // --port (or $PORT): 0 or absent picks a free port. The first stdout line is JSON:
-//   {"issuer":"http://127.0.0.1:PORT","token_endpoint":"…","introspection_endpoint":"…","revocation_endpoint":"…"}
+//   {"issuer":"http://127.0.0.1:PORT","token_endpoint":"…","introspection_endpoint":"…","revocation_endpoint":"…",
+//    "jwks_uri":"…"}
 // --clients (or $INTEROP_CLIENTS, a JSON text): the clients, a JSON array of
 //   {"client_id","client_secret","grant_types":[…],"scope":"a b","introspect":true,"ttl":seconds,
 //    "redirect_uris":[…]}
@@ -15,8 +17,16 @@
 // the lifetime of its client_credentials tokens (default 600 s). Secrets must be visible ASCII
 // (RFC 6749 Appendix A): the server refuses others.
 //
+// Access tokens are opaque unless the token request carries `resource`: any absolute URI there
+// names a resource server whose access tokens are JWTs (`typ: at+jwt`, RS256, `aud` = that URI,
+// the same scopes and lifetime as the opaque ones), signed with an RSA key generated at start
+// and published at `jwks_uri` (also named by the discovery document). Each instance has a key
+// of its own, so one instance's keys never verify another's tokens. The server refuses to
+// introspect its JWTs (400 `unsupported_token_type`): a resource server verifies them itself.
+//
 // The process exits when its stdin closes, so a test process that dies takes it along.
 
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
@@ -53,6 +63,11 @@ await new Promise((resolve, reject) => {
 });
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+// A key of this instance's own instead of oidc-provider's fixed development keys, which every
+// instance would share.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), alg: 'RS256', use: 'sig' };
+
 const provider = new Provider(issuer, {
   clients: clients.map((c) => ({
     client_id: c.client_id,
@@ -64,6 +79,7 @@ const provider = new Provider(issuer, {
     ...(c.scope ? { scope: c.scope } : {}),
   })),
   scopes: [...scopes],
+  jwks: { keys: [signingKey] },
   features: {
     // The development login and consent pages, for clients that use the authorization code flow.
     devInteractions: { enabled: clients.some((c) => c.redirect_uris) },
@@ -78,12 +94,20 @@ const provider = new Provider(issuer, {
       enabled: true,
       allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId,
     },
+    // Without `resource` a token stays opaque (the default resource is none).
+    resourceIndicators: {
+      enabled: true,
+      getResourceServerInfo: async (ctx, resource) => ({
+        scope: [...scopes].join(' '),
+        audience: resource,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      }),
+    },
   },
   ttl: {
     ClientCredentials: (ctx, token, client) => ttls.get(client.clientId) ?? 600,
   },
-  // No resource indicator is used, so access tokens are opaque (the JWT format is selected per
-  // resource server only).
 });
 server.on('request', provider.callback());
 
@@ -91,6 +115,7 @@ const routes = {
   token_endpoint: `${issuer}/token`,
   introspection_endpoint: `${issuer}/token/introspection`,
   revocation_endpoint: `${issuer}/token/revocation`,
+  jwks_uri: `${issuer}/jwks`,
 };
 process.stdout.write(`${JSON.stringify({ issuer, ...routes })}\n`);
 

@@ -1,8 +1,9 @@
 //! A real authorization server for interop tests: node `oidc-provider` (pinned in
 //! `tests/interop/package-lock.json`) run by `tests/interop/server.mjs`, started as a child
-//! process on loopback — one instance as IdP A (introspection), one as IdP B (backend tokens) —
-//! and the client side of its endpoints: client_credentials, the authorization code flow through
-//! its development login and consent pages, introspection and revocation.
+//! process on loopback — one instance as IdP A (introspection, JWT access tokens), one as IdP B
+//! (backend tokens) — and the client side of its endpoints: client_credentials (opaque, or a JWT
+//! for a resource), the authorization code flow through its development login and consent pages,
+//! introspection and revocation.
 //!
 //! Without `node` on PATH or without `tests/interop/node_modules` (`npm ci` there installs it),
 //! [`pair`] returns `None` and the test skips itself — unless `CI` is set, where it panics:
@@ -48,6 +49,11 @@ pub const CALLER_TTL: i64 = 600;
 pub const BACKEND_TTL: i64 = 3600;
 /// The scope tokenbridge asks IdP B for (`TOKENBRIDGE_BACKEND_SCOPE`).
 pub const BACKEND_SCOPE: &str = "inventory.read";
+/// The resource (RFC 8707) whose access tokens are JWTs with this audience: the API behind
+/// tokenbridge.
+pub const ORDERS_API: &str = "https://orders.example/api";
+/// Another resource server of the same issuer: its JWTs are not for tokenbridge.
+pub const OTHER_API: &str = "https://billing.example/api";
 /// Where [`WEB_APP`] is sent back to; nothing listens there, the code is read off the redirect.
 const WEB_REDIRECT: &str = "http://127.0.0.1/cb";
 
@@ -154,6 +160,20 @@ impl Pair {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+
+    /// The environment for `TOKENBRIDGE_MODE=mode` (`jwt` or `auto`) with IdP A as the issuer
+    /// whose JWTs for [`ORDERS_API`] are verified against its discovered JWKS. `jwt` mode gets no
+    /// introspection settings: it must not need them.
+    pub fn jwt_env(&self, mode: &str) -> Vec<(String, String)> {
+        let mut env = self.env();
+        if mode == "jwt" {
+            env.retain(|(k, _)| !k.starts_with("TOKENBRIDGE_INTROSPECTION_"));
+        }
+        let jwt =
+            [("TOKENBRIDGE_MODE", mode), ("TOKENBRIDGE_ISSUER", &self.a.issuer), ("TOKENBRIDGE_AUDIENCE", ORDERS_API)];
+        env.extend(jwt.into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
     }
 }
 
@@ -285,8 +305,20 @@ impl AuthServer {
 
     /// A client_credentials token for `client`, with `scope` if given.
     pub fn client_credentials(&self, client: Client, scope: Option<&str>) -> Tokens {
+        self.token_request(client, scope, None)
+    }
+
+    /// A client_credentials JWT access token for `resource` (its `aud`), with `scope`.
+    pub fn jwt_client_credentials(&self, client: Client, scope: &str, resource: &str) -> Tokens {
+        let tokens = self.token_request(client, Some(scope), Some(resource));
+        assert_eq!(tokens.access_token.split('.').count(), 3, "a token for a resource is a JWT");
+        tokens
+    }
+
+    fn token_request(&self, client: Client, scope: Option<&str>, resource: Option<&str>) -> Tokens {
         let mut form = vec![("grant_type", "client_credentials")];
         form.extend(scope.map(|s| ("scope", s)));
+        form.extend(resource.map(|r| ("resource", r)));
         let (status, answer) = self.post(&self.token_endpoint, client, &form);
         assert_eq!(status, 200, "client_credentials for {} refused: {}", client.id, redacted(&answer));
         Tokens::from_answer(&answer)
@@ -294,9 +326,14 @@ impl AuthServer {
 
     /// The server's own introspection answer for `token`, asked as `client`.
     pub fn introspect(&self, client: Client, token: &str) -> Value {
-        let (status, answer) = self.post(&self.introspection_endpoint, client, &[("token", token)]);
+        let (status, answer) = self.try_introspect(client, token);
         assert_eq!(status, 200, "introspection as {} refused: {answer}", client.id);
         answer
+    }
+
+    /// The status and body of the introspection of `token`, asked as `client`, refused or not.
+    pub fn try_introspect(&self, client: Client, token: &str) -> (u16, Value) {
+        self.post(&self.introspection_endpoint, client, &[("token", token)])
     }
 
     /// Revokes `token` (RFC 7009) as `client`, its owner.
