@@ -45,6 +45,24 @@ impl Fixture {
         self.engine.decide(&Request::bearer(format!("Bearer {token}")))
     }
 
+    /// Decides every token at once, one thread each, released together.
+    fn decide_together(&self, tokens: &[String]) -> Vec<Outcome> {
+        let start = Barrier::new(tokens.len());
+        std::thread::scope(|s| {
+            let threads: Vec<_> = tokens
+                .iter()
+                .map(|token| {
+                    let start = &start;
+                    s.spawn(move || {
+                        start.wait();
+                        self.decide(token)
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    }
+
     fn now(&self) -> i64 {
         use tokenbridge_core::Clock;
         self.clock.now()
@@ -61,6 +79,17 @@ impl Fixture {
 }
 
 /// A valid token for `sub`, so that concurrent callers do not share one cached verdict.
+/// A fixture whose issuer signed with `old` (one decision made with it), then published `new`
+/// beside it: the keys in hand lack `new`.
+fn rotated(extra: &[(&str, &str)]) -> (Fixture, SigningKey, SigningKey) {
+    let old = SigningKey::ec("old", Algorithm::ES256);
+    let new = SigningKey::ec("new", Algorithm::ES256);
+    let f = fixture(&[&old], extra);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.publish(&[&old, &new]);
+    (f, old, new)
+}
+
 fn key_token(f: &Fixture, key: &SigningKey, sub: &str) -> String {
     key.sign(&f.issuer.claims("api", sub, "orders.read", f.now()))
 }
@@ -189,38 +218,17 @@ fn at_jwt_can_be_required() {
 
 #[test]
 fn a_new_key_in_the_jwks_is_picked_up_on_its_first_use() {
-    let old = SigningKey::ec("old", Algorithm::ES256);
-    let new = SigningKey::ec("new", Algorithm::ES256);
-    let f = fixture(&[&old], &[]);
-    assert_allowed(&f.decide(&f.valid(&old)));
-    f.issuer.publish(&[&old, &new]);
+    let (f, _, new) = rotated(&[]);
     assert_allowed(&f.decide(&f.valid(&new)));
     assert_eq!(f.issuer.jwks_requests(), 2, "one refetch for the unknown kid");
 }
 
 #[test]
 fn concurrent_tokens_signed_with_a_new_key_all_wait_for_the_one_refetch() {
-    let old = SigningKey::ec("old", Algorithm::ES256);
-    let new = SigningKey::ec("new", Algorithm::ES256);
-    let f = fixture(&[&old], &[]);
-    assert_allowed(&f.decide(&f.valid(&old)));
-    f.issuer.publish(&[&old, &new]);
+    let (f, _, new) = rotated(&[]);
     f.issuer.set_jwks_delay(Duration::from_millis(800));
     let tokens: Vec<String> = (0..4).map(|i| key_token(&f, &new, &format!("alice{i}"))).collect();
-    let start = Barrier::new(tokens.len());
-    let outcomes: Vec<Outcome> = std::thread::scope(|s| {
-        let threads: Vec<_> = tokens
-            .iter()
-            .map(|token| {
-                let (f, start) = (&f, &start);
-                s.spawn(move || {
-                    start.wait();
-                    f.decide(token)
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    });
+    let outcomes = f.decide_together(&tokens);
     for outcome in &outcomes {
         assert!(matches!(outcome, Outcome::Allow(_)), "{outcome:?}");
     }
@@ -229,11 +237,7 @@ fn concurrent_tokens_signed_with_a_new_key_all_wait_for_the_one_refetch() {
 
 #[test]
 fn a_request_whose_deadline_passes_while_the_refetch_runs_is_unavailable_not_denied() {
-    let old = SigningKey::ec("old", Algorithm::ES256);
-    let new = SigningKey::ec("new", Algorithm::ES256);
-    let f = fixture(&[&old], &[]);
-    assert_allowed(&f.decide(&f.valid(&old)));
-    f.issuer.publish(&[&old, &new]);
+    let (f, _, new) = rotated(&[]);
     f.issuer.set_jwks_delay(Duration::from_millis(800));
     let hurried = key_token(&f, &new, "alice-in-a-hurry");
     std::thread::scope(|s| {
@@ -304,11 +308,7 @@ fn assert_unavailable_jwks(outcome: Outcome) -> Cause {
 
 #[test]
 fn a_key_rotated_in_while_the_jwks_is_down_is_unavailable_until_it_is_back_then_allowed() {
-    let old = SigningKey::ec("old", Algorithm::ES256);
-    let new = SigningKey::ec("new", Algorithm::ES256);
-    let f = fixture(&[&old], &[("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "3600")]);
-    assert_allowed(&f.decide(&f.valid(&old)));
-    f.issuer.publish(&[&old, &new]);
+    let (f, old, new) = rotated(&[("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "3600")]);
     f.issuer.set_down(true);
     let token = f.valid(&new);
     assert_eq!(assert_unavailable_jwks(f.decide(&token)).failure, Failure::Status(503));
@@ -324,28 +324,11 @@ fn a_key_rotated_in_while_the_jwks_is_down_is_unavailable_until_it_is_back_then_
 
 #[test]
 fn requests_waiting_for_a_refetch_that_fails_are_unavailable_not_denied() {
-    let old = SigningKey::ec("old", Algorithm::ES256);
-    let new = SigningKey::ec("new", Algorithm::ES256);
-    let f = fixture(&[&old], &[]);
-    assert_allowed(&f.decide(&f.valid(&old)));
-    f.issuer.publish(&[&old, &new]);
+    let (f, _, new) = rotated(&[]);
     f.issuer.set_down(true);
     f.issuer.set_jwks_delay(Duration::from_millis(500));
     let tokens: Vec<String> = (0..3).map(|i| key_token(&f, &new, &format!("alice{i}"))).collect();
-    let start = Barrier::new(tokens.len());
-    let outcomes: Vec<Outcome> = std::thread::scope(|s| {
-        let threads: Vec<_> = tokens
-            .iter()
-            .map(|token| {
-                let (f, start) = (&f, &start);
-                s.spawn(move || {
-                    start.wait();
-                    f.decide(token)
-                })
-            })
-            .collect();
-        threads.into_iter().map(|t| t.join().unwrap()).collect()
-    });
+    let outcomes = f.decide_together(&tokens);
     for outcome in outcomes {
         assert_unavailable_jwks(outcome);
     }
