@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,15 @@ use tokenbridge_tests::fn_agent::{Framing, request_bytes};
 /// (stderr) to /dev/null. With `cpu`, pinned to that CPU by `taskset` (which execs the binary,
 /// so the pid is the binary's).
 pub fn spawn(args: &[&str], env: &[(String, String)], cpu: Option<usize>) -> Child {
+    spawn_logging(args, env, cpu, None)
+}
+
+/// `spawn`, with the decision log written to `log` when given.
+fn spawn_logging(args: &[&str], env: &[(String, String)], cpu: Option<usize>, log: Option<&Path>) -> Child {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("create the decision log file")),
+        None => Stdio::null(),
+    };
     let mut command = match cpu {
         Some(cpu) => {
             let mut c = Command::new("taskset");
@@ -32,7 +41,7 @@ pub fn spawn(args: &[&str], env: &[(String, String)], cpu: Option<usize>) -> Chi
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start tokenbridge")
 }
@@ -94,6 +103,11 @@ pub struct Oci {
 
 impl Oci {
     pub fn start(env: &[(String, String)]) -> Self {
+        Self::start_logging(env, None)
+    }
+
+    /// `start`, with the decision log written to `log` when given.
+    pub fn start_logging(env: &[(String, String)], log: Option<&Path>) -> Self {
         static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("tb-bench-{}-{n}", std::process::id()));
@@ -109,7 +123,7 @@ impl Oci {
         ]);
         binary();
         let started = Instant::now();
-        let child = spawn(&[], &env, None);
+        let child = spawn_logging(&[], &env, None, log);
         while std::fs::symlink_metadata(&socket).is_err() {
             assert!(started.elapsed() < Duration::from_secs(5), "no socket within 5 s");
             std::thread::sleep(Duration::from_micros(50));
@@ -209,4 +223,21 @@ impl IdpClient {
         let _ = answer.body_mut().read_to_vec();
         answer.status().as_u16()
     }
+}
+
+/// The medians of `idp_ms` and `duration_ms` over the decision log lines that called an IdP:
+/// where tokenbridge itself says an uncached decision's time went, in microseconds.
+pub fn logged_idp_split(log: &str) -> Option<(f64, f64)> {
+    let (mut idp, mut total) = (Vec::new(), Vec::new());
+    for line in log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        if let (Some(i), Some(d)) = (line["idp_ms"].as_f64(), line["duration_ms"].as_f64()) {
+            idp.push(i * 1000.0);
+            total.push(d * 1000.0);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    Some((median(idp)?, median(total)?))
 }

@@ -8,11 +8,13 @@
 //! once built.
 //!
 //! What runs, in order: cold starts per mode; warm latency per decision path over the OCI
-//! socket, with every cache on and with every cache that configuration can turn off; the
-//! floors (one IdP round trip by the harness itself, and the seed's two); stdio throughput
-//! (pinned to one CPU when `taskset` exists); HTTP forward-auth latency and throughput under
-//! concurrent load; Lambda under the fake Runtime API; peak resident memory per mode; IdP
-//! requests per 1,000 decisions; binary sizes.
+//! socket, with every cache on, with every cache that configuration can turn off (the backend
+//! token cache cannot be), and seed-like (that, plus the client_credentials round trip the
+//! backend token cache saves); the floors (one IdP round trip by the harness itself, and the
+//! seed's two); stdio throughput (pinned to one CPU when `taskset` exists); HTTP forward-auth
+//! latency, caches on and off, and throughput under concurrent load; Lambda under the fake
+//! Runtime API, caches on and off; peak resident memory per mode; IdP requests per 1,000 token
+//! decisions (no-token calls counted apart); binary sizes.
 
 mod clients;
 mod report;
@@ -32,8 +34,8 @@ use tokenbridge_tests::jwt_keys::{FakeIssuer, SigningKey};
 use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
 use tokenbridge_tests::{IdpPair, binary, token_payload};
 
-use clients::{Http, IdpClient, Oci, far_deadline, forward_auth, oci_call, peak_rss_kib, spawn};
-use report::{IdpCount, Results, Row};
+use clients::{Http, IdpClient, Oci, far_deadline, forward_auth, logged_idp_split, oci_call, peak_rss_kib, spawn};
+use report::{IdpCount, Results, Row, Rss};
 use stats::Repeated;
 
 /// A knob: `BENCH_<name>` from the environment, else `default`.
@@ -158,6 +160,8 @@ fn main() {
     oci_jwt(&w, &k, &mut r);
     step("OCI: caches off");
     oci_no_cache(&w, &k, &mut r);
+    step("OCI: seed-like (no cache, both IdP calls)");
+    oci_seed_like(&w, &k, &mut r);
     step("floors: the harness's own IdP round trips");
     floors(&w, &k, &mut r);
     step("stdio throughput");
@@ -238,11 +242,12 @@ fn oci_opaque(w: &World, k: &Knobs, r: &mut Results) {
     let tokens: Vec<String> = (0..k.tokens.max(1)).map(|_| w.opaque_token()).collect();
     let calls: Vec<Vec<u8>> = tokens.iter().map(|t| oci_call(token_payload(t).as_bytes(), &deadline)).collect();
     let empty = oci_call(br#"{"type":"TOKEN"}"#, &deadline);
+    let before = w.idp_requests();
     let mut oci = Oci::start(&w.opaque);
     let warmup = oci.send(&oci_call(token_payload(&w.opaque_token()).as_bytes(), &deadline));
     assert!(allowed(warmup.0, &warmup.1));
-    let before = w.idp_requests();
-    let mut decisions = 0;
+    // Token decisions and no-token calls apart: only the former can need an IdP.
+    let (mut decisions, mut no_token) = (1, 0);
 
     let mut miss = Vec::with_capacity(calls.len());
     for call in &calls {
@@ -262,30 +267,44 @@ fn oci_opaque(w: &World, k: &Knobs, r: &mut Results) {
         let (status, _) = oci.send(&empty);
         floor.push(t.elapsed());
         assert_eq!(status, 200);
-        decisions += 2;
+        decisions += 1;
+        no_token += 1;
     }
+    // The last decision is checked, so fill up to one short of the target count.
     let mut i = 0;
-    while decisions < k.decisions {
+    while decisions + 1 < k.decisions {
         oci.send(&calls[i % calls.len()]);
         i += 1;
         decisions += 1;
     }
     let (status, body) = oci.send(&calls[0]);
     assert!(allowed(status, &body));
-    r.rss.push((
-        "oci",
-        format!("OCI, after {decisions} decisions ({} distinct tokens cached)", calls.len()),
-        peak_rss_kib(oci.pid()),
-    ));
+    decisions += 1;
+    let distinct = calls.len() + 1;
+    r.rss.push(Rss {
+        key: "oci",
+        label: format!(
+            "OCI, after {decisions} token decisions and {no_token} no-token calls ({distinct} distinct tokens cached)"
+        ),
+        kib: peak_rss_kib(oci.pid()),
+        token_decisions: decisions,
+    });
     r.idp.push(IdpCount {
         key: "oci_opaque",
-        label: format!("OCI, {} distinct opaque tokens, {decisions} decisions", calls.len()),
-        decisions,
+        label: format!("OCI, {distinct} distinct opaque tokens (cold start included)"),
+        token_decisions: decisions,
+        no_token_calls: no_token,
         requests: w.idp_requests() - before,
     });
     r.warm.push(Row::new("oci_empty", "OCI `/call`, no token (a deny without IdP call): the socket floor", &floor));
-    r.warm.push(Row::new("oci_hit", "OCI, opaque token, cached", &hit).baseline("oci_nocache_opaque"));
-    r.warm.push(Row::new("oci_miss", "OCI, new opaque token (1 introspection)", &miss).baseline("oci_nocache_opaque"));
+    r.warm.push(
+        Row::new("oci_hit", "OCI, opaque token, cached", &hit).baseline("oci_nocache_opaque").seed("oci_seed_like"),
+    );
+    r.warm.push(
+        Row::new("oci_miss", "OCI, new opaque token (1 introspection)", &miss)
+            .baseline("oci_nocache_opaque")
+            .seed("oci_seed_like"),
+    );
 }
 
 fn oci_jwt(w: &World, k: &Knobs, r: &mut Results) {
@@ -312,12 +331,19 @@ fn oci_jwt(w: &World, k: &Knobs, r: &mut Results) {
     }
     r.idp.push(IdpCount {
         key: "oci_jwt",
-        label: format!("OCI, {} distinct JWTs, {} decisions (JWKS warm)", calls.len(), calls.len() + k.warm),
-        decisions: calls.len() + k.warm,
+        label: format!("OCI, {} distinct JWTs (JWKS warm)", calls.len()),
+        token_decisions: calls.len() + k.warm,
+        no_token_calls: 0,
         requests: w.idp_requests() - before,
     });
-    r.warm.push(Row::new("oci_jwt_hit", "OCI, JWT (ES256), cached", &hit).baseline("oci_nocache_jwt"));
-    r.warm.push(Row::new("oci_jwt_miss", "OCI, new JWT (ES256, JWKS warm)", &miss).baseline("oci_nocache_jwt"));
+    r.warm.push(
+        Row::new("oci_jwt_hit", "OCI, JWT (ES256), cached", &hit).baseline("oci_nocache_jwt").seed("oci_seed_like"),
+    );
+    r.warm.push(
+        Row::new("oci_jwt_miss", "OCI, new JWT (ES256, JWKS warm)", &miss)
+            .baseline("oci_nocache_jwt")
+            .seed("oci_seed_like"),
+    );
 }
 
 fn oci_no_cache(w: &World, k: &Knobs, r: &mut Results) {
@@ -332,7 +358,11 @@ fn oci_no_cache(w: &World, k: &Knobs, r: &mut Results) {
         ("oci_nocache_jwt", "OCI, JWT, caches off (verified every time)", with(&w.jwt, NO_CACHE), w.jwt_token()),
     ] {
         let call = oci_call(token_payload(&token).as_bytes(), &deadline);
-        let mut oci = Oci::start(&env);
+        // The introspection process keeps its decision log: its idp_ms and duration_ms split
+        // the uncached decision for the report.
+        let log = (key == "oci_nocache_opaque")
+            .then(|| std::env::temp_dir().join(format!("tb-bench-{}-decisions.log", std::process::id())));
+        let mut oci = Oci::start_logging(&env, log.as_deref());
         let (status, body) = oci.send(&call);
         assert!(allowed(status, &body));
         let before = w.idp_requests();
@@ -345,12 +375,45 @@ fn oci_no_cache(w: &World, k: &Knobs, r: &mut Results) {
         }
         r.idp.push(IdpCount {
             key,
-            label: format!("{label}, one token, {} decisions", k.misses),
-            decisions: k.misses,
+            label: format!("{label}, one token"),
+            token_decisions: k.misses,
+            no_token_calls: 0,
             requests: w.idp_requests() - before,
         });
         r.warm.push(Row::new(key, label, &samples));
+        drop(oci);
+        if let Some(log) = log {
+            r.logged_split = std::fs::read_to_string(&log).ok().as_deref().and_then(logged_idp_split);
+            let _ = std::fs::remove_file(&log);
+        }
     }
+}
+
+/// What the seed does for every decision, through the same socket: the caches-off decision
+/// (its introspection included), then the client_credentials round trip tokenbridge's backend
+/// token cache saves, which no setting turns off, so the harness makes it, timed together.
+fn oci_seed_like(w: &World, k: &Knobs, r: &mut Results) {
+    let deadline = far_deadline();
+    let call = oci_call(token_payload(&w.opaque_token()).as_bytes(), &deadline);
+    let mut oci = Oci::start(&with(&w.opaque, NO_CACHE));
+    let (status, body) = oci.send(&call);
+    assert!(allowed(status, &body));
+    let b = IdpClient::new(B_CLIENT);
+    let token_url = w.idp.b.token_url();
+    assert_eq!(b.post(&token_url, "grant_type=client_credentials"), 200);
+    let mut samples = Vec::with_capacity(k.misses);
+    for _ in 0..k.misses {
+        let t = Instant::now();
+        let (status, _) = oci.send(&call);
+        let backend = b.post(&token_url, "grant_type=client_credentials");
+        samples.push(t.elapsed());
+        assert_eq!((status, backend), (200, 200));
+    }
+    r.warm.push(Row::new(
+        "oci_seed_like",
+        "seed-like: OCI, opaque token, caches off, + the client_credentials round trip (every decision)",
+        &samples,
+    ));
 }
 
 fn floors(w: &World, k: &Knobs, r: &mut Results) {
@@ -380,8 +443,8 @@ fn floors(w: &World, k: &Knobs, r: &mut Results) {
     }
     r.warm.push(Row::new("floor_idp_fresh", "one introspection round trip on a new connection (harness)", &fresh));
     r.warm.push(Row::new(
-        "seed_like",
-        "seed-like: introspection + client_credentials round trips (harness, no decision)",
+        "floor_seed",
+        "floor: introspection + client_credentials round trips (harness, no decision)",
         &two,
     ));
 }
@@ -428,29 +491,46 @@ fn stdio_throughput(w: &World, k: &Knobs, r: &mut Results) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = (pinned && cores >= 2).then_some(cores - 1);
     let where_ = cpu.map_or("unpinned".to_string(), |c| format!("pinned to CPU {c}"));
-    for (key, label, env, token) in [
-        ("stdio_jwt", format!("stdio, one cached JWT, {where_}"), &w.jwt, w.jwt_token()),
-        ("stdio_opaque", format!("stdio, one cached opaque token, {where_}"), &w.opaque, w.opaque_token()),
+    for (key, label, env, line) in [
+        ("stdio_jwt", format!("stdio, one cached JWT, {where_}"), &w.jwt, token_payload(&w.jwt_token())),
+        (
+            "stdio_opaque",
+            format!("stdio, one cached opaque token, {where_}"),
+            &w.opaque,
+            token_payload(&w.opaque_token()),
+        ),
+        // What every line costs whatever its token: read, answer, log. For the stdio target's "why".
+        (
+            "stdio_empty",
+            format!("stdio, no token (a deny without IdP call), {where_}"),
+            &w.jwt,
+            r#"{"type":"TOKEN"}"#.into(),
+        ),
     ] {
         let runs = if key == "stdio_jwt" { k.stdio_runs } else { 1 };
         let mut rates = Repeated::default();
         let mut rss = None;
         let before = w.idp_requests();
         for _ in 0..runs.max(1) {
-            let (rate, peak, first) = stdio_run(env, &token_payload(&token), k.stdio, cpu);
-            assert!(first.starts_with("{\"active\":true"), "stdio answered {first}");
+            let (rate, peak, first) = stdio_run(env, &line, k.stdio, cpu);
+            assert_eq!(first.starts_with("{\"active\":true"), key != "stdio_empty", "stdio answered {first}");
             rates.runs.push(rate);
             rss = rss.max(peak);
         }
-        let decisions = runs.max(1) * k.stdio;
-        r.idp.push(IdpCount {
-            key,
-            label: format!("{label}, {decisions} decisions in {} processes", runs.max(1)),
-            decisions,
-            requests: w.idp_requests() - before,
-        });
+        let lines = runs.max(1) * k.stdio;
+        let processes = format!("{lines} lines in {} processes", runs.max(1));
+        if key != "stdio_empty" {
+            r.idp.push(IdpCount {
+                key,
+                label: format!("{label}, {processes}"),
+                token_decisions: lines,
+                no_token_calls: 0,
+                requests: w.idp_requests() - before,
+            });
+        }
         if key == "stdio_jwt" {
-            r.rss.push(("stdio", format!("stdio, after {} decisions (one cached JWT)", k.stdio), rss));
+            let label = format!("stdio, after {} decisions (one cached JWT)", k.stdio);
+            r.rss.push(Rss { key: "stdio", label, kib: rss, token_decisions: k.stdio });
         }
         r.throughput.push((key, label, rates));
     }
@@ -475,7 +555,10 @@ fn http(w: &World, k: &Knobs, r: &mut Results) {
         floor.push(t.elapsed());
     }
     r.warm.push(Row::new("http_empty", "HTTP `GET /healthz` (no decision): the connection floor", &floor));
-    r.warm.push(Row::new("http_hit", "HTTP forward-auth, JWT, cached (one connection)", &hit));
+    r.warm.push(
+        Row::new("http_hit", "HTTP forward-auth, JWT, cached (one connection)", &hit).baseline("http_nocache_jwt"),
+    );
+    http_no_cache(w, k, r);
 
     let mut rates = Repeated::default();
     let mut loaded = Vec::new();
@@ -514,30 +597,61 @@ fn http(w: &World, k: &Knobs, r: &mut Results) {
         format!("HTTP forward-auth, one cached JWT, {} kept-alive connections, 32 workers, unpinned", k.http_clients),
         rates,
     ));
-    r.rss.push(("http", format!("HTTP, after {} decisions", loaded.len() + n + 1), peak_rss_kib(server.pid())));
+    let decisions = loaded.len() + n + 1;
+    let label = format!("HTTP, after {decisions} decisions");
+    r.rss.push(Rss { key: "http", label, kib: peak_rss_kib(server.pid()), token_decisions: decisions });
 }
 
-fn lambda_warm(w: &World, k: &Knobs, r: &mut Results) {
+/// The cached HTTP row's baseline: the same request, verified every time.
+fn http_no_cache(w: &World, k: &Knobs, r: &mut Results) {
+    let server = HttpServer::start(&with(&w.jwt, NO_CACHE));
+    let request = forward_auth(&w.jwt_token());
+    let mut client = Http::connect(&server.addr);
+    assert_eq!(client.send(&request).0, 200);
+    let mut samples = Vec::with_capacity(k.misses);
+    for _ in 0..k.misses {
+        let t = Instant::now();
+        let (status, _) = client.send(&request);
+        samples.push(t.elapsed());
+        assert_eq!(status, 200);
+    }
+    r.warm.push(Row::new("http_nocache_jwt", "HTTP forward-auth, JWT, caches off (one connection)", &samples));
+}
+
+/// `n` timed invocations of one event by a new Lambda process with `env`, and its peak memory.
+fn lambda_run(env: &[(String, String)], token: &str, n: usize) -> (Vec<Duration>, Option<u64>) {
     let api = FakeRuntimeApi::start();
-    let env = [api.env(), w.opaque.clone()].concat();
+    let env = [api.env(), env.to_vec()].concat();
     let mut child = spawn(&[], &env, None);
-    let event = lambda_event(&w.opaque_token());
+    let event = lambda_event(token);
     assert!(matches!(api.invoke(&event, Duration::from_secs(10)), Answer::Response(_)));
-    let mut samples = Vec::with_capacity(k.lambda);
-    for _ in 0..k.lambda {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
         let t = Instant::now();
         let answer = api.invoke(&event, Duration::from_secs(10));
         samples.push(t.elapsed());
         assert!(matches!(answer, Answer::Response(_)));
     }
-    r.warm.push(Row::new(
-        "lambda_hit",
-        "Lambda invocation, opaque token, cached (through the fake Runtime API)",
-        &samples,
-    ));
-    r.rss.push(("lambda", format!("Lambda, after {} invocations", k.lambda + 1), peak_rss_kib(child.id())));
+    let rss = peak_rss_kib(child.id());
     let _ = child.kill();
     let _ = child.wait();
+    (samples, rss)
+}
+
+fn lambda_warm(w: &World, k: &Knobs, r: &mut Results) {
+    let (samples, rss) = lambda_run(&w.opaque, &w.opaque_token(), k.lambda);
+    r.warm.push(
+        Row::new("lambda_hit", "Lambda invocation, opaque token, cached (through the fake Runtime API)", &samples)
+            .baseline("lambda_nocache"),
+    );
+    let label = format!("Lambda, after {} invocations", k.lambda + 1);
+    r.rss.push(Rss { key: "lambda", label, kib: rss, token_decisions: k.lambda + 1 });
+    let (samples, _) = lambda_run(&with(&w.opaque, NO_CACHE), &w.opaque_token(), k.lambda.min(k.misses));
+    r.warm.push(Row::new(
+        "lambda_nocache",
+        "Lambda invocation, opaque token, caches off (introspection every time)",
+        &samples,
+    ));
 }
 
 fn sizes(r: &mut Results) {

@@ -63,7 +63,8 @@ pub fn latency_chart(r: &Results) -> String {
         let q = &row.summary;
         let color = match row.key {
             k if k.contains("nocache") => "#d9822b",
-            "floor_idp" | "seed_like" => "#888888",
+            "floor_idp" | "floor_seed" => "#888888",
+            k if k.contains("seed") => "#c92a2a",
             k if k.starts_with("http") => "#2b8a3e",
             k if k.starts_with("lambda") => "#7048e8",
             _ => "#1c7ed6",
