@@ -43,8 +43,11 @@ fn forward_auth_allows_with_the_backend_token_and_identity_headers() {
     let idp = IdpPair::start();
     let token = idp.a.issue("alice", "orders.read", 600);
     let server = HttpServer::start(&idp.env());
-    let (status, headers, body) =
-        get(&server.addr, "/auth", &[("Authorization", &bearer(&token)), ("X-Forwarded-Uri", "/orders/1")]);
+    let (status, headers, body) = get(
+        &server.addr,
+        "/auth",
+        &[("Authorization", &bearer(&token)), ("X-Forwarded-Method", "GET"), ("X-Forwarded-Uri", "/orders/1")],
+    );
     assert_eq!(status, 200, "{body}");
     assert!(header(&headers, "authorization").is_some_and(|v| v.starts_with("Bearer backend-")), "{headers:?}");
     assert_eq!(header(&headers, "x-auth-principal"), Some("alice"));

@@ -35,17 +35,23 @@ const DEFAULT_RETRY_AFTER: u64 = 5;
 /// method and URI as the gateway reports them (`X-Forwarded-*` from Traefik and Caddy,
 /// `X-Original-*` from the nginx recipe), else the request line of a call to `/auth/<original
 /// path>` (Envoy's HTTP `ext_authz` with `path_prefix: /auth` sends the original method and path).
-/// Refused with a 400 when one of these headers comes twice or the two families disagree: one of
-/// them then came from the client, and nothing here can tell which one the gateway wrote.
+/// Refused with a 400 when one of these headers comes twice, the two families disagree, headers
+/// name only a method or only a URI, or they disagree with a request line under `/auth/`: some
+/// of it then came from the client, and nothing here can tell which part the gateway wrote.
 pub fn forward_request(request: &http1::Request) -> Result<Request, Reply> {
     let credential = single(request, "authorization")?;
-    let (method, path) = match (
+    let headers = (
         reported(request, "x-forwarded-method", "x-original-method")?,
         reported(request, "x-forwarded-uri", "x-original-uri")?,
-    ) {
-        (None, None) => request_line_route(request),
-        reported => reported,
+    );
+    let route = match (headers, request_line_route(request)) {
+        ((None, None), line) => line,
+        ((Some(m), Some(p)), None) => Some((m, p)),
+        ((Some(m), Some(p)), Some((lm, lp))) if m.eq_ignore_ascii_case(lm) && p == lp => Some((m, p)),
+        ((Some(_), Some(_)), Some(_)) => return Err(bad_request("the route headers disagree with the request line")),
+        _ => return Err(bad_request("the route headers name only a method or only a URI")),
     };
+    let (method, path) = route.unzip();
     Ok(Request {
         credential: credential.map(str::to_string),
         route: Route { method: method.map(str::to_string), path: path.map(str::to_string), ..Route::default() },
@@ -54,11 +60,9 @@ pub fn forward_request(request: &http1::Request) -> Result<Request, Reply> {
 }
 
 /// The route of a call to `/auth/<original path>`, as Envoy makes it.
-fn request_line_route(request: &http1::Request) -> (Option<&str>, Option<&str>) {
-    match request.path.strip_prefix(FORWARD_AUTH_PATH).filter(|rest| rest.starts_with('/')) {
-        Some(original) => (Some(request.method.as_str()), Some(original)),
-        None => (None, None),
-    }
+fn request_line_route(request: &http1::Request) -> Option<(&str, &str)> {
+    let original = request.path.strip_prefix(FORWARD_AUTH_PATH).filter(|rest| rest.starts_with('/'))?;
+    Some((request.method.as_str(), original))
 }
 
 /// The path the deployment recipes send forward-auth calls to.
@@ -232,8 +236,26 @@ mod tests {
         for line in ["GET /auth HTTP/1.1", "GET /authx/orders HTTP/1.1", "GET /orders/7 HTTP/1.1"] {
             assert_eq!(envoy(line).route, Route::default(), "{line}");
         }
-        let headers_first = forwarded("X-Forwarded-Uri: /a\r\n").unwrap();
-        assert_eq!(headers_first.route.path.as_deref(), Some("/a"));
+        let headers = forwarded("X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /a\r\n").unwrap();
+        assert_eq!(headers.route.path.as_deref(), Some("/a"));
+    }
+
+    #[test]
+    fn route_headers_cannot_take_over_half_of_a_request_line_route() {
+        let envoy = |line: &str, headers: &str| {
+            let raw = format!("{line}\r\nAuthorization: Bearer t\r\n{headers}\r\n");
+            forward_request(&http1::read_request(&mut std::io::BufReader::new(raw.as_bytes()), 1024).unwrap())
+        };
+        for (line, headers) in [
+            ("GET /auth/admin/users HTTP/1.1", "X-Original-Method: GET\r\n"),
+            ("DELETE /auth/admin/users HTTP/1.1", "X-Original-URI: /public\r\n"),
+            ("GET /auth/admin/users HTTP/1.1", "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /public\r\n"),
+            ("GET /auth HTTP/1.1", "X-Forwarded-Uri: /public\r\n"),
+        ] {
+            assert_eq!(envoy(line, headers).map(|r| r.route).unwrap_err().status, 400, "{line} {headers}");
+        }
+        let agreeing = envoy("GET /auth/a HTTP/1.1", "X-Forwarded-Method: get\r\nX-Forwarded-Uri: /a\r\n").unwrap();
+        assert_eq!(agreeing.route.path.as_deref(), Some("/a"));
     }
 
     #[test]
@@ -245,7 +267,8 @@ mod tests {
         assert_eq!(spoofed.status, 400);
         assert_eq!(forwarded("X-Forwarded-Uri: /a\r\nX-Forwarded-Uri: /b\r\n").unwrap_err().status, 400);
         assert_eq!(forwarded("Authorization: Bearer u\r\n").unwrap_err().status, 400);
-        let agreeing = forwarded("X-Original-URI: /orders/7\r\nX-Forwarded-Uri: /orders/7\r\n").unwrap();
+        let agreeing =
+            forwarded("X-Original-Method: GET\r\nX-Original-URI: /orders/7\r\nX-Forwarded-Uri: /orders/7\r\n").unwrap();
         assert_eq!(agreeing.route.path.as_deref(), Some("/orders/7"));
     }
 }

@@ -141,7 +141,9 @@ fn serve_connection(engine: &Engine, stream: TcpStream, shared: &Shared) {
             Err(ReadError::Malformed(why)) => {
                 (Reply::json(400, json!({"error": "bad_request", "message": why})), true, false)
             }
-            Err(ReadError::TooLarge { drained }) => (Reply::json(413, json!({"error": "too_large"})), !drained, false),
+            // Closed even when the body was drained: the method is not known here, and after a
+            // HEAD the client would take this body for the start of the next answer.
+            Err(ReadError::TooLarge { .. }) => (Reply::json(413, json!({"error": "too_large"})), true, false),
         };
         let framing = Framing { close: close || shared.stopping.load(Ordering::SeqCst), head_only };
         if write_reply(&mut output, &reply, framing).is_err() || framing.close {
@@ -175,13 +177,17 @@ fn wait_for_request(stream: &TcpStream, kept_alive: bool, shared: &Shared) -> bo
     let patience = if kept_alive { IDLE_TIMEOUT } else { REQUEST_TIMEOUT };
     let idle_since = Instant::now();
     let _ = stream.set_read_timeout(Some(IDLE_POLL));
+    // A connection seen waiting at two polls in a row found no free worker in between.
+    let mut saw_waiting = false;
     let mut byte = [0u8; 1];
     loop {
         match stream.peek(&mut byte) {
             Ok(0) => return false,
             Ok(_) => return true,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                let wanted = kept_alive && shared.queued.load(Ordering::SeqCst) > 0;
+                let waiting = kept_alive && shared.queued.load(Ordering::SeqCst) > 0;
+                let wanted = waiting && saw_waiting;
+                saw_waiting = waiting;
                 if wanted || shared.stopping.load(Ordering::SeqCst) || idle_since.elapsed() >= patience {
                     return false;
                 }
