@@ -138,7 +138,7 @@ impl Policy {
             return self.default.as_ref().ok_or(NoRule::NotAllowed);
         }
         let path = match route.path.as_deref() {
-            Some(p) => Some(plain_segments(p.split(['?', '#']).next().unwrap_or("")).ok_or(NoRule::AmbiguousPath)?),
+            Some(p) => Some(plain_segments(p.split('?').next().unwrap_or("")).ok_or(NoRule::AmbiguousPath)?),
             None => None,
         };
         self.routes
@@ -229,11 +229,40 @@ fn segments(path: &str) -> Vec<String> {
 /// a backend could read the path as another one: servers differ in whether they resolve `..`,
 /// decode `%2e`, `%61` or `%2F`, cut `;` parameters or take `\` for `/`.
 fn plain_segments(path: &str) -> Option<Vec<&str>> {
+    // Origin form only: an absolute URI or `*` is no path to match (RFC 9112 §3.2).
+    if !path.starts_with('/') {
+        return None;
+    }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    segments.iter().all(|s| *s != "." && *s != ".." && is_plain(s)).then_some(segments)
+    // A trailing dot or space is dropped by Windows-style servers (`/admin.` is `/admin`).
+    let plain = |s: &&str| is_plain(s) && decoded(s).is_some_and(|d| !d.ends_with(['.', ' ']));
+    segments.iter().all(plain).then_some(segments)
 }
 
-/// Whether a segment holds no `\`, `;` or control character, and percent-encodes only what needs
+/// A segment with its percent-encodings decoded, or `None` when the bytes are not UTF-8: an
+/// overlong or broken sequence (`%C0%AE`) is a dot or a slash to some decoders and nothing to
+/// others.
+fn decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escaped = (b == b'%').then(|| bytes.get(i + 1..i + 3)).flatten();
+        match escaped.and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()) {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// Whether a segment holds no `\`, `;`, `#` or control character, and percent-encodes only what needs
 /// it (RFC 3986 §6.2.2.2): an encoded letter, digit, `-._~`, separator or `%` means two readings.
 fn is_plain(segment: &str) -> bool {
     let bytes = segment.as_bytes();
@@ -252,7 +281,7 @@ fn is_plain(segment: &str) -> bool {
                     _ => return false,
                 }
             }
-            b'\\' | b';' => return false,
+            b'\\' | b';' | b'#' => return false,
             b if b.is_ascii_control() => return false,
             _ => i += 1,
         }
@@ -336,6 +365,13 @@ mod tests {
             "/orders/%zz",
             "/orders/%4",
             "/orders/\u{0}",
+            "/public#/../admin/users",
+            "/admin./users",
+            "/admin%20/users",
+            "/%C0%AEadmin",
+            "/caf%C3",
+            "http://host/admin/users",
+            "admin/users",
         ] {
             assert_eq!(p.rule_for(&route("GET", path)), Err(NoRule::AmbiguousPath), "{path}");
         }
