@@ -507,18 +507,25 @@ impl Engine {
     }
 }
 
-/// An introspected token of an issuer configured with `"mode":"introspection"` and audiences
-/// must carry one of them (RFC 7662 §2.2 `aud`), like a locally verified JWT. The issuer is
-/// the one the answer names and, for a JWT, the one the token names: a missing `iss` in either
-/// place must not skip the check.
+/// An introspected token must carry one of its issuer's configured audiences (RFC 7662 §2.2
+/// `aud`), like a locally verified JWT. The issuer is the one the answer names and, for a JWT,
+/// the one the token names: a missing `iss` in either place must not skip the check. When
+/// neither names any issuer, the audiences of every introspected issuer apply.
 fn audience_checked(parts: &Parts, named_by_token: Option<&str>, verdict: Verdict) -> Verdict {
     let Verdict::Active(identity) = &verdict else { return verdict };
-    let accepted = [named_by_token, identity.issuer.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter_map(|name| parts.jwks.get(name))
-        .filter(|jwks| !jwks.issuer.local)
-        .all(|jwks| introspection::audience_accepted(&identity.audiences, &jwks.issuer.audiences));
+    // Issuers whose tokens are introspected: all of them in introspection mode, else those
+    // marked `"mode":"introspection"` (a local issuer's tokens were checked when verified).
+    let introspected = |jwks: &&Jwks| !jwks.issuer.local || parts.config.mode == Mode::Introspection;
+    let named: Vec<&Jwks> =
+        [named_by_token, identity.issuer.as_deref()].into_iter().flatten().filter_map(|n| parts.jwks.get(n)).collect();
+    let accepted = if named_by_token.is_none() && identity.issuer.is_none() {
+        let audiences: Vec<String> =
+            parts.jwks.values().filter(introspected).flat_map(|j| j.issuer.audiences.iter().cloned()).collect();
+        introspection::audience_accepted(&identity.audiences, &audiences)
+    } else {
+        let required = |jwks: &&Jwks| introspection::audience_accepted(&identity.audiences, &jwks.issuer.audiences);
+        named.into_iter().filter(introspected).all(|jwks| required(&jwks))
+    };
     if accepted { verdict } else { Verdict::Invalid("wrong_audience") }
 }
 
@@ -547,7 +554,9 @@ struct CallLimit {
 
 impl CallLimit {
     fn new(started: Instant, timeout: Duration, deadline: Option<Instant>) -> Self {
-        let own = started + timeout;
+        // The HTTP client keeps a margin back from any deadline it is given, for the platform's
+        // answer; the configured timeout itself is not cut by it.
+        let own = started + timeout + crate::http::DEADLINE_MARGIN;
         match deadline {
             Some(deadline) if deadline <= own => CallLimit { until: deadline, platform: true },
             _ => CallLimit { until: own, platform: false },
@@ -593,7 +602,8 @@ mod tests {
     fn an_idp_call_and_its_retry_end_by_the_configured_timeout_without_a_platform_deadline() {
         let start = Instant::now();
         let limit = CallLimit::new(start, Duration::from_millis(1500), None);
-        assert_eq!(limit, CallLimit { until: start + Duration::from_millis(1500), platform: false });
+        let until = start + Duration::from_millis(1500) + crate::http::DEADLINE_MARGIN;
+        assert_eq!(limit, CallLimit { until, platform: false });
         assert_eq!(limit.name(Failure::DeadlineExceeded), Failure::Timeout);
     }
 
@@ -605,7 +615,10 @@ mod tests {
         assert_eq!(cut, CallLimit { until: soon, platform: true });
         assert_eq!(cut.name(Failure::DeadlineExceeded), Failure::DeadlineExceeded);
         let own = CallLimit::new(start, Duration::from_secs(5), Some(late));
-        assert_eq!(own, CallLimit { until: start + Duration::from_secs(5), platform: false });
+        assert_eq!(
+            own,
+            CallLimit { until: start + Duration::from_secs(5) + crate::http::DEADLINE_MARGIN, platform: false }
+        );
         assert_eq!(own.name(Failure::Status(503)), Failure::Status(503));
     }
 }

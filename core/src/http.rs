@@ -28,7 +28,7 @@ pub(crate) struct HttpClient {
 }
 
 /// Time kept back from the platform's deadline so the answer can still be written.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 
 impl HttpClient {
     pub(crate) fn new(

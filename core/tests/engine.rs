@@ -287,6 +287,30 @@ fn a_jwt_of_an_introspected_issuer_needs_its_audience_even_if_the_answer_names_n
 }
 
 #[test]
+fn an_opaque_token_whose_answer_names_no_issuer_needs_an_introspected_issuers_audience() {
+    let f = with_introspected_issuer();
+    f.idp.a.add_token("no-iss-billing", active(None, json!("billing")));
+    f.idp.a.add_token("no-iss-orders", active(None, json!("orders")));
+    assert_eq!(f.engine.decide(&bearer("no-iss-billing")), Outcome::Deny(Denial::InvalidToken));
+    assert!(matches!(f.engine.decide(&bearer("no-iss-orders")), Outcome::Allow(_)));
+}
+
+#[test]
+fn in_introspection_mode_a_configured_issuers_audience_is_required_of_the_answer() {
+    let f = fixture(&[
+        ("TOKENBRIDGE_MODE", "introspection"),
+        ("TOKENBRIDGE_ISSUER", INTROSPECTED_ISSUER),
+        ("TOKENBRIDGE_AUDIENCE", "orders"),
+    ]);
+    let claims = |aud: &str| json!({"iss": INTROSPECTED_ISSUER, "sub": "alice", "aud": aud});
+    let (wrong, right) = (hs256("k", b"key", &claims("billing")), hs256("k", b"key", &claims("orders")));
+    f.idp.a.add_token(&wrong, active(Some(INTROSPECTED_ISSUER), json!("billing")));
+    f.idp.a.add_token(&right, active(Some(INTROSPECTED_ISSUER), json!("orders")));
+    assert_eq!(f.engine.decide(&bearer(&wrong)), Outcome::Deny(Denial::InvalidToken));
+    assert!(matches!(f.engine.decide(&bearer(&right)), Outcome::Allow(_)));
+}
+
+#[test]
 fn secrets_are_checked_even_when_other_settings_are_invalid() {
     let idp = IdpPair::start();
     let mut env: HashMap<String, String> = idp.env().into_iter().collect();
@@ -355,4 +379,12 @@ fn stale_if_error_is_off_by_default() {
     f.idp.a.set_introspect_fault(Some(Fault::Status(502, String::new())));
     f.clock.advance(61);
     assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Unavailable(_)));
+}
+
+#[test]
+fn a_short_configured_timeout_is_not_eaten_by_the_deadline_margin() {
+    let f = fixture(&[("TOKENBRIDGE_TIMEOUT_MS", "40")]);
+    let token = f.idp.a.issue("alice", "", 600);
+    let outcome = f.engine.decide(&bearer(&token));
+    assert!(matches!(outcome, Outcome::Allow(_)), "{outcome:?}");
 }
