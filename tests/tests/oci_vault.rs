@@ -87,3 +87,38 @@ fn a_missing_vault_secret_is_a_502_that_says_what_to_check() {
     let stderr = agent.stop();
     assert!(stderr.contains("policy lets the function's dynamic group read it"), "{stderr}");
 }
+
+#[test]
+fn a_session_the_secrets_service_refuses_is_read_again_with_its_key() {
+    use tokenbridge_core::SecretResolver;
+    let secrets = FakeSecrets::start();
+    secrets.put(A_OCID, "s3cr3t");
+    let dir = std::env::temp_dir().join(format!("tb-vault-rotation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rpst, pem) = (dir.join("rpst"), dir.join("key.pem"));
+    std::fs::copy(vectors_dir().join("rpst"), &rpst).unwrap();
+    // A key that is not the session's: as if the platform had rotated the pair between two reads.
+    let generated = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .arg(&pem)
+        .status();
+    if !generated.is_ok_and(|s| s.success()) {
+        assert!(std::env::var_os("CI").is_none(), "openssl is missing (.ci/run installs it)");
+        eprintln!("skipping: openssl is not installed");
+        return;
+    }
+    let env = [
+        ("OCI_RESOURCE_PRINCIPAL_RPST", rpst.display().to_string()),
+        ("OCI_RESOURCE_PRINCIPAL_PRIVATE_PEM", pem.display().to_string()),
+        ("TOKENBRIDGE_OCI_SECRETS_ENDPOINT", secrets.url().to_string()),
+    ];
+    let vault = tokenbridge_oci::vault::VaultResolver::with_lookup(Box::new(move |k| {
+        env.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone())
+    }));
+    assert!(vault.resolve(A_OCID, None).is_err(), "signed with the wrong key");
+    assert_eq!(secrets.refused(), 1);
+    std::fs::copy(vectors_dir().join("key-pkcs8.pem"), &pem).unwrap();
+    let secret = vault.resolve(A_OCID, None).expect("the pair is read again after the 401");
+    assert_eq!(secret.expose(), "s3cr3t");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -114,6 +114,11 @@ impl VaultResolver {
         let headers =
             [("date", date.as_str()), ("authorization", authorization.as_str()), ("accept", "application/json")];
         let (status, body) = self.store.get(&url, &headers, deadline)?;
+        if status == 401 {
+            // The token and key in hand may be a pair the platform has rotated half-way through
+            // reading: read both again next time rather than keep using them until expiry.
+            *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         match status {
             200 => secret_from_bundle(&body),
             401 | 403 | 404 => Err(SecretError::Unresolvable(format!(
