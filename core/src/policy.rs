@@ -115,6 +115,12 @@ impl Policy {
             if path.find("**").is_some_and(|pos| pos + 2 != path.len()) {
                 return Err(format!("policy route path {path:?}: ** may only end a path"));
             }
+            // Requests are cut at `?` and refused when ambiguous: such a route would never match.
+            if path != "*" && (path.contains('?') || plain_segments(&path).is_none()) {
+                return Err(format!(
+                    "policy route path {path:?} can never match: requests with such paths are refused"
+                ));
+            }
             let segments = if path == "*" { vec!["**".to_string()] } else { segments(&path) };
             routes.push((method, segments, r.rule()));
         }
@@ -431,6 +437,10 @@ mod tests {
         assert!(Policy::from_json(r#"{"routes":[{"path":"/a/**/b"}]}"#).unwrap_err().contains("** may only end"));
         assert!(Policy::from_json(r#"{"routes":[{"path":"/a","scope":["x"]}]}"#).is_err(), "typos are not ignored");
         assert!(Policy::from_json(r#"{"default":"allow"}"#).is_err());
+        for unreachable in ["/a/../b", "/%61dmin", "/a;b", "/a?x=1", "/a#b", "/admin."] {
+            let doc = format!(r#"{{"routes":[{{"path":"{unreachable}"}}]}}"#);
+            assert!(Policy::from_json(&doc).unwrap_err().contains("can never match"), "{unreachable}");
+        }
     }
 
     #[test]

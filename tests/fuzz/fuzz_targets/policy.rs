@@ -1,5 +1,5 @@
 //! Route policy documents (`Policy::from_json`), and route matching against them: every route a
-//! policy names is reachable by a request for that route.
+//! policy accepts is reachable by a request for that route (one that could never be is refused).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -34,21 +34,18 @@ fuzz_target!(|data: &[u8]| {
     ];
     for (method, path) in fixed {
         let route = Route { method: method.map(Into::into), path: path.map(Into::into), ..Route::default() };
-        if let Some(rule) = policy.rule_for(&route) {
+        if let Ok(rule) = policy.rule_for(&route) {
             let _ = rule.check(&identity);
         }
     }
     // Without routes, every request gets the default.
     if !policy.has_routes() {
-        let default = policy.rule_for(&Route::default()).cloned();
+        let default = policy.rule_for(&Route::default()).ok().cloned();
         let some = Route { method: Some("GET".into()), path: Some("/x".into()), ..Route::default() };
-        assert_eq!(policy.rule_for(&some).cloned(), default);
+        assert_eq!(policy.rule_for(&some).ok().cloned(), default);
     }
     for route in &routes {
         let path = route["path"].as_str().expect("a route has a path");
-        if path.contains(['?', '#']) {
-            continue;
-        }
         let method = route["method"].as_str().filter(|m| *m != "*" && !m.eq_ignore_ascii_case("any")).unwrap_or("GET");
         let concrete: Vec<&str> = path
             .split('/')
@@ -61,6 +58,6 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         let request =
             Route { method: Some(method.into()), path: Some(format!("/{}", concrete.join("/"))), ..Route::default() };
-        assert!(policy.rule_for(&request).is_some(), "route {route} does not match {request:?}");
+        assert!(policy.rule_for(&request).is_ok(), "route {route} does not match {request:?}");
     }
 });
