@@ -90,6 +90,7 @@ pub fn run(args: &[&str], env: &[(String, String)], input: &str) -> Run {
     let _ = writer.join();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_no_secret_logged(&stderr);
     let parse = |s: &str| s.lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<Value>>();
     Run {
         answers: parse(&stdout),
@@ -141,6 +142,7 @@ impl Session {
             let _ = e.read_to_string(&mut stderr);
         }
         let _ = self.child.wait();
+        assert_no_secret_logged(&stderr);
         stderr
     }
 }
@@ -188,9 +190,11 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Everything logged so far.
+    /// Everything logged so far (which must hold no secret of the fake IdPs).
     pub fn log(&self) -> String {
-        self.log.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let log = self.log.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_no_secret_logged(&log);
+        log
     }
 
     /// Waits up to `timeout` for a logged line that `wanted` accepts, and returns it.
@@ -251,4 +255,33 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     true
+}
+
+/// Every log the harness captures, in every suite, is checked for what must never be logged:
+/// the fake IdPs' client secrets and the tokens they issue (`caller-<n>-…`, `backend-<n>-…`).
+pub fn assert_no_secret_logged(log: &str) {
+    use crate::fake_idp::{A_CLIENT, B_CLIENT};
+    for secret in [A_CLIENT.1, B_CLIENT.1] {
+        assert!(!log.contains(secret), "a client secret was logged:\n{log}");
+    }
+    for kind in ["caller-", "backend-"] {
+        let issued = log
+            .match_indices(kind)
+            .any(|(at, _)| log[at + kind.len()..].bytes().next().is_some_and(|b| b.is_ascii_digit()));
+        assert!(!issued, "a token the fake IdP issued ({kind}…) was logged:\n{log}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_check_passes_a_decision_log_and_catches_an_issued_token() {
+        assert_no_secret_logged(r#"{"backend":"miss","token":"2885509c2576","event":"decision"}"#);
+        let leaked = std::panic::catch_unwind(|| assert_no_secret_logged("detail: Bearer caller-0-2aaeb559-40227"));
+        assert!(leaked.is_err());
+        let leaked = std::panic::catch_unwind(|| assert_no_secret_logged(crate::fake_idp::B_CLIENT.1));
+        assert!(leaked.is_err());
+    }
 }
