@@ -116,12 +116,15 @@ impl Policy {
                 return Err(format!("policy route path {path:?}: ** may only end a path"));
             }
             // Requests are cut at `?` and refused when ambiguous: such a route would never match.
-            if path != "*" && (path.contains('?') || plain_segments(&path).is_none()) {
-                return Err(format!(
-                    "policy route path {path:?} can never match: requests with such paths are refused"
-                ));
-            }
-            let segments = if path == "*" { vec!["**".to_string()] } else { segments(&path) };
+            let segments = match plain_segments(&path) {
+                _ if path == "*" => vec!["**".to_string()],
+                Some(segments) if !path.contains('?') => segments,
+                _ => {
+                    return Err(format!(
+                        "policy route path {path:?} can never match: requests with such paths are refused"
+                    ));
+                }
+            };
             routes.push((method, segments, r.rule()));
         }
         Ok(Policy { routes, default })
@@ -227,22 +230,22 @@ impl NoRule {
     }
 }
 
-fn segments(path: &str) -> Vec<String> {
-    path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect()
-}
-
-/// A request path's segments (empty ones dropped, as most servers merge slashes), or `None` when
-/// a backend could read the path as another one: servers differ in whether they resolve `..`,
-/// decode `%2e`, `%61` or `%2F`, cut `;` parameters or take `\` for `/`.
-fn plain_segments(path: &str) -> Option<Vec<&str>> {
+/// A path's segments, percent-decoded (empty ones dropped, as most servers merge slashes), or
+/// `None` when a backend could read the path as another one: servers differ in whether they
+/// resolve `..`, decode `%2e`, `%61` or `%2F`, cut `;` parameters or take `\` for `/`. Decoding
+/// what is left is safe, and makes `/a%20b` and `/a b`, `/caf%C3%A9` and `/café` one route.
+fn plain_segments(path: &str) -> Option<Vec<String>> {
     // Origin form only: an absolute URI or `*` is no path to match (RFC 9112 §3.2).
     if !path.starts_with('/') {
         return None;
     }
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    // A trailing dot or space is dropped by Windows-style servers (`/admin.` is `/admin`).
-    let plain = |s: &&str| is_plain(s) && decoded(s).is_some_and(|d| !d.ends_with(['.', ' ']));
-    segments.iter().all(plain).then_some(segments)
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            // A trailing dot or space is dropped by Windows-style servers (`/admin.` is `/admin`).
+            decoded(s).filter(|d| is_plain(s) && !d.ends_with(['.', ' ']))
+        })
+        .collect()
 }
 
 /// A segment with its percent-encodings decoded, or `None` when the bytes are not UTF-8: an
@@ -298,7 +301,7 @@ fn is_plain(segment: &str) -> bool {
 /// `*` matches one segment, a final `**` any number (including none). Names compare without
 /// regard to ASCII case: a case-insensitive backend (Express, ASP.NET) serves `/ADMIN` as `/admin`,
 /// and the stricter reading is the safe one.
-fn matches(pattern: &[String], path: &[&str]) -> bool {
+fn matches(pattern: &[String], path: &[String]) -> bool {
     match (pattern.first().map(String::as_str), path.first()) {
         (Some("**"), _) => true,
         (Some("*"), Some(_)) => matches(&pattern[1..], &path[1..]),
@@ -393,6 +396,30 @@ mod tests {
                 .unwrap();
         assert_eq!(p.rule_for(&route("GET", "/ADMIN/users")).unwrap().scopes, ["admin"]);
         assert_eq!(p.rule_for(&route("GET", "//Admin//users")).unwrap().scopes, ["admin"]);
+    }
+
+    #[test]
+    fn one_resource_spelled_two_ways_meets_one_route() {
+        let doc = r#"{"routes": [
+            {"path": "/reports/annual report/**", "scopes": ["admin"]},
+            {"path": "/café/**", "scopes": ["admin"]},
+            {"path": "/v1/admin:purge", "scopes": ["admin"]},
+            {"path": "/users/%40me", "scopes": ["admin"]}
+        ], "default": {"scopes": []}}"#;
+        let p = Policy::from_json(doc).unwrap();
+        for path in [
+            "/reports/annual%20report/x",
+            "/reports/annual report/x",
+            "/caf%C3%A9/x",
+            "/café/x",
+            "/CAF%C3%A9/x",
+            "/v1/admin%3Apurge",
+            "/v1/admin:purge",
+            "/users/@me",
+            "/users/%40me",
+        ] {
+            assert_eq!(p.rule_for(&route("GET", path)).unwrap().scopes, ["admin"], "{path}");
+        }
     }
 
     #[test]
