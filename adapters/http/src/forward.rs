@@ -35,22 +35,24 @@ const DEFAULT_RETRY_AFTER: u64 = 5;
 /// method and URI as the gateway reports them (`X-Forwarded-*` from Traefik and Caddy,
 /// `X-Original-*` from the nginx recipe), else the request line of a call to `/auth/<original
 /// path>` (Envoy's HTTP `ext_authz` with `path_prefix: /auth` sends the original method and path).
-/// Refused with a 400 when one of these headers comes twice, the two families disagree, headers
-/// name only a method or only a URI, or they disagree with a request line under `/auth/`: some
-/// of it then came from the client, and nothing here can tell which part the gateway wrote.
+/// `X-Original-URL` stands for the URI in the `X-Original-*` family (ingress-nginx sends it with
+/// `X-Original-Method`). Refused with a 400 when one of these headers comes twice, a family names
+/// only a method or only a URI, or two sources name different routes: some of it then came from
+/// the client, and nothing here can tell which part the gateway wrote.
 pub fn forward_request(request: &http1::Request) -> Result<Request, Reply> {
     let credential = single(request, "authorization")?;
-    let headers = (
-        reported(request, "x-forwarded-method", "x-original-method")?,
-        reported(request, "x-forwarded-uri", "x-original-uri")?,
-    );
-    let route = match (headers, request_line_route(request)) {
-        ((None, None), line) => line,
-        ((Some(m), Some(p)), None) => Some((m, p)),
-        ((Some(m), Some(p)), Some((lm, lp))) if m.eq_ignore_ascii_case(lm) && p == lp => Some((m, p)),
-        ((Some(_), Some(_)), Some(_)) => return Err(bad_request("the route headers disagree with the request line")),
-        _ => return Err(bad_request("the route headers name only a method or only a URI")),
-    };
+    let sources = [
+        pair(single(request, "x-forwarded-method")?, single(request, "x-forwarded-uri")?)?,
+        pair(single(request, "x-original-method")?, original_uri(request)?)?,
+        request_line_route(request),
+    ];
+    let mut named = sources.into_iter().flatten();
+    let route = named.next();
+    if let Some((method, path)) = route
+        && named.any(|(m, p)| !m.eq_ignore_ascii_case(method) || p != path)
+    {
+        return Err(bad_request("the route headers and the request line name different routes"));
+    }
     let (method, path) = route.unzip();
     Ok(Request {
         credential: credential.map(str::to_string),
@@ -77,11 +79,25 @@ fn single<'a>(request: &'a http1::Request, name: &str) -> Result<Option<&'a str>
     }
 }
 
-/// What the gateway reports under either header family; both present must agree.
-fn reported<'a>(request: &'a http1::Request, forwarded: &str, original: &str) -> Result<Option<&'a str>, Reply> {
-    match (single(request, forwarded)?, single(request, original)?) {
-        (Some(a), Some(b)) if a != b => Err(bad_request(&format!("{forwarded} and {original} disagree"))),
-        (a, b) => Ok(a.or(b)),
+/// The `X-Original-*` family's URI: `X-Original-URI`, or the path and query of ingress-nginx's
+/// absolute `X-Original-URL`; both present must agree.
+fn original_uri(request: &http1::Request) -> Result<Option<&str>, Reply> {
+    let url = single(request, "x-original-url")?.map(|url| {
+        let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        after_scheme.find('/').map_or("/", |at| &after_scheme[at..])
+    });
+    match (single(request, "x-original-uri")?, url) {
+        (Some(uri), Some(url)) if uri != url => Err(bad_request("X-Original-URI and X-Original-URL disagree")),
+        (uri, url) => Ok(uri.or(url)),
+    }
+}
+
+/// The route one header family reports: method and URI together, or neither.
+fn pair<'a>(method: Option<&'a str>, uri: Option<&'a str>) -> Result<Option<(&'a str, &'a str)>, Reply> {
+    match (method, uri) {
+        (Some(m), Some(u)) => Ok(Some((m, u))),
+        (None, None) => Ok(None),
+        _ => Err(bad_request("a route header family names only a method or only a URI")),
     }
 }
 
@@ -267,8 +283,18 @@ mod tests {
         assert_eq!(spoofed.status, 400);
         assert_eq!(forwarded("X-Forwarded-Uri: /a\r\nX-Forwarded-Uri: /b\r\n").unwrap_err().status, 400);
         assert_eq!(forwarded("Authorization: Bearer u\r\n").unwrap_err().status, 400);
-        let agreeing =
-            forwarded("X-Original-Method: GET\r\nX-Original-URI: /orders/7\r\nX-Forwarded-Uri: /orders/7\r\n").unwrap();
+        let both = "X-Original-Method: GET\r\nX-Original-URI: /orders/7\r\n";
+        let agreeing = forwarded(&format!("{both}X-Forwarded-Method: get\r\nX-Forwarded-Uri: /orders/7\r\n")).unwrap();
         assert_eq!(agreeing.route.path.as_deref(), Some("/orders/7"));
+        // ingress-nginx: X-Original-Method with X-Original-URL; a client's X-Forwarded-Uri cannot
+        // complete or change it.
+        let ingress = "X-Original-Method: DELETE\r\nX-Original-URL: https://api.example/admin/x?y=1\r\n";
+        let route = forwarded(ingress).unwrap().route;
+        assert_eq!((route.method.as_deref(), route.path.as_deref()), (Some("DELETE"), Some("/admin/x?y=1")));
+        let mixed = format!("{ingress}X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /public\r\n");
+        assert_eq!(forwarded(&mixed).unwrap_err().status, 400);
+        assert_eq!(forwarded("X-Original-Method: DELETE\r\nX-Forwarded-Uri: /public\r\n").unwrap_err().status, 400);
+        assert_eq!(forwarded(&format!("{both}X-Original-URL: http://h/admin\r\n")).unwrap_err().status, 400);
+        assert_eq!(forwarded("X-Original-URL: http://h/orders/7\r\n").unwrap_err().status, 400);
     }
 }
