@@ -65,8 +65,10 @@ fn user_defined(data: &Map<String, Value>, token_argument: &str) -> Request {
         })
         .collect();
     let credential = args.remove(token_argument);
-    // The route, for per-route policies, when the deployment passes it as arguments.
-    let route = Route { method: args.get("method").cloned(), path: args.get("path").cloned(), args };
+    // The route, for per-route policies, when the deployment passes it as arguments. OCI's
+    // path parameters (`request.path[rest]`) come without their leading `/`.
+    let path = args.get("path").map(|p| if p.starts_with('/') { p.clone() } else { format!("/{p}") });
+    let route = Route { method: args.get("method").cloned(), path, args };
     Request { credential, route, ..Request::default() }
 }
 
@@ -151,6 +153,12 @@ mod tests {
         assert_eq!(r.route.path.as_deref(), Some("/orders"), "the path argument is the route's path");
         assert!(!r.route.args.contains_key("auth"));
         assert!(!r.route.args.contains_key("n"));
+    }
+
+    #[test]
+    fn a_path_parameter_without_its_slash_is_a_path() {
+        let r = parse(br#"{"type":"USER_DEFINED","data":{"token":"Bearer abc","path":"orders/7"}}"#, "token").unwrap();
+        assert_eq!(r.route.path.as_deref(), Some("/orders/7"));
     }
 
     #[test]
