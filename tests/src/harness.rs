@@ -242,6 +242,9 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            assert_no_secret_logged(&self.log.0.lock().unwrap_or_else(|p| p.into_inner()));
+        }
     }
 }
 
@@ -258,11 +261,16 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 }
 
 /// Every log the harness captures, in every suite, is checked for what must never be logged:
-/// the fake IdPs' client secrets and the tokens they issue (`caller-<n>-…`, `backend-<n>-…`).
+/// the fake IdPs' client secrets (as they are, form-encoded, and as the `Basic` credential) and
+/// the tokens they issue (`caller-<n>-…`, `backend-<n>-…`).
 pub fn assert_no_secret_logged(log: &str) {
     use crate::fake_idp::{A_CLIENT, B_CLIENT};
-    for secret in [A_CLIENT.1, B_CLIENT.1] {
-        assert!(!log.contains(secret), "a client secret was logged:\n{log}");
+    use base64::Engine as _;
+    for (id, secret) in [A_CLIENT, B_CLIENT] {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", form(id), form(secret)));
+        for form in [secret.to_string(), form(secret), basic] {
+            assert!(!log.contains(&form), "a client secret was logged:\n{log}");
+        }
     }
     for kind in ["caller-", "backend-"] {
         let issued = log
@@ -270,6 +278,16 @@ pub fn assert_no_secret_logged(log: &str) {
             .any(|(at, _)| log[at + kind.len()..].bytes().next().is_some_and(|b| b.is_ascii_digit()));
         assert!(!issued, "a token the fake IdP issued ({kind}…) was logged:\n{log}");
     }
+}
+
+/// `application/x-www-form-urlencoded` as tokenbridge writes it (RFC 6749 §2.3.1).
+fn form(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -282,6 +300,9 @@ mod tests {
         let leaked = std::panic::catch_unwind(|| assert_no_secret_logged("detail: Bearer caller-0-2aaeb559-40227"));
         assert!(leaked.is_err());
         let leaked = std::panic::catch_unwind(|| assert_no_secret_logged(crate::fake_idp::B_CLIENT.1));
+        assert!(leaked.is_err());
+        // A's secret form-encoded ("a: s3cr%t/+ …" → "a%3A%20s3cr%25t%2F%2B…"), as the body would carry it.
+        let leaked = std::panic::catch_unwind(|| assert_no_secret_logged("a%3A%20s3cr%25t%2F%2B%20with%20spaces"));
         assert!(leaked.is_err());
     }
 }
