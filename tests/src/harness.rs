@@ -282,12 +282,9 @@ pub fn assert_no_secret_logged(log: &str) {
 
 /// `application/x-www-form-urlencoded` as tokenbridge writes it (RFC 6749 §2.3.1).
 fn form(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.').remove(b'_');
+    utf8_percent_encode(text, FORM).to_string()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! A reference is a Secrets Manager ARN or an SSM parameter ARN, in any partition; a JSON secret is narrowed to
 //! one key with `#key`: `arn:aws:secretsmanager:eu-west-1:123:secret:idp-a-AbCdEf#client_secret`.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -93,15 +94,10 @@ fn narrow(value: String, key: Option<&str>, arn: &str) -> Result<String, SecretE
         .ok_or_else(|| SecretError::Unresolvable(format!("{arn} has no text key {key:?}")))
 }
 
-/// Percent-encodes a query value (ARNs hold `:` and `/`).
+/// Percent-encodes a query value (ARNs hold `:` and `/`): all but RFC 3986's unreserved characters.
 fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 #[cfg(test)]
