@@ -11,6 +11,7 @@
 //!  "default": "deny"}
 //! ```
 
+use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use crate::introspection::Identity;
@@ -242,33 +243,13 @@ fn plain_segments(path: &str) -> Option<Vec<String>> {
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
-            // A trailing dot or space is dropped by Windows-style servers (`/admin.` is `/admin`).
-            decoded(s).filter(|d| is_plain(s) && !d.ends_with(['.', ' ']))
+            // Bytes that are not UTF-8 once decoded (an overlong `%C0%AE`) are a dot or a slash
+            // to some decoders and nothing to others; a trailing dot or space is dropped by
+            // Windows-style servers (`/admin.` is `/admin`).
+            let decoded = is_plain(s).then(|| percent_decode_str(s).decode_utf8().ok()).flatten()?;
+            (!decoded.ends_with(['.', ' '])).then(|| decoded.into_owned())
         })
         .collect()
-}
-
-/// A segment with its percent-encodings decoded, or `None` when the bytes are not UTF-8: an
-/// overlong or broken sequence (`%C0%AE`) is a dot or a slash to some decoders and nothing to
-/// others.
-fn decoded(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escaped = (b == b'%').then(|| bytes.get(i + 1..i + 3)).flatten();
-        match escaped.and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()) {
-            Some(byte) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            None => {
-                decoded.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(decoded).ok()
 }
 
 /// Whether a segment holds no `\`, `;`, `#` or control character, and percent-encodes only what needs
