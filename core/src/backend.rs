@@ -38,9 +38,7 @@ pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, default_ttl: 
     if status != 200 {
         return Err(failure_for_status(status, body));
     }
-    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
-        return Err(Failure::Malformed);
-    };
+    let answer = crate::json::object(body).ok_or(Failure::Malformed)?;
     let access_token = match answer.get("access_token") {
         Some(Value::String(t)) if is_header_safe(t) => t.clone(),
         _ => return Err(Failure::Malformed),
@@ -67,11 +65,9 @@ pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, default_ttl: 
         },
         Some(_) => return Err(Failure::Malformed),
     };
-    Ok(BackendToken {
-        access_token: Secret::new(access_token),
-        issued_at: now,
-        expires_at: now.saturating_add(lifetime),
-    })
+    // An expiry past what gateways can be told is no expiry to trust.
+    let expires_at = now.checked_add(lifetime).filter(|t| *t <= crate::clock::LAST_TIME).ok_or(Failure::Malformed)?;
+    Ok(BackendToken { access_token: Secret::new(access_token), issued_at: now, expires_at })
 }
 
 /// A token goes into an HTTP header: non-empty, visible ASCII only (no CR/LF injection).
@@ -81,7 +77,7 @@ fn is_header_safe(token: &str) -> bool {
 
 /// The OAuth `error` code of an error answer, if it has one.
 pub(crate) fn error_code(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<Value>(body).ok()?.get("error")?.as_str().map(str::to_string)
+    crate::json::object(body)?.get("error")?.as_str().map(str::to_string)
 }
 
 /// Classifies a non-200 answer from either IdP. `invalid_client` (RFC 6749 §5.2) means our
@@ -137,6 +133,11 @@ mod tests {
             r#"{"access_token":"abc","expires_in":"soon"}"#,
             r#"{"access_token":"abc","expires_in":1.5}"#,
             r#"{"access_token":"abc","token_type":"DPoP"}"#,
+            r#"{"access_token":"abc","expires_in":1000000000000000}"#,
+            r#"{"access_token":"abc","expires_in":"9223372036854775807"}"#,
+            r#"{"access_token":"abc","access_token":"xyz"}"#,
+            r#"{"access_token":"abc","token_type":"DPoP","\u0074oken_type":"Bearer"}"#,
+            r#"{"access_token":"abc","expires_in":60,"expires_in":3600}"#,
         ] {
             assert_eq!(read(body), Err(Failure::Malformed), "{body:?}");
         }
@@ -210,7 +211,7 @@ mod properties {
         /// before that; and the grant never outlives either token.
         #[test]
         fn a_backend_token_is_never_handed_out_past_its_usable_life(
-            now in 0..i64::MAX - 1,
+            now in prop_oneof![0..=4_000_000_000i64, 0..i64::MAX - 1],
             lifetime in expires_in(),
             default_ttl in 1..=86_400i64,
             margin in 0..=86_400i64,
@@ -222,8 +223,12 @@ mod properties {
                 Some((_, written)) => format!(r#"{{"access_token":"t0k.en","token_type":"Bearer","expires_in":{written}}}"#),
                 None => r#"{"access_token":"t0k.en"}"#.to_string(),
             };
-            let token = read_answer(200, body.as_bytes(), now, default_ttl).expect("a well-formed answer");
             let life = lifetime.map_or(default_ttl, |(s, _)| s);
+            if now.checked_add(life).is_none_or(|t| t > crate::clock::LAST_TIME) {
+                prop_assert_eq!(read_answer(200, body.as_bytes(), now, default_ttl), Err(Failure::Malformed));
+                return Ok(());
+            }
+            let token = read_answer(200, body.as_bytes(), now, default_ttl).expect("a well-formed answer");
             prop_assert_eq!(token.issued_at, now);
             prop_assert_eq!(token.expires_at, now.saturating_add(life));
             prop_assert!(token.expires_at > now);

@@ -51,9 +51,7 @@ pub(crate) fn read_answer(
     if status != 200 {
         return Err(crate::backend::failure_for_status(status, body));
     }
-    let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
-        return Err(Failure::Malformed);
-    };
+    let answer = crate::json::object(body).ok_or(Failure::Malformed)?;
     match answer.get("active") {
         Some(Value::Bool(true)) => {}
         Some(Value::Bool(false)) => return Ok(Verdict::Invalid("inactive")),
@@ -141,15 +139,12 @@ pub(crate) fn context_claims(claims: &Map<String, Value>, names: &[String]) -> B
         .collect()
 }
 
-/// A NumericDate: a JSON number of seconds. Fractions are cut; other types are malformed.
+/// A NumericDate: a JSON number of seconds. Fractions are cut; other types, and times before
+/// 1970 or past year 9999, are malformed.
 fn optional_time(answer: &Map<String, Value>, key: &str) -> Result<Option<UnixTime>, Failure> {
     match answer.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .map(Some)
-            .ok_or(Failure::Malformed),
+        Some(Value::Number(n)) => crate::clock::numeric_date(n).map(Some).ok_or(Failure::Malformed),
         Some(_) => Err(Failure::Malformed),
     }
 }
@@ -267,13 +262,30 @@ mod tests {
     }
 
     #[test]
-    fn huge_numbers_do_not_overflow() {
-        assert!(matches!(read(r#"{"active":true,"sub":"a","exp":1e300}"#), Ok(Verdict::Active(_))));
-        assert!(matches!(
-            read(r#"{"active":true,"sub":"a","exp":-9223372036854775808}"#),
-            Ok(Verdict::Invalid("expired"))
-        ));
-        assert!(matches!(read(r#"{"active":true,"sub":"a","nbf":9223372036854775807}"#), Ok(Verdict::Invalid(_))));
+    fn times_outside_what_gateways_can_be_told_are_malformed() {
+        for body in [
+            r#"{"active":true,"sub":"a","exp":1e300}"#,
+            r#"{"active":true,"sub":"a","exp":253402300800}"#,
+            r#"{"active":true,"sub":"a","exp":-1}"#,
+            r#"{"active":true,"sub":"a","exp":-9223372036854775808}"#,
+            r#"{"active":true,"sub":"a","nbf":9223372036854775807}"#,
+        ] {
+            assert_eq!(read(body), Err(Failure::Malformed), "{body}");
+        }
+        assert_eq!(active(r#"{"active":true,"sub":"a","exp":253402300799}"#).expires_at, Some(crate::LAST_TIME));
+    }
+
+    #[test]
+    fn a_member_named_twice_makes_the_answer_malformed() {
+        for body in [
+            r#"{"active":false,"active":true,"sub":"a"}"#,
+            r#"{"active":true,"\u0061ctive":false,"sub":"a"}"#,
+            r#"{"active":true,"sub":"a","exp":1,"exp":9999999999}"#,
+            r#"{"active":true,"sub":"a","scope":"read","scope":"admin"}"#,
+            r#"{"active":true,"sub":"a","token_type":"refresh_token","token_type":"access_token"}"#,
+        ] {
+            assert_eq!(read(body), Err(Failure::Malformed), "{body}");
+        }
     }
 
     #[test]

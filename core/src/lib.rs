@@ -34,18 +34,20 @@ mod engine;
 pub mod fuzzing;
 mod http;
 mod introspection;
+mod json;
 mod jwt;
 mod log;
 mod outcome;
 mod policy;
 mod resolver;
+mod route_path;
 mod secret;
 mod store;
 
 pub use bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
 pub use cache::Lookup;
-pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
-pub use config::{Client, Config, ConfigErrors, Mode, SETTINGS, Setting, check_url};
+pub use clock::{Clock, LAST_TIME, ManualClock, SystemClock, UnixTime};
+pub use config::{Client, Config, ConfigErrors, Mode, RESERVED_CONTEXT_KEYS, SETTINGS, Setting, check_url};
 pub use engine::{Engine, EngineBuilder, global, set_global};
 pub use introspection::{Identity, Verdict};
 pub use jwt::Issuer;
@@ -56,11 +58,12 @@ pub use secret::{AwsSecretStore, Secret, SecretError, SecretRef, SecretResolver,
 pub use store::StoreClient;
 
 /// RFC 3339 (UTC, whole seconds) for a Unix time, as gateways expect `expiresAt`.
+/// Times past what it can write are written as its last second, never as a time in the past.
 pub fn rfc3339(t: UnixTime) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
+    time::OffsetDateTime::from_unix_timestamp(t.clamp(0, LAST_TIME))
         .ok()
         .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+        .unwrap_or_else(|| "9999-12-31T23:59:59Z".to_string())
 }
 
 #[cfg(test)]
@@ -68,6 +71,7 @@ mod tests {
     #[test]
     fn rfc3339_is_utc_with_z() {
         assert_eq!(super::rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
-        assert_eq!(super::rfc3339(i64::MAX), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(super::rfc3339(super::LAST_TIME), "9999-12-31T23:59:59Z");
     }
 }
