@@ -14,7 +14,7 @@ use crate::config::Mode;
 use crate::config::{Client, Config, ConfigErrors};
 use crate::http::{Answer, HttpClient};
 use crate::introspection::{self, Identity, Verdict};
-use crate::jwt::{self, Jwks, Peek};
+use crate::jwt::{self, Jwks, Peek, Unreadable};
 use crate::log::{self, Trace};
 use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request};
 use crate::secret::{self, Secret, SecretCell, SecretError, SecretResolver};
@@ -195,7 +195,20 @@ impl Engine {
     pub fn warm(&self, budget: Duration) -> bool {
         let Ok(parts) = &self.setup else { return false };
         let deadline = Instant::now() + budget;
-        parts.jwks.values().filter(|j| j.issuer.local).all(|j| j.warm(&parts.http, self.clock.now(), deadline))
+        parts.jwks.values().filter(|j| j.issuer.local).all(|j| j.warm(&parts.http, self.clock.now(), deadline).is_ok())
+    }
+
+    /// For `check-config`: loads every local issuer's keys, each within `budget`, and names the
+    /// issuers whose keys cannot be had, and why.
+    pub fn check_keys(&self, budget: Duration) -> Vec<String> {
+        let Ok(parts) = &self.setup else { return Vec::new() };
+        let deadline = Instant::now() + budget;
+        let mut problems: Vec<String> = (parts.jwks.values().filter(|j| j.issuer.local))
+            .filter_map(|j| j.warm(&parts.http, self.clock.now(), deadline).err().map(|c| (j, c)))
+            .map(|(j, cause)| format!("issuer {}: its keys cannot be loaded: {cause}", j.issuer.issuer))
+            .collect();
+        problems.sort();
+        problems
     }
 
     /// Ready to decide: the configuration is valid and every local issuer's keys are held.
@@ -316,8 +329,13 @@ impl Engine {
     /// How `token` is validated, from the mode and its (unverified) issuer.
     fn path<'a>(&self, parts: &'a Parts, token: &str) -> Path<'a> {
         let mode = parts.config.mode;
-        let Some(peeked) = jwt::peek(token) else {
-            return if mode == Mode::Jwt { Path::Reject("not_a_jwt") } else { Path::Introspect(None) };
+        let peeked = match jwt::peek(token) {
+            Ok(peeked) => peeked,
+            // A JWT no verifier may accept is refused whoever would validate it: sent to
+            // introspection, it could meet an IdP that reads its header differently.
+            Err(Unreadable::Refused(why)) => return Path::Reject(why),
+            Err(Unreadable::NotJwt) if mode == Mode::Jwt => return Path::Reject("not_a_jwt"),
+            Err(Unreadable::NotJwt) => return Path::Introspect(None),
         };
         match peeked.issuer.as_ref().and_then(|i| parts.jwks.get(i)) {
             Some(jwks) if jwks.issuer.local && mode != Mode::Introspection => Path::Local(jwks, Box::new(peeked)),
@@ -420,7 +438,9 @@ impl Engine {
             principal: identity.principal,
             scopes: identity.scopes,
             client_id: identity.client_id,
-            expires_at: expiry(caller_expiry, backend.expires_at),
+            // A caller token inside the clock leeway has an `exp` just past: gateways are told
+            // "now", never a time before it.
+            expires_at: expiry(caller_expiry, backend.expires_at).max(self.clock.now()),
             context,
         }
     }

@@ -64,7 +64,7 @@ pub struct JwtPeek {
 
 /// Reads a token's header and `iss` without trusting them; `None` if it is not a JWT.
 pub fn jwt_peek(token: &str) -> Option<JwtPeek> {
-    jwt::peek(token).map(|p| JwtPeek {
+    jwt::peek(token).ok().map(|p| JwtPeek {
         alg: format!("{:?}", p.header.alg),
         typ: p.header.typ,
         kid: p.header.kid,
@@ -88,7 +88,10 @@ pub fn jwt_verify(
     leeway: i64,
     claim_names: &[String],
 ) -> Result<Identity, &'static str> {
-    let peeked = jwt::peek(token).ok_or("not_a_jwt")?;
+    let peeked = jwt::peek(token).map_err(|e| match e {
+        jwt::Unreadable::NotJwt => "not_a_jwt",
+        jwt::Unreadable::Refused(why) => why,
+    })?;
     let keys = KeySet::from_json(jwks).map_err(|_| "bad_jwks")?;
     jwt::verify(token, &peeked, issuer, &keys, now, leeway, claim_names)
 }

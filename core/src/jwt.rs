@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header, Validation};
+use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::{Map, Value};
 
 use crate::cache::{Cache, Entry, Lookup};
@@ -59,21 +59,75 @@ pub struct Issuer {
     pub require_at_jwt: bool,
 }
 
-/// What the JWT's unverified parts say, enough to choose how to validate it.
+/// What a JWT's unverified parts say, enough to choose how to validate it. Each part is decoded
+/// once, here; verification then checks the signature over the same bytes and reads these claims.
 pub(crate) struct Peek {
     pub header: Header,
     pub issuer: Option<String>,
+    claims: Map<String, Value>,
 }
 
-/// Reads a token's header and `iss` without trusting them, or `None` if it is not a JWT.
-pub(crate) fn peek(token: &str) -> Option<Peek> {
-    if token.split('.').count() != 3 {
-        return None;
+/// The JOSE header members tokenbridge reads.
+pub(crate) struct Header {
+    pub alg: Algorithm,
+    pub typ: Option<String>,
+    pub kid: Option<String>,
+}
+
+/// Why a token is not read as a JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// Not three base64url parts with a JSON object header: some other kind of token.
+    NotJwt,
+    /// A JWT that cannot be accepted whatever its signature; the denial reason.
+    Refused(&'static str),
+}
+
+/// Reads a token's header and claims without trusting them.
+pub(crate) fn peek(token: &str) -> Result<Peek, Unreadable> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(Unreadable::NotJwt);
+    };
+    // A first part that decodes to something like a JSON object makes it a JWT: from here on
+    // a fault refuses the token rather than sending it elsewhere.
+    let header = base64_part(header).filter(|h| h.trim_ascii_start().starts_with(b"{")).ok_or(Unreadable::NotJwt)?;
+    let header = crate::json::object(&header).ok_or(Unreadable::Refused("malformed_header"))?;
+    let header = read_header(&header).map_err(Unreadable::Refused)?;
+    let claims = base64_part(claims).and_then(|c| crate::json::object(&c));
+    let claims = claims.ok_or(Unreadable::Refused("malformed_claims"))?;
+    let issuer = match claims.get("iss") {
+        None => None,
+        Some(Value::String(iss)) => Some(iss.clone()),
+        Some(_) => return Err(Unreadable::Refused("malformed_claim")),
+    };
+    Ok(Peek { header, issuer, claims })
+}
+
+/// One base64url part (RFC 7515 §2: no padding). Its JSON, header or claims, must name no
+/// member twice (RFC 7515 §4: reject, rather than guess which one counts).
+fn base64_part(part: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()
+}
+
+/// The header, checked: a known `alg`, text `typ` and `kid`, and no `crit`.
+/// tokenbridge implements no JWS extension, so RFC 7515 §4.1.11 has it reject every `crit`
+/// (an empty one is invalid by itself); `b64` (RFC 7797) changes what is signed and must be
+/// critical, so it is refused with or without `crit`.
+fn read_header(header: &Map<String, Value>) -> Result<Header, &'static str> {
+    if header.contains_key("crit") || header.contains_key("b64") {
+        return Err("critical_header");
     }
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    let claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(token).ok()?.claims;
-    let issuer = claims.get("iss").and_then(Value::as_str).map(str::to_string);
-    Some(Peek { header, issuer })
+    let text = |name| match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err("malformed_header"),
+    };
+    let alg = text("alg")?.ok_or("malformed_header")?;
+    // HMAC is parsed (an introspected issuer may use it) but never verified here.
+    let alg = alg.parse::<Algorithm>().map_err(|_| "algorithm_not_allowed")?;
+    Ok(Header { alg, typ: text("typ")?, kid: text("kid")? })
 }
 
 /// One usable public key from a JWKS.
@@ -93,12 +147,12 @@ impl KeySet {
     /// Keeps the signing keys it can use; skips encryption keys, symmetric keys, and keys it
     /// cannot read, rather than failing the whole set.
     pub(crate) fn from_json(body: &[u8]) -> Result<Self, Failure> {
-        let doc: Value = serde_json::from_slice(body).map_err(|_| Failure::Malformed)?;
+        let doc = crate::json::object(body).ok_or(Failure::Malformed)?;
         let items = doc.get("keys").and_then(Value::as_array).ok_or(Failure::Malformed)?;
         let keys = items
             .iter()
             .filter_map(|item| serde_json::from_value::<Jwk>(item.clone()).ok())
-            .filter(|jwk| !matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)))
+            .filter(may_verify)
             .filter_map(|jwk| {
                 let algorithms = key_algorithms(&jwk)?;
                 let key = DecodingKey::from_jwk(&jwk).ok()?;
@@ -119,6 +173,15 @@ impl KeySet {
     fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
+}
+
+/// Whether a key is published for verifying signatures: `use` (if present) is `sig`, and
+/// `key_ops` (if present) includes `verify` (RFC 7517 §4.2, §4.3). A key meant for anything
+/// else is never used, even when its material would verify.
+fn may_verify(jwk: &Jwk) -> bool {
+    let by_use = matches!(jwk.common.public_key_use, None | Some(PublicKeyUse::Signature));
+    let by_ops = jwk.common.key_operations.as_ref().is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+    by_use && by_ops
 }
 
 /// The algorithms a key may verify: its declared `alg` if it has one (and it is allowed), else
@@ -166,45 +229,30 @@ pub(crate) fn verify(
     if issuer.require_at_jwt && !peeked.header.typ.as_deref().is_some_and(is_at_jwt) {
         return Err("not_an_access_token");
     }
-    let mut validation = Validation::new(alg);
-    validation.algorithms = vec![alg];
-    // Time claims are checked below against the engine's clock.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.leeway = 0;
-    validation.set_issuer(&[&issuer.issuer]);
-    let mut required = vec!["exp", "iss"];
-    if issuer.audiences.is_empty() {
-        validation.validate_aud = false;
-    } else {
-        validation.set_audience(&issuer.audiences);
-        required.push("aud");
+    let Some((message, signature)) = token.rsplit_once('.') else { return Err("bad_signature") };
+    let signed = |key: &Key| jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg);
+    if !keys.candidates(peeked.header.kid.as_deref(), alg).any(|key| signed(key).unwrap_or(false)) {
+        return Err("bad_signature");
     }
-    validation.set_required_spec_claims(&required);
-
-    let mut last = "bad_signature";
-    for key in keys.candidates(peeked.header.kid.as_deref(), alg) {
-        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
-            Ok(data) => return identity(&data.claims, now, leeway, claim_names),
-            Err(e) => last = reason(e.kind()),
+    let claims = &peeked.claims;
+    match &peeked.issuer {
+        None => return Err("missing_claim"),
+        Some(iss) if *iss != issuer.issuer => return Err("wrong_issuer"),
+        Some(_) => {}
+    }
+    if !issuer.audiences.is_empty() {
+        match introspection::audiences(claims) {
+            Err(_) => return Err("malformed_claim"),
+            Ok(auds) if auds.is_empty() => return Err("missing_claim"),
+            Ok(auds) if !introspection::audience_accepted(&auds, &issuer.audiences) => return Err("wrong_audience"),
+            Ok(_) => {}
         }
     }
-    Err(last)
+    identity(claims, now, leeway, claim_names)
 }
 
 fn is_at_jwt(typ: &str) -> bool {
     typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
-}
-
-fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
-    use jsonwebtoken::errors::ErrorKind as K;
-    match kind {
-        K::InvalidIssuer => "wrong_issuer",
-        K::InvalidAudience => "wrong_audience",
-        K::MissingRequiredClaim(_) => "missing_claim",
-        K::InvalidAlgorithm => "algorithm_not_allowed",
-        _ => "bad_signature",
-    }
 }
 
 /// The identity in verified claims, after the time checks.
@@ -217,9 +265,7 @@ fn identity(
     // A claim of the wrong type is a malformed token, never a claim to skip.
     let time = |k: &str| match claims.get(k) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)).map(Some).ok_or("malformed_claim")
-        }
+        Some(Value::Number(n)) => crate::clock::numeric_date(n).map(Some).ok_or("malformed_claim"),
         Some(_) => Err("malformed_claim"),
     };
     let text = |k: &str| match claims.get(k) {
@@ -309,9 +355,12 @@ impl Jwks {
         }
     }
 
-    /// Loads the keys now (start-up warm-up); reports whether usable keys are held.
-    pub(crate) fn warm(&self, http: &HttpClient, now: UnixTime, deadline: Instant) -> bool {
-        self.keys(http, now, deadline, Some(deadline)).is_ok_and(|(k, _)| !k.is_empty())
+    /// Loads the keys now (start-up warm-up, `check-config`), or says why they cannot be had.
+    pub(crate) fn warm(&self, http: &HttpClient, now: UnixTime, deadline: Instant) -> Result<(), Cause> {
+        match self.keys(http, now, deadline, Some(deadline))? {
+            (_, Lookup::Stale(cause)) => Err(cause),
+            _ => Ok(()),
+        }
     }
 
     /// Whether usable keys are held, without fetching.
@@ -383,9 +432,14 @@ impl Jwks {
                     // An outage answers for the issuer, not for this one document.
                     status => return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(status)) }),
                 }
-                let doc: Value = serde_json::from_slice(&answer.body).map_err(|_| cause(Failure::Malformed))?;
+                let doc = crate::json::object(&answer.body).ok_or(cause(Failure::Malformed))?;
                 let url = doc.get("jwks_uri").and_then(Value::as_str).ok_or(cause(Failure::Malformed))?;
                 crate::config::check_url(url).map_err(|_| cause(Failure::Malformed))?;
+                // OpenID Connect Discovery §4.3, RFC 8414 §3.3: a document for another issuer
+                // (a shared host, a misrouted proxy) must not lend its keys to this one.
+                if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.issuer.as_str()) {
+                    return Err(cause(Failure::IssuerMismatch));
+                }
                 return Ok(Entry::until(url.to_string(), UnixTime::MAX));
             }
             Err(last)

@@ -215,6 +215,8 @@ pub enum Failure {
     TooLarge,
     /// The IdP refused our client credentials (`invalid_client`).
     ClientRejected,
+    /// The discovery document names another issuer than the one configured.
+    IssuerMismatch,
     /// Configuration or secret reference is invalid or cannot be resolved.
     Invalid,
 }
@@ -229,6 +231,7 @@ impl Failure {
             Failure::Malformed => "malformed_answer",
             Failure::TooLarge => "answer_too_large",
             Failure::ClientRejected => "client_rejected",
+            Failure::IssuerMismatch => "issuer_mismatch",
             Failure::Invalid => "invalid",
         }
     }
@@ -242,6 +245,7 @@ impl Failure {
             Failure::Malformed => "answered something that is not a valid response".into(),
             Failure::TooLarge => "answer exceeded the size cap".into(),
             Failure::ClientRejected => "rejected our client credentials (invalid_client)".into(),
+            Failure::IssuerMismatch => "discovery document names another issuer than the one configured".into(),
             Failure::Invalid => "invalid or unresolvable".into(),
         }
     }

@@ -415,7 +415,7 @@ fn a_sensitive_route_introspects_even_a_valid_jwt() {
 #[test]
 fn configured_claims_reach_the_context() {
     let key = SigningKey::ec("k", Algorithm::ES256);
-    let f = fixture(&[&key], &[("TOKENBRIDGE_CONTEXT_CLAIMS", "sub scope email groups address")]);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_CONTEXT_CLAIMS", "sub email groups address")]);
     let mut claims = f.issuer.claims("api", "alice", "orders.read orders.write", f.now());
     claims["email"] = json!("alice@example.com");
     claims["groups"] = json!(["a", "b"]);
@@ -423,7 +423,6 @@ fn configured_claims_reach_the_context() {
     match f.decide(&key.sign(&claims)) {
         Outcome::Allow(g) => {
             assert_eq!(g.context["sub"], "alice");
-            assert_eq!(g.context["scope"], "orders.read orders.write");
             assert_eq!(g.context["email"], "alice@example.com");
             assert_eq!(g.context["groups"], "a b");
             assert!(!g.context.contains_key("address"));
@@ -490,4 +489,114 @@ fn a_discovery_outage_is_reported_as_itself_not_as_the_fallbacks_not_found() {
     assert_eq!(assert_unavailable_jwks(f.decide(&f.valid(&key))).failure, Failure::Status(503));
     f.issuer.set_discovery_fault(None);
     assert_allowed(&f.decide(&f.valid(&key)));
+}
+
+/// RFC 7515 §4.1.11: tokenbridge understands no JWS extension, so any `crit` (and `b64`, which
+/// must be critical) is refused, however good the signature.
+#[test]
+fn a_critical_header_is_refused_whatever_it_names() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    let claims = f.issuer.claims("api", "alice", "orders.read", f.now());
+    let with = |extra: &[(&str, serde_json::Value)]| {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k".into());
+        header.typ = Some("at+jwt".into());
+        for (name, value) in extra {
+            match *name {
+                "crit" => header.crit = Some(serde_json::from_value(value.clone()).unwrap()),
+                other => header.extras.insert(other.to_string(), value.clone()),
+            }
+        }
+        key.sign_with(header, &claims)
+    };
+    assert!(matches!(f.decide(&with(&[])), Outcome::Allow(_)), "the same token without crit is good");
+    for extra in [
+        vec![("crit", json!(["urn:x:unknown"])), ("urn:x:unknown", json!(1))],
+        vec![("crit", json!(["b64"])), ("b64", json!(false))],
+        vec![("crit", json!([]))],
+        vec![("b64", json!(false))],
+    ] {
+        assert_denied(&f, f.decide(&with(&extra)), "critical_header");
+    }
+}
+
+/// RFC 7515 §4 and RFC 7519 §4: a header or claims set naming a member twice is refused, not
+/// read as the last (or first) one says.
+#[test]
+fn a_member_named_twice_in_header_or_claims_is_refused() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    let (iss, exp) = (f.issuer.url.clone(), f.now() + 600);
+    let claims = format!(r#"{{"iss":"{iss}","aud":"api","sub":"alice","scope":"orders.read","exp":{exp}}}"#);
+    let header = r#"{"alg":"ES256","kid":"k","typ":"at+jwt"}"#;
+    assert!(matches!(f.decide(&key.sign_raw(header, &claims)), Outcome::Allow(_)), "written by hand, it is good");
+    let twice =
+        format!(r#"{{"iss":"{iss}","aud":"api","sub":"alice","scope":"orders.read","scope":"admin","exp":{exp}}}"#);
+    assert_denied(&f, f.decide(&key.sign_raw(header, &twice)), "malformed_claims");
+    let escaped = format!(r#"{{"iss":"{iss}","aud":"api","sub":"alice","\u0073ub":"root","exp":{exp}}}"#);
+    assert_denied(&f, f.decide(&key.sign_raw(header, &escaped)), "malformed_claims");
+    let header_twice = r#"{"alg":"ES256","kid":"k","typ":"at+jwt","typ":"JWT"}"#;
+    assert_denied(&f, f.decide(&key.sign_raw(header_twice, &claims)), "malformed_header");
+}
+
+/// RFC 7517 §4.3: a key whose `key_ops` leave out `verify` (or whose `use` is not `sig`) never
+/// verifies a signature, even one its material would verify.
+#[test]
+fn only_keys_published_for_verifying_verify() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let decide_with = |extra: &serde_json::Value| {
+        let f = fixture(&[&key], &[]);
+        let mut jwk = key.jwk.clone();
+        jwk.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        // Beside a usable key, so the set itself is good and only this key is left out.
+        f.issuer.publish_raw(vec![jwk, SigningKey::ec("other", Algorithm::ES256).jwk]);
+        f.decide(&f.valid(&key))
+    };
+    for refused in [
+        json!({"key_ops": ["encrypt", "wrapKey"]}),
+        json!({"key_ops": ["sign"]}),
+        json!({"key_ops": []}),
+        json!({"use": "enc"}),
+        json!({"use": "other"}),
+        json!({"use": "sig", "key_ops": ["encrypt"]}),
+    ] {
+        assert_eq!(decide_with(&refused), Outcome::Deny(Denial::InvalidToken), "{refused}");
+    }
+    for accepted in [json!({"key_ops": ["verify"]}), json!({"use": "sig", "key_ops": ["sign", "verify"]}), json!({})] {
+        assert!(matches!(decide_with(&accepted), Outcome::Allow(_)), "{accepted}");
+    }
+}
+
+/// OpenID Connect Discovery §4.3, RFC 8414 §3.3: a discovery document for another issuer lends
+/// it no keys; the decision cannot be made (5xx), and the log says why.
+#[test]
+fn a_discovery_document_for_another_issuer_makes_the_keys_unusable() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    for other in ["https://attacker.example", "{url}/", "{url}/x", ""] {
+        let f = fixture(&[&key], &[]);
+        let named = other.replace("{url}", &f.issuer.url);
+        let doc = json!({"issuer": named, "jwks_uri": f.issuer.jwks_url()});
+        f.issuer.set_discovery_fault(Some(tokenbridge_tests::Fault::Status(200, doc.to_string())));
+        match f.decide(&f.valid(&key)) {
+            Outcome::Unavailable(cause) => {
+                assert_eq!((cause.dependency, cause.failure), (Dependency::Jwks, Failure::IssuerMismatch), "{named}")
+            }
+            other => panic!("{named}: {other:?}"),
+        }
+        assert!(f.log.lock().unwrap().last().unwrap().contains("jwks_issuer_mismatch"));
+        let problems = f.engine.check_keys(Duration::from_secs(2));
+        assert!(problems.len() == 1 && problems[0].contains("names another issuer"), "{problems:?}");
+    }
+}
+
+#[test]
+fn times_past_what_rfc_3339_can_write_are_malformed_claims() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    for exp in [json!(1e300), json!(253_402_300_800i64), json!(-1)] {
+        let mut claims = f.issuer.claims("api", "alice", "orders.read", f.now());
+        claims["exp"] = exp.clone();
+        assert_denied(&f, f.decide(&key.sign(&claims)), "malformed_claim");
+    }
 }

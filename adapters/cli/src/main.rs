@@ -216,7 +216,9 @@ fn check_config() -> ExitCode {
     let mut problems = match engine.config() {
         Ok(config) => {
             print!("{config}");
-            engine.check_secrets()
+            let mut problems = engine.check_secrets();
+            problems.extend(engine.check_keys(std::time::Duration::from_secs(5)));
+            problems
         }
         // The secrets are checked even so: fixing one problem should not reveal the next.
         Err(errors) => errors.0.iter().cloned().chain(engine.check_secret_refs(&Config::secrets_from_env())).collect(),
