@@ -11,11 +11,11 @@
 //!  "default": "deny"}
 //! ```
 
-use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use crate::introspection::Identity;
 use crate::outcome::{Denial, Route};
+use crate::route_path;
 
 /// What a route asks of a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,7 +117,7 @@ impl Policy {
                 return Err(format!("policy route path {path:?}: ** may only end a path"));
             }
             // Requests are cut at `?` and refused when ambiguous: such a route would never match.
-            let segments = match plain_segments(&path) {
+            let segments = match pattern_segments(&path) {
                 _ if path == "*" => vec!["**".to_string()],
                 Some(segments) if !path.contains('?') => segments,
                 _ => {
@@ -148,7 +148,7 @@ impl Policy {
             return self.default.as_ref().ok_or(NoRule::NotAllowed);
         }
         let path = match route.path.as_deref() {
-            Some(p) => Some(plain_segments(p.split('?').next().unwrap_or("")).ok_or(NoRule::AmbiguousPath)?),
+            Some(p) => Some(route_path::segments(p.split('?').next().unwrap_or("")).ok_or(NoRule::AmbiguousPath)?),
             None => None,
         };
         self.routes
@@ -231,62 +231,23 @@ impl NoRule {
     }
 }
 
-/// A path's segments, percent-decoded (empty ones dropped, as most servers merge slashes), or
-/// `None` when a backend could read the path as another one: servers differ in whether they
-/// resolve `..`, decode `%2e`, `%61` or `%2F`, cut `;` parameters or take `\` for `/`. Decoding
-/// what is left is safe, and makes `/a%20b` and `/a b`, `/caf%C3%A9` and `/café` one route.
-fn plain_segments(path: &str) -> Option<Vec<String>> {
-    // Origin form only: an absolute URI or `*` is no path to match (RFC 9112 §3.2).
+/// A route pattern's segments: `*` and `**` as they are, the others read as request paths are.
+fn pattern_segments(path: &str) -> Option<Vec<String>> {
     if !path.starts_with('/') {
         return None;
     }
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            // Bytes that are not UTF-8 once decoded (an overlong `%C0%AE`) are a dot or a slash
-            // to some decoders and nothing to others; a trailing dot or space is dropped by
-            // Windows-style servers (`/admin.` is `/admin`).
-            let decoded = is_plain(s).then(|| percent_decode_str(s).decode_utf8().ok()).flatten()?;
-            (!decoded.ends_with(['.', ' '])).then(|| decoded.into_owned())
-        })
-        .collect()
+    let segment = |s: &str| if s == "*" || s == "**" { Some(s.to_string()) } else { route_path::segment(s) };
+    path.split('/').filter(|s| !s.is_empty()).map(segment).collect()
 }
 
-/// Whether a segment holds no `\`, `;`, `#` or control character, and percent-encodes only what needs
-/// it (RFC 3986 §6.2.2.2): an encoded letter, digit, `-._~`, separator or `%` means two readings.
-fn is_plain(segment: &str) -> bool {
-    let bytes = segment.as_bytes();
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let decoded = bytes.get(i + 1..i + 3).and_then(|hex| {
-                    let hex = std::str::from_utf8(hex).ok()?;
-                    hex.bytes().all(|h| h.is_ascii_hexdigit()).then(|| u8::from_str_radix(hex, 16).ok())?
-                });
-                match decoded {
-                    Some(d) if !(d.is_ascii_alphanumeric() || b"-._~/\\;%".contains(&d) || d.is_ascii_control()) => {
-                        i += 3
-                    }
-                    _ => return false,
-                }
-            }
-            b'\\' | b';' | b'#' => return false,
-            b if b.is_ascii_control() => return false,
-            _ => i += 1,
-        }
-    }
-    true
-}
-
-/// `*` matches one segment, a final `**` any number (including none). Names compare without
-/// regard to ASCII case: a case-insensitive backend (Express, ASP.NET) serves `/ADMIN` as `/admin`,
+/// `*` matches one segment, a final `**` any number (including none). Both sides are folded
+/// (`route_path`): a case-insensitive backend (Express, ASP.NET) serves `/ADMIN` as `/admin`,
 /// and the stricter reading is the safe one.
 fn matches(pattern: &[String], path: &[String]) -> bool {
     match (pattern.first().map(String::as_str), path.first()) {
         (Some("**"), _) => true,
         (Some("*"), Some(_)) => matches(&pattern[1..], &path[1..]),
-        (Some(p), Some(s)) if p.eq_ignore_ascii_case(s) => matches(&pattern[1..], &path[1..]),
+        (Some(p), Some(s)) if p == s => matches(&pattern[1..], &path[1..]),
         (None, None) => true,
         _ => false,
     }
@@ -362,12 +323,40 @@ mod tests {
             "/caf%C3",
             "http://host/admin/users",
             "admin/users",
+            "/strict%3F/x",
+            "/strict%3f",
+            "/strict%23/x",
+            "/admin%25/x",
+            "/orders/%2A",
+            "/orders/*",
         ] {
             assert_eq!(p.rule_for(&route("GET", path)), Err(NoRule::AmbiguousPath), "{path}");
         }
         for path in ["/orders/caf%C3%A9", "/orders/a%20b", "/orders//7", "/orders/7?next=../admin"] {
             assert_eq!(p.rule_for(&route("GET", path)).unwrap().scopes, Vec::<String>::new(), "{path}");
         }
+    }
+
+    /// Names a backend may fold into `/admin` (NFKC, Unicode case mapping) never fall through
+    /// to the laxer default: they are refused.
+    #[test]
+    fn unicode_look_alikes_of_a_route_are_refused() {
+        let p =
+            Policy::from_json(r#"{"routes": [{"path": "/admin/**", "scopes": ["admin"]}], "default": {"scopes": []}}"#)
+                .unwrap();
+        for path in [
+            "/ａｄｍｉｎ/users",
+            "/%EF%BD%81dmin/users",
+            "/admın/users",
+            "/%C5%BFecrets",
+            "/\u{212A}eys",
+            "/\u{FB01}les",
+            "/adm\u{0130}n",
+            "/ad\u{200B}min",
+        ] {
+            assert_eq!(p.rule_for(&route("GET", path)), Err(NoRule::AmbiguousPath), "{path}");
+        }
+        assert_eq!(p.rule_for(&route("GET", "/ÄDMIN")).unwrap().scopes, Vec::<String>::new(), "another name");
     }
 
     #[test]
@@ -445,7 +434,8 @@ mod tests {
         assert!(Policy::from_json(r#"{"routes":[{"path":"/a/**/b"}]}"#).unwrap_err().contains("** may only end"));
         assert!(Policy::from_json(r#"{"routes":[{"path":"/a","scope":["x"]}]}"#).is_err(), "typos are not ignored");
         assert!(Policy::from_json(r#"{"default":"allow"}"#).is_err());
-        for unreachable in ["/a/../b", "/%61dmin", "/a;b", "/a?x=1", "/a#b", "/admin."] {
+        for unreachable in ["/a/../b", "/%61dmin", "/a;b", "/a?x=1", "/a#b", "/admin.", "/ａｄｍｉｎ", "/a*b", "/a%3Fb"]
+        {
             let doc = format!(r#"{{"routes":[{{"path":"{unreachable}"}}]}}"#);
             assert!(Policy::from_json(&doc).unwrap_err().contains("can never match"), "{unreachable}");
         }
