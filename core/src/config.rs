@@ -282,12 +282,14 @@ impl Config {
                 "the policy asks to introspect JWTs on some routes, but no introspection endpoint is configured".into(),
             );
         }
-        let context_claims = r
+        let context_claims: Vec<String> = r
             .optional("TOKENBRIDGE_CONTEXT_CLAIMS")
             .unwrap_or_default()
             .split_ascii_whitespace()
             .map(str::to_string)
             .collect();
+        let context_key = r.text("TOKENBRIDGE_CONTEXT_KEY");
+        r.refuse_reserved_claims(&context_claims, &context_key);
         let connect_ms = r.number("TOKENBRIDGE_CONNECT_TIMEOUT_MS", 1, 60_000);
         let call_ms = r.number("TOKENBRIDGE_TIMEOUT_MS", 1, 300_000);
         let config = Config {
@@ -314,13 +316,18 @@ impl Config {
             backend_min_remaining: r.number("TOKENBRIDGE_BACKEND_MIN_REMAINING_SECONDS", 0, 3_600),
             backend_default_ttl: r.number("TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS", 1, 86_400),
             secret_refresh_interval: r.number("TOKENBRIDGE_SECRET_REFRESH_SECONDS", 1, 86_400),
-            context_key: r.text("TOKENBRIDGE_CONTEXT_KEY"),
+            context_key,
             realm: r.text("TOKENBRIDGE_REALM"),
             token_argument: r.text("TOKENBRIDGE_TOKEN_ARGUMENT"),
         };
         (config, r.problems)
     }
 }
+
+/// The context values some adapter writes itself, besides the backend token's key: Lambda's
+/// `principal`, `scope`, `client_id` and `expires_at`. Compared without regard to ASCII case,
+/// as gateways that turn them into headers do.
+pub const RESERVED_CONTEXT_KEYS: [&str; 4] = ["principal", "scope", "client_id", "expires_at"];
 
 /// The stand-in for a required secret that is not set.
 fn is_unset(secret: &SecretRef) -> bool {
@@ -380,6 +387,21 @@ impl Reader<'_> {
             self.problems.push(format!("{name}{alias} is required"));
             String::new()
         })
+    }
+
+    /// A forwarded claim may not take the name of a context value tokenbridge writes itself:
+    /// a token could then choose the principal or expiry a gateway or backend reads.
+    fn refuse_reserved_claims(&mut self, claims: &[String], context_key: &str) {
+        for claim in claims {
+            let reserved = RESERVED_CONTEXT_KEYS.iter().copied().chain([context_key]);
+            if let Some(key) = reserved.into_iter().find(|key| key.eq_ignore_ascii_case(claim)) {
+                self.problems.push(format!(
+                    "TOKENBRIDGE_CONTEXT_CLAIMS: {claim:?} would overwrite the context value {key:?} that tokenbridge \
+                     sets itself (reserved: {}, and TOKENBRIDGE_CONTEXT_KEY)",
+                    RESERVED_CONTEXT_KEYS.join(", ")
+                ));
+            }
+        }
     }
 
     fn text(&mut self, name: &str) -> String {
@@ -575,6 +597,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
     let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL".to_string())?;
     let host = uri.host().ok_or_else(|| "has no host".to_string())?;
+    if !port_is_valid(uri.authority().map_or("", |a| a.as_str())) {
+        return Err("has a port that is not a number from 1 to 65535".into());
+    }
     let origin = origin(&uri).map(|o| format!(" ({o})")).unwrap_or_default();
     if uri.query().is_some() {
         // Queries would be logged by proxies and are never needed for these endpoints.
@@ -585,6 +610,19 @@ pub fn check_url(url: &str) -> Result<(), String> {
         Some("http") if is_loopback(host) => Ok(()),
         Some("http") => Err(format!("must use https; plain http is allowed only on loopback{origin}")),
         _ => Err(format!("must be an https URL{origin}")),
+    }
+}
+
+/// No port, or 1*DIGIT within 1..=65535: a port that does not parse (`:notaport`, `:+443`,
+/// `:99999`) is read by each client its own way, or as another.
+fn port_is_valid(authority: &str) -> bool {
+    let after_host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(_, rest)| rest),
+        None => authority.find(':').map_or("", |i| &authority[i..]),
+    };
+    match after_host.strip_prefix(':') {
+        None => after_host.is_empty(),
+        Some(port) => port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0),
     }
 }
 
@@ -771,6 +809,38 @@ mod tests {
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn a_forwarded_claim_may_not_take_a_key_tokenbridge_writes() {
+        for claims in ["principal", "expires_at", "Scope", "client_id", "back_end_token", "sub CLIENT_ID"] {
+            let mut pairs = MINIMAL.to_vec();
+            pairs.push(("TOKENBRIDGE_CONTEXT_CLAIMS", claims));
+            let err = Config::from_lookup(&lookup(&pairs)).err().unwrap_or_else(|| panic!("{claims} accepted"));
+            assert!(err.0.iter().any(|p| p.contains("would overwrite the context value")), "{err}");
+        }
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend([("TOKENBRIDGE_CONTEXT_CLAIMS", "principal"), ("TOKENBRIDGE_CONTEXT_KEY", "backend")]);
+        assert!(Config::from_lookup(&lookup(&pairs)).is_err(), "reserved whatever the token's own key");
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend([("TOKENBRIDGE_CONTEXT_CLAIMS", "sub email groups")]);
+        assert!(Config::from_lookup(&lookup(&pairs)).is_ok());
+    }
+
+    #[test]
+    fn a_port_must_be_a_number_from_1_to_65535() {
+        for url in [
+            "https://idp.example:notaport/x",
+            "https://idp.example:99999/x",
+            "https://idp.example:0/x",
+            "https://idp.example:+443/x",
+            "https://idp.example:-1/x",
+        ] {
+            let why = check_url(url).expect_err(url);
+            assert!(why.contains("port") || why.contains("not a valid URL"), "{url}: {why}");
+        }
+        assert!(check_url("https://idp.example:8443/x").is_ok());
+        assert!(check_url("http://[::1]:65535/x").is_ok());
     }
 
     #[test]

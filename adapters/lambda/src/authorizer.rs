@@ -200,15 +200,29 @@ pub fn route_of_method_arn(arn: &str) -> Route {
     Route { method, path, ..Route::default() }
 }
 
-/// The ARN an allow covers: the whole stage (`…/{stage}/*/*`) or just the one called.
-pub fn policy_resource(arn: &str, stage_wide: bool) -> String {
-    if !stage_wide {
-        return arn.to_string();
-    }
+/// The ARN an allow covers: the whole stage (`…/{stage}/*/*`) or just the one called. `None`
+/// when just the one called cannot be written: IAM reads `*` and `?` in a resource as
+/// wildcards, and API Gateway builds the method ARN's verb and path from the request, so such
+/// a character there would allow, from the gateway's cache, routes never decided on.
+pub fn policy_resource(arn: &str, stage_wide: bool) -> Option<String> {
     let mut parts = arn.splitn(3, '/');
-    match (parts.next(), parts.next()) {
-        (Some(api), Some(stage)) if !api.is_empty() && !stage.is_empty() => format!("{api}/{stage}/*/*"),
-        _ => arn.to_string(),
+    let (api, stage, called) = (parts.next(), parts.next(), parts.next());
+    match (api, stage) {
+        (Some(api), Some(stage)) if stage_wide && !api.is_empty() && !stage.is_empty() => {
+            Some(format!("{api}/{stage}/*/*"))
+        }
+        _ if called.is_some_and(|c| c.contains(['*', '?'])) => None,
+        _ => Some(arn.to_string()),
+    }
+}
+
+/// An IAM answer's effect and resource: an allow that cannot be written for just the ARN
+/// called is answered as a deny of it (which, wildcards and all, only denies more).
+fn iam_answer(outcome: &Outcome, arn: &str, options: &Options) -> (String, IamPolicyEffect, Value, String) {
+    let (principal, effect, context) = iam_parts(outcome);
+    match (effect, policy_resource(arn, options.stage_wide)) {
+        (IamPolicyEffect::Allow, None) => ("unauthorized".into(), IamPolicyEffect::Deny, json!({}), arn.to_string()),
+        (effect, resource) => (principal, effect, context, resource.unwrap_or_else(|| arn.to_string())),
     }
 }
 
@@ -236,18 +250,18 @@ pub fn render(outcome: &Outcome, form: &Form, options: &Options) -> Result<Value
             to_json(&r)
         }
         (outcome, Form::Iam { arn }) => {
-            let (principal, effect, context) = iam_parts(outcome);
+            let (principal, effect, context, resource) = iam_answer(outcome, arn, options);
             let mut r = ApiGatewayCustomAuthorizerResponse::<Value>::default();
             r.principal_id = Some(principal);
-            r.policy_document = policy(effect, &policy_resource(arn, options.stage_wide));
+            r.policy_document = policy(effect, &resource);
             r.context = context;
             to_json(&r)
         }
         (outcome, Form::HttpIam { arn }) => {
-            let (principal, effect, context) = iam_parts(outcome);
+            let (principal, effect, context, resource) = iam_answer(outcome, arn, options);
             let mut r = ApiGatewayV2CustomAuthorizerIamPolicyResponse::<Value>::default();
             r.principal_id = Some(principal);
-            r.policy_document = policy(effect, &policy_resource(arn, options.stage_wide));
+            r.policy_document = policy(effect, &resource);
             r.context = context;
             to_json(&r)
         }
@@ -280,13 +294,16 @@ fn policy(effect: IamPolicyEffect, resource: &str) -> ApiGatewayCustomAuthorizer
 /// Context values are strings only (API Gateway refuses objects and arrays): the grant's context
 /// (backend token, forwarded claims), the principal, the scopes joined by spaces, the client id.
 fn context(grant: &Grant) -> Value {
+    // Forwarded claims never take these names (configuration refuses it); were one to, the
+    // grant's own value still wins.
     let mut map: Map<String, Value> = grant.context.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    map.entry("principal").or_insert_with(|| json!(grant.principal));
-    map.entry("scope").or_insert_with(|| json!(grant.scopes.join(" ")));
-    if let Some(client_id) = &grant.client_id {
-        map.entry("client_id").or_insert_with(|| json!(client_id));
-    }
-    map.entry("expires_at").or_insert_with(|| json!(tokenbridge_core::rfc3339(grant.expires_at)));
+    map.insert("principal".into(), json!(grant.principal));
+    map.insert("scope".into(), json!(grant.scopes.join(" ")));
+    match &grant.client_id {
+        Some(client_id) => map.insert("client_id".into(), json!(client_id)),
+        None => map.remove("client_id"),
+    };
+    map.insert("expires_at".into(), json!(tokenbridge_core::rfc3339(grant.expires_at)));
     Value::Object(map)
 }
 
@@ -443,9 +460,31 @@ mod tests {
 
     #[test]
     fn an_allow_covers_the_whole_stage_by_default() {
-        assert_eq!(policy_resource(ARN, true), "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/*");
-        assert_eq!(policy_resource(ARN, false), ARN);
-        assert_eq!(policy_resource("garbage", true), "garbage");
+        assert_eq!(
+            policy_resource(ARN, true).as_deref(),
+            Some("arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/*")
+        );
+        assert_eq!(policy_resource(ARN, false).as_deref(), Some(ARN));
+        assert_eq!(policy_resource("garbage", true).as_deref(), Some("garbage"));
+    }
+
+    #[test]
+    fn no_character_of_the_request_becomes_an_iam_wildcard_in_an_allow() {
+        let method_mode = Options { stage_wide: false, ..Options::default() };
+        for arn in [
+            "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/orders/*",
+            "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/orders/7?",
+            "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/*/orders/7",
+            "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/a*b/c",
+        ] {
+            assert_eq!(policy_resource(arn, false), None, "{arn}");
+            for form in [Form::Iam { arn: arn.into() }, Form::HttpIam { arn: arn.into() }] {
+                let answer = render(&Outcome::Allow(grant()), &form, &method_mode).unwrap();
+                let statement = &answer["policyDocument"]["Statement"][0];
+                assert_eq!(statement["Effect"], "Deny", "{arn}: {answer}");
+                assert_eq!(answer["context"], json!({}), "no grant context in a deny: {answer}");
+            }
+        }
     }
 
     #[test]
