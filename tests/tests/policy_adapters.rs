@@ -154,3 +154,103 @@ fn jwt_mode_is_not_ready_while_the_jwks_is_unreachable() {
     assert_eq!(raw_exchange(&server.addr, b"GET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().0, 503);
     assert_eq!(raw_exchange(&server.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().0, 200);
 }
+
+/// Protected routes and a lax default: a path a backend could read as a protected route but
+/// that tokenbridge read as another one would be a wrongful allow.
+const GUARDED: &str = r#"{"routes": [
+    {"path": "/admin/**", "scopes": ["admin"]},
+    {"path": "/keys/**", "scopes": ["admin"]},
+    {"path": "/secrets/**", "scopes": ["admin"]},
+    {"path": "/files/**", "scopes": ["admin"]},
+    {"path": "/strict/**", "scopes": ["admin"]}
+], "default": {"scopes": []}}"#;
+
+/// Paths some hop reads as a guarded route: encoded delimiters that a decoding hop turns into
+/// `?` or `#` (`/strict`), and look-alikes a backend folds by NFKC or Unicode case mapping.
+const LOOK_ALIKES: [&str; 12] = [
+    "/strict%3F/x",
+    "/strict%3f",
+    "/strict%23/x",
+    "/ａｄｍｉｎ/users",
+    "/%EF%BD%81dmin/users",
+    "/admın/users",
+    "/adm%C4%B1n/users",
+    "/\u{017F}ecrets/1",
+    "/%C5%BFecrets/1",
+    "/\u{212A}eys/1",
+    "/\u{FB01}les/1",
+    "/%EF%AC%81les/1",
+];
+
+/// Forward-auth takes the URI as it came on the wire: what is not ASCII, percent-encoded.
+fn on_the_wire(path: &str) -> String {
+    path.bytes().map(|b| if b.is_ascii() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+fn lambda_events(token: &str, path: &str) -> [Value; 2] {
+    let arn = format!("arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET{path}");
+    let rest = json!({"type": "TOKEN", "authorizationToken": format!("Bearer {token}"), "methodArn": arn});
+    let v2 = json!({"version": "2.0", "type": "REQUEST", "routeArn": arn, "identitySource": [format!("Bearer {token}")],
+        "routeKey": "$default", "rawPath": path, "rawQueryString": "", "headers": {},
+        "requestContext": {"accountId": "123456789012", "apiId": "abcdef1234", "domainName": "x", "domainPrefix": "x",
+            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4", "userAgent": "t"},
+            "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "t", "timeEpoch": 0}});
+    [rest, v2]
+}
+
+#[test]
+fn look_alikes_of_a_guarded_route_are_refused_through_every_adapter() {
+    use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "read", 600);
+    let mut env = idp.env();
+    env.push(("TOKENBRIDGE_POLICY".into(), GUARDED.into()));
+    let mut fn_agent = FnAgent::start(&env);
+    let server = HttpServer::start(&env);
+    let api = FakeRuntimeApi::start();
+    let _function = api.start_function(&env);
+    let lines: Vec<String> =
+        [&["/public/x", "/admin/x"][..], &LOOK_ALIKES[..]].concat().iter().map(|p| routed(&token, "GET", p)).collect();
+    let stdio_run = stdio(&env, &lines.join("\n"));
+
+    let allowed_by = |i: usize, path: &str, fn_agent: &mut FnAgent| -> Vec<(&str, bool)> {
+        let payload = routed(&token, "GET", path);
+        let fn_reply = fn_agent.call(payload.as_bytes(), Framing::Chunked, Duration::from_secs(30));
+        let uri = on_the_wire(path);
+        let headers = format!(
+            "GET /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Uri: {uri}\r\n\r\n"
+        );
+        let envoy =
+            format!("GET /auth{uri} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n");
+        let post = format!(
+            "POST /authorize HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        let authorize = raw_exchange(&server.addr, post.as_bytes()).unwrap();
+        let [rest, v2] = lambda_events(&token, path).map(|event| api.invoke(&event, Duration::from_secs(20)));
+        vec![
+            ("stdio USER_DEFINED", stdio_run.answers[i]["active"] == true),
+            ("Fn socket USER_DEFINED", fn_reply.json()["active"] == true),
+            ("forward-auth X-Forwarded-Uri", raw_exchange(&server.addr, headers.as_bytes()).unwrap().0 == 200),
+            ("forward-auth /auth/<path>", raw_exchange(&server.addr, envoy.as_bytes()).unwrap().0 == 200),
+            ("POST /authorize", authorize.0 == 200 && authorize.2.contains("\"active\":true")),
+            (
+                "Lambda REST methodArn",
+                matches!(&rest, Answer::Response(a) if a["policyDocument"]["Statement"][0]["Effect"] == "Allow"),
+            ),
+            ("Lambda HTTP API rawPath", matches!(&v2, Answer::Response(a) if a["isAuthorized"] == true)),
+        ]
+    };
+    // The table can fail: the same token is allowed on the lax default and refused on a guarded route.
+    for (adapter, allowed) in allowed_by(0, "/public/x", &mut fn_agent) {
+        assert!(allowed, "{adapter}: /public/x should be allowed");
+    }
+    for (adapter, allowed) in allowed_by(1, "/admin/x", &mut fn_agent) {
+        assert!(!allowed, "{adapter}: /admin/x allowed without the admin scope");
+    }
+    for (i, path) in LOOK_ALIKES.iter().enumerate() {
+        for (adapter, allowed) in allowed_by(i + 2, path, &mut fn_agent) {
+            assert!(!allowed, "{adapter}: {path} reached the lax default");
+        }
+    }
+}
