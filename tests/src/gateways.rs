@@ -278,10 +278,12 @@ fn launch(gateway: Gateway, program: &Path, dir: &Path, port: u16, tokenbridge: 
                 ],
             );
             // The frame every nginx.conf has (paths into the scratch directory, one process in
-            // the foreground); the recipe goes inside `http {}` as it says.
+            // the foreground); the recipe goes inside `http {}` as it says. The log level is
+            // `warn`: at `info`, nginx logs the value of a client's duplicate header line,
+            // Authorization included (docs/gateways.md).
             let d = &dir_text;
             let main = format!(
-                "worker_processes 1;\ndaemon off;\nmaster_process off;\nerror_log {d}/logs/error.log info;\npid {d}/nginx.pid;\n\
+                "worker_processes 1;\ndaemon off;\nmaster_process off;\nerror_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
                  events {{ worker_connections 256; }}\n\
                  http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
             );

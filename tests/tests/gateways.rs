@@ -118,6 +118,22 @@ fn a_bad_or_missing_token_is_a_401_with_exactly_one_challenge(gateway: Gateway) 
     stack.assert_nothing_leaked();
 }
 
+/// A valid credential beside another one: the gateway or tokenbridge refuses the request (400,
+/// or 401 when the gateway joins the two into one invalid value), whichever comes first.
+fn two_credentials_are_never_an_allow(gateway: Gateway) {
+    let Some(stack) = Stack::of(gateway) else { return };
+    let _turn = stack.shared();
+    let valid = bearer(&stack.idp.a.issue("oscar", "orders.read", 600));
+    let m = mark("two-credentials");
+    for pair in [[valid.as_str(), "Bearer other"], ["Bearer other", valid.as_str()]] {
+        let headers = [("Authorization", pair[0]), ("Authorization", pair[1])];
+        let answer = stack.call("GET", &format!("/orders/7?{m}"), &headers);
+        assert!(answer.0 == 400 || answer.0 == 401, "{pair:?}: {answer:?}");
+    }
+    none_reached(stack, &m);
+    stack.assert_nothing_leaked();
+}
+
 fn a_missing_scope_is_a_403_insufficient_scope_with_its_challenge(gateway: Gateway) {
     let Some(stack) = Stack::of(gateway) else { return };
     let _turn = stack.shared();
@@ -336,6 +352,7 @@ macro_rules! for_each_gateway {
             use super::*;
             #[test] fn an_allowed_call_reaches_the_backend_with_the_backend_token_and_nothing_of_the_callers() { super::an_allowed_call_reaches_the_backend_with_the_backend_token_and_nothing_of_the_callers($gateway) }
             #[test] fn a_bad_or_missing_token_is_a_401_with_exactly_one_challenge() { super::a_bad_or_missing_token_is_a_401_with_exactly_one_challenge($gateway) }
+            #[test] fn two_credentials_are_never_an_allow() { super::two_credentials_are_never_an_allow($gateway) }
             #[test] fn a_missing_scope_is_a_403_insufficient_scope_with_its_challenge() { super::a_missing_scope_is_a_403_insufficient_scope_with_its_challenge($gateway) }
             #[test] fn an_idp_outage_is_a_503_with_the_idps_retry_after() { super::an_idp_outage_is_a_503_with_the_idps_retry_after($gateway) }
             #[test] fn tokenbridge_down_is_a_5xx_never_a_deny_or_an_allow() { super::tokenbridge_down_is_a_5xx_never_a_deny_or_an_allow($gateway) }
