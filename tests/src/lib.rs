@@ -4,6 +4,7 @@
 pub mod fake_idp;
 pub mod fake_secrets;
 pub mod fn_agent;
+pub mod gateways;
 pub mod harness;
 pub mod http_server;
 pub mod interop;
