@@ -325,9 +325,11 @@ impl Config {
 }
 
 /// The context values some adapter writes itself, besides the backend token's key: Lambda's
-/// `principal`, `scope`, `client_id` and `expires_at`. Compared without regard to ASCII case,
-/// as gateways that turn them into headers do.
-pub const RESERVED_CONTEXT_KEYS: [&str; 4] = ["principal", "scope", "client_id", "expires_at"];
+/// `principal`, `scope`, `client_id` and `expires_at`, and the names API Gateway gives its own
+/// `$context.authorizer` values (`principalId`, `integrationLatency`). Compared without regard
+/// to ASCII case, as gateways that turn them into headers do.
+pub const RESERVED_CONTEXT_KEYS: [&str; 6] =
+    ["principal", "scope", "client_id", "expires_at", "principalId", "integrationLatency"];
 
 /// The stand-in for a required secret that is not set.
 fn is_unset(secret: &SecretRef) -> bool {
@@ -813,7 +815,9 @@ mod tests {
 
     #[test]
     fn a_forwarded_claim_may_not_take_a_key_tokenbridge_writes() {
-        for claims in ["principal", "expires_at", "Scope", "client_id", "back_end_token", "sub CLIENT_ID"] {
+        for claims in
+            ["principal", "expires_at", "Scope", "client_id", "back_end_token", "sub CLIENT_ID", "principalid"]
+        {
             let mut pairs = MINIMAL.to_vec();
             pairs.push(("TOKENBRIDGE_CONTEXT_CLAIMS", claims));
             let err = Config::from_lookup(&lookup(&pairs)).err().unwrap_or_else(|| panic!("{claims} accepted"));

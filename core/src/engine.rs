@@ -198,7 +198,7 @@ impl Engine {
         parts.jwks.values().filter(|j| j.issuer.local).all(|j| j.warm(&parts.http, self.clock.now(), deadline).is_ok())
     }
 
-    /// For `check-config`: loads every local issuer's keys, each within `budget`, and names the
+    /// For `check-config`: loads every local issuer's keys, all within `budget`, and names the
     /// issuers whose keys cannot be had, and why.
     pub fn check_keys(&self, budget: Duration) -> Vec<String> {
         let Ok(parts) = &self.setup else { return Vec::new() };
@@ -331,11 +331,18 @@ impl Engine {
         let mode = parts.config.mode;
         let peeked = match jwt::peek(token) {
             Ok(peeked) => peeked,
-            // A JWT no verifier may accept is refused whoever would validate it: sent to
-            // introspection, it could meet an IdP that reads its header differently.
-            Err(Unreadable::Refused(why)) => return Path::Reject(why),
             Err(Unreadable::NotJwt) if mode == Mode::Jwt => return Path::Reject("not_a_jwt"),
             Err(Unreadable::NotJwt) => return Path::Introspect(None),
+            // A JWT tokenbridge could never verify is refused where tokenbridge would verify
+            // it; an introspected one is the IdP's to judge, as every token in that mode is.
+            Err(Unreadable::Refused(why, issuer)) => {
+                let local = issuer.as_ref().and_then(|i| parts.jwks.get(i)).is_some_and(|j| j.issuer.local);
+                return match mode {
+                    Mode::Jwt => Path::Reject(why),
+                    Mode::Auto if local => Path::Reject(why),
+                    _ => Path::Introspect(issuer),
+                };
+            }
         };
         match peeked.issuer.as_ref().and_then(|i| parts.jwks.get(i)) {
             Some(jwks) if jwks.issuer.local && mode != Mode::Introspection => Path::Local(jwks, Box::new(peeked)),

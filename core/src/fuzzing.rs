@@ -90,7 +90,7 @@ pub fn jwt_verify(
 ) -> Result<Identity, &'static str> {
     let peeked = jwt::peek(token).map_err(|e| match e {
         jwt::Unreadable::NotJwt => "not_a_jwt",
-        jwt::Unreadable::Refused(why) => why,
+        jwt::Unreadable::Refused(why, _) => why,
     })?;
     let keys = KeySet::from_json(jwks).map_err(|_| "bad_jwks")?;
     jwt::verify(token, &peeked, issuer, &keys, now, leeway, claim_names)

@@ -75,12 +75,13 @@ pub(crate) struct Header {
 }
 
 /// Why a token is not read as a JWT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unreadable {
     /// Not three base64url parts with a JSON object header: some other kind of token.
     NotJwt,
-    /// A JWT that cannot be accepted whatever its signature; the denial reason.
-    Refused(&'static str),
+    /// A JWT that tokenbridge could never verify, whatever its signature: the denial reason,
+    /// and its `iss` when that could be read (its issuer's IdP may still introspect it).
+    Refused(&'static str, Option<String>),
 }
 
 /// Reads a token's header and claims without trusting them.
@@ -92,16 +93,18 @@ pub(crate) fn peek(token: &str) -> Result<Peek, Unreadable> {
     // A first part that decodes to something like a JSON object makes it a JWT: from here on
     // a fault refuses the token rather than sending it elsewhere.
     let header = base64_part(header).filter(|h| h.trim_ascii_start().starts_with(b"{")).ok_or(Unreadable::NotJwt)?;
-    let header = crate::json::object(&header).ok_or(Unreadable::Refused("malformed_header"))?;
-    let header = read_header(&header).map_err(Unreadable::Refused)?;
     let claims = base64_part(claims).and_then(|c| crate::json::object(&c));
-    let claims = claims.ok_or(Unreadable::Refused("malformed_claims"))?;
+    let claims = claims.ok_or(Unreadable::Refused("malformed_claims", None))?;
     let issuer = match claims.get("iss") {
-        None => None,
+        None | Some(Value::Null) => None,
         Some(Value::String(iss)) => Some(iss.clone()),
-        Some(_) => return Err(Unreadable::Refused("malformed_claim")),
+        Some(_) => return Err(Unreadable::Refused("malformed_claim", None)),
     };
-    Ok(Peek { header, issuer, claims })
+    let header = crate::json::object(&header).ok_or("malformed_header").and_then(|h| read_header(&h));
+    match header {
+        Ok(header) => Ok(Peek { header, issuer, claims }),
+        Err(why) => Err(Unreadable::Refused(why, issuer)),
+    }
 }
 
 /// One base64url part (RFC 7515 §2: no padding). Its JSON, header or claims, must name no
@@ -120,7 +123,7 @@ fn read_header(header: &Map<String, Value>) -> Result<Header, &'static str> {
         return Err("critical_header");
     }
     let text = |name| match header.get(name) {
-        None => Ok(None),
+        None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err("malformed_header"),
     };

@@ -42,6 +42,8 @@ impl Request {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Route {
     pub method: Option<String>,
+    /// The path alone, as the client sent it (percent-encoded): adapters cut a request target's
+    /// query off; a `?` left here makes the path ambiguous.
     pub path: Option<String>,
     /// Other named inputs (OCI `USER_DEFINED` arguments, for example).
     pub args: BTreeMap<String, String>,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokenbridge_core::{Config, Denial, Dependency, Engine, Failure, ManualClock, Outcome, Request};
 use tokenbridge_tests::fake_idp::unix_now;
-use tokenbridge_tests::jwt_keys::hs256;
+use tokenbridge_tests::jwt_keys::{forged, hs256};
 use tokenbridge_tests::{Fault, IdpPair};
 
 struct Fixture {
@@ -387,4 +387,22 @@ fn a_short_configured_timeout_is_not_eaten_by_the_deadline_margin() {
     let token = f.idp.a.issue("alice", "", 600);
     let outcome = f.engine.decide(&bearer(&token));
     assert!(matches!(outcome, Outcome::Allow(_)), "{outcome:?}");
+}
+
+/// In introspection mode every token is IdP A's to judge, JWTs tokenbridge could never verify
+/// itself included (a `crit` header, an algorithm it does not know, a null `typ`).
+#[test]
+fn introspection_mode_asks_idp_a_about_jwts_tokenbridge_could_not_verify() {
+    let f = fixture(&[("TOKENBRIDGE_MODE", "introspection")]);
+    let claims = json!({"iss": "https://idp.example", "sub": "alice"});
+    for header in [
+        json!({"alg": "ES256", "crit": ["urn:x:unknown"], "urn:x:unknown": 1}),
+        json!({"alg": "ES512"}),
+        json!({"alg": "Ed25519", "typ": null, "kid": null}),
+    ] {
+        let token = forged(&header, &claims, b"sig");
+        f.idp.a.add_token(&token, json!({"active": true, "sub": "alice", "exp": unix_now() + 600}));
+        assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)), "{header}");
+    }
+    assert_eq!(f.idp.a.introspections(), 3);
 }
