@@ -73,12 +73,16 @@ enum Body {
 
 /// Reads one request; its body at most `max_body` bytes.
 pub fn read_request(input: &mut impl BufRead, max_body: usize) -> Result<Request, ReadError> {
-    let head = read_head(input)?;
-    // Every line of the head ends in CRLF, with no other CR or LF in it (read_head saw to it);
-    // the last line is the empty one.
-    let mut lines = head.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let (head, ends) = read_head(input)?;
+    // Each line without its CRLF (read_head saw to it that every line ends in one, with no other
+    // CR or LF in it); the last line is the empty one.
+    let mut lines = ends.iter().scan(0, |start, &end| {
+        let line = head.get(*start..end - 2);
+        *start = end;
+        line
+    });
     let (method, path, http10) = request_line(lines.next().unwrap_or_default())?;
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(16);
     for line in lines.take_while(|l| !l.is_empty()) {
         if fields.len() == MAX_HEADERS {
             return Err(ReadError::HeadTooLarge);
@@ -103,9 +107,11 @@ pub fn read_request(input: &mut impl BufRead, max_body: usize) -> Result<Request
     Ok(Request { method, path, headers, body, close })
 }
 
-/// Bytes up to and including the blank line that ends the head, every line ending in CRLF.
-fn read_head(input: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
+/// Bytes up to and including the blank line that ends the head, every line ending in CRLF, and
+/// where each line ends (after its LF).
+fn read_head(input: &mut impl BufRead) -> Result<(Vec<u8>, Vec<usize>), ReadError> {
     let mut head = Vec::new();
+    let mut ends = Vec::with_capacity(16);
     // Blank lines before a request are allowed (RFC 9112 §2.2), within the head's limit.
     let mut skipped = 0;
     loop {
@@ -127,13 +133,14 @@ fn read_head(input: &mut impl BufRead) -> Result<Vec<u8>, ReadError> {
             continue;
         }
         crlf_line(&head[start..]).map_err(ReadError::Malformed)?;
+        if head.len() - start == 2 && start == 0 {
+            skipped += 2;
+            head.clear();
+            continue;
+        }
+        ends.push(head.len());
         if head.len() - start == 2 {
-            if start == 0 {
-                skipped += 2;
-                head.clear();
-                continue;
-            }
-            return Ok(head);
+            return Ok((head, ends));
         }
     }
 }
@@ -173,20 +180,36 @@ fn field(line: &[u8]) -> Result<(String, &[u8]), &'static str> {
     }
     let colon = line.iter().position(|b| *b == b':').ok_or("a header line without a colon")?;
     let (name, value) = (&line[..colon], &line[colon + 1..]);
-    if name.is_empty() {
-        return Err("an empty header name");
+    if name.is_empty() || !name.iter().all(|b| is_tchar(*b)) {
+        return Err(if name.is_empty() {
+            "an empty header name"
+        } else if name.iter().any(|b| *b == b' ' || *b == b'\t') {
+            "whitespace in a header name or before its colon"
+        } else {
+            "an invalid character in a header name"
+        });
     }
-    if name.iter().any(|b| *b == b' ' || *b == b'\t') {
-        return Err("whitespace in a header name or before its colon");
-    }
-    if !name.iter().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)) {
-        return Err("an invalid character in a header name");
-    }
-    if value.iter().any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f) {
+    if has_control(value) {
         return Err("a control character in a header value");
     }
     let start = value.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(value.len());
-    Ok((String::from_utf8_lossy(name).to_ascii_lowercase(), &value[start..]))
+    // Token characters only: ASCII, so the conversion cannot fail.
+    Ok((String::from_utf8(name.to_ascii_lowercase()).unwrap_or_default(), &value[start..]))
+}
+
+/// A control character other than HTAB (what a field value may not hold, RFC 9110 §5.5). No early
+/// exit, so that long values (a 16 KiB token) can be scanned a vector at a time.
+fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().fold(false, |found, b| found | ((*b < 0x20) & (*b != b'\t')) | (*b == 0x7f))
+}
+
+/// A character of a token (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+        )
 }
 
 fn trim_ows(value: &[u8]) -> &[u8] {
@@ -280,7 +303,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, ReadError> {
     if digits == 0 || !well_formed {
         return Err(ReadError::Malformed("invalid chunk size"));
     }
-    if rest.iter().any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f) {
+    if has_control(rest) {
         return Err(ReadError::Malformed("a control character in a chunk extension"));
     }
     // Only hex digits: the one failure left is a number too big to count, as good as infinite.
