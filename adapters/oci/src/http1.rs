@@ -77,7 +77,7 @@ pub fn read_request(input: &mut impl BufRead, max_body: usize) -> Result<Request
     // Each line without its CRLF (read_head saw to it that every line ends in one, with no other
     // CR or LF in it); the last line is the empty one.
     let mut lines = ends.iter().scan(0, |start, &end| {
-        let line = head.get(*start..end - 2);
+        let line = head.get(*start..end.saturating_sub(2));
         *start = end;
         line
     });
@@ -172,8 +172,8 @@ fn request_line(line: &[u8]) -> Result<(String, String, bool), ReadError> {
     Ok((method, path, parsed.version == Some(0)))
 }
 
-/// One field line (RFC 9112 §5): a token, the colon at once, then a value of visible characters,
-/// spaces and tabs. The name comes lower-cased, the value without the spaces and tabs before it.
+/// One field line (RFC 9112 §5): a token, the colon at once, then a value without control
+/// characters (visible characters, obs-text, spaces and tabs). The name comes lower-cased, the value without the spaces and tabs before it.
 fn field(line: &[u8]) -> Result<(String, &[u8]), &'static str> {
     if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
         return Err("obsolete line folding in the head");
