@@ -1,5 +1,7 @@
 //! The one HTTP client: a shared `ureq::Agent` (connection reuse), per-call timeouts clamped to
-//! the request's deadline, no redirects, answers read up to a size cap.
+//! the request's deadline, no redirects, answers read up to a size cap. Every outbound agent —
+//! this one for the IdPs, and the secret stores' ([`crate::StoreClient`]) — comes from [`agent`],
+//! so they trust the same roots and resolve names the same way.
 
 use std::time::{Duration, Instant};
 
@@ -37,26 +39,7 @@ impl HttpClient {
         max_body: u64,
         roots: Option<&[Vec<u8>]>,
     ) -> Self {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(roots) = roots {
-            let certs: Vec<ureq::tls::Certificate<'static>> =
-                roots.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        }
-        let config = ureq::Agent::config_builder()
-            .tls_config(tls.build())
-            .http_status_as_error(false)
-            // A redirect from an IdP endpoint is a misconfiguration or an attack; never follow it.
-            .max_redirects(0)
-            .user_agent(concat!("tokenbridge/", env!("CARGO_PKG_VERSION")))
-            .timeout_connect(Some(connect_timeout))
-            .timeout_global(Some(call_timeout))
-            .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            ureq::unversioned::transport::DefaultConnector::default(),
-            Resolver::default(),
-        );
+        let agent = agent(roots, connect_timeout, call_timeout);
         Self { agent, connect_timeout, call_timeout, max_body }
     }
 
@@ -129,6 +112,47 @@ impl HttpClient {
         let body = response.body_mut().with_config().limit(self.max_body).read_to_vec().map_err(classify)?;
         Ok(Answer { status, body, retry_after, max_age })
     }
+}
+
+/// An agent for outbound calls: exactly `roots` trusted when given (`TOKENBRIDGE_CA_BUNDLE`),
+/// else the built-in Mozilla roots; TLS always verified; the caching resolver; statuses as
+/// answers, not errors; no redirects (one from an IdP or a secret store is a misconfiguration or
+/// an attack). The timeouts are defaults that each call cuts to its own budget.
+pub(crate) fn agent(roots: Option<&[Vec<u8>]>, connect_timeout: Duration, call_timeout: Duration) -> ureq::Agent {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(roots) = roots {
+        let certs: Vec<ureq::tls::Certificate<'static>> =
+            roots.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    let config = ureq::Agent::config_builder()
+        .tls_config(tls.build())
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("tokenbridge/", env!("CARGO_PKG_VERSION")))
+        .timeout_connect(Some(connect_timeout))
+        .timeout_global(Some(call_timeout))
+        .build();
+    ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::default(), Resolver::default())
+}
+
+/// The setting that names the PEM file of trusted roots.
+pub(crate) const CA_BUNDLE: &str = "TOKENBRIDGE_CA_BUNDLE";
+
+/// The certificates of the PEM file `path` (as `TOKENBRIDGE_CA_BUNDLE` names it), as DER; an
+/// unreadable file or one without a certificate is an error, never "trust the built-in roots".
+pub(crate) fn read_ca_bundle(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{CA_BUNDLE} {path}: {}", e.kind()))?;
+    let certs: Vec<Vec<u8>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.der().to_vec()),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(format!("{CA_BUNDLE} {path} holds no PEM certificate"));
+    }
+    Ok(certs)
 }
 
 /// The `max-age` of a `Cache-Control` value; `no-cache`/`no-store` count as 0.

@@ -301,3 +301,29 @@ fn through_nginx_a_client_cannot_name_another_route_than_the_one_it_calls() {
     }
     assert_eq!(backend.hits(), 1, "only the orders call reached the backend");
 }
+
+#[test]
+fn through_nginx_what_nginx_sends_for_a_chunked_upload_or_tabs_and_padding_in_values_is_read_not_refused() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let server = HttpServer::start(&idp.env());
+    let backend = EchoBackend::start();
+    let Some(nginx) = nginx_in_front(&server, &backend) else { return };
+    let addr = format!("127.0.0.1:{}", nginx.port);
+    let auth = bearer(&token);
+    // The strict reader must not turn the auth subrequests of ordinary client requests into
+    // refusals (nginx makes a 500 of any answer but 2xx, 401 and 403).
+    let chunked = format!(
+        "POST /orders/1 HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    );
+    let (status, _, body) = raw_exchange(&addr, chunked.as_bytes()).expect("an answer");
+    assert_eq!(status, 200, "{body}\n{}", nginx.error_log());
+    let odd = [
+        &b"GET /orders/2 HTTP/1.1\r\nHost: test\r\nConnection: close\r\nX-Tabbed: a\tb\r\n"[..],
+        format!("Authorization: {auth}\r\nX-Padded:   v   \r\n\r\n").as_bytes(),
+    ]
+    .concat();
+    let (status, _, body) = raw_exchange(&addr, &odd).expect("an answer");
+    assert_eq!(status, 200, "{body}\n{}", nginx.error_log());
+    assert_eq!(backend.hits(), 2);
+}

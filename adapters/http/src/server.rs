@@ -141,6 +141,7 @@ fn serve_connection(engine: &Engine, stream: TcpStream, shared: &Shared) {
             Err(ReadError::Malformed(why)) => {
                 (Reply::json(400, json!({"error": "bad_request", "message": why})), true, false)
             }
+            Err(ReadError::HeadTooLarge) => (Reply::json(431, json!({"error": "headers_too_large"})), true, false),
             // Closed even when the body was drained: the method is not known here, and after a
             // HEAD the client would take this body for the start of the next answer.
             Err(ReadError::TooLarge { .. }) => (Reply::json(413, json!({"error": "too_large"})), true, false),

@@ -91,8 +91,13 @@ fn serve_connection(engine: &Engine, stream: UnixStream) {
                 operator_log("malformed_request", why);
                 (502, json!({"error": "invalid_request", "message": why}), true)
             }
+            // 431 is not a status the agent survives: an oversized head is a failed call too.
+            Err(ReadError::HeadTooLarge) => {
+                operator_log("request_too_large", "request head exceeds the limit");
+                (502, json!({"error": "invalid_request", "message": "request head too large"}), true)
+            }
             Err(ReadError::TooLarge { drained }) => {
-                operator_log("request_too_large", "request head or body exceeds the limit");
+                operator_log("request_too_large", "request body exceeds the limit");
                 (502, json!({"error": "invalid_payload", "message": "request too large"}), !drained)
             }
         };
