@@ -530,24 +530,7 @@ impl Reader<'_> {
     /// The certificates of `TOKENBRIDGE_CA_BUNDLE`, as DER.
     fn ca_bundle(&mut self) -> Option<Vec<Vec<u8>>> {
         let path = self.optional("TOKENBRIDGE_CA_BUNDLE")?;
-        let pem = match std::fs::read(&path) {
-            Ok(pem) => pem,
-            Err(e) => {
-                self.problems.push(format!("TOKENBRIDGE_CA_BUNDLE {path}: {}", e.kind()));
-                return None;
-            }
-        };
-        let certs: Vec<Vec<u8>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.der().to_vec()),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            self.problems.push(format!("TOKENBRIDGE_CA_BUNDLE {path} holds no PEM certificate"));
-            return None;
-        }
-        Some(certs)
+        crate::http::read_ca_bundle(&path).map_err(|problem| self.problems.push(problem)).ok()
     }
 
     /// The policy document, else the zero-config policy (`TOKENBRIDGE_REQUIRED_SCOPES` everywhere).

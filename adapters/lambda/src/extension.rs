@@ -28,7 +28,8 @@ impl ExtensionResolver {
     }
 
     pub fn with_lookup(env: Lookup) -> Self {
-        Self { env, store: StoreClient::new("the Parameters and Secrets extension", CALL_TIMEOUT, MAX_ANSWER) }
+        let store = StoreClient::with_lookup("the Parameters and Secrets extension", CALL_TIMEOUT, MAX_ANSWER, &*env);
+        Self { env, store }
     }
 
     fn get(&self, path_and_query: &str, deadline: Option<Instant>) -> Result<Value, SecretError> {

@@ -42,7 +42,7 @@ impl VaultResolver {
     }
 
     pub fn with_lookup(env: Lookup) -> Self {
-        let store = StoreClient::new("the Secrets service", CALL_TIMEOUT, MAX_ANSWER);
+        let store = StoreClient::with_lookup("the Secrets service", CALL_TIMEOUT, MAX_ANSWER, &*env);
         Self { env, session: Mutex::new(None), store }
     }
 
