@@ -20,11 +20,6 @@ pub struct StoreClient {
 }
 
 impl StoreClient {
-    /// A client trusting the roots of `TOKENBRIDGE_CA_BUNDLE` in the process environment, if set.
-    pub fn new(name: &'static str, timeout: Duration, max_answer: u64) -> Self {
-        Self::with_lookup(name, timeout, max_answer, &|k| std::env::var(k).ok())
-    }
-
     /// A client trusting the roots of `TOKENBRIDGE_CA_BUNDLE` as `lookup` reads it, if set.
     pub fn with_lookup(
         name: &'static str,
