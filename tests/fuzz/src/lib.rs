@@ -1,5 +1,9 @@
-//! What the fuzz targets share: an engine that needs no network, the fixed signing key and JWKS
-//! of the JWT targets, and checks on rendered answers.
+//! The fuzz targets: their checks ([`targets`]), what they share (an engine that needs no network,
+//! the fixed signing key and JWKS of the JWT targets, checks on rendered answers), and the replay
+//! of their saved inputs ([`replay`]) that `cargo test` runs on stable.
+
+pub mod replay;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -134,6 +138,23 @@ pub fn holds_string(value: &Value, needle: &str) -> bool {
         Value::Object(fields) => fields.values().any(|v| holds_string(v, needle)),
         _ => false,
     }
+}
+
+/// The whole of a target binary `fuzz_targets/<name>.rs`, after `#![cfg_attr(fuzzing, no_main)]`:
+/// under cargo-fuzz (`cfg(fuzzing)`) libFuzzer's entry point, on stable a `main` that replays
+/// the files it is given (by default the target's corpus and artifacts). Both run
+/// `targets::<name>::check`.
+#[macro_export]
+macro_rules! fuzz_main {
+    ($name:ident) => {
+        #[cfg(fuzzing)]
+        ::libfuzzer_sys::fuzz_target!(|data: &[u8]| $crate::targets::$name::check(data));
+
+        #[cfg(not(fuzzing))]
+        fn main() -> ::std::process::ExitCode {
+            $crate::replay::main(stringify!($name), $crate::targets::$name::check)
+        }
+    };
 }
 
 #[cfg(test)]
