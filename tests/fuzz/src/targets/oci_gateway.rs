@@ -50,7 +50,11 @@ fn check_with_token_argument(data: &[u8], token_argument: &str) {
             // The credential is never kept among the route's arguments (which reach policies).
             assert!(!request.route.args.contains_key(token_argument));
             assert_eq!(request.route.method.as_ref(), request.route.args.get("method"));
-            assert_eq!(request.route.path.as_ref(), request.route.args.get("path"));
+            // The path argument is the route's path; an OCI path parameter (`request.path[rest]`)
+            // comes without its leading `/`, and is read as the path below the root.
+            let path_argument = request.route.args.get("path");
+            let expected_path = path_argument.map(|p| if p.starts_with('/') { p.clone() } else { format!("/{p}") });
+            assert_eq!(request.route.path, expected_path, "path argument {path_argument:?}");
         }
         other => panic!("a payload of type {other:?} was accepted"),
     }
