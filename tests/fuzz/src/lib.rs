@@ -12,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
+use tokenbridge_core::fuzzing::JwksKeys;
 use tokenbridge_core::{Cause, ConfigErrors, Denial, Dependency, Engine, Failure, Grant, Issuer, Outcome};
 
 /// The time the JWT and IdP answer targets decide at (2027-01-15T08:00:00Z); the JWT seeds are
@@ -85,6 +86,12 @@ pub fn jwks() -> &'static [u8] {
         ]});
         doc.to_string().into_bytes()
     })
+}
+
+/// [`jwks`] as the engine keeps it once fetched, read once for every run of the JWT targets.
+pub fn jwks_keys() -> &'static JwksKeys {
+    static KEYS: OnceLock<JwksKeys> = OnceLock::new();
+    KEYS.get_or_init(|| JwksKeys::read(jwks()).expect("the fixed JWKS is a JWKS"))
 }
 
 /// A grant with these IdP-supplied values, as the engine would build it.
