@@ -64,22 +64,69 @@ pub struct JwtPeek {
 
 /// Reads a token's header and `iss` without trusting them; `None` if it is not a JWT.
 pub fn jwt_peek(token: &str) -> Option<JwtPeek> {
-    jwt::peek(token).ok().map(|p| JwtPeek {
-        alg: format!("{:?}", p.header.alg),
-        typ: p.header.typ,
-        kid: p.header.kid,
-        issuer: p.issuer,
-    })
+    PeekedJwt::read(token).map(|p| p.summary())
+}
+
+/// A token with what its unverified header and `iss` say, read once to be verified again and
+/// again (the engine peeks each token once, to pick its issuer, before verifying it).
+pub struct PeekedJwt {
+    token: String,
+    peek: jwt::Peek,
+}
+
+impl PeekedJwt {
+    /// `None` if `token` is not a JWT.
+    pub fn read(token: &str) -> Option<Self> {
+        jwt::peek(token).ok().map(|peek| PeekedJwt { token: token.to_string(), peek })
+    }
+
+    pub fn summary(&self) -> JwtPeek {
+        let header = &self.peek.header;
+        JwtPeek {
+            alg: format!("{:?}", header.alg),
+            typ: header.typ.clone(),
+            kid: header.kid.clone(),
+            issuer: self.peek.issuer.clone(),
+        }
+    }
+}
+
+/// The keys of a JWKS document as the engine keeps them once fetched.
+pub struct JwksKeys(KeySet);
+
+impl JwksKeys {
+    /// Reads a JWKS document as the engine does, or why it is unusable.
+    pub fn read(body: &[u8]) -> Result<Self, Failure> {
+        KeySet::from_json(body).map(JwksKeys)
+    }
+
+    /// Whether it holds a usable signing key.
+    pub fn has_keys(&self) -> bool {
+        !self.0.is_empty()
+    }
 }
 
 /// Reads a JWKS document as the engine does: whether it holds a usable signing key, or why it
 /// is unusable.
 pub fn jwks_has_keys(body: &[u8]) -> Result<bool, Failure> {
-    KeySet::from_json(body).map(|k| !k.is_empty())
+    JwksKeys::read(body).map(|k| k.has_keys())
 }
 
-/// Verifies `token` against the keys of the JWKS document `jwks` as the engine does once it has
-/// them: `Err` carries the denial reason (`not_a_jwt` and `bad_jwks` are this wrapper's own).
+/// Verifies a peeked token against keys as the engine does once it has them: `Err` carries the
+/// denial reason.
+pub fn jwt_verify_with(
+    token: &PeekedJwt,
+    keys: &JwksKeys,
+    issuer: &Issuer,
+    now: UnixTime,
+    leeway: i64,
+    claim_names: &[String],
+) -> Result<Identity, &'static str> {
+    jwt::verify(&token.token, &token.peek, issuer, &keys.0, now, leeway, claim_names)
+}
+
+/// [`jwt_verify_with`] from the token's text and the JWKS document's bytes: a JWT refused
+/// before verification gives its reason; `not_a_jwt` and `bad_jwks` are this wrapper's own.
 pub fn jwt_verify(
     token: &str,
     jwks: &[u8],
@@ -88,10 +135,11 @@ pub fn jwt_verify(
     leeway: i64,
     claim_names: &[String],
 ) -> Result<Identity, &'static str> {
-    let peeked = jwt::peek(token).map_err(|e| match e {
+    let peek = jwt::peek(token).map_err(|e| match e {
         jwt::Unreadable::NotJwt => "not_a_jwt",
         jwt::Unreadable::Refused(why, _) => why,
     })?;
-    let keys = KeySet::from_json(jwks).map_err(|_| "bad_jwks")?;
-    jwt::verify(token, &peeked, issuer, &keys, now, leeway, claim_names)
+    let token = PeekedJwt { token: token.to_string(), peek };
+    let keys = JwksKeys::read(jwks).map_err(|_| "bad_jwks")?;
+    jwt_verify_with(&token, &keys, issuer, now, leeway, claim_names)
 }

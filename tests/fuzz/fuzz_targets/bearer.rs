@@ -1,31 +1,5 @@
-//! `extract_bearer` (RFC 6750 §2.1) on any `Authorization` value.
-#![no_main]
+//! The `bearer` target: libFuzzer under cargo-fuzz, a replay of saved inputs on stable.
+//! Its input and checks: `tokenbridge_fuzz::targets::bearer`.
+#![cfg_attr(fuzzing, no_main)]
 
-use libfuzzer_sys::fuzz_target;
-use tokenbridge_core::{Credential, MAX_TOKEN_LEN, extract_bearer};
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(value) = std::str::from_utf8(data) else { return };
-    let trimmed = value.trim_matches([' ', '\t']);
-    match extract_bearer(Some(value)) {
-        Credential::Missing => assert!(trimmed.is_empty(), "a credential was called missing: {value:?}"),
-        Credential::Malformed => assert!(!trimmed.is_empty()),
-        Credential::Bearer(token) => {
-            assert!(!token.is_empty() && token.len() <= MAX_TOKEN_LEN, "token length {}", token.len());
-            assert!(!token.contains(' '), "a token with a space: {token:?}");
-            // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-            let body = token.trim_end_matches('=');
-            assert!(!body.is_empty(), "a token of padding only: {token:?}");
-            assert!(
-                body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)),
-                "a token outside the b64token alphabet: {token:?}"
-            );
-            // The token is the value's last word, after the scheme `Bearer` and spaces.
-            let scheme = trimmed.strip_suffix(token).expect("the token ends the value");
-            assert!(scheme.ends_with(' '), "no space between scheme and token: {value:?}");
-            assert!(scheme.trim_end_matches(' ').eq_ignore_ascii_case("bearer"), "scheme of {value:?}");
-            // Extracting it again gives the same token.
-            assert_eq!(extract_bearer(Some(&format!("Bearer {token}"))), Credential::Bearer(token));
-        }
-    }
-});
+tokenbridge_fuzz::fuzz_main!(bearer);

@@ -1,25 +1,5 @@
-//! JWTs as they arrive from callers: the unverified peek that picks the issuer, and the full
-//! verification against the fixed JWKS.
-#![no_main]
+//! The `jwt` target: libFuzzer under cargo-fuzz, a replay of saved inputs on stable.
+//! Its input and checks: `tokenbridge_fuzz::targets::jwt`.
+#![cfg_attr(fuzzing, no_main)]
 
-use libfuzzer_sys::fuzz_target;
-use tokenbridge_core::fuzzing::{jwt_peek, jwt_verify};
-use tokenbridge_fuzz::{AUDIENCE, ISSUER, LEEWAY, NOW, claim_names, issuer, jwks};
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(token) = std::str::from_utf8(data) else { return };
-    let peek = jwt_peek(token);
-    for require_at_jwt in [false, true] {
-        let Ok(identity) = jwt_verify(token, jwks(), &issuer(require_at_jwt), NOW, LEEWAY, &claim_names()) else {
-            continue;
-        };
-        // Only the fixed Ed25519 key can have signed it.
-        let peek = peek.as_ref().expect("a verified token was peeked");
-        assert_eq!(peek.alg, "EdDSA");
-        assert_eq!(peek.issuer.as_deref(), Some(ISSUER));
-        assert_eq!(identity.issuer.as_deref(), Some(ISSUER));
-        assert!(identity.audiences.iter().any(|a| a == AUDIENCE));
-        assert!(identity.expires_at.is_some_and(|exp| exp.saturating_add(LEEWAY) > NOW));
-        assert!(identity.verified_locally && !identity.principal.is_empty());
-    }
-});
+tokenbridge_fuzz::fuzz_main!(jwt);

@@ -1,5 +1,9 @@
-//! What the fuzz targets share: an engine that needs no network, the fixed signing key and JWKS
-//! of the JWT targets, and checks on rendered answers.
+//! The fuzz targets: their checks ([`targets`]), what they share (an engine that needs no network,
+//! the fixed signing key and JWKS of the JWT targets, checks on rendered answers), and the replay
+//! of their saved inputs ([`replay`]) that `cargo test` runs on stable.
+
+pub mod replay;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -8,6 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
+use tokenbridge_core::fuzzing::JwksKeys;
 use tokenbridge_core::{Cause, ConfigErrors, Denial, Dependency, Engine, Failure, Grant, Issuer, Outcome};
 
 /// The time the JWT and IdP answer targets decide at (2027-01-15T08:00:00Z); the JWT seeds are
@@ -83,6 +88,12 @@ pub fn jwks() -> &'static [u8] {
     })
 }
 
+/// [`jwks`] as the engine keeps it once fetched, read once for every run of the JWT targets.
+pub fn jwks_keys() -> &'static JwksKeys {
+    static KEYS: OnceLock<JwksKeys> = OnceLock::new();
+    KEYS.get_or_init(|| JwksKeys::read(jwks()).expect("the fixed JWKS is a JWKS"))
+}
+
 /// A grant with these IdP-supplied values, as the engine would build it.
 pub fn grant(principal: &str, scopes: &[String], client_id: Option<&str>, claims: &BTreeMap<String, String>) -> Grant {
     let mut context = claims.clone();
@@ -134,6 +145,23 @@ pub fn holds_string(value: &Value, needle: &str) -> bool {
         Value::Object(fields) => fields.values().any(|v| holds_string(v, needle)),
         _ => false,
     }
+}
+
+/// The whole of a target binary `fuzz_targets/<name>.rs`, after `#![cfg_attr(fuzzing, no_main)]`:
+/// under cargo-fuzz (`cfg(fuzzing)`) libFuzzer's entry point, on stable a `main` that replays
+/// the files it is given (by default the target's corpus and artifacts). Both run
+/// `targets::<name>::check`.
+#[macro_export]
+macro_rules! fuzz_main {
+    ($name:ident) => {
+        #[cfg(fuzzing)]
+        ::libfuzzer_sys::fuzz_target!(|data: &[u8]| $crate::targets::$name::check(data));
+
+        #[cfg(not(fuzzing))]
+        fn main() -> ::std::process::ExitCode {
+            $crate::replay::main(stringify!($name), $crate::targets::$name::check)
+        }
+    };
 }
 
 #[cfg(test)]

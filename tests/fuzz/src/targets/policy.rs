@@ -1,0 +1,62 @@
+//! Route policy documents (`Policy::from_json`), and route matching against them: every route a
+//! policy accepts is reachable by a request for that route (one that could never be is refused).
+
+use serde_json::Value;
+use tokenbridge_core::{Identity, Policy, Route};
+
+/// The checks of the target on one input; panics on a broken invariant.
+pub fn check(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(policy) = Policy::from_json(text) else { return };
+    let doc: Value = serde_json::from_str(text).expect("a policy is JSON");
+    let routes = doc["routes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(policy.has_routes(), !routes.is_empty());
+    let _ = policy.describe();
+
+    let identity = Identity {
+        principal: "alice".into(),
+        client_id: Some("app".into()),
+        scopes: vec!["orders.read".into(), "admin".into()],
+        expires_at: Some(1_800_000_600),
+        issuer: Some("https://idp.example".into()),
+        audiences: vec!["api".into()],
+        claims: Default::default(),
+        verified_locally: false,
+    };
+    let fixed = [
+        (Some("GET"), Some("/orders/7")),
+        (Some("POST"), Some("/orders?x=1")),
+        (Some("DELETE"), Some("/admin/a/b/c")),
+        (None, Some("/")),
+        (Some("GET"), None),
+        (None, None),
+    ];
+    for (method, path) in fixed {
+        let route = Route { method: method.map(Into::into), path: path.map(Into::into), ..Route::default() };
+        if let Ok(rule) = policy.rule_for(&route) {
+            let _ = rule.check(&identity);
+        }
+    }
+    // Without routes, every request gets the default.
+    if !policy.has_routes() {
+        let default = policy.rule_for(&Route::default()).ok().cloned();
+        let some = Route { method: Some("GET".into()), path: Some("/x".into()), ..Route::default() };
+        assert_eq!(policy.rule_for(&some).ok().cloned(), default);
+    }
+    for route in &routes {
+        let path = route["path"].as_str().expect("a route has a path");
+        let method = route["method"].as_str().filter(|m| *m != "*" && !m.eq_ignore_ascii_case("any")).unwrap_or("GET");
+        let concrete: Vec<&str> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| match s {
+                "**" => None,
+                "*" => Some("x"),
+                s => Some(s),
+            })
+            .collect();
+        let request =
+            Route { method: Some(method.into()), path: Some(format!("/{}", concrete.join("/"))), ..Route::default() };
+        assert!(policy.rule_for(&request).is_ok(), "route {route} does not match {request:?}");
+    }
+}

@@ -1,0 +1,33 @@
+//! The stdin/stdout framing (`tokenbridge_stdio::run`) over any input, with an engine that
+//! cannot decide (no network): one JSON line per payload, never a decision.
+
+use crate::engine;
+use serde_json::Value;
+
+/// The checks of the target on one input; panics on a broken invariant.
+pub fn check(data: &[u8]) {
+    let mut output = Vec::new();
+    let summary = tokenbridge_stdio::run(engine(), data, &mut output).expect("in-memory input and output cannot fail");
+    let text = String::from_utf8(output).expect("answers are UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() as u64, summary.decisions + summary.unavailable + summary.invalid, "{summary:?}");
+    assert_eq!(summary.decisions, 0, "an engine without a configuration decided");
+    assert!(text.is_empty() || text.ends_with('\n'));
+    let mut unavailable = 0;
+    for line in &lines {
+        let answer: Value = serde_json::from_str(line).expect("every answer line is JSON");
+        assert!(answer.get("active").is_none(), "a decision: {line}");
+        match answer["error"].as_str() {
+            Some("unavailable") => {
+                assert_eq!(answer["cause"], "configuration_invalid");
+                unavailable += 1;
+            }
+            Some("invalid_payload") => assert!(answer["message"].is_string()),
+            _ => panic!("not an answer: {line}"),
+        }
+    }
+    assert_eq!(summary.unavailable, unavailable);
+    // Input with anything but blank lines is answered at least once; blank input never.
+    let blank = data.iter().all(u8::is_ascii_whitespace);
+    assert_eq!(lines.is_empty(), blank, "{} answers to {} bytes", lines.len(), data.len());
+}
