@@ -4,7 +4,8 @@
 
 use serde_json::{Value, json};
 use tokenbridge_core::{Outcome, Request, Route, rfc3339};
-use tokenbridge_oci::{gateway, http1};
+use tokenbridge_oci::http1;
+use tokenbridge_wire as gateway;
 
 /// An HTTP answer: status, extra headers, JSON body.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokenbridge_core::Engine;
-use tokenbridge_oci::gateway;
 use tokenbridge_oci::http1::{self, ReadError};
+use tokenbridge_wire as gateway;
 
 use crate::forward::{self, Rendering, Reply};
 

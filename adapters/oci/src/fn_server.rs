@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokenbridge_core::{Engine, Failure, Outcome};
 
-use crate::gateway;
 use crate::http1::{self, ReadError};
+use tokenbridge_wire as gateway;
 
 /// Identifies us to the agent, as the official FDKs do.
 pub const FDK_VERSION: &str = concat!("fdk-tokenbridge/", env!("CARGO_PKG_VERSION"));

@@ -20,7 +20,7 @@ use std::io::{self, BufRead, Read, Write};
 
 use serde_json::Value;
 use tokenbridge_core::Engine;
-use tokenbridge_oci::gateway;
+use tokenbridge_wire as gateway;
 
 /// Largest document accepted; a longer one is answered with an error and skipped.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;

@@ -6,7 +6,7 @@ use serde_json::Value;
 use tokenbridge_core::fuzzing::introspection_answer;
 use tokenbridge_core::{Outcome, Verdict};
 use tokenbridge_http::forward::{self, Rendering};
-use tokenbridge_oci::gateway;
+use tokenbridge_wire as gateway;
 
 /// The checks of the target on one input; panics on a broken invariant.
 pub fn check(data: &[u8]) {

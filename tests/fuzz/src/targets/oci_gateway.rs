@@ -1,9 +1,9 @@
-//! OCI API Gateway authorizer payloads (`tokenbridge_oci::gateway::parse`), and the answers
+//! OCI API Gateway authorizer payloads (`tokenbridge_wire::parse`), and the answers
 //! rendered for them.
 
 use crate::{grant, outcomes};
 use serde_json::Value;
-use tokenbridge_oci::gateway;
+use tokenbridge_wire as gateway;
 
 /// The checks of the target on one input; panics on a broken invariant.
 pub fn check(data: &[u8]) {

@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokenbridge_core::{Grant, Outcome};
-use tokenbridge_oci::gateway;
+use tokenbridge_wire as gateway;
 
 fn allow() -> Outcome {
     Outcome::Allow(Grant {

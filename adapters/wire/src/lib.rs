@@ -1,4 +1,19 @@
-//! OCI API Gateway authorizer payloads in, gateway answers out.
+//! tokenbridge's wire format: OCI API Gateway authorizer payloads in, gateway answers out. The
+//! OCI adapter serves it on the Fn socket, `tokenbridge stdio` reads and writes it as JSON lines,
+//! and `tokenbridge http` on `POST /authorize`.
+//!
+//! ```
+//! use tokenbridge_core::{Denial, Outcome};
+//!
+//! let request = tokenbridge_wire::parse(br#"{"type":"TOKEN","token":"Bearer abc"}"#, "token").unwrap();
+//! assert_eq!(request.credential.as_deref(), Some("Bearer abc"));
+//!
+//! let answer = tokenbridge_wire::render(&Outcome::Deny(Denial::InvalidToken), "api");
+//! assert_eq!(answer.status, 200);
+//! assert_eq!(answer.body["active"], false);
+//! ```
+
+#![forbid(unsafe_code)]
 
 use serde_json::{Map, Value, json};
 use tokenbridge_core::{Outcome, Request, Route, rfc3339};
