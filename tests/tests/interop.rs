@@ -251,8 +251,9 @@ fn deny_reasons(log: &[Value]) -> Vec<&str> {
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn an_opaque_client_credentials_token_is_allowed_with_a_backend_token_from_idp_b() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES));
     let at_a = idps.a.introspect(TOKENBRIDGE_AT_A, &caller.access_token);
     assert_eq!((at_a["active"].as_bool(), at_a.get("sub")), (Some(true), None), "{at_a}");
@@ -289,8 +290,9 @@ fn an_opaque_client_credentials_token_is_allowed_with_a_backend_token_from_idp_b
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn a_users_token_from_the_authorization_code_flow_is_allowed_with_the_user_as_principal() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let alice = idps.a.authorization_code(WEB_APP, "alice", "openid offline_access orders.read");
     let env = env_with(idps, &[("TOKENBRIDGE_REQUIRED_SCOPES", "orders.read")]);
     for (mode, mut tb) in both(&env) {
@@ -303,8 +305,9 @@ fn a_users_token_from_the_authorization_code_flow_is_allowed_with_the_user_as_pr
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn a_token_without_a_required_scope_gets_insufficient_scope() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let partial = idps.a.client_credentials(CALLER, Some("orders.read"));
     let unscoped = idps.a.client_credentials(CALLER, None);
     let full = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES));
@@ -320,8 +323,9 @@ fn a_token_without_a_required_scope_gets_insufficient_scope() {
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn a_revoked_token_is_served_from_the_cache_until_its_entry_ends_then_denied() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES));
     let env = env_with(idps, &[("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "2")]);
     let mut tbs = both(&env);
@@ -350,8 +354,9 @@ fn a_revoked_token_is_served_from_the_cache_until_its_entry_ends_then_denied() {
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn a_short_lived_token_is_allowed_until_it_expires_then_denied() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let brief = idps.a.client_credentials(BRIEF_CALLER, Some("orders.read"));
     assert_eq!(brief.expires_in, Some(BRIEF_TTL));
     let exp = idps.a.introspect(TOKENBRIDGE_AT_A, &brief.access_token)["exp"].as_i64().expect("exp");
@@ -371,8 +376,9 @@ fn a_short_lived_token_is_allowed_until_it_expires_then_denied() {
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn an_unknown_token_is_denied_as_invalid_token() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     for (mode, mut tb) in both(&idps.env()) {
         for token in ["never-issued-by-this-idp", "0000000000000000000000000000000000000000000"] {
             assert_invalid_token(mode, &tb.ask(token));
@@ -402,8 +408,9 @@ fn assert_client_rejected(env: &[(String, String)], token: &str, cause: &str, wr
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn a_wrong_client_secret_at_idp_a_is_unavailable_as_introspection_client_rejected() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES));
     let wrong = "not-the-secret-at-a";
     let env = env_with(idps, &[("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", wrong)]);
@@ -411,8 +418,9 @@ fn a_wrong_client_secret_at_idp_a_is_unavailable_as_introspection_client_rejecte
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn a_wrong_client_secret_at_idp_b_is_unavailable_as_backend_token_client_rejected() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES));
     let wrong = "not-the-secret-at-b";
     let env = env_with(idps, &[("TOKENBRIDGE_BACKEND_CLIENT_SECRET", wrong)]);
@@ -423,8 +431,9 @@ fn a_wrong_client_secret_at_idp_b_is_unavailable_as_backend_token_client_rejecte
 // (the IdP's `unsupported_token_type` was not read as a deny) and the refresh token was allowed.
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn a_refresh_token_presented_as_a_bearer_token_is_denied_when_the_token_type_is_required() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let alice = idps.a.authorization_code(WEB_APP, "alice", "openid offline_access orders.read");
     let refresh = alice.refresh_token.expect("offline_access with consent brings a refresh token");
     let at_a = idps.a.introspect(TOKENBRIDGE_AT_A, &refresh);
@@ -437,8 +446,9 @@ fn a_refresh_token_presented_as_a_bearer_token_is_denied_when_the_token_type_is_
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn an_id_token_presented_as_a_bearer_token_is_denied_not_unavailable() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let alice = idps.a.authorization_code(WEB_APP, "alice", "openid orders.read");
     let id_token = alice.id_token.expect("the code flow with openid brings an ID token");
     for (mode, mut tb) in both(&idps.env()) {
@@ -447,8 +457,9 @@ fn an_id_token_presented_as_a_bearer_token_is_denied_not_unavailable() {
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn every_adapter_allows_a_client_credentials_token_with_a_backend_token_and_denies_unknown_and_revoked_ones() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES));
     let revoked = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES));
     idps.a.revoke(CALLER, &revoked.access_token);
@@ -486,8 +497,9 @@ fn with_forged_claims(jwt: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn in_jwt_mode_an_access_token_verified_against_the_issuers_jwks_is_allowed_with_a_backend_token() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let jwt = idps.a.jwt_client_credentials(CALLER, "orders.read", ORDERS_API);
     let sent = claims(&jwt.access_token);
     assert_eq!((&sent["aud"], &sent["iss"]), (&json!(ORDERS_API), &json!(idps.a.issuer)), "what the IdP issued");
@@ -518,8 +530,9 @@ fn in_jwt_mode_an_access_token_verified_against_the_issuers_jwks_is_allowed_with
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn in_jwt_mode_tokens_for_another_audience_or_issuer_tampered_or_opaque_are_denied_as_invalid_token() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let valid = idps.a.jwt_client_credentials(CALLER, CALLER_SCOPES, ORDERS_API).access_token;
     let other_audience = idps.a.jwt_client_credentials(CALLER, CALLER_SCOPES, OTHER_API).access_token;
     // IdP B signs with a key of its own, for the same audience.
@@ -544,8 +557,9 @@ fn in_jwt_mode_tokens_for_another_audience_or_issuer_tampered_or_opaque_are_deni
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn in_jwt_mode_a_short_lived_jwt_is_allowed_until_its_exp_then_denied_as_expired() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let brief = idps.a.jwt_client_credentials(BRIEF_CALLER, "orders.read", ORDERS_API);
     assert_eq!(brief.expires_in, Some(BRIEF_TTL));
     let exp = claims(&brief.access_token)["exp"].as_i64().expect("exp");
@@ -569,8 +583,9 @@ fn in_jwt_mode_a_short_lived_jwt_is_allowed_until_its_exp_then_denied_as_expired
 }
 
 #[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn in_auto_mode_jwts_are_verified_locally_and_opaque_tokens_introspected() {
-    let Some(idps) = interop::pair() else { return };
+    let idps = interop::pair();
     let jwt = idps.a.jwt_client_credentials(CALLER, CALLER_SCOPES, ORDERS_API).access_token;
     let other_audience = idps.a.jwt_client_credentials(CALLER, CALLER_SCOPES, OTHER_API).access_token;
     let opaque = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
