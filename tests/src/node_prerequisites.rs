@@ -34,3 +34,13 @@ fn is_recent(version: &str) -> bool {
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (major, minor) >= (20, 12)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn node_from_20_12_on_is_recent_enough() {
+        use super::is_recent;
+        assert!(is_recent("v20.20.2") && is_recent("v22.1.0") && is_recent("v20.12.0"));
+        assert!(!is_recent("v18.20.4") && !is_recent("v20.11.1") && !is_recent("garbage"));
+    }
+}
