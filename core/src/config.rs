@@ -114,7 +114,7 @@ const fn s(
     Setting { name, alias, default, meaning }
 }
 
-/// Every setting the core reads; the README's configuration table mirrors this list.
+/// Every setting the core reads; docs/configuration.md mirrors this list (a test checks it).
 pub const SETTINGS: &[Setting] = &[
     s(
         "TOKENBRIDGE_INTROSPECTION_URL",
@@ -142,9 +142,9 @@ pub const SETTINGS: &[Setting] = &[
     s("TOKENBRIDGE_AUDIENCE_CHECK", None, Some("on"), "off to accept JWTs without checking the audience"),
     s("TOKENBRIDGE_JWKS_URL", None, None, "its JWKS; discovered from the issuer when unset"),
     s("TOKENBRIDGE_JWT_TYP", None, None, "at+jwt to require RFC 9068 access tokens"),
-    s("TOKENBRIDGE_ISSUERS", None, None, "several issuers, as a JSON array (README)"),
+    s("TOKENBRIDGE_ISSUERS", None, None, "several issuers, as a JSON array (docs/jwt-and-policy.md)"),
     s("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", None, Some("300"), "JWKS lifetime when it sends no Cache-Control max-age"),
-    s("TOKENBRIDGE_POLICY", None, None, "per-route policy, JSON (README)"),
+    s("TOKENBRIDGE_POLICY", None, None, "per-route policy, JSON (docs/jwt-and-policy.md)"),
     s("TOKENBRIDGE_POLICY_FILE", None, None, "per-route policy, path of a JSON file"),
     s("TOKENBRIDGE_CONTEXT_CLAIMS", None, None, "space-separated claims forwarded as context values"),
     s("TOKENBRIDGE_BACKEND_TOKEN_URL", Some("back_end_token_endpoint"), None, "token endpoint of IdP B"),

@@ -20,7 +20,7 @@ usage: tokenbridge [stdio | oci | lambda | http | check-config | --help | --vers
 
 With no argument the mode follows the environment: FN_LISTENER set -> oci,
 AWS_LAMBDA_RUNTIME_API set -> lambda, otherwise stdio.
-Configuration is read from TOKENBRIDGE_* environment variables (see README.md).";
+Configuration is read from TOKENBRIDGE_* environment variables (see docs/configuration.md).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

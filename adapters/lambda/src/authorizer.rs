@@ -1,4 +1,4 @@
-//! API Gateway Lambda authorizer events in, authorizer answers out (contracts.md §5), as pure
+//! API Gateway Lambda authorizer events in, authorizer answers out (docs/lambda.md), as pure
 //! functions: every form the gateway sends, each answered in that form's own terms.
 
 use aws_lambda_events::apigw::{

@@ -1,5 +1,5 @@
 //! Secrets from AWS Secrets Manager and SSM Parameter Store through the AWS Parameters and
-//! Secrets Lambda Extension (contracts.md §5), which answers on localhost during invocations.
+//! Secrets Lambda Extension (docs/lambda.md), which answers on localhost during invocations.
 //!
 //! A reference is a Secrets Manager ARN or an SSM parameter ARN, in any partition; a JSON secret is narrowed to
 //! one key with `#key`: `arn:aws:secretsmanager:eu-west-1:123:secret:idp-a-AbCdEf#client_secret`.

@@ -1,4 +1,4 @@
-//! OCI Vault secrets through the resource principal (v2.2, contracts.md §4): a secret value that
+//! OCI Vault secrets through the resource principal (v2.2, docs/oci.md): a secret value that
 //! is an `ocid1.vaultsecret.…` OCID is fetched from the Secrets service with a signed request.
 
 use std::sync::{Arc, Mutex};
