@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::clock::UnixTime;
-use crate::secret::lock;
+use crate::sync::lock;
 
 /// A cached value with its two deadlines: until `fresh_until` it is served as is; until
 /// `usable_until` it is served only when reloading fails; after that it is gone.

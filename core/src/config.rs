@@ -8,6 +8,9 @@ use std::time::Duration;
 use crate::jwt::Issuer;
 use crate::policy::Policy;
 use crate::secret::SecretRef;
+pub use crate::settings::{SETTINGS, Setting};
+pub use crate::url_rules::check_url;
+use crate::url_rules::shown_url;
 
 /// An OAuth client of ours at an IdP.
 #[derive(Clone)]
@@ -88,7 +91,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mode::Introspection => "introspection",
             Mode::Jwt => "jwt",
@@ -96,110 +99,6 @@ impl Mode {
         }
     }
 }
-
-/// One setting: its variable, the seed's alias if it has one, and its meaning.
-pub struct Setting {
-    pub name: &'static str,
-    pub alias: Option<&'static str>,
-    pub default: Option<&'static str>,
-    pub meaning: &'static str,
-}
-
-const fn s(
-    name: &'static str,
-    alias: Option<&'static str>,
-    default: Option<&'static str>,
-    meaning: &'static str,
-) -> Setting {
-    Setting { name, alias, default, meaning }
-}
-
-/// Every setting the core reads; docs/configuration.md mirrors this list (a test checks it).
-pub const SETTINGS: &[Setting] = &[
-    s(
-        "TOKENBRIDGE_INTROSPECTION_URL",
-        Some("idcs_introspection_endpoint"),
-        None,
-        "RFC 7662 introspection endpoint of IdP A",
-    ),
-    s("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", Some("idcs_app_client_id"), None, "our client id at IdP A"),
-    s(
-        "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
-        Some("idcs_app_client_secret_ocid"),
-        None,
-        "our client secret at IdP A (literal or reference)",
-    ),
-    s("TOKENBRIDGE_REQUIRED_SCOPES", None, Some(""), "space-separated scopes every caller token must carry"),
-    s(
-        "TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE",
-        None,
-        None,
-        "token_type an active introspection answer must carry (e.g. Bearer), to refuse refresh tokens",
-    ),
-    s("TOKENBRIDGE_MODE", None, None, "introspection, jwt or auto (default: from what is configured)"),
-    s("TOKENBRIDGE_ISSUER", None, None, "issuer whose JWT access tokens are verified locally"),
-    s("TOKENBRIDGE_AUDIENCE", None, None, "space-separated audiences its tokens must have (any of them)"),
-    s("TOKENBRIDGE_AUDIENCE_CHECK", None, Some("on"), "off to accept JWTs without checking the audience"),
-    s("TOKENBRIDGE_JWKS_URL", None, None, "its JWKS; discovered from the issuer when unset"),
-    s("TOKENBRIDGE_JWT_TYP", None, None, "at+jwt to require RFC 9068 access tokens"),
-    s("TOKENBRIDGE_ISSUERS", None, None, "several issuers, as a JSON array (docs/jwt-and-policy.md)"),
-    s("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", None, Some("300"), "JWKS lifetime when it sends no Cache-Control max-age"),
-    s("TOKENBRIDGE_POLICY", None, None, "per-route policy, JSON (docs/jwt-and-policy.md)"),
-    s("TOKENBRIDGE_POLICY_FILE", None, None, "per-route policy, path of a JSON file"),
-    s("TOKENBRIDGE_CONTEXT_CLAIMS", None, None, "space-separated claims forwarded as context values"),
-    s("TOKENBRIDGE_BACKEND_TOKEN_URL", Some("back_end_token_endpoint"), None, "token endpoint of IdP B"),
-    s("TOKENBRIDGE_BACKEND_CLIENT_ID", Some("back_end_app_client_id"), None, "our client id at IdP B"),
-    s(
-        "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
-        Some("back_end_client_secret_ocid"),
-        None,
-        "our client secret at IdP B (literal or reference)",
-    ),
-    s("TOKENBRIDGE_BACKEND_SCOPE", None, None, "optional `scope` of the client_credentials grant"),
-    s("TOKENBRIDGE_BACKEND_AUDIENCE", None, None, "optional `audience` of the client_credentials grant"),
-    s("TOKENBRIDGE_BACKEND_RESOURCE", None, None, "optional `resource` (RFC 8707) of the client_credentials grant"),
-    s("TOKENBRIDGE_CONNECT_TIMEOUT_MS", None, Some("2000"), "connect timeout of one IdP call"),
-    s("TOKENBRIDGE_TIMEOUT_MS", None, Some("5000"), "total timeout of one IdP call (clamped to the platform deadline)"),
-    s("TOKENBRIDGE_MAX_ANSWER_BYTES", None, Some("65536"), "largest IdP answer read"),
-    s("TOKENBRIDGE_CA_BUNDLE", None, None, "PEM file of root certificates to trust instead of the built-in ones"),
-    s(
-        "TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS",
-        None,
-        Some("0"),
-        "serve a validation result this much longer while IdP A fails (never past exp)",
-    ),
-    s("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", None, Some("60"), "clock tolerance for exp, nbf and iat (0-300)"),
-    s("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", None, Some("300"), "longest a validation result is cached (never past exp)"),
-    s("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", None, Some("10"), "how long an inactive answer is cached"),
-    s("TOKENBRIDGE_CACHE_CAPACITY", None, Some("10000"), "most validation results kept"),
-    s(
-        "TOKENBRIDGE_BACKEND_REFRESH_SECONDS",
-        None,
-        Some("30"),
-        "refresh the backend token when less than max(this, 10% of its life) is left",
-    ),
-    s(
-        "TOKENBRIDGE_BACKEND_MIN_REMAINING_SECONDS",
-        None,
-        Some("60"),
-        "hand out a backend token only while this much of its life is left (at most half its life)",
-    ),
-    s(
-        "TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS",
-        None,
-        Some("300"),
-        "lifetime assumed when the token response has no expires_in",
-    ),
-    s(
-        "TOKENBRIDGE_SECRET_REFRESH_SECONDS",
-        None,
-        Some("30"),
-        "fewest seconds between refetches of a secret after invalid_client",
-    ),
-    s("TOKENBRIDGE_CONTEXT_KEY", None, Some("back_end_token"), "context key carrying \"Bearer <backend token>\""),
-    s("TOKENBRIDGE_REALM", None, Some("tokenbridge"), "realm of WWW-Authenticate challenges"),
-    s("TOKENBRIDGE_TOKEN_ARGUMENT", None, Some("token"), "OCI USER_DEFINED argument that carries the credential"),
-];
 
 /// Every problem found, each one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,7 +261,7 @@ impl Reader<'_> {
     /// Every name read must be in SETTINGS (which documents it); the fallback keeps this total
     /// and `every_setting_read_is_documented` keeps it unused.
     fn setting(name: &str) -> &'static Setting {
-        static UNKNOWN: Setting = s("", None, None, "undocumented setting");
+        static UNKNOWN: Setting = Setting { name: "", alias: None, default: None, meaning: "undocumented setting" };
         SETTINGS.iter().find(|s| s.name == name).unwrap_or(&UNKNOWN)
     }
 
@@ -571,152 +470,6 @@ impl Reader<'_> {
     }
 }
 
-/// IdP endpoints must be `https`, except on loopback where local testing runs plain `http`.
-/// A rejected URL may carry a secret (`user:password@`, a query, a secret pasted into the wrong
-/// setting), so the problem shows at most its scheme and host, never the URL.
-pub fn check_url(url: &str) -> Result<(), String> {
-    // Checked before parsing: a URL with credentials that does not parse must not slip through
-    // to a message that quotes it.
-    if carries_credentials(url) {
-        return Err("must not carry credentials (user:password@); configure the client secret instead".into());
-    }
-    let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL".to_string())?;
-    let host = uri.host().ok_or_else(|| "has no host".to_string())?;
-    if !port_is_valid(uri.authority().map_or("", |a| a.as_str())) {
-        return Err("has a port that is not a number from 1 to 65535".into());
-    }
-    let origin = origin(&uri).map(|o| format!(" ({o})")).unwrap_or_default();
-    if uri.query().is_some() {
-        // Queries would be logged by proxies and are never needed for these endpoints.
-        return Err(format!("must not have a query string{origin}"));
-    }
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(format!("must use https; plain http is allowed only on loopback{origin}")),
-        _ => Err(format!("must be an https URL{origin}")),
-    }
-}
-
-/// No port, or 1*DIGIT within 1..=65535: a port that does not parse (`:notaport`, `:+443`,
-/// `:99999`) is read by each client its own way, or as another.
-fn port_is_valid(authority: &str) -> bool {
-    let after_host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or("", |(_, rest)| rest),
-        None => authority.find(':').map_or("", |i| &authority[i..]),
-    };
-    match after_host.strip_prefix(':') {
-        None => after_host.is_empty(),
-        Some(port) => port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0),
-    }
-}
-
-/// `user:password@` in what would be the authority, whether or not the rest parses.
-fn carries_credentials(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
-}
-
-/// `scheme://host[:port]`, when both scheme and host are there: what a problem may show of a URL.
-fn origin(uri: &http::Uri) -> Option<String> {
-    let (scheme, host) = (uri.scheme_str()?, uri.host()?);
-    Some(match uri.port_u16() {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
-    })
-}
-
-/// How a problem names a URL: in full when it is valid, else only its scheme and host.
-fn shown_url(url: &str) -> String {
-    if check_url(url).is_ok() {
-        return url.to_string();
-    }
-    match url.parse::<http::Uri>().ok().filter(|_| !carries_credentials(url)).as_ref().and_then(origin) {
-        Some(origin) => format!("{origin}/…"),
-        None => "(an invalid URL)".into(),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-impl Config {
-    fn backend_param(&self, name: &str) -> String {
-        self.backend_params.iter().find(|(k, _)| *k == name).map_or_else(|| "(unset)".into(), |(_, v)| v.clone())
-    }
-}
-
-/// The effective configuration, one `NAME = value` line each, secrets redacted.
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = self;
-        let lines: Vec<(&str, String)> = vec![
-            ("TOKENBRIDGE_MODE", c.mode.as_str().to_string()),
-            (
-                "TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE",
-                c.introspection_token_type.clone().unwrap_or_else(|| "(any)".into()),
-            ),
-            (
-                "TOKENBRIDGE_INTROSPECTION_URL",
-                c.introspection.as_ref().map_or("(unused)".into(), |i| i.endpoint.clone()),
-            ),
-            (
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
-                c.introspection.as_ref().map_or("(unused)".into(), |i| i.client_id.clone()),
-            ),
-            (
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
-                c.introspection.as_ref().map_or("(unused)".into(), |i| format!("{:?}", i.secret)),
-            ),
-            ("TOKENBRIDGE_REQUIRED_SCOPES", c.required_scopes.join(" ")),
-            ("TOKENBRIDGE_BACKEND_TOKEN_URL", c.backend.endpoint.clone()),
-            ("TOKENBRIDGE_BACKEND_CLIENT_ID", c.backend.client_id.clone()),
-            ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", format!("{:?}", c.backend.secret)),
-            ("TOKENBRIDGE_BACKEND_SCOPE", c.backend_param("scope")),
-            ("TOKENBRIDGE_BACKEND_AUDIENCE", c.backend_param("audience")),
-            ("TOKENBRIDGE_BACKEND_RESOURCE", c.backend_param("resource")),
-            ("TOKENBRIDGE_CONNECT_TIMEOUT_MS", c.connect_timeout.as_millis().to_string()),
-            ("TOKENBRIDGE_TIMEOUT_MS", c.call_timeout.as_millis().to_string()),
-            ("TOKENBRIDGE_MAX_ANSWER_BYTES", c.max_answer_bytes.to_string()),
-            (
-                "TOKENBRIDGE_CA_BUNDLE",
-                c.ca_certificates.as_ref().map_or("(built-in roots)".into(), |c| format!("{} certificate(s)", c.len())),
-            ),
-            ("TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS", c.stale_if_error.to_string()),
-            ("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", c.leeway.to_string()),
-            ("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", c.cache_max_ttl.to_string()),
-            ("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", c.cache_inactive_ttl.to_string()),
-            ("TOKENBRIDGE_CACHE_CAPACITY", c.cache_capacity.to_string()),
-            ("TOKENBRIDGE_BACKEND_REFRESH_SECONDS", c.backend_refresh_margin.to_string()),
-            ("TOKENBRIDGE_BACKEND_MIN_REMAINING_SECONDS", c.backend_min_remaining.to_string()),
-            ("TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS", c.backend_default_ttl.to_string()),
-            ("TOKENBRIDGE_SECRET_REFRESH_SECONDS", c.secret_refresh_interval.to_string()),
-            ("TOKENBRIDGE_CONTEXT_KEY", c.context_key.clone()),
-            ("TOKENBRIDGE_REALM", c.realm.clone()),
-            ("TOKENBRIDGE_TOKEN_ARGUMENT", c.token_argument.clone()),
-            ("TOKENBRIDGE_CONTEXT_CLAIMS", c.context_claims.join(" ")),
-            ("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", c.jwks_max_age.to_string()),
-        ];
-        for (k, v) in lines {
-            writeln!(f, "{k} = {v}")?;
-        }
-        for i in &c.issuers {
-            writeln!(
-                f,
-                "issuer {} = {}, audiences [{}], keys {}{}",
-                i.issuer,
-                if i.local { "verified locally" } else { "introspected" },
-                if i.audiences.is_empty() { "not checked".to_string() } else { i.audiences.join(" ") },
-                i.jwks_url.as_deref().unwrap_or("discovered"),
-                if i.require_at_jwt { ", at+jwt required" } else { "" }
-            )?;
-        }
-        writeln!(f, "policy:\n{}", c.policy.describe())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -815,41 +568,11 @@ mod tests {
     }
 
     #[test]
-    fn a_port_must_be_a_number_from_1_to_65535() {
-        for url in [
-            "https://idp.example:notaport/x",
-            "https://idp.example:99999/x",
-            "https://idp.example:0/x",
-            "https://idp.example:+443/x",
-            "https://idp.example:-1/x",
-        ] {
-            let why = check_url(url).expect_err(url);
-            assert!(why.contains("port") || why.contains("not a valid URL"), "{url}: {why}");
-        }
-        assert!(check_url("https://idp.example:8443/x").is_ok());
-        assert!(check_url("http://[::1]:65535/x").is_ok());
-    }
-
-    #[test]
     fn alias_and_name_disagreeing_is_a_problem() {
         let mut pairs = MINIMAL.to_vec();
         pairs.push(("idcs_app_client_id", "other"));
         let err = Config::from_lookup(&lookup(&pairs)).err().unwrap();
         assert!(err.0[0].contains("alias idcs_app_client_id"), "{err}");
-    }
-
-    #[test]
-    fn urls_must_be_https_except_loopback() {
-        assert!(check_url("https://idp.example/t").is_ok());
-        assert!(check_url("http://127.0.0.1:8080/t").is_ok());
-        assert!(check_url("http://localhost/t").is_ok());
-        assert!(check_url("http://[::1]:9/t").is_ok());
-        assert!(check_url("http://10.0.0.1/t").is_err());
-        assert!(check_url("ftp://idp.example/t").is_err());
-        assert!(check_url("https://idp.example/t?x=1").is_err());
-        assert!(check_url("not a url").is_err());
-        let with_password = check_url("https://user:hunter2@idp.example/t").unwrap_err();
-        assert!(!with_password.contains("hunter2"), "{with_password}");
     }
 
     #[test]
@@ -873,15 +596,6 @@ mod tests {
                 assert!(!p.contains("hunter2"), "{url}: {p}");
             }
         }
-    }
-
-    #[test]
-    fn a_rejected_url_shows_its_scheme_and_host_when_they_parse() {
-        assert_eq!(
-            check_url("https://idp.example:8443/t?x=1"),
-            Err("must not have a query string (https://idp.example:8443)".into())
-        );
-        assert_eq!(check_url("ftp://idp.example/t"), Err("must be an https URL (ftp://idp.example)".into()));
     }
 
     #[test]

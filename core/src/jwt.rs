@@ -15,7 +15,7 @@ use crate::clock::UnixTime;
 use crate::http::HttpClient;
 use crate::introspection::{self, Identity, Verdict};
 use crate::outcome::{Cause, Dependency, Failure};
-use crate::secret::lock;
+use crate::sync::lock;
 
 /// The asymmetric algorithms accepted; `none` and HMAC never are.
 const ALLOWED: [Algorithm; 9] = [
@@ -437,7 +437,7 @@ impl Jwks {
                 }
                 let doc = crate::json::object(&answer.body).ok_or(cause(Failure::Malformed))?;
                 let url = doc.get("jwks_uri").and_then(Value::as_str).ok_or(cause(Failure::Malformed))?;
-                crate::config::check_url(url).map_err(|_| cause(Failure::Malformed))?;
+                crate::url_rules::check_url(url).map_err(|_| cause(Failure::Malformed))?;
                 // OpenID Connect Discovery §4.3, RFC 8414 §3.3: a document for another issuer
                 // (a shared host, a misrouted proxy) must not lend its keys to this one.
                 if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.issuer.as_str()) {

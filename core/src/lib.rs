@@ -29,6 +29,7 @@ mod bearer;
 mod cache;
 mod clock;
 mod config;
+mod config_display;
 mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -42,7 +43,10 @@ mod policy;
 mod resolver;
 mod route_path;
 mod secret;
+mod settings;
 mod store;
+mod sync;
+mod url_rules;
 
 pub use bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
 pub use cache::Lookup;

@@ -16,7 +16,7 @@ use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver as Resolve};
 use ureq::unversioned::transport::NextTimeout;
 
-use crate::secret::lock;
+use crate::sync::lock;
 
 /// How long a name's addresses are reused. Only new connections use them, so a moved IdP is
 /// reached at its new address this long after DNS changed at the latest.

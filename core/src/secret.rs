@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::cache::{Cache, Entry};
+use crate::sync::lock;
 
 use crate::clock::UnixTime;
 
@@ -202,12 +203,6 @@ impl SecretCell {
         let fresh = self.get(fetch, now, wait_until).ok()?;
         (fresh != *rejected).then_some(fresh)
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-update of plain data; the data is
-/// still consistent enough to read, and an authorizer must keep answering.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -1,0 +1,81 @@
+//! `check-config`'s account of the effective configuration: one `NAME = value` line each,
+//! secrets redacted, then the issuers and the policy in words.
+
+use std::fmt;
+
+use crate::config::Config;
+
+impl Config {
+    fn backend_param(&self, name: &str) -> String {
+        self.backend_params.iter().find(|(k, _)| *k == name).map_or_else(|| "(unset)".into(), |(_, v)| v.clone())
+    }
+}
+
+/// The effective configuration, one `NAME = value` line each, secrets redacted.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self;
+        let lines: Vec<(&str, String)> = vec![
+            ("TOKENBRIDGE_MODE", c.mode.as_str().to_string()),
+            (
+                "TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE",
+                c.introspection_token_type.clone().unwrap_or_else(|| "(any)".into()),
+            ),
+            (
+                "TOKENBRIDGE_INTROSPECTION_URL",
+                c.introspection.as_ref().map_or("(unused)".into(), |i| i.endpoint.clone()),
+            ),
+            (
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
+                c.introspection.as_ref().map_or("(unused)".into(), |i| i.client_id.clone()),
+            ),
+            (
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+                c.introspection.as_ref().map_or("(unused)".into(), |i| format!("{:?}", i.secret)),
+            ),
+            ("TOKENBRIDGE_REQUIRED_SCOPES", c.required_scopes.join(" ")),
+            ("TOKENBRIDGE_BACKEND_TOKEN_URL", c.backend.endpoint.clone()),
+            ("TOKENBRIDGE_BACKEND_CLIENT_ID", c.backend.client_id.clone()),
+            ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", format!("{:?}", c.backend.secret)),
+            ("TOKENBRIDGE_BACKEND_SCOPE", c.backend_param("scope")),
+            ("TOKENBRIDGE_BACKEND_AUDIENCE", c.backend_param("audience")),
+            ("TOKENBRIDGE_BACKEND_RESOURCE", c.backend_param("resource")),
+            ("TOKENBRIDGE_CONNECT_TIMEOUT_MS", c.connect_timeout.as_millis().to_string()),
+            ("TOKENBRIDGE_TIMEOUT_MS", c.call_timeout.as_millis().to_string()),
+            ("TOKENBRIDGE_MAX_ANSWER_BYTES", c.max_answer_bytes.to_string()),
+            (
+                "TOKENBRIDGE_CA_BUNDLE",
+                c.ca_certificates.as_ref().map_or("(built-in roots)".into(), |c| format!("{} certificate(s)", c.len())),
+            ),
+            ("TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS", c.stale_if_error.to_string()),
+            ("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", c.leeway.to_string()),
+            ("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", c.cache_max_ttl.to_string()),
+            ("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", c.cache_inactive_ttl.to_string()),
+            ("TOKENBRIDGE_CACHE_CAPACITY", c.cache_capacity.to_string()),
+            ("TOKENBRIDGE_BACKEND_REFRESH_SECONDS", c.backend_refresh_margin.to_string()),
+            ("TOKENBRIDGE_BACKEND_MIN_REMAINING_SECONDS", c.backend_min_remaining.to_string()),
+            ("TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS", c.backend_default_ttl.to_string()),
+            ("TOKENBRIDGE_SECRET_REFRESH_SECONDS", c.secret_refresh_interval.to_string()),
+            ("TOKENBRIDGE_CONTEXT_KEY", c.context_key.clone()),
+            ("TOKENBRIDGE_REALM", c.realm.clone()),
+            ("TOKENBRIDGE_TOKEN_ARGUMENT", c.token_argument.clone()),
+            ("TOKENBRIDGE_CONTEXT_CLAIMS", c.context_claims.join(" ")),
+            ("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", c.jwks_max_age.to_string()),
+        ];
+        for (k, v) in lines {
+            writeln!(f, "{k} = {v}")?;
+        }
+        for i in &c.issuers {
+            writeln!(
+                f,
+                "issuer {} = {}, audiences [{}], keys {}{}",
+                i.issuer,
+                if i.local { "verified locally" } else { "introspected" },
+                if i.audiences.is_empty() { "not checked".to_string() } else { i.audiences.join(" ") },
+                i.jwks_url.as_deref().unwrap_or("discovered"),
+                if i.require_at_jwt { ", at+jwt required" } else { "" }
+            )?;
+        }
+        writeln!(f, "policy:\n{}", c.policy.describe())
+    }
+}

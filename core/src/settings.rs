@@ -1,0 +1,107 @@
+//! The settings table: every variable the core reads, its seed alias, default and meaning.
+//! `check-config` and the configuration reference (docs/configuration.md, checked by a test)
+//! follow it.
+
+/// One setting: its variable, the seed's alias if it has one, and its meaning.
+pub struct Setting {
+    pub name: &'static str,
+    pub alias: Option<&'static str>,
+    pub default: Option<&'static str>,
+    pub meaning: &'static str,
+}
+
+const fn s(
+    name: &'static str,
+    alias: Option<&'static str>,
+    default: Option<&'static str>,
+    meaning: &'static str,
+) -> Setting {
+    Setting { name, alias, default, meaning }
+}
+
+/// Every setting the core reads; docs/configuration.md mirrors this list (a test checks it).
+pub const SETTINGS: &[Setting] = &[
+    s(
+        "TOKENBRIDGE_INTROSPECTION_URL",
+        Some("idcs_introspection_endpoint"),
+        None,
+        "RFC 7662 introspection endpoint of IdP A",
+    ),
+    s("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", Some("idcs_app_client_id"), None, "our client id at IdP A"),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+        Some("idcs_app_client_secret_ocid"),
+        None,
+        "our client secret at IdP A (literal or reference)",
+    ),
+    s("TOKENBRIDGE_REQUIRED_SCOPES", None, Some(""), "space-separated scopes every caller token must carry"),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE",
+        None,
+        None,
+        "token_type an active introspection answer must carry (e.g. Bearer), to refuse refresh tokens",
+    ),
+    s("TOKENBRIDGE_MODE", None, None, "introspection, jwt or auto (default: from what is configured)"),
+    s("TOKENBRIDGE_ISSUER", None, None, "issuer whose JWT access tokens are verified locally"),
+    s("TOKENBRIDGE_AUDIENCE", None, None, "space-separated audiences its tokens must have (any of them)"),
+    s("TOKENBRIDGE_AUDIENCE_CHECK", None, Some("on"), "off to accept JWTs without checking the audience"),
+    s("TOKENBRIDGE_JWKS_URL", None, None, "its JWKS; discovered from the issuer when unset"),
+    s("TOKENBRIDGE_JWT_TYP", None, None, "at+jwt to require RFC 9068 access tokens"),
+    s("TOKENBRIDGE_ISSUERS", None, None, "several issuers, as a JSON array (docs/jwt-and-policy.md)"),
+    s("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", None, Some("300"), "JWKS lifetime when it sends no Cache-Control max-age"),
+    s("TOKENBRIDGE_POLICY", None, None, "per-route policy, JSON (docs/jwt-and-policy.md)"),
+    s("TOKENBRIDGE_POLICY_FILE", None, None, "per-route policy, path of a JSON file"),
+    s("TOKENBRIDGE_CONTEXT_CLAIMS", None, None, "space-separated claims forwarded as context values"),
+    s("TOKENBRIDGE_BACKEND_TOKEN_URL", Some("back_end_token_endpoint"), None, "token endpoint of IdP B"),
+    s("TOKENBRIDGE_BACKEND_CLIENT_ID", Some("back_end_app_client_id"), None, "our client id at IdP B"),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
+        Some("back_end_client_secret_ocid"),
+        None,
+        "our client secret at IdP B (literal or reference)",
+    ),
+    s("TOKENBRIDGE_BACKEND_SCOPE", None, None, "optional `scope` of the client_credentials grant"),
+    s("TOKENBRIDGE_BACKEND_AUDIENCE", None, None, "optional `audience` of the client_credentials grant"),
+    s("TOKENBRIDGE_BACKEND_RESOURCE", None, None, "optional `resource` (RFC 8707) of the client_credentials grant"),
+    s("TOKENBRIDGE_CONNECT_TIMEOUT_MS", None, Some("2000"), "connect timeout of one IdP call"),
+    s("TOKENBRIDGE_TIMEOUT_MS", None, Some("5000"), "total timeout of one IdP call (clamped to the platform deadline)"),
+    s("TOKENBRIDGE_MAX_ANSWER_BYTES", None, Some("65536"), "largest IdP answer read"),
+    s("TOKENBRIDGE_CA_BUNDLE", None, None, "PEM file of root certificates to trust instead of the built-in ones"),
+    s(
+        "TOKENBRIDGE_CACHE_STALE_IF_ERROR_SECONDS",
+        None,
+        Some("0"),
+        "serve a validation result this much longer while IdP A fails (never past exp)",
+    ),
+    s("TOKENBRIDGE_CLOCK_LEEWAY_SECONDS", None, Some("60"), "clock tolerance for exp, nbf and iat (0-300)"),
+    s("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", None, Some("300"), "longest a validation result is cached (never past exp)"),
+    s("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", None, Some("10"), "how long an inactive answer is cached"),
+    s("TOKENBRIDGE_CACHE_CAPACITY", None, Some("10000"), "most validation results kept"),
+    s(
+        "TOKENBRIDGE_BACKEND_REFRESH_SECONDS",
+        None,
+        Some("30"),
+        "refresh the backend token when less than max(this, 10% of its life) is left",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_MIN_REMAINING_SECONDS",
+        None,
+        Some("60"),
+        "hand out a backend token only while this much of its life is left (at most half its life)",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_DEFAULT_TTL_SECONDS",
+        None,
+        Some("300"),
+        "lifetime assumed when the token response has no expires_in",
+    ),
+    s(
+        "TOKENBRIDGE_SECRET_REFRESH_SECONDS",
+        None,
+        Some("30"),
+        "fewest seconds between refetches of a secret after invalid_client",
+    ),
+    s("TOKENBRIDGE_CONTEXT_KEY", None, Some("back_end_token"), "context key carrying \"Bearer <backend token>\""),
+    s("TOKENBRIDGE_REALM", None, Some("tokenbridge"), "realm of WWW-Authenticate challenges"),
+    s("TOKENBRIDGE_TOKEN_ARGUMENT", None, Some("token"), "OCI USER_DEFINED argument that carries the credential"),
+];

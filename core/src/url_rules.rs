@@ -1,0 +1,116 @@
+//! What an IdP, JWKS or Secrets URL must be, and how a problem may show one that is not.
+
+/// IdP endpoints must be `https`, except on loopback where local testing runs plain `http`.
+/// A rejected URL may carry a secret (`user:password@`, a query, a secret pasted into the wrong
+/// setting), so the problem shows at most its scheme and host, never the URL.
+pub fn check_url(url: &str) -> Result<(), String> {
+    // Checked before parsing: a URL with credentials that does not parse must not slip through
+    // to a message that quotes it.
+    if carries_credentials(url) {
+        return Err("must not carry credentials (user:password@); configure the client secret instead".into());
+    }
+    let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL".to_string())?;
+    let host = uri.host().ok_or_else(|| "has no host".to_string())?;
+    if !port_is_valid(uri.authority().map_or("", |a| a.as_str())) {
+        return Err("has a port that is not a number from 1 to 65535".into());
+    }
+    let origin = origin(&uri).map(|o| format!(" ({o})")).unwrap_or_default();
+    if uri.query().is_some() {
+        // Queries would be logged by proxies and are never needed for these endpoints.
+        return Err(format!("must not have a query string{origin}"));
+    }
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(format!("must use https; plain http is allowed only on loopback{origin}")),
+        _ => Err(format!("must be an https URL{origin}")),
+    }
+}
+
+/// No port, or 1*DIGIT within 1..=65535: a port that does not parse (`:notaport`, `:+443`,
+/// `:99999`) is read by each client its own way, or as another.
+fn port_is_valid(authority: &str) -> bool {
+    let after_host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(_, rest)| rest),
+        None => authority.find(':').map_or("", |i| &authority[i..]),
+    };
+    match after_host.strip_prefix(':') {
+        None => after_host.is_empty(),
+        Some(port) => port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0),
+    }
+}
+
+/// `user:password@` in what would be the authority, whether or not the rest parses.
+fn carries_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
+}
+
+/// `scheme://host[:port]`, when both scheme and host are there: what a problem may show of a URL.
+fn origin(uri: &http::Uri) -> Option<String> {
+    let (scheme, host) = (uri.scheme_str()?, uri.host()?);
+    Some(match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
+/// How a problem names a URL: in full when it is valid, else only its scheme and host.
+pub(crate) fn shown_url(url: &str) -> String {
+    if check_url(url).is_ok() {
+        return url.to_string();
+    }
+    match url.parse::<http::Uri>().ok().filter(|_| !carries_credentials(url)).as_ref().and_then(origin) {
+        Some(origin) => format!("{origin}/…"),
+        None => "(an invalid URL)".into(),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_must_be_a_number_from_1_to_65535() {
+        for url in [
+            "https://idp.example:notaport/x",
+            "https://idp.example:99999/x",
+            "https://idp.example:0/x",
+            "https://idp.example:+443/x",
+            "https://idp.example:-1/x",
+        ] {
+            let why = check_url(url).expect_err(url);
+            assert!(why.contains("port") || why.contains("not a valid URL"), "{url}: {why}");
+        }
+        assert!(check_url("https://idp.example:8443/x").is_ok());
+        assert!(check_url("http://[::1]:65535/x").is_ok());
+    }
+
+    #[test]
+    fn urls_must_be_https_except_loopback() {
+        assert!(check_url("https://idp.example/t").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/t").is_ok());
+        assert!(check_url("http://localhost/t").is_ok());
+        assert!(check_url("http://[::1]:9/t").is_ok());
+        assert!(check_url("http://10.0.0.1/t").is_err());
+        assert!(check_url("ftp://idp.example/t").is_err());
+        assert!(check_url("https://idp.example/t?x=1").is_err());
+        assert!(check_url("not a url").is_err());
+        let with_password = check_url("https://user:hunter2@idp.example/t").unwrap_err();
+        assert!(!with_password.contains("hunter2"), "{with_password}");
+    }
+
+    #[test]
+    fn a_rejected_url_shows_its_scheme_and_host_when_they_parse() {
+        assert_eq!(
+            check_url("https://idp.example:8443/t?x=1"),
+            Err("must not have a query string (https://idp.example:8443)".into())
+        );
+        assert_eq!(check_url("ftp://idp.example/t"), Err("must be an https URL (ftp://idp.example)".into()));
+    }
+}
