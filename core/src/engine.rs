@@ -17,6 +17,7 @@ use crate::introspection::{self, Identity, Verdict};
 use crate::jwt::{self, Jwks, Peek, Unreadable};
 use crate::log::{self, Trace};
 use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request};
+use crate::reason::Reason;
 use crate::secret::{self, Secret, SecretCell, SecretError, SecretResolver};
 
 type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
@@ -58,7 +59,7 @@ enum Path<'a> {
     /// At IdP A; with the (unverified) issuer the token names, when it is a JWT.
     Introspect(Option<String>),
     Local(&'a Jwks, Box<Peek>),
-    Reject(&'static str),
+    Reject(Reason),
 }
 
 /// Configures an [`Engine`]: where configuration, time, platform secrets and logs come from.
@@ -245,7 +246,7 @@ impl Engine {
         let token = match bearer::extract(request.credential.as_deref()) {
             Credential::Missing => return Outcome::Deny(Denial::MissingToken),
             Credential::Malformed => {
-                trace.reason = Some("malformed_token");
+                trace.reason = Some(Reason::MalformedToken);
                 return Outcome::Deny(Denial::InvalidToken);
             }
             Credential::Bearer(token) => token,
@@ -271,7 +272,7 @@ impl Engine {
         trace.client_id = identity.client_id.clone();
         if let Err(denial) = rule.check(&identity) {
             if denial == Denial::InvalidToken {
-                trace.reason = Some("issuer_or_audience_not_accepted_here");
+                trace.reason = Some(Reason::IssuerOrAudienceNotAcceptedHere);
             }
             return Outcome::Deny(denial);
         }
@@ -331,7 +332,7 @@ impl Engine {
         let mode = parts.config.mode;
         let peeked = match jwt::peek(token) {
             Ok(peeked) => peeked,
-            Err(Unreadable::NotJwt) if mode == Mode::Jwt => return Path::Reject("not_a_jwt"),
+            Err(Unreadable::NotJwt) if mode == Mode::Jwt => return Path::Reject(Reason::NotAJwt),
             Err(Unreadable::NotJwt) => return Path::Introspect(None),
             // A JWT tokenbridge could never verify is refused where tokenbridge would verify
             // it; an introspected one is the IdP's to judge, as every token in that mode is.
@@ -347,7 +348,7 @@ impl Engine {
         match peeked.issuer.as_ref().and_then(|i| parts.jwks.get(i)) {
             Some(jwks) if jwks.issuer.local && mode != Mode::Introspection => Path::Local(jwks, Box::new(peeked)),
             Some(_) => Path::Introspect(peeked.issuer),
-            None if mode == Mode::Jwt => Path::Reject("unknown_issuer"),
+            None if mode == Mode::Jwt => Path::Reject(Reason::UnknownIssuer),
             None => Path::Introspect(peeked.issuer),
         }
     }
@@ -553,7 +554,7 @@ fn audience_checked(parts: &Parts, named_by_token: Option<&str>, verdict: Verdic
         let required = |jwks: &&Jwks| introspection::audience_accepted(&identity.audiences, &jwks.issuer.audiences);
         named.into_iter().filter(introspected).all(|jwks| required(&jwks))
     };
-    if accepted { verdict } else { Verdict::Invalid("wrong_audience") }
+    if accepted { verdict } else { Verdict::Invalid(Reason::WrongAudience) }
 }
 
 /// When the gateway must stop reusing a decision: the earlier of the two tokens' expiries.

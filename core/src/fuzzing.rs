@@ -6,6 +6,7 @@ use crate::clock::UnixTime;
 use crate::introspection::{Identity, Verdict};
 use crate::jwt::{self, Issuer, KeySet};
 use crate::outcome::Failure;
+use crate::reason::Reason;
 use crate::secret::Secret;
 use crate::{backend, introspection};
 
@@ -122,7 +123,7 @@ pub fn jwt_verify_with(
     leeway: i64,
     claim_names: &[String],
 ) -> Result<Identity, &'static str> {
-    jwt::verify(&token.token, &token.peek, issuer, &keys.0, now, leeway, claim_names)
+    jwt::verify(&token.token, &token.peek, issuer, &keys.0, now, leeway, claim_names).map_err(Reason::as_str)
 }
 
 /// [`jwt_verify_with`] from the token's text and the JWKS document's bytes: a JWT refused
@@ -137,7 +138,7 @@ pub fn jwt_verify(
 ) -> Result<Identity, &'static str> {
     let peek = jwt::peek(token).map_err(|e| match e {
         jwt::Unreadable::NotJwt => "not_a_jwt",
-        jwt::Unreadable::Refused(why, _) => why,
+        jwt::Unreadable::Refused(why, _) => why.as_str(),
     })?;
     let token = PeekedJwt { token: token.to_string(), peek };
     let keys = JwksKeys::read(jwks).map_err(|_| "bad_jwks")?;

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::UnixTime;
 use crate::outcome::Failure;
+use crate::reason::Reason;
 
 /// What validation proves about a caller token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub struct Identity {
 pub enum Verdict {
     Active(Identity),
     /// Inactive, expired, not yet valid, or active without anyone to name.
-    Invalid(&'static str),
+    Invalid(Reason),
 }
 
 /// Reads an introspection answer. `Err` means the answer itself is unusable (Unavailable);
@@ -46,7 +47,7 @@ pub(crate) fn read_answer(
 ) -> Result<Verdict, Failure> {
     if status == 400 && crate::backend::error_code(body).as_deref() == Some("unsupported_token_type") {
         // The IdP does not introspect this kind of token (an ID token, say): not a credential here.
-        return Ok(Verdict::Invalid("unsupported_token_type"));
+        return Ok(Verdict::Invalid(Reason::UnsupportedTokenType));
     }
     if status != 200 {
         return Err(crate::backend::failure_for_status(status, body));
@@ -54,7 +55,7 @@ pub(crate) fn read_answer(
     let answer = crate::json::object(body).ok_or(Failure::Malformed)?;
     match answer.get("active") {
         Some(Value::Bool(true)) => {}
-        Some(Value::Bool(false)) => return Ok(Verdict::Invalid("inactive")),
+        Some(Value::Bool(false)) => return Ok(Verdict::Invalid(Reason::Inactive)),
         _ => return Err(Failure::Malformed),
     }
     let exp = optional_time(&answer, "exp")?;
@@ -75,16 +76,16 @@ pub(crate) fn read_answer(
         (None, _) => false,
     };
     if wrong_type {
-        return Ok(Verdict::Invalid("not_an_access_token"));
+        return Ok(Verdict::Invalid(Reason::NotAnAccessToken));
     }
     if exp.is_some_and(|exp| exp.saturating_add(leeway) <= now) {
-        return Ok(Verdict::Invalid("expired"));
+        return Ok(Verdict::Invalid(Reason::Expired));
     }
     if nbf.is_some_and(|nbf| nbf.saturating_sub(leeway) > now) {
-        return Ok(Verdict::Invalid("not_yet_valid"));
+        return Ok(Verdict::Invalid(Reason::NotYetValid));
     }
     let Some(principal) = sub.clone().or_else(|| client_id.clone()) else {
-        return Ok(Verdict::Invalid("no_principal"));
+        return Ok(Verdict::Invalid(Reason::NoPrincipal));
     };
     Ok(Verdict::Active(Identity {
         principal,
@@ -193,14 +194,14 @@ mod tests {
 
     #[test]
     fn active_without_sub_or_client_id_is_invalid() {
-        assert_eq!(read(r#"{"active":true}"#), Ok(Verdict::Invalid("no_principal")));
+        assert_eq!(read(r#"{"active":true}"#), Ok(Verdict::Invalid(Reason::NoPrincipal)));
     }
 
     #[test]
     fn refresh_tokens_are_not_access_tokens() {
         for t in ["refresh_token", "Refresh", "urn:ietf:params:oauth:token-type:refresh_token"] {
             let body = format!(r#"{{"active":true,"sub":"a","token_type":"{t}"}}"#);
-            assert_eq!(read(&body), Ok(Verdict::Invalid("not_an_access_token")), "{t}");
+            assert_eq!(read(&body), Ok(Verdict::Invalid(Reason::NotAnAccessToken)), "{t}");
         }
         assert!(matches!(read(r#"{"active":true,"sub":"a","token_type":"Bearer"}"#), Ok(Verdict::Active(_))));
     }
@@ -209,23 +210,23 @@ mod tests {
     fn a_required_token_type_refuses_answers_without_it() {
         let read_typed = |body: &str| read_answer(200, body.as_bytes(), NOW, 30, &[], Some("Bearer"));
         assert!(matches!(read_typed(r#"{"active":true,"sub":"a","token_type":"bearer"}"#), Ok(Verdict::Active(_))));
-        assert_eq!(read_typed(r#"{"active":true,"sub":"a"}"#), Ok(Verdict::Invalid("not_an_access_token")));
+        assert_eq!(read_typed(r#"{"active":true,"sub":"a"}"#), Ok(Verdict::Invalid(Reason::NotAnAccessToken)));
         assert_eq!(
             read_typed(r#"{"active":true,"sub":"a","token_type":"DPoP"}"#),
-            Ok(Verdict::Invalid("not_an_access_token"))
+            Ok(Verdict::Invalid(Reason::NotAnAccessToken))
         );
     }
 
     #[test]
     fn a_token_the_idp_will_not_introspect_is_invalid_not_unavailable() {
         let body = br#"{"error":"unsupported_token_type","error_description":"..."}"#;
-        assert_eq!(read_answer(400, body, NOW, 0, &[], None), Ok(Verdict::Invalid("unsupported_token_type")));
+        assert_eq!(read_answer(400, body, NOW, 0, &[], None), Ok(Verdict::Invalid(Reason::UnsupportedTokenType)));
         assert_eq!(read_answer(400, br#"{"error":"invalid_request"}"#, NOW, 0, &[], None), Err(Failure::Status(400)));
     }
 
     #[test]
     fn inactive_is_invalid() {
-        assert_eq!(read(r#"{"active":false}"#), Ok(Verdict::Invalid("inactive")));
+        assert_eq!(read(r#"{"active":false}"#), Ok(Verdict::Invalid(Reason::Inactive)));
     }
 
     #[test]
@@ -233,12 +234,12 @@ mod tests {
         assert!(matches!(read(&format!(r#"{{"active":true,"sub":"a","exp":{}}}"#, NOW - 29)), Ok(Verdict::Active(_))));
         assert_eq!(
             read(&format!(r#"{{"active":true,"sub":"a","exp":{}}}"#, NOW - 30)),
-            Ok(Verdict::Invalid("expired"))
+            Ok(Verdict::Invalid(Reason::Expired))
         );
         assert!(matches!(read(&format!(r#"{{"active":true,"sub":"a","nbf":{}}}"#, NOW + 30)), Ok(Verdict::Active(_))));
         assert_eq!(
             read(&format!(r#"{{"active":true,"sub":"a","nbf":{}}}"#, NOW + 31)),
-            Ok(Verdict::Invalid("not_yet_valid"))
+            Ok(Verdict::Invalid(Reason::NotYetValid))
         );
     }
 

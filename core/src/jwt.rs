@@ -15,6 +15,7 @@ use crate::clock::UnixTime;
 use crate::http::HttpClient;
 use crate::introspection::{self, Identity, Verdict};
 use crate::outcome::{Cause, Dependency, Failure};
+use crate::reason::Reason;
 use crate::sync::lock;
 
 /// The asymmetric algorithms accepted; `none` and HMAC never are.
@@ -81,7 +82,7 @@ pub(crate) enum Unreadable {
     NotJwt,
     /// A JWT that tokenbridge could never verify, whatever its signature: the denial reason,
     /// and its `iss` when that could be read (its issuer's IdP may still introspect it).
-    Refused(&'static str, Option<String>),
+    Refused(Reason, Option<String>),
 }
 
 /// Reads a token's header and claims without trusting them.
@@ -94,13 +95,13 @@ pub(crate) fn peek(token: &str) -> Result<Peek, Unreadable> {
     // a fault refuses the token rather than sending it elsewhere.
     let header = base64_part(header).filter(|h| h.trim_ascii_start().starts_with(b"{")).ok_or(Unreadable::NotJwt)?;
     let claims = base64_part(claims).and_then(|c| crate::json::object(&c));
-    let claims = claims.ok_or(Unreadable::Refused("malformed_claims", None))?;
+    let claims = claims.ok_or(Unreadable::Refused(Reason::MalformedClaims, None))?;
     let issuer = match claims.get("iss") {
         None | Some(Value::Null) => None,
         Some(Value::String(iss)) => Some(iss.clone()),
-        Some(_) => return Err(Unreadable::Refused("malformed_claim", None)),
+        Some(_) => return Err(Unreadable::Refused(Reason::MalformedClaim, None)),
     };
-    let header = crate::json::object(&header).ok_or("malformed_header").and_then(|h| read_header(&h));
+    let header = crate::json::object(&header).ok_or(Reason::MalformedHeader).and_then(|h| read_header(&h));
     match header {
         Ok(header) => Ok(Peek { header, issuer, claims }),
         Err(why) => Err(Unreadable::Refused(why, issuer)),
@@ -118,18 +119,18 @@ fn base64_part(part: &str) -> Option<Vec<u8>> {
 /// tokenbridge implements no JWS extension, so RFC 7515 §4.1.11 has it reject every `crit`
 /// (an empty one is invalid by itself); `b64` (RFC 7797) changes what is signed and must be
 /// critical, so it is refused with or without `crit`.
-fn read_header(header: &Map<String, Value>) -> Result<Header, &'static str> {
+fn read_header(header: &Map<String, Value>) -> Result<Header, Reason> {
     if header.contains_key("crit") || header.contains_key("b64") {
-        return Err("critical_header");
+        return Err(Reason::CriticalHeader);
     }
     let text = |name| match header.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err("malformed_header"),
+        Some(_) => Err(Reason::MalformedHeader),
     };
-    let alg = text("alg")?.ok_or("malformed_header")?;
+    let alg = text("alg")?.ok_or(Reason::MalformedHeader)?;
     // HMAC is parsed (an introspected issuer may use it) but never verified here.
-    let alg = alg.parse::<Algorithm>().map_err(|_| "algorithm_not_allowed")?;
+    let alg = alg.parse::<Algorithm>().map_err(|_| Reason::AlgorithmNotAllowed)?;
     Ok(Header { alg, typ: text("typ")?, kid: text("kid")? })
 }
 
@@ -224,30 +225,32 @@ pub(crate) fn verify(
     now: UnixTime,
     leeway: i64,
     claim_names: &[String],
-) -> Result<Identity, &'static str> {
+) -> Result<Identity, Reason> {
     let alg = peeked.header.alg;
     if !ALLOWED.contains(&alg) {
-        return Err("algorithm_not_allowed");
+        return Err(Reason::AlgorithmNotAllowed);
     }
     if issuer.require_at_jwt && !peeked.header.typ.as_deref().is_some_and(is_at_jwt) {
-        return Err("not_an_access_token");
+        return Err(Reason::NotAnAccessToken);
     }
-    let Some((message, signature)) = token.rsplit_once('.') else { return Err("bad_signature") };
+    let Some((message, signature)) = token.rsplit_once('.') else { return Err(Reason::BadSignature) };
     let signed = |key: &Key| jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg);
     if !keys.candidates(peeked.header.kid.as_deref(), alg).any(|key| signed(key).unwrap_or(false)) {
-        return Err("bad_signature");
+        return Err(Reason::BadSignature);
     }
     let claims = &peeked.claims;
     match &peeked.issuer {
-        None => return Err("missing_claim"),
-        Some(iss) if *iss != issuer.issuer => return Err("wrong_issuer"),
+        None => return Err(Reason::MissingClaim),
+        Some(iss) if *iss != issuer.issuer => return Err(Reason::WrongIssuer),
         Some(_) => {}
     }
     if !issuer.audiences.is_empty() {
         match introspection::audiences(claims) {
-            Err(_) => return Err("malformed_claim"),
-            Ok(auds) if auds.is_empty() => return Err("missing_claim"),
-            Ok(auds) if !introspection::audience_accepted(&auds, &issuer.audiences) => return Err("wrong_audience"),
+            Err(_) => return Err(Reason::MalformedClaim),
+            Ok(auds) if auds.is_empty() => return Err(Reason::MissingClaim),
+            Ok(auds) if !introspection::audience_accepted(&auds, &issuer.audiences) => {
+                return Err(Reason::WrongAudience);
+            }
             Ok(_) => {}
         }
     }
@@ -264,30 +267,30 @@ fn identity(
     now: UnixTime,
     leeway: i64,
     claim_names: &[String],
-) -> Result<Identity, &'static str> {
+) -> Result<Identity, Reason> {
     // A claim of the wrong type is a malformed token, never a claim to skip.
     let time = |k: &str| match claims.get(k) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => crate::clock::numeric_date(n).map(Some).ok_or("malformed_claim"),
-        Some(_) => Err("malformed_claim"),
+        Some(Value::Number(n)) => crate::clock::numeric_date(n).map(Some).ok_or(Reason::MalformedClaim),
+        Some(_) => Err(Reason::MalformedClaim),
     };
     let text = |k: &str| match claims.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone()).filter(|s| !s.is_empty())),
-        Some(_) => Err("malformed_claim"),
+        Some(_) => Err(Reason::MalformedClaim),
     };
-    let exp = time("exp")?.ok_or("missing_claim")?;
+    let exp = time("exp")?.ok_or(Reason::MissingClaim)?;
     if exp.saturating_add(leeway) <= now {
-        return Err("expired");
+        return Err(Reason::Expired);
     }
     if time("nbf")?.is_some_and(|nbf| nbf.saturating_sub(leeway) > now) {
-        return Err("not_yet_valid");
+        return Err(Reason::NotYetValid);
     }
     if time("iat")?.is_some_and(|iat| iat.saturating_sub(leeway) > now) {
-        return Err("issued_in_the_future");
+        return Err(Reason::IssuedInTheFuture);
     }
     let client_id = text("client_id")?.or(text("azp")?);
-    let principal = text("sub")?.or_else(|| client_id.clone()).ok_or("no_principal")?;
+    let principal = text("sub")?.or_else(|| client_id.clone()).ok_or(Reason::NoPrincipal)?;
     // RFC 9068 `scope` is a string; some IdPs send `scp` as an array.
     let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
         Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_string).collect(),
@@ -344,7 +347,7 @@ impl Jwks {
                     // Keys that could not be refreshed may lack a key the IdP has since
                     // published: an outage, not a verdict on the token.
                     Lookup::Stale(cause) => Err(cause),
-                    _ => Ok(Verdict::Invalid("unknown_key")),
+                    _ => Ok(Verdict::Invalid(Reason::UnknownKey)),
                 };
             }
             keys = refetched;
@@ -353,7 +356,7 @@ impl Jwks {
             (Ok(identity), _) => Ok(Verdict::Active(identity)),
             // A token without a `kid` that no kept key verifies, while the keys could not be
             // refreshed, may be signed with a key published since: an outage, not a verdict.
-            (Err("bad_signature"), Lookup::Stale(cause)) if peeked.header.kid.is_none() => Err(cause),
+            (Err(Reason::BadSignature), Lookup::Stale(cause)) if peeked.header.kid.is_none() => Err(cause),
             (Err(reason), _) => Ok(Verdict::Invalid(reason)),
         }
     }

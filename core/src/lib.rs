@@ -40,6 +40,7 @@ mod jwt;
 mod log;
 mod outcome;
 mod policy;
+mod reason;
 mod resolver;
 mod route_path;
 mod secret;
@@ -58,6 +59,7 @@ pub use jwt::Issuer;
 pub use log::fingerprint;
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
 pub use policy::{Policy, Rule, ScopeMatch};
+pub use reason::Reason;
 pub use secret::{AwsSecretStore, Secret, SecretError, SecretRef, SecretResolver, aws_secret_store};
 pub use store::StoreClient;
 

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::cache::Lookup;
 use crate::outcome::{Cause, Denial, Outcome};
+use crate::reason::Reason;
 
 /// SHA-256 of a token: the validation cache's key, so the raw token is never stored.
 pub(crate) fn token_hash(token: &str) -> [u8; 32] {
@@ -22,7 +23,7 @@ pub fn fingerprint(token: &str) -> String {
 /// What happened on the way to a decision, filled in as the engine goes.
 #[derive(Debug, Default)]
 pub(crate) struct Trace {
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     pub token: Option<String>,
     /// Who the token belongs to, once validation has said.
     pub principal: Option<String>,
@@ -60,7 +61,7 @@ pub(crate) fn decision_line(
         }
     };
     put("call_id", call_id.map(|c| json!(c)));
-    put("reason", reason(outcome, trace).map(|r| json!(r)));
+    put("reason", reason(outcome, trace).map(|r| json!(r.as_str())));
     put("principal", trace.principal.as_ref().map(|p| json!(p)));
     put("client_id", trace.client_id.as_ref().map(|c| json!(c)));
     if let Outcome::Allow(g) = outcome {
@@ -79,10 +80,10 @@ pub(crate) fn decision_line(
     Value::Object(line).to_string()
 }
 
-fn reason(outcome: &Outcome, trace: &Trace) -> Option<&'static str> {
+fn reason(outcome: &Outcome, trace: &Trace) -> Option<Reason> {
     trace.reason.or(match outcome {
-        Outcome::Deny(Denial::MissingToken) => Some("missing_token"),
-        Outcome::Deny(Denial::InsufficientScope { .. }) => Some("insufficient_scope"),
+        Outcome::Deny(Denial::MissingToken) => Some(Reason::MissingToken),
+        Outcome::Deny(Denial::InsufficientScope { .. }) => Some(Reason::InsufficientScope),
         _ => None,
     })
 }
@@ -100,7 +101,7 @@ mod tests {
 
     #[test]
     fn line_is_one_json_object() {
-        let trace = Trace { token: Some(fingerprint("t")), reason: Some("inactive"), ..Trace::default() };
+        let trace = Trace { token: Some(fingerprint("t")), reason: Some(Reason::Inactive), ..Trace::default() };
         let line =
             decision_line(Some("c1"), &Outcome::Deny(Denial::InvalidToken), &trace, 1234, "2026-01-01T00:00:00Z");
         let v: Value = serde_json::from_str(&line).unwrap();

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::introspection::Identity;
 use crate::outcome::{Denial, Route};
+use crate::reason::Reason;
 use crate::route_path;
 
 /// What a route asks of a token.
@@ -223,10 +224,10 @@ pub enum NoRule {
 
 impl NoRule {
     /// The `reason` the decision log gives.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            NoRule::NotAllowed => "route_not_allowed",
-            NoRule::AmbiguousPath => "ambiguous_path",
+            NoRule::NotAllowed => Reason::RouteNotAllowed,
+            NoRule::AmbiguousPath => Reason::AmbiguousPath,
         }
     }
 }

@@ -20,7 +20,10 @@ pub fn check(data: &[u8]) {
                     render(&identity);
                 }
                 Ok(Verdict::Invalid(why)) => {
-                    assert!(status == 200 || (status == 400 && why == "unsupported_token_type"), "{status} {why}");
+                    assert!(
+                        status == 200 || (status == 400 && why == tokenbridge_core::Reason::UnsupportedTokenType),
+                        "{status} {why}"
+                    );
                 }
                 Err(_) => {}
             }

@@ -1,0 +1,85 @@
+//! Why a caller was refused, as the decision log names it: one variant per reason, so a reason
+//! is never a string that could be misspelt or matched wrongly.
+
+use std::fmt;
+
+/// The `reason` of a denial in the decision log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No credential at all.
+    MissingToken,
+    /// Not `Bearer <b64token>`.
+    MalformedToken,
+    /// No route matches and the default is deny.
+    RouteNotAllowed,
+    /// The path could name another resource to the backend (see `route_path`).
+    AmbiguousPath,
+    /// Valid, but lacking a scope the route requires.
+    InsufficientScope,
+    /// The route's issuers or audiences do not include the token's.
+    IssuerOrAudienceNotAcceptedHere,
+    // IdP A's verdict.
+    Inactive,
+    Expired,
+    NotYetValid,
+    IssuedInTheFuture,
+    /// Active, but naming neither `sub` nor `client_id`.
+    NoPrincipal,
+    /// A refresh token, or not of the required `token_type`.
+    NotAnAccessToken,
+    /// IdP A does not introspect this kind of token.
+    UnsupportedTokenType,
+    // JWTs verified here.
+    NotAJwt,
+    UnknownIssuer,
+    UnknownKey,
+    AlgorithmNotAllowed,
+    /// A `crit` or `b64` header: an extension tokenbridge does not implement.
+    CriticalHeader,
+    MalformedHeader,
+    MalformedClaims,
+    MalformedClaim,
+    MissingClaim,
+    BadSignature,
+    WrongIssuer,
+    WrongAudience,
+}
+
+impl Reason {
+    /// The log's name for it, e.g. `bad_signature`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingToken => "missing_token",
+            Reason::MalformedToken => "malformed_token",
+            Reason::RouteNotAllowed => "route_not_allowed",
+            Reason::AmbiguousPath => "ambiguous_path",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::IssuerOrAudienceNotAcceptedHere => "issuer_or_audience_not_accepted_here",
+            Reason::Inactive => "inactive",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::IssuedInTheFuture => "issued_in_the_future",
+            Reason::NoPrincipal => "no_principal",
+            Reason::NotAnAccessToken => "not_an_access_token",
+            Reason::UnsupportedTokenType => "unsupported_token_type",
+            Reason::NotAJwt => "not_a_jwt",
+            Reason::UnknownIssuer => "unknown_issuer",
+            Reason::UnknownKey => "unknown_key",
+            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reason::CriticalHeader => "critical_header",
+            Reason::MalformedHeader => "malformed_header",
+            Reason::MalformedClaims => "malformed_claims",
+            Reason::MalformedClaim => "malformed_claim",
+            Reason::MissingClaim => "missing_claim",
+            Reason::BadSignature => "bad_signature",
+            Reason::WrongIssuer => "wrong_issuer",
+            Reason::WrongAudience => "wrong_audience",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
