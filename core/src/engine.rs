@@ -56,8 +56,11 @@ enum Check {
 
 /// How one token is validated.
 enum Path<'a> {
-    /// At IdP A; with the (unverified) issuer the token names, when it is a JWT.
-    Introspect(Option<String>),
+    /// At IdP A; `jwt` when the token is one, with the (unverified) issuer it names.
+    Introspect {
+        named: Option<String>,
+        jwt: bool,
+    },
     Local(&'a Jwks, Box<Peek>),
     Reject(Reason),
 }
@@ -296,9 +299,9 @@ impl Engine {
         let hash = log::token_hash(token);
         let verdict =
             self.cached(parts, (Check::Validation, hash), deadline, trace, |trace| match self.path(parts, token) {
-                Path::Introspect(named) => {
+                Path::Introspect { named, jwt } => {
                     let verdict = self.introspect(parts, token, deadline, trace)?;
-                    Ok(audience_checked(parts, named.as_deref(), verdict))
+                    Ok(audience_checked(parts, named.as_deref(), jwt, verdict))
                 }
                 Path::Reject(why) => Ok(Verdict::Invalid(why)),
                 Path::Local(jwks, peeked) => {
@@ -333,23 +336,25 @@ impl Engine {
         let peeked = match jwt::peek(token) {
             Ok(peeked) => peeked,
             Err(Unreadable::NotJwt) if mode == Mode::Jwt => return Path::Reject(Reason::NotAJwt),
-            Err(Unreadable::NotJwt) => return Path::Introspect(None),
+            Err(Unreadable::NotJwt) => return Path::Introspect { named: None, jwt: false },
             // A JWT tokenbridge could never verify is refused where tokenbridge would verify
-            // it; an introspected one is the IdP's to judge, as every token in that mode is.
-            Err(Unreadable::Refused(why, issuer)) => {
-                let local = issuer.as_ref().and_then(|i| parts.jwks.get(i)).is_some_and(|j| j.issuer.local);
+            // it: in `auto` mode, when it names a local issuer, or names none it can read while
+            // some issuer is local (sent to IdP A, it would dodge that issuer's checks). An
+            // introspected one is the IdP's to judge, as every token in that mode is.
+            Err(Unreadable::Refused(why, named)) => {
+                let local = |i: &String| parts.jwks.get(i).is_some_and(|j| j.issuer.local);
+                let any_local = parts.jwks.values().any(|j| j.issuer.local);
                 return match mode {
-                    Mode::Jwt => Path::Reject(why),
-                    Mode::Auto if local => Path::Reject(why),
-                    _ => Path::Introspect(issuer),
+                    Mode::Introspection => Path::Introspect { named, jwt: true },
+                    Mode::Auto if !named.as_ref().map_or(any_local, local) => Path::Introspect { named, jwt: true },
+                    _ => Path::Reject(why),
                 };
             }
         };
         match peeked.issuer.as_ref().and_then(|i| parts.jwks.get(i)) {
             Some(jwks) if jwks.issuer.local && mode != Mode::Introspection => Path::Local(jwks, Box::new(peeked)),
-            Some(_) => Path::Introspect(peeked.issuer),
             None if mode == Mode::Jwt => Path::Reject(Reason::UnknownIssuer),
-            None => Path::Introspect(peeked.issuer),
+            _ => Path::Introspect { named: peeked.issuer, jwt: true },
         }
     }
 
@@ -539,8 +544,16 @@ impl Engine {
 /// `aud`), like a locally verified JWT. The issuer is the one the answer names and, for a JWT,
 /// the one the token names: a missing `iss` in either place must not skip the check. When
 /// neither names any issuer, the audiences of every introspected issuer apply.
-fn audience_checked(parts: &Parts, named_by_token: Option<&str>, verdict: Verdict) -> Verdict {
+///
+/// In `auto` mode a locally verified issuer's JWTs are verified here, never by IdP A: a JWT that
+/// reached IdP A and comes back as that issuer's (its `iss` spelt otherwise, say) is refused,
+/// since none of that issuer's checks were made.
+fn audience_checked(parts: &Parts, named_by_token: Option<&str>, jwt: bool, verdict: Verdict) -> Verdict {
     let Verdict::Active(identity) = &verdict else { return verdict };
+    let local = |name: &str| parts.jwks.get(name).is_some_and(|j| j.issuer.local);
+    if jwt && parts.config.mode == Mode::Auto && identity.issuer.as_deref().is_some_and(local) {
+        return Verdict::Invalid(Reason::NotVerifiedLocally);
+    }
     // Issuers whose tokens are introspected: all of them in introspection mode, else those
     // marked `"mode":"introspection"` (a local issuer's tokens were checked when verified).
     let introspected = |jwks: &&Jwks| !jwks.issuer.local || parts.config.mode == Mode::Introspection;

@@ -127,6 +127,18 @@ impl Policy {
                     ));
                 }
             };
+            // Names compare folded, so `/Reports/**` before `/reports/**` would hide the second
+            // (a case-sensitive backend's other resource): a route never reached is a mistake.
+            let hidden_by = routes.iter().position(|(m, p, _): &(String, Vec<String>, Rule)| {
+                (m == "*" || m == "ANY" || *m == method || (m == "GET" && method == "HEAD")) && covers(p, &segments)
+            });
+            if let Some(earlier) = hidden_by {
+                return Err(format!(
+                    "policy route {} ({method} {path}) is never reached: route {} before it matches all it matches",
+                    routes.len() + 1,
+                    earlier + 1
+                ));
+            }
             routes.push((method, segments, r.rule()));
         }
         Ok(Policy { routes, default })
@@ -152,17 +164,21 @@ impl Policy {
             Some(p) => Some(route_path::segments(p).ok_or(NoRule::AmbiguousPath)?),
             None => None,
         };
-        self.routes
-            .iter()
-            .find(|(method, pattern, _)| {
-                let method_ok = method == "*"
-                    || method == "ANY"
-                    || route.method.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(method));
-                method_ok && path.as_deref().is_some_and(|p| matches(pattern, p))
-            })
-            .map(|(_, _, rule)| rule)
-            .or(self.default.as_ref())
-            .ok_or(NoRule::NotAllowed)
+        let Some(path) = path else { return self.default.as_ref().ok_or(NoRule::NotAllowed) };
+        for (method, pattern, rule) in &self.routes {
+            if !matches(pattern, &path) {
+                continue;
+            }
+            match route.method.as_deref() {
+                _ if method_covers(method, None) => return Ok(rule),
+                // The path names a route for some methods only, and which one was called is not
+                // known: no guess between a laxer and a stricter rule.
+                None => return Err(NoRule::MethodUnknown),
+                Some(called) if method_covers(method, Some(called)) => return Ok(rule),
+                Some(_) => {}
+            }
+        }
+        self.default.as_ref().ok_or(NoRule::NotAllowed)
     }
 
     /// A readable account of the policy, for `check-config`.
@@ -220,6 +236,8 @@ pub enum NoRule {
     /// The path may name another resource to the backend than the one it seems to (dot segments,
     /// `%2F`, `%61`, `;`, `\`): refused rather than guessed at, when the policy has routes.
     AmbiguousPath,
+    /// The path matches a route for some methods only, and the request names no method.
+    MethodUnknown,
 }
 
 impl NoRule {
@@ -228,7 +246,30 @@ impl NoRule {
         match self {
             NoRule::NotAllowed => Reason::RouteNotAllowed,
             NoRule::AmbiguousPath => Reason::AmbiguousPath,
+            NoRule::MethodUnknown => Reason::MethodUnknown,
         }
+    }
+}
+
+/// Whether a route's method covers the called one (`None`: any method). `GET` covers `HEAD`, as
+/// RFC 9110 §9.3.2 and most frameworks (Go's ServeMux, Express, Flask, Spring) have a GET
+/// handler answer HEAD.
+fn method_covers(route: &str, called: Option<&str>) -> bool {
+    match called {
+        _ if route == "*" || route == "ANY" => true,
+        None => false,
+        Some(m) => m.eq_ignore_ascii_case(route) || (route == "GET" && m.eq_ignore_ascii_case("HEAD")),
+    }
+}
+
+/// Whether every path pattern `b` matches, `a` matches too (so `a` before `b` hides `b`).
+fn covers(a: &[String], b: &[String]) -> bool {
+    match (a.first().map(String::as_str), b.first().map(String::as_str)) {
+        (Some("**"), _) => true,
+        (None, None) => true,
+        (Some("*"), Some(s)) if s != "**" => covers(&a[1..], &b[1..]),
+        (Some(x), Some(y)) if x == y => covers(&a[1..], &b[1..]),
+        _ => false,
     }
 }
 
@@ -360,6 +401,45 @@ mod tests {
             assert_eq!(p.rule_for(&route("GET", path)), Err(NoRule::AmbiguousPath), "{path}");
         }
         assert_eq!(p.rule_for(&route("GET", "/ÄDMIN")).unwrap().scopes, Vec::<String>::new(), "another name");
+    }
+
+    #[test]
+    fn a_get_route_covers_head() {
+        let p = Policy::from_json(
+            r#"{"routes": [{"method": "GET", "path": "/admin/**", "scopes": ["admin"]}], "default": {"scopes": []}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.rule_for(&route("HEAD", "/admin/x")).unwrap().scopes, ["admin"]);
+        assert_eq!(p.rule_for(&route("head", "/admin/x")).unwrap().scopes, ["admin"]);
+        assert_eq!(p.rule_for(&route("POST", "/admin/x")).unwrap().scopes, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_path_of_method_specific_routes_without_a_method_is_refused() {
+        let p = Policy::from_json(DOC).unwrap();
+        let no_method = |path: &str| Route { path: Some(path.into()), ..Route::default() };
+        assert_eq!(p.rule_for(&no_method("/orders/7")), Err(NoRule::MethodUnknown));
+        assert!(p.rule_for(&no_method("/admin/x")).unwrap().introspect, "a route for every method needs none");
+        assert_eq!(p.rule_for(&no_method("/elsewhere")), Err(NoRule::NotAllowed));
+    }
+
+    #[test]
+    fn a_route_an_earlier_one_hides_is_a_configuration_error() {
+        for doc in [
+            r#"{"routes": [{"path": "/Reports/**"}, {"path": "/reports/**", "scopes": ["admin"]}]}"#,
+            r#"{"routes": [{"path": "/a/**"}, {"method": "GET", "path": "/a/b"}]}"#,
+            r#"{"routes": [{"path": "/a/*"}, {"path": "/a/b"}]}"#,
+            r#"{"routes": [{"method": "GET", "path": "/a"}, {"method": "HEAD", "path": "/a"}]}"#,
+        ] {
+            assert!(Policy::from_json(doc).unwrap_err().contains("is never reached"), "{doc}");
+        }
+        for doc in [
+            r#"{"routes": [{"path": "/a/b"}, {"path": "/a/**"}]}"#,
+            r#"{"routes": [{"method": "GET", "path": "/a"}, {"method": "POST", "path": "/a"}]}"#,
+            r#"{"routes": [{"path": "/a/*"}, {"path": "/a/**"}]}"#,
+        ] {
+            assert!(Policy::from_json(doc).is_ok(), "{doc}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum Reason {
     RouteNotAllowed,
     /// The path could name another resource to the backend (see `route_path`).
     AmbiguousPath,
+    /// The path matches a route for some methods only, and no method was given.
+    MethodUnknown,
     /// Valid, but lacking a scope the route requires.
     InsufficientScope,
     /// The route's issuers or audiences do not include the token's.
@@ -43,6 +45,8 @@ pub enum Reason {
     BadSignature,
     WrongIssuer,
     WrongAudience,
+    /// In `auto` mode, a JWT that IdP A vouched for as a locally verified issuer's.
+    NotVerifiedLocally,
 }
 
 impl Reason {
@@ -53,6 +57,7 @@ impl Reason {
             Reason::MalformedToken => "malformed_token",
             Reason::RouteNotAllowed => "route_not_allowed",
             Reason::AmbiguousPath => "ambiguous_path",
+            Reason::MethodUnknown => "method_unknown",
             Reason::InsufficientScope => "insufficient_scope",
             Reason::IssuerOrAudienceNotAcceptedHere => "issuer_or_audience_not_accepted_here",
             Reason::Inactive => "inactive",
@@ -74,6 +79,7 @@ impl Reason {
             Reason::BadSignature => "bad_signature",
             Reason::WrongIssuer => "wrong_issuer",
             Reason::WrongAudience => "wrong_audience",
+            Reason::NotVerifiedLocally => "not_verified_locally",
         }
     }
 }

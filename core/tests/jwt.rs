@@ -600,3 +600,29 @@ fn times_past_what_rfc_3339_can_write_are_malformed_claims() {
         assert_denied(&f, f.decide(&key.sign(&claims)), "malformed_claim");
     }
 }
+
+/// In `auto` mode a local issuer's JWT is verified here or refused: it never reaches IdP A to
+/// come back allowed without this issuer's audience check (a reviewer's finding: claims this
+/// reader refuses, or an `iss` spelt otherwise, used to send it there).
+#[test]
+fn in_auto_mode_a_local_issuers_jwt_never_dodges_its_checks_through_introspection() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_MODE", "auto")]);
+    let (iss, exp) = (f.issuer.url.clone(), f.now() + 600);
+    let vouched = json!({"active": true, "sub": "alice", "iss": iss, "aud": "other", "exp": exp});
+    let header = r#"{"alg":"ES256","kid":"k","typ":"at+jwt"}"#;
+    let twice = format!(r#"{{"iss":"{iss}","aud":"other","aud":"other","sub":"alice","exp":{exp}}}"#);
+    let surrogate = format!(r#"{{"iss":"{iss}","aud":"other","sub":"alice","name":"\ud800","exp":{exp}}}"#);
+    for claims in [twice, surrogate] {
+        let token = key.sign_raw(header, &claims);
+        f.idp.a.add_token(&token, vouched.clone());
+        assert_denied(&f, f.decide(&token), "malformed_claims");
+    }
+    let respelt = key.sign(&json!({"iss": format!("{iss}/"), "aud": "other", "sub": "alice", "exp": exp}));
+    f.idp.a.add_token(&respelt, vouched.clone());
+    assert_denied(&f, f.decide(&respelt), "not_verified_locally");
+    assert_eq!(f.idp.a.introspections(), 1, "only the token tokenbridge could read reached IdP A");
+    // An opaque token of the same issuer is IdP A's to vouch for, as before.
+    f.idp.a.add_token("opaque-of-the-local-issuer", vouched);
+    assert!(matches!(f.decide("opaque-of-the-local-issuer"), Outcome::Allow(_)));
+}
