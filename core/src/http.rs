@@ -217,6 +217,16 @@ mod tests {
     }
 
     #[test]
+    fn every_agent_carries_the_crypto_provider() {
+        // ureq links no provider of its own: an agent without one would panic at its first handshake.
+        let der = vec![0u8; 4];
+        for roots in [None, Some(&[der][..])] {
+            let agent = agent(roots, Duration::from_secs(1), Duration::from_secs(1));
+            assert!(agent.config().tls_config().unversioned_rustls_crypto_provider().is_some());
+        }
+    }
+
+    #[test]
     fn budget_is_clamped_by_the_deadline() {
         let c = HttpClient::new(Duration::from_secs(1), Duration::from_secs(5), 1024, None);
         assert_eq!(c.budget(None), Ok(Duration::from_secs(5)));
