@@ -119,7 +119,11 @@ impl HttpClient {
 /// answers, not errors; no redirects (one from an IdP or a secret store is a misconfiguration or
 /// an attack). The timeouts are defaults that each call cuts to its own budget.
 pub(crate) fn agent(roots: Option<&[Vec<u8>]>, connect_timeout: Duration, call_timeout: Duration) -> ureq::Agent {
-    let mut tls = ureq::tls::TlsConfig::builder();
+    // rustls on aws-lc-rs, the provider jsonwebtoken verifies with: one crypto library linked.
+    // ureq has no provider of its own (feature `rustls-no-provider`), so an agent built without
+    // this one would panic on its first TLS connection.
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = ureq::tls::TlsConfig::builder().unversioned_rustls_crypto_provider(provider);
     if let Some(roots) = roots {
         let certs: Vec<ureq::tls::Certificate<'static>> =
             roots.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
@@ -210,6 +214,16 @@ mod tests {
         assert_eq!(max_age("max-age=\"60\", must-revalidate"), Some(60));
         assert_eq!(max_age("no-store"), Some(0));
         assert_eq!(max_age("private"), None);
+    }
+
+    #[test]
+    fn every_agent_carries_the_crypto_provider() {
+        // ureq links no provider of its own: an agent without one would panic at its first handshake.
+        let der = vec![0u8; 4];
+        for roots in [None, Some(&[der][..])] {
+            let agent = agent(roots, Duration::from_secs(1), Duration::from_secs(1));
+            assert!(agent.config().tls_config().unversioned_rustls_crypto_provider().is_some());
+        }
     }
 
     #[test]

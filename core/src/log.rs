@@ -1,7 +1,7 @@
 //! The decision log: one JSON line per decision, and the token fingerprint that lets a line be
 //! matched to a token without ever writing the token.
 
-use ring::digest::{SHA256, digest};
+use aws_lc_rs::digest::{SHA256, digest};
 use serde_json::{Map, Value, json};
 
 use crate::cache::Lookup;

@@ -1,10 +1,10 @@
 //! OCI's HTTP request signature (draft-cavage HTTP Signatures, as the OCI SDKs apply it) for
 //! GET requests: RSA PKCS#1 v1.5 with SHA-256 over `date`, `(request-target)` and `host`.
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ring::rand::SystemRandom;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -37,7 +37,7 @@ impl Signer {
     /// (RFC 1123), byte for byte as the official SDKs write it.
     pub fn authorization(&self, key_id: &str, host: &str, path_and_query: &str, date: &str) -> Result<String, String> {
         let signing_string = signing_string("get", host, path_and_query, date);
-        let mut signature = vec![0; self.key.public().modulus_len()];
+        let mut signature = vec![0; self.key.public_modulus_len()];
         self.key
             .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_string.as_bytes(), &mut signature)
             .map_err(|_| "signing failed".to_string())?;
@@ -49,7 +49,6 @@ impl Signer {
 
     /// The public half, DER `RSAPublicKey`, for verifying in tests.
     pub fn public_key_der(&self) -> Vec<u8> {
-        use ring::signature::KeyPair;
         self.key.public_key().as_ref().to_vec()
     }
 }

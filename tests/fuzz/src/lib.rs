@@ -8,9 +8,9 @@ pub mod targets;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::Value;
 use tokenbridge_core::fuzzing::JwksKeys;
 use tokenbridge_core::{Cause, ConfigErrors, Denial, Dependency, Engine, Failure, Grant, Issuer, Outcome};
