@@ -28,8 +28,8 @@ fn build_binary() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build.args(["build", "--quiet", "-p", "tokenbridge", "--bin", "tokenbridge"]).env("CARGO_TARGET_DIR", &dir);
-    // Cargo describes the running test's package in these; ring's build script watches some of
-    // them, so passing them on would rebuild ring and all above it for every test package.
+    // Cargo describes the running test's package in these; build scripts (cc's, aws-lc-sys's) watch some of
+    // them, so passing them on would rebuild aws-lc-sys and all above it for every test package.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
