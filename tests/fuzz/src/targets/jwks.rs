@@ -62,7 +62,14 @@ pub fn check(data: &[u8]) {
     let keys = JwksKeys::read(data);
     let doc = serde_json::from_slice::<Value>(data).ok();
     let has_keys_array = doc.as_ref().is_some_and(|d| d.get("keys").is_some_and(Value::is_array));
-    assert_eq!(keys.is_ok(), has_keys_array, "{:?}", keys.as_ref().map(JwksKeys::has_keys));
+    // Read only with a `keys` array; refused with one only for a member named twice, which the
+    // same document written out again (by a reader that keeps one of them) no longer has.
+    if keys.is_ok() {
+        assert!(has_keys_array, "read without a keys array");
+    } else if has_keys_array {
+        let rewritten = serde_json::to_vec(doc.as_ref().expect("a JSON document")).expect("JSON again");
+        assert!(JwksKeys::read(&rewritten).is_ok(), "a JWKS document with a keys array refused");
+    }
     // A document the engine refuses verifies nothing.
     let Ok(keys) = keys else { return };
 

@@ -55,7 +55,22 @@ fn check_under(event: &Value, options: &Options) {
                         let resource = statement["Resource"][0].as_str().expect("a resource");
                         let arn = arn.as_deref().unwrap_or_default();
                         covers_only_its_stage(resource, arn, options.stage_wide);
-                        statement["Effect"] == "Allow"
+                        let allowed = statement["Effect"] == "Allow";
+                        if allowed && resource == arn {
+                            assert!(
+                                !called(arn).contains(['*', '?']),
+                                "a request's IAM wildcard in an allow: {answer}"
+                            );
+                        }
+                        // An allow that could only be written with the request's wildcards is a deny.
+                        if allow && !allowed {
+                            assert!(
+                                resource == arn && called(arn).contains(['*', '?']),
+                                "an allow became a deny: {answer}"
+                            );
+                            continue;
+                        }
+                        allowed
                     }
                 };
                 assert_eq!(allowed, allow, "{answer}");
@@ -75,6 +90,12 @@ fn check_under(event: &Value, options: &Options) {
 
 /// An allow covers the ARN called, or (stage-wide) every route of the same API and stage —
 /// never another stage or API.
+/// The part of a method ARN API Gateway builds from the request: verb and path, after the
+/// API id and stage.
+fn called(arn: &str) -> &str {
+    arn.splitn(3, '/').nth(2).unwrap_or("")
+}
+
 fn covers_only_its_stage(resource: &str, arn: &str, stage_wide: bool) {
     if !stage_wide || resource == arn {
         assert_eq!(resource, arn);
