@@ -38,7 +38,14 @@ pub fn listen_address(env: impl Fn(&str) -> Option<String>) -> Result<SocketAddr
 /// The server's limits for `tokenbridge http`: `workers` decisions at once, `max_connections`
 /// connections open.
 pub fn limits(workers: usize, max_connections: usize) -> Limits {
-    Limits { workers, max_connections, max_body: MAX_BODY, max_head: MAX_HEAD, max_headers: MAX_HEADERS, ..Limits::default() }
+    Limits {
+        workers,
+        max_connections,
+        max_body: MAX_BODY,
+        max_head: MAX_HEAD,
+        max_headers: MAX_HEADERS,
+        ..Limits::default()
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then finishes the requests in flight and returns.
@@ -116,7 +123,8 @@ fn request_id(request: &HttpRequest) -> Option<String> {
 /// The answer on the wire: a JSON body, never cached (hyper sends no body to a HEAD request).
 fn to_response(reply: &Reply) -> Response {
     let mut response = http::Response::new(reply.body.to_string().into_bytes());
-    *response.status_mut() = http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));

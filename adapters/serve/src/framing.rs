@@ -44,10 +44,18 @@ pub enum Scan {
 #[derive(Debug)]
 enum State {
     /// Reading the head: complete lines end at `ends`; `scanned` is where the next line starts.
-    Head { scanned: usize, skipped: usize, ends: Vec<usize> },
-    Sized { end: usize },
+    Head {
+        scanned: usize,
+        skipped: usize,
+        ends: Vec<usize>,
+    },
+    Sized {
+        end: usize,
+    },
     /// Dropping an oversized body.
-    Drain { left: u64 },
+    Drain {
+        left: u64,
+    },
     Chunked(Chunks),
 }
 
@@ -103,13 +111,11 @@ impl Scanner {
     pub fn scan(&mut self, buf: &mut Vec<u8>) -> Scan {
         loop {
             let next = match &mut self.state {
-                State::Head { scanned, skipped, ends } => {
-                    match head(buf, scanned, skipped, ends, &self.limits) {
-                        Ok(Some(state)) => state,
-                        Ok(None) => return Scan::Incomplete,
-                        Err(refusal) => return Scan::Refused(refusal),
-                    }
-                }
+                State::Head { scanned, skipped, ends } => match head(buf, scanned, skipped, ends, &self.limits) {
+                    Ok(Some(state)) => state,
+                    Ok(None) => return Scan::Incomplete,
+                    Err(refusal) => return Scan::Refused(refusal),
+                },
                 State::Sized { end } => {
                     return if buf.len() >= *end { Scan::Complete(*end) } else { Scan::Incomplete };
                 }
@@ -253,7 +259,11 @@ impl Chunks {
                     };
                     if start == end {
                         self.consume(buf, whole);
-                        return if self.dropping { Scan::Refused(Refusal::BodyTooLarge) } else { Scan::Complete(self.pos) };
+                        return if self.dropping {
+                            Scan::Refused(Refusal::BodyTooLarge)
+                        } else {
+                            Scan::Complete(self.pos)
+                        };
                     }
                     self.trailers += whole;
                     if self.trailers > HYPER_CHUNK_LIMIT {
@@ -417,4 +427,262 @@ fn chunk_size(line: &[u8]) -> Result<(u64, usize), &'static str> {
     // Only hex digits: the one failure left is a number too big to count, as good as infinite.
     let size = std::str::from_utf8(&line[..digits]).ok().and_then(|d| u64::from_str_radix(d, 16).ok());
     Ok((size.unwrap_or(u64::MAX), rest.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: FrameLimits =
+        FrameLimits { max_head: 64 * 1024, max_headers: 64, max_body: 1024, drain_limit: 16 << 20 };
+
+    /// The requests `raw` holds, each as the bytes handed on, until one is refused or the bytes
+    /// run out; fed a byte at a time as well, which must read the same.
+    fn requests(raw: &[u8]) -> (Vec<Vec<u8>>, Option<Refusal>) {
+        let whole = read(raw, raw.len());
+        assert_eq!(whole, read(raw, 1), "fed byte by byte: {}", show(raw));
+        whole
+    }
+
+    fn read(raw: &[u8], step: usize) -> (Vec<Vec<u8>>, Option<Refusal>) {
+        let mut scanner = Scanner::new(LIMITS);
+        let (mut buf, mut fed, mut out) = (Vec::new(), 0, Vec::new());
+        loop {
+            match scanner.scan(&mut buf) {
+                Scan::Complete(n) => {
+                    out.push(buf.drain(..n).collect());
+                    scanner.reset();
+                }
+                Scan::Refused(refusal) => return (out, Some(refusal)),
+                Scan::Incomplete if fed == raw.len() => return (out, None),
+                Scan::Incomplete => {
+                    let n = step.min(raw.len() - fed);
+                    buf.extend_from_slice(&raw[fed..fed + n]);
+                    fed += n;
+                }
+            }
+        }
+    }
+
+    fn one(raw: &[u8]) -> Result<Vec<u8>, Option<Refusal>> {
+        match requests(raw) {
+            (mut found, None) if found.len() == 1 => Ok(found.remove(0)),
+            (_, refusal) => Err(refusal),
+        }
+    }
+
+    fn refused(raw: &[u8]) -> bool {
+        matches!(requests(raw), (found, Some(Refusal::Malformed(_))) if found.is_empty())
+    }
+
+    fn show(raw: &[u8]) -> String {
+        format!("{:?}", String::from_utf8_lossy(raw))
+    }
+
+    #[test]
+    fn a_content_length_body_is_part_of_its_request() {
+        let raw = b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(one(raw).unwrap(), raw);
+        assert_eq!(requests(&raw[..raw.len() - 1]), (vec![], None), "incomplete until the last byte");
+    }
+
+    #[test]
+    fn a_chunked_body_with_extensions_and_trailers_is_part_of_its_request() {
+        let raw = b"POST /call HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nT: v\r\n\r\n";
+        assert_eq!(one(raw).unwrap(), raw);
+    }
+
+    #[test]
+    fn requests_back_to_back_are_read_one_at_a_time() {
+        let first = &b"POST /call HTTP/1.1\r\nContent-Length: 1\r\n\r\na"[..];
+        let second = &b"POST /call HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nb\r\n0\r\n\r\n"[..];
+        assert_eq!(requests(&[first, second].concat()), (vec![first.to_vec(), second.to_vec()], None));
+    }
+
+    #[test]
+    fn oversized_bodies_are_read_to_their_end_then_refused() {
+        let mut raw = b"POST / HTTP/1.1\r\nContent-Length: 2000\r\n\r\n".to_vec();
+        raw.extend([b'x'; 2000]);
+        assert_eq!(requests(&raw), (vec![], Some(Refusal::BodyTooLarge)));
+        assert_eq!(requests(&raw[..raw.len() - 1]), (vec![], None), "not refused before its end");
+        let mut raw = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n".to_vec();
+        raw.extend([b'y'; 0x800]);
+        raw.extend(b"\r\n0\r\n\r\n");
+        assert_eq!(requests(&raw), (vec![], Some(Refusal::BodyTooLarge)));
+        assert_eq!(requests(&raw[..raw.len() - 1]), (vec![], None), "not refused before its end");
+    }
+
+    #[test]
+    fn bodies_beyond_the_drain_limit_are_refused_at_once() {
+        let raw = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", LIMITS.drain_limit + 1);
+        assert_eq!(requests(raw.as_bytes()), (vec![], Some(Refusal::BodyTooLarge)));
+        let raw = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", "9".repeat(40));
+        assert_eq!(requests(raw.as_bytes()), (vec![], Some(Refusal::BodyTooLarge)));
+        let raw = format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{}\r\n", "f".repeat(20));
+        assert_eq!(requests(raw.as_bytes()), (vec![], Some(Refusal::BodyTooLarge)));
+    }
+
+    #[test]
+    fn garbage_is_refused_not_a_panic() {
+        for raw in [
+            &b"\x00\x01\x02\r\n\r\n"[..],
+            b"POST /call HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            b"POST /call HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST /call HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd",
+            b"GET /\x7f HTTP/1.1\r\n\r\n",
+            b"G\x01T / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ] {
+            assert!(refused(raw), "{}", show(raw));
+        }
+    }
+
+    #[test]
+    fn a_content_length_is_digits_and_nothing_else() {
+        for value in ["+2", "-1", "2 2", "0x2", "", "2, 2", "2,", "2;", "\u{0662}", "2\u{a0}"] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\nab");
+            assert!(refused(raw.as_bytes()), "{}", show(raw.as_bytes()));
+        }
+        // The spaces and tabs around a value are not part of it (RFC 9110 §5.5).
+        for value in ["2", " 2 ", "\t2\t", "002"] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length:{value}\r\n\r\nab");
+            assert_eq!(one(raw.as_bytes()).unwrap(), raw.as_bytes(), "{}", show(raw.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn a_repeated_content_length_is_refused_even_with_the_same_value() {
+        assert!(refused(b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab"));
+        assert!(refused(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"));
+    }
+
+    #[test]
+    fn transfer_encoding_is_exactly_one_chunked_or_refused() {
+        for value in [
+            "chunked, identity",
+            "identity",
+            "xchunked",
+            "chunked ",
+            "chunked\t",
+            "chunked,",
+            "gzip, chunked",
+            "chunked, chunked",
+            "\"chunked\"",
+            "",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {value}\r\n\r\n0\r\n\r\n");
+            assert!(refused(raw.as_bytes()), "{}", show(raw.as_bytes()));
+        }
+        for raw in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ] {
+            assert!(refused(raw), "{}", show(raw));
+        }
+        for value in ["chunked", "Chunked", "  CHUNKED"] {
+            let raw = format!("POST / HTTP/1.1\r\nTransfer-Encoding:{value}\r\n\r\n1\r\nx\r\n0\r\n\r\n");
+            assert_eq!(one(raw.as_bytes()).unwrap(), raw.as_bytes(), "{}", show(raw.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn header_lines_a_lenient_parser_would_read_otherwise_are_refused() {
+        for raw in [
+            // obs-fold
+            &b"POST / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nX-A: a\r\n\tContent-Length: 2\r\n\r\nab",
+            b"POST / HTTP/1.1\r\n Host: x\r\n\r\n",
+            // whitespace before the colon
+            b"POST / HTTP/1.1\r\nContent-Length : 2\r\n\r\nab",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n",
+            // bare CR or LF
+            b"POST / HTTP/1.1\r\nX-A: a\rContent-Length: 2\r\n\r\nab",
+            b"POST / HTTP/1.1\r\nX-A: a\nContent-Length: 2\r\n\r\nab",
+            b"POST / HTTP/1.1\nContent-Length: 2\n\nab",
+            b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\nab",
+            b"POST / HTTP/1.1\r\r\n\r\n",
+            // control characters
+            b"POST / HTTP/1.1\r\nX-A: a\0b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nX-A: a\x7f\r\n\r\n",
+            b"POST / HTTP/1.1\r\nX-A: a\x0b\r\n\r\n",
+            b"POST / HTTP/1.1\r\nX\0A: a\r\n\r\n",
+            // names
+            b"POST / HTTP/1.1\r\n: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nX(A): a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nno colon here\r\n\r\n",
+        ] {
+            assert!(refused(raw), "{}", show(raw));
+        }
+    }
+
+    #[test]
+    fn a_bare_lf_is_refused_as_soon_as_it_arrives() {
+        // A peer that ends its head in bare LFs gets its answer, not a wait for the deadline.
+        assert!(refused(b"GET / HTTP/1.1\n"));
+        assert!(refused(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\n"));
+    }
+
+    #[test]
+    fn values_with_obs_text_and_empty_values_pass() {
+        let raw = "GET / HTTP/1.1\r\nX-A: \t v \t\r\nX-B: \u{a0}v\u{a0}\r\nX-C:\r\n\r\n".as_bytes();
+        assert_eq!(one(raw).unwrap(), raw);
+    }
+
+    #[test]
+    fn chunk_framing_a_lenient_parser_would_read_otherwise_is_refused() {
+        for body in [
+            &b"\r\n\r\n"[..],
+            b";x\r\n\r\n",
+            b"1 \r\nx\r\n0\r\n\r\n",
+            b"0x1\r\nx\r\n0\r\n\r\n",
+            b"+1\r\nx\r\n0\r\n\r\n",
+            b"1\nx\r\n0\r\n\r\n",
+            b"1\r\nx\n0\r\n\r\n",
+            b"1\r\nxy\r\n0\r\n\r\n",
+            b"1;a\rb\r\nx\r\n0\r\n\r\n",
+            b"1;a\0\r\nx\r\n0\r\n\r\n",
+            b"0\r\n\n",
+            b"0\r\nT: v\n\r\n",
+            b"0\r\n T: v\r\n\r\n",
+            b"0\r\nT : v\r\n\r\n",
+        ] {
+            let raw = [&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..], body].concat();
+            assert!(refused(&raw), "{}", show(&raw));
+        }
+        for body in [&b"1 ;a=b\r\nx\r\n0\r\n\r\n"[..], b"1;a=\"q;\"\r\nx\r\n00\r\nT: v\r\n\r\n"] {
+            let raw = [&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..], body].concat();
+            assert_eq!(one(&raw).unwrap(), raw, "{}", show(&raw));
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_and_trailers_past_what_hyper_takes_are_refused() {
+        let extension = format!("1;{}\r\nx\r\n", "e".repeat(4000));
+        let body = format!("{}0\r\n\r\n", extension.repeat(5));
+        let raw = format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        assert!(refused(raw.as_bytes()));
+        let trailers: String = (0..40).map(|i| format!("T-{i}: {}\r\n", "v".repeat(500))).collect();
+        let raw = format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{trailers}\r\n");
+        assert!(refused(raw.as_bytes()));
+    }
+
+    #[test]
+    fn an_oversized_head_is_its_own_refusal_whether_one_line_or_many() {
+        let one_line = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(LIMITS.max_head));
+        let many: String = (0..2000).map(|i| format!("X-{i}: {}\r\n", "a".repeat(30))).collect();
+        let many_lines = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        let many_fields: String = (0..=LIMITS.max_headers).map(|i| format!("X-{i}: a\r\n")).collect();
+        let too_many = format!("GET / HTTP/1.1\r\n{many_fields}\r\n");
+        let blank_lines = format!("{}GET / HTTP/1.1\r\n\r\n", "\r\n".repeat(LIMITS.max_head));
+        for raw in [&one_line, &many_lines, &too_many, &blank_lines] {
+            assert_eq!(read(raw.as_bytes(), raw.len()), (vec![], Some(Refusal::HeadTooLarge)), "{}", &raw[..60]);
+        }
+        let fields: String = (0..LIMITS.max_headers).map(|i| format!("X-{i}: a\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\n{fields}\r\n");
+        assert_eq!(one(raw.as_bytes()).unwrap(), raw.as_bytes());
+        assert_eq!(one(b"\r\n\r\nGET /x HTTP/1.1\r\n\r\n").unwrap(), b"GET /x HTTP/1.1\r\n\r\n");
+    }
 }
