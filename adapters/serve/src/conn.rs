@@ -83,11 +83,8 @@ async fn answer(handler: Arc<dyn crate::Handler>, request: hyper::Request<Incomi
         Ok(Err(refusal)) => refusal,
         Err(_) => Refusal::Deadline,
     };
-    let mut answer = tokio::task::spawn_blocking(move || handler.refuse(&refusal)).await.unwrap_or_else(|_| {
-        let mut failed = http::Response::new(Vec::new());
-        *failed.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-        failed
-    });
+    // Not on the blocking pool: it may be what is too busy to answer in time.
+    let mut answer = handler.refuse(&refusal);
     answer.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     answer
 }

@@ -65,8 +65,8 @@ pub enum Refusal {
     Failed,
 }
 
-/// What an adapter serves. Both methods run on the blocking pool (`refuse` may also run on the
-/// connection's task: keep it cheap and free of I/O).
+/// What an adapter serves. `handle` runs on the blocking pool; `refuse` on the connection's
+/// task, even when the pool is busy: keep it cheap and free of blocking I/O.
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request whose framing was found sound.
     fn handle(&self, head: &http::request::Parts, body: &[u8]) -> Response;
@@ -83,7 +83,8 @@ pub struct Limits {
     pub workers: usize,
     /// A connection with no request under way is closed after this (hyper's header read
     /// timeout: it runs from the end of the previous answer, or from the connection's start).
-    pub idle_timeout: Duration,
+    /// `None` for peers that keep connections idle and do not retry a call on a closed one.
+    pub idle_timeout: Option<Duration>,
     /// A request must arrive whole within this of its first byte, however slowly it trickles.
     pub request_timeout: Duration,
     /// An answer must be ready within this of the request's arrival ([`Refusal::Deadline`]).
@@ -103,7 +104,7 @@ impl Default for Limits {
         Self {
             max_connections: 4096,
             workers: 32,
-            idle_timeout: Duration::from_secs(15),
+            idle_timeout: Some(Duration::from_secs(15)),
             request_timeout: Duration::from_secs(10),
             deadline: Duration::from_secs(30),
             max_head: 64 * 1024,
