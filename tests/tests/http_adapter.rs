@@ -175,24 +175,101 @@ fn a_head_answer_has_no_body_and_the_connection_stays_in_step() {
     assert!(rest.ends_with(r#"{"status":"ok"}"#), "{rest:?}");
 }
 
+/// Milliseconds a `GET /healthz` on a fresh connection takes to be answered.
+fn healthz_millis(addr: &str) -> u128 {
+    let started = std::time::Instant::now();
+    let (status, _, _) = get(addr, "/healthz", &[]);
+    assert_eq!(status, 200);
+    started.elapsed().as_millis()
+}
+
+/// The soft limit on open files, which the many-connection tests need room under.
+fn open_files_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("the open-files line");
+    line.split_whitespace().nth(3).and_then(|soft| soft.parse().ok()).unwrap_or(u64::MAX)
+}
+
 #[test]
-fn an_idle_kept_alive_connection_gives_its_worker_to_a_waiting_one() {
+fn silent_connections_do_not_delay_a_legitimate_request() {
     use std::io::{Read, Write};
     let idp = IdpPair::start();
+    // One worker: connections no longer hold one, so 200 that say nothing cost it nothing.
     let server = HttpServer::start(&[idp.env(), vec![("TOKENBRIDGE_HTTP_WORKERS".into(), "1".into())]].concat());
-    // The only worker serves one request on a kept-alive connection, which then says nothing.
-    let mut idle = std::net::TcpStream::connect(&server.addr).unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let alone = healthz_millis(&server.addr);
+    let mut kept = std::net::TcpStream::connect(&server.addr).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut first = [0u8; 12];
-    idle.read_exact(&mut first).unwrap();
+    kept.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
-    // A second connection is answered long before the idle one's 15 s would run out.
-    let mut other = std::net::TcpStream::connect(&server.addr).unwrap();
-    other.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    other.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let read = other.read_to_string(&mut answer);
-    assert!(read.is_ok() && answer.starts_with("HTTP/1.1 200"), "{read:?} {answer:?}");
+    let silent: Vec<_> = (0..200).map(|_| std::net::TcpStream::connect(&server.addr).unwrap()).collect();
+    // Half of them started a request and stopped mid-head.
+    for mut stream in silent.iter().step_by(2) {
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let crowded = (0..5).map(|_| healthz_millis(&server.addr)).max().unwrap();
+    assert!(crowded < 300, "answered in {crowded} ms with 200 silent connections open (alone: {alone} ms)");
+    drop(silent);
+}
+
+#[test]
+fn a_thousand_concurrent_kept_alive_connections_are_all_served() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    const N: usize = 1000;
+    assert!(open_files_limit() > 2 * N as u64 + 200, "raise the open-files limit (ulimit -n; scripts/test does)");
+    let idp = IdpPair::start();
+    let server = HttpServer::start(&idp.env());
+    let mut connections: Vec<_> = (0..N)
+        .map(|_| {
+            let stream = std::net::TcpStream::connect(&server.addr).expect("connect");
+            stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            BufReader::new(stream)
+        })
+        .collect();
+    // Every connection asks twice, all first requests before any second one: each stays open
+    // and kept alive while the others are served.
+    for round in 0..2 {
+        for connection in &mut connections {
+            connection.get_mut().write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+        }
+        for (i, connection) in connections.iter_mut().enumerate() {
+            let mut status = String::new();
+            connection.read_line(&mut status).expect("an answer");
+            assert!(status.starts_with("HTTP/1.1 200"), "connection {i}, round {round}: {status:?}");
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                connection.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            connection.read_exact(&mut body).unwrap();
+        }
+    }
+}
+
+#[test]
+fn past_the_connection_limit_a_new_connection_gets_a_503_with_retry_after_at_once() {
+    let idp = IdpPair::start();
+    let limit = ("TOKENBRIDGE_HTTP_MAX_CONNECTIONS".to_string(), "2".to_string());
+    let server = HttpServer::start(&[idp.env(), vec![limit]].concat());
+    let open: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(&server.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    let (status, headers, _) = get(&server.addr, "/healthz", &[]);
+    assert_eq!((status, header(&headers, "retry-after")), (503, Some("1")));
+    assert!(started.elapsed() < Duration::from_secs(2), "refused at once");
+    drop(open);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(get(&server.addr, "/healthz", &[]).0, 200, "served again once connections closed");
 }
 
 #[test]

@@ -128,13 +128,15 @@ fn http() -> Result<ExitCode> {
     use tokenbridge_http::server;
     let addr = http_listen_address()?;
     let workers = http_workers()?;
+    let max_connections = http_max_connections()?;
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     eprintln!(
         "{}",
-        serde_json::json!({"level": "info", "event": "listening", "address": listener.local_addr()?.to_string(), "workers": workers})
+        serde_json::json!({"level": "info", "event": "listening", "address": listener.local_addr()?.to_string(),
+                           "workers": workers, "max_connections": max_connections})
     );
     warm_in_background();
-    server::serve(engine(), listener, workers).context("serving HTTP")?;
+    server::serve(engine(), listener, server::limits(workers, max_connections)).context("serving HTTP")?;
     eprintln!("{}", serde_json::json!({"level": "info", "event": "stopped"}));
     Ok(ExitCode::SUCCESS)
 }
@@ -155,6 +157,20 @@ fn http_workers() -> Result<usize> {
             .filter(|n| (1..=1024).contains(n))
             .context("TOKENBRIDGE_HTTP_WORKERS must be 1-1024"),
         Err(_) => Ok(32),
+    }
+}
+
+/// Connections `tokenbridge http` keeps open at once; past it, new ones get a 503 at once.
+#[cfg(feature = "http")]
+fn http_max_connections() -> Result<usize> {
+    use anyhow::Context;
+    match std::env::var("TOKENBRIDGE_HTTP_MAX_CONNECTIONS") {
+        Ok(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .context("TOKENBRIDGE_HTTP_MAX_CONNECTIONS must be 1-1000000"),
+        Err(_) => Ok(4096),
     }
 }
 
@@ -243,6 +259,8 @@ fn adapter_problems() -> Vec<String> {
         http_listen_address().map(drop),
         #[cfg(feature = "http")]
         http_workers().map(drop),
+        #[cfg(feature = "http")]
+        http_max_connections().map(drop),
         #[cfg(feature = "lambda")]
         lambda_options().map(drop),
     ];

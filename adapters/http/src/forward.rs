@@ -4,8 +4,38 @@
 
 use serde_json::{Value, json};
 use tokenbridge_core::{Outcome, Request, Route, rfc3339};
-use tokenbridge_oci::http1;
 use tokenbridge_wire as gateway;
+
+/// A request as the routing reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The request target as sent (path and query, for the origin form).
+    pub target: String,
+    /// Names lower-cased, values without the spaces and tabs around them, in the order sent.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub fn from_parts(head: &http::request::Parts, body: &[u8]) -> Self {
+        let headers = head
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                (name.as_str().to_string(), value.trim_matches([' ', '\t']).to_string())
+            })
+            .collect();
+        // As sent: an absolute-form target keeps its scheme and authority, so it is no `/auth/…`.
+        Self { method: head.method.as_str().to_string(), target: head.uri.to_string(), headers, body: body.to_vec() }
+    }
+
+    /// The first value of a header; `name` lower-case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
 
 /// An HTTP answer: status, extra headers, JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +70,7 @@ const DEFAULT_RETRY_AFTER: u64 = 5;
 /// `X-Original-Method`). Refused with a 400 when one of these headers comes twice, a family names
 /// only a method or only a URI, or two sources name different routes: some of it then came from
 /// the client, and nothing here can tell which part the gateway wrote.
-pub fn forward_request(request: &http1::Request) -> Result<Request, Reply> {
+pub fn forward_request(request: &HttpRequest) -> Result<Request, Reply> {
     let credential = single(request, "authorization")?;
     let sources = [
         pair(single(request, "x-forwarded-method")?, single(request, "x-forwarded-uri")?)?,
@@ -66,8 +96,8 @@ pub fn forward_request(request: &http1::Request) -> Result<Request, Reply> {
 }
 
 /// The route of a call to `/auth/<original path>`, as Envoy makes it.
-fn request_line_route(request: &http1::Request) -> Option<(&str, &str)> {
-    let original = request.path.strip_prefix(FORWARD_AUTH_PATH).filter(|rest| rest.starts_with('/'))?;
+fn request_line_route(request: &HttpRequest) -> Option<(&str, &str)> {
+    let original = request.target.strip_prefix(FORWARD_AUTH_PATH).filter(|rest| rest.starts_with('/'))?;
     Some((request.method.as_str(), original))
 }
 
@@ -75,7 +105,7 @@ fn request_line_route(request: &http1::Request) -> Option<(&str, &str)> {
 const FORWARD_AUTH_PATH: &str = "/auth";
 
 /// The value of a header that may appear at most once.
-fn single<'a>(request: &'a http1::Request, name: &str) -> Result<Option<&'a str>, Reply> {
+fn single<'a>(request: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, Reply> {
     let mut values = request.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
     match (values.next(), values.next()) {
         (value, None) => Ok(value),
@@ -85,7 +115,7 @@ fn single<'a>(request: &'a http1::Request, name: &str) -> Result<Option<&'a str>
 
 /// The `X-Original-*` family's URI: `X-Original-URI`, or the path and query of ingress-nginx's
 /// absolute `X-Original-URL`; both present must agree.
-fn original_uri(request: &http1::Request) -> Result<Option<&str>, Reply> {
+fn original_uri(request: &HttpRequest) -> Result<Option<&str>, Reply> {
     let url = single(request, "x-original-url")?.map(|url| {
         let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
         after_scheme.find('/').map_or("/", |at| &after_scheme[at..])
@@ -229,11 +259,24 @@ mod tests {
         assert_eq!(header(&render_json(&Outcome::Unavailable(cause), &rendering()), "Retry-After"), Some("30"));
     }
 
+    /// A request from its request line and header lines (CRLF after each).
+    fn parse(raw: &str) -> HttpRequest {
+        let mut lines = raw.split("\r\n");
+        let mut line = lines.next().unwrap().split(' ');
+        let (method, target) = (line.next().unwrap(), line.next().unwrap());
+        let mut builder = http::Request::builder().method(method).uri(target);
+        for field in lines.take_while(|l| !l.is_empty()) {
+            let (name, value) = field.split_once(':').unwrap();
+            builder = builder.header(name, value.trim());
+        }
+        let (head, ()) = builder.body(()).unwrap().into_parts();
+        HttpRequest::from_parts(&head, b"")
+    }
+
     #[test]
     fn original_method_and_uri_come_from_either_header_family() {
-        let raw = b"GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\nX-Original-Method: POST\r\nX-Original-URI: /orders/7\r\n\r\n";
-        let parsed = http1::read_request(&mut std::io::BufReader::new(&raw[..]), 1024).unwrap();
-        let request = forward_request(&parsed).unwrap();
+        let raw = "GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\nX-Original-Method: POST\r\nX-Original-URI: /orders/7\r\n\r\n";
+        let request = forward_request(&parse(raw)).unwrap();
         assert_eq!(request.credential.as_deref(), Some("Bearer t"));
         assert_eq!(request.route.method.as_deref(), Some("POST"));
         assert_eq!(request.route.path.as_deref(), Some("/orders/7"));
@@ -241,14 +284,14 @@ mod tests {
 
     fn forwarded(headers: &str) -> Result<Request, Reply> {
         let raw = format!("GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\n{headers}\r\n");
-        forward_request(&http1::read_request(&mut std::io::BufReader::new(raw.as_bytes()), 1024).unwrap())
+        forward_request(&parse(&raw))
     }
 
     #[test]
     fn without_route_headers_the_route_is_the_request_line_under_auth() {
         let envoy = |line: &str| {
             let raw = format!("{line}\r\nAuthorization: Bearer t\r\n\r\n");
-            forward_request(&http1::read_request(&mut std::io::BufReader::new(raw.as_bytes()), 1024).unwrap()).unwrap()
+            forward_request(&parse(&raw)).unwrap()
         };
         let request = envoy("DELETE /auth/orders/7?x=1 HTTP/1.1");
         assert_eq!(request.route.method.as_deref(), Some("DELETE"));
@@ -264,7 +307,7 @@ mod tests {
     fn route_headers_cannot_take_over_half_of_a_request_line_route() {
         let envoy = |line: &str, headers: &str| {
             let raw = format!("{line}\r\nAuthorization: Bearer t\r\n{headers}\r\n");
-            forward_request(&http1::read_request(&mut std::io::BufReader::new(raw.as_bytes()), 1024).unwrap())
+            forward_request(&parse(&raw))
         };
         for (line, headers) in [
             ("GET /auth/admin/users HTTP/1.1", "X-Original-Method: GET\r\n"),

@@ -2,10 +2,11 @@
 //! through a relative symlink, serving `POST /call` over kept-alive HTTP/1.1, answering only
 //! 200, 502 or 504.
 
-use std::io::{self, BufReader, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -13,7 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokenbridge_core::{Engine, Failure, Outcome};
 
-use crate::http1::{self, ReadError};
+use tokenbridge_serve::{Handler, Limits, Listener, Refusal, Response};
 use tokenbridge_wire as gateway;
 
 /// Identifies us to the agent, as the official FDKs do.
@@ -58,65 +59,76 @@ pub fn bind(fn_listener: &str) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves connections until the process is stopped; each connection on its own thread, so a
-/// reconnecting agent is never stuck behind an abandoned connection.
+/// Serves the agent's connections until SIGTERM, then lets the calls in flight finish. A
+/// connection waits for work without a worker of its own, so a reconnecting agent is never stuck
+/// behind an abandoned connection.
 pub fn serve(engine: &'static Engine, listener: UnixListener) -> io::Result<()> {
-    for connection in listener.incoming() {
-        match connection {
-            Ok(stream) => {
-                std::thread::spawn(move || serve_connection(engine, stream));
-            }
-            Err(e) => {
-                operator_log("accept_failed", &e.to_string());
-                // Out of descriptors, typically: give the process room to recover.
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-    Ok(())
+    tokenbridge_serve::serve(Listener::Unix(listener), Arc::new(Calls { engine }), limits())
 }
 
-fn serve_connection(engine: &Engine, stream: UnixStream) {
-    let Ok(read_half) = stream.try_clone() else { return };
-    let mut input = BufReader::new(read_half);
-    let mut output = stream;
-    loop {
-        let (status, body, close) = match http1::read_request(&mut input, MAX_BODY) {
-            Ok(request) => {
-                let (status, body) = answer(engine, &request);
-                (status, body, request.close)
-            }
-            Err(ReadError::Closed | ReadError::Io(_)) => return,
-            Err(ReadError::Malformed(why)) => {
-                operator_log("malformed_request", why);
-                (502, json!({"error": "invalid_request", "message": why}), true)
-            }
-            // 431 is not a status the agent survives: an oversized head is a failed call too.
-            Err(ReadError::HeadTooLarge) => {
-                operator_log("request_too_large", "request head exceeds the limit");
-                (502, json!({"error": "invalid_request", "message": "request head too large"}), true)
-            }
-            Err(ReadError::TooLarge { drained }) => {
-                operator_log("request_too_large", "request body exceeds the limit");
-                (502, json!({"error": "invalid_payload", "message": "request too large"}), !drained)
-            }
-        };
-        let mut headers = vec![("Fn-Fdk-Version", FDK_VERSION), ("Fn-Fdk-Runtime", FDK_RUNTIME)];
-        if close {
-            headers.push(("Connection", "close"));
-        }
-        if http1::write_response(&mut output, status, &headers, body.to_string().as_bytes()).is_err() || close {
-            return;
-        }
+/// The server's limits on the Fn socket.
+pub fn limits() -> Limits {
+    Limits {
+        max_body: MAX_BODY,
+        // The agent keeps its connection between calls for as long as the container is hot, and
+        // a POST it sent on a connection we closed is not retried: no idle timeout.
+        idle_timeout: None,
+        request_timeout: Duration::from_secs(60),
+        // Fn-Deadline bounds each call; this bounds one whose deadline is unreadable (Fn's
+        // longest function timeout is 300 s).
+        deadline: Duration::from_secs(300),
+        ..Limits::default()
     }
+}
+
+struct Calls {
+    engine: &'static Engine,
+}
+
+impl Handler for Calls {
+    fn handle(&self, head: &http::request::Parts, body: &[u8]) -> Response {
+        let (status, body) = answer(self.engine, head, body);
+        response(status, &body)
+    }
+
+    /// Every refusal is a 502 or 504: the agent kills the container on any other status.
+    fn refuse(&self, why: &Refusal) -> Response {
+        let (status, event, body) = match why {
+            Refusal::Malformed(why) => (502, "malformed_request", json!({"error": "invalid_request", "message": why})),
+            Refusal::HeadTooLarge => {
+                (502, "request_too_large", json!({"error": "invalid_request", "message": "request head too large"}))
+            }
+            Refusal::BodyTooLarge => {
+                (502, "request_too_large", json!({"error": "invalid_payload", "message": "request too large"}))
+            }
+            Refusal::Overloaded => (502, "overloaded", json!({"error": "overloaded"})),
+            Refusal::Deadline => (504, "deadline_exceeded", json!({"error": "deadline_exceeded"})),
+            Refusal::Failed => (502, "failed", json!({"error": "internal_error"})),
+        };
+        operator_log(event, body["message"].as_str().unwrap_or(event));
+        response(status, &body)
+    }
+}
+
+/// A JSON answer with the FDK's headers.
+fn response(status: u16, body: &serde_json::Value) -> Response {
+    let mut answer = http::Response::new(body.to_string().into_bytes());
+    *answer.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    let headers = answer.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    headers.insert("fn-fdk-version", http::HeaderValue::from_static(FDK_VERSION));
+    headers.insert("fn-fdk-runtime", http::HeaderValue::from_static(FDK_RUNTIME));
+    answer
 }
 
 /// The socket status and body for one request to the function.
-pub fn answer(engine: &Engine, request: &http1::Request) -> (u16, serde_json::Value) {
-    if request.method != "POST" || request.path.split('?').next() != Some("/call") {
+pub fn answer(engine: &Engine, head: &http::request::Parts, body: &[u8]) -> (u16, serde_json::Value) {
+    // The origin form only, as the agent sends it.
+    if head.method != http::Method::POST || head.uri.scheme().is_some() || head.uri.path() != "/call" {
         return (502, json!({"error": "invalid_request", "message": "the Fn agent calls POST /call"}));
     }
-    let deadline = match request.header("fn-deadline").map(deadline_instant) {
+    let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.trim_matches([' ', '\t']));
+    let deadline = match header("fn-deadline").map(deadline_instant) {
         Some(Some(d)) if d <= Instant::now() => {
             return (504, json!({"error": "deadline_exceeded", "message": "Fn-Deadline has passed"}));
         }
@@ -125,7 +137,7 @@ pub fn answer(engine: &Engine, request: &http1::Request) -> (u16, serde_json::Va
     };
     let (realm, token_argument) =
         engine.config().map_or(("", "token"), |c| (c.realm.as_str(), c.token_argument.as_str()));
-    let mut decision_request = match gateway::parse(&request.body, token_argument) {
+    let mut decision_request = match gateway::parse(body, token_argument) {
         Ok(r) => r,
         Err(e) => {
             let a = gateway::render_payload_error(&e);
@@ -133,7 +145,7 @@ pub fn answer(engine: &Engine, request: &http1::Request) -> (u16, serde_json::Va
         }
     };
     decision_request.deadline = deadline;
-    decision_request.call_id = request.header("fn-call-id").map(str::to_string);
+    decision_request.call_id = header("fn-call-id").map(str::to_string);
     let outcome = engine.decide(&decision_request);
     let rendered = gateway::render(&outcome, realm);
     match outcome {
@@ -173,6 +185,39 @@ mod tests {
         assert!(socket_paths("/tmp/iofs/lsnr.sock").is_err());
         assert!(socket_paths("tcp://127.0.0.1:8080").is_err());
         assert!(socket_paths(&format!("unix:/{}", "a".repeat(120))).is_err());
+    }
+
+    #[test]
+    fn every_refusal_is_a_status_the_agent_survives_with_the_fdk_headers() {
+        let calls = Calls {
+            engine: Box::leak(Box::new(
+                Engine::builder(Err(tokenbridge_core::ConfigErrors(vec![]))).log_sink(|_| {}).build(),
+            )),
+        };
+        for why in [
+            Refusal::Malformed("x"),
+            Refusal::HeadTooLarge,
+            Refusal::BodyTooLarge,
+            Refusal::Overloaded,
+            Refusal::Deadline,
+            Refusal::Failed,
+        ] {
+            let answer = calls.refuse(&why);
+            assert!(matches!(answer.status().as_u16(), 502 | 504), "{why:?}: {}", answer.status());
+            assert_eq!(answer.headers()["fn-fdk-version"], FDK_VERSION, "{why:?}");
+            assert_eq!(answer.headers()["fn-fdk-runtime"], FDK_RUNTIME, "{why:?}");
+            assert!(serde_json::from_slice::<serde_json::Value>(answer.body()).is_ok_and(|b| b.is_object()));
+        }
+    }
+
+    #[test]
+    fn only_post_to_call_in_origin_form_is_a_call() {
+        let engine =
+            Box::leak(Box::new(Engine::builder(Err(tokenbridge_core::ConfigErrors(vec![]))).log_sink(|_| {}).build()));
+        for (method, target) in [("GET", "/call"), ("POST", "/other"), ("POST", "http://x/call"), ("POST", "/call/x")] {
+            let (head, ()) = http::Request::builder().method(method).uri(target).body(()).unwrap().into_parts();
+            assert_eq!(answer(engine, &head, b"{}").0, 502, "{method} {target}");
+        }
     }
 
     #[test]

@@ -5,6 +5,5 @@
 #![forbid(unsafe_code)]
 
 pub mod fn_server;
-pub mod http1;
 pub mod signing;
 pub mod vault;

@@ -3,7 +3,6 @@
 //! enforces is what the tests enforce.
 
 pub mod bearer;
-pub mod http1_request;
 pub mod introspection_answer;
 pub mod jwks;
 pub mod jwt;
@@ -19,9 +18,8 @@ pub type Check = fn(&[u8]);
 
 /// Every target by name: the name of its `[[bin]]`, of its file in `fuzz_targets/` and of its
 /// directories in `corpus/` and `artifacts/`.
-pub const ALL: [(&str, Check); 11] = [
+pub const ALL: [(&str, Check); 10] = [
     ("bearer", bearer::check),
-    ("http1_request", http1_request::check),
     ("introspection_answer", introspection_answer::check),
     ("jwks", jwks::check),
     ("jwt", jwt::check),
