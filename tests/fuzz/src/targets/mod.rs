@@ -3,6 +3,7 @@
 //! enforces is what the tests enforce.
 
 pub mod bearer;
+pub mod framing;
 pub mod introspection_answer;
 pub mod jwks;
 pub mod jwt;
@@ -18,8 +19,9 @@ pub type Check = fn(&[u8]);
 
 /// Every target by name: the name of its `[[bin]]`, of its file in `fuzz_targets/` and of its
 /// directories in `corpus/` and `artifacts/`.
-pub const ALL: [(&str, Check); 10] = [
+pub const ALL: [(&str, Check); 11] = [
     ("bearer", bearer::check),
+    ("framing", framing::check),
     ("introspection_answer", introspection_answer::check),
     ("jwks", jwks::check),
     ("jwt", jwt::check),
