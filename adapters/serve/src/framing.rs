@@ -29,6 +29,9 @@ const MAX_LINE: usize = 4096;
 /// What hyper allows for a body's chunk extensions and its trailer section, each: past it hyper
 /// would drop the connection without an answer, so the limit is refused here with one.
 const HYPER_CHUNK_LIMIT: usize = 16 * 1024;
+/// Most bytes of chunk framing (size lines and the CRLF after each chunk's data) in one body: a
+/// body within its cap cannot make the buffered request many times larger than itself.
+const MAX_CHUNK_FRAMING: usize = 32 * 1024;
 
 /// What the buffered bytes amount to.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,6 +49,9 @@ enum State {
     /// Reading the head: complete lines end at `ends`; `scanned` is where the next line starts.
     Head {
         scanned: usize,
+        /// How far the search for the current line's end has got, so a trickled line is not
+        /// searched again from its start at every read.
+        searched: usize,
         skipped: usize,
         ends: Vec<usize>,
     },
@@ -67,6 +73,8 @@ struct Chunks {
     total: u64,
     extensions: usize,
     trailers: usize,
+    trailer_fields: usize,
+    framing: usize,
     /// The body went over its limit: keep reading to its end, keep nothing.
     dropping: bool,
 }
@@ -93,12 +101,12 @@ pub struct Scanner {
 
 impl Scanner {
     pub fn new(limits: FrameLimits) -> Self {
-        Self { limits, state: State::Head { scanned: 0, skipped: 0, ends: Vec::new() } }
+        Self { limits, state: State::Head { scanned: 0, searched: 0, skipped: 0, ends: Vec::new() } }
     }
 
     /// Ready for the next request, which starts at the buffer's first byte.
     pub fn reset(&mut self) {
-        self.state = State::Head { scanned: 0, skipped: 0, ends: Vec::new() };
+        self.state = State::Head { scanned: 0, searched: 0, skipped: 0, ends: Vec::new() };
     }
 
     /// Whether a request has begun (some of its bytes are in, or were dropped).
@@ -111,11 +119,13 @@ impl Scanner {
     pub fn scan(&mut self, buf: &mut Vec<u8>) -> Scan {
         loop {
             let next = match &mut self.state {
-                State::Head { scanned, skipped, ends } => match head(buf, scanned, skipped, ends, &self.limits) {
-                    Ok(Some(state)) => state,
-                    Ok(None) => return Scan::Incomplete,
-                    Err(refusal) => return Scan::Refused(refusal),
-                },
+                State::Head { scanned, searched, skipped, ends } => {
+                    match head(buf, scanned, searched, skipped, ends, &self.limits) {
+                        Ok(Some(state)) => state,
+                        Ok(None) => return Scan::Incomplete,
+                        Err(refusal) => return Scan::Refused(refusal),
+                    }
+                }
                 State::Sized { end } => {
                     return if buf.len() >= *end { Scan::Complete(*end) } else { Scan::Incomplete };
                 }
@@ -136,15 +146,18 @@ impl Scanner {
 fn head(
     buf: &mut Vec<u8>,
     scanned: &mut usize,
+    searched: &mut usize,
     skipped: &mut usize,
     ends: &mut Vec<usize>,
     limits: &FrameLimits,
 ) -> Result<Option<State>, Refusal> {
     loop {
-        let Some(at) = buf[*scanned..].iter().position(|b| *b == b'\n') else {
+        let from = (*searched).max(*scanned);
+        let Some(at) = buf[from..].iter().position(|b| *b == b'\n') else {
+            *searched = buf.len();
             return if *skipped + buf.len() > limits.max_head { Err(Refusal::HeadTooLarge) } else { Ok(None) };
         };
-        let end = *scanned + at + 1;
+        let end = from + at + 1;
         if *skipped + end > limits.max_head {
             return Err(Refusal::HeadTooLarge);
         }
@@ -153,6 +166,7 @@ fn head(
             // Blank lines before a request are allowed (RFC 9112 §2.2), within the head's limit.
             buf.drain(..end);
             *skipped += end;
+            *searched = 0;
             continue;
         }
         ends.push(end);
@@ -191,6 +205,8 @@ fn parse_head(head: &[u8], ends: &[usize], limits: &FrameLimits) -> Result<State
             total: 0,
             extensions: 0,
             trailers: 0,
+            trailer_fields: 0,
+            framing: 0,
             dropping: false,
         }),
     })
@@ -213,6 +229,10 @@ impl Chunks {
                     self.extensions += extension;
                     if self.extensions > HYPER_CHUNK_LIMIT {
                         return Scan::Refused(Refusal::Malformed("chunk extensions too long"));
+                    }
+                    self.framing += line.2 + 2;
+                    if self.framing > MAX_CHUNK_FRAMING {
+                        return Scan::Refused(Refusal::Malformed("too many chunks"));
                     }
                     self.total = self.total.saturating_add(size);
                     if self.total > limits.drain_limit {
@@ -265,8 +285,11 @@ impl Chunks {
                             Scan::Complete(self.pos)
                         };
                     }
+                    // hyper counts the section's final CRLF too, and its fields against the
+                    // head's limit: past either it fails the body instead of answering.
                     self.trailers += whole;
-                    if self.trailers > HYPER_CHUNK_LIMIT {
+                    self.trailer_fields += 1;
+                    if self.trailers + 2 >= HYPER_CHUNK_LIMIT || self.trailer_fields > limits.max_headers {
                         return Scan::Refused(Refusal::Malformed("trailer section too long"));
                     }
                     if let Err(why) = field(&buf[start..end]) {
@@ -323,7 +346,10 @@ fn request_line(line: &[u8]) -> Result<bool, Refusal> {
         return Err(invalid);
     }
     let (Some(method), Some(path)) = (parsed.method, parsed.path) else { return Err(invalid) };
-    if http::Method::from_bytes(method.as_bytes()).is_err() || path.parse::<http::Uri>().is_err() {
+    // A `#` is no part of a request target (RFC 9112 §3.2); `http::Uri` would cut the path at it,
+    // and the route would be decided on less than the request named.
+    if http::Method::from_bytes(method.as_bytes()).is_err() || path.contains('#') || path.parse::<http::Uri>().is_err()
+    {
         return Err(invalid);
     }
     Ok(parsed.version == Some(0))
@@ -421,6 +447,13 @@ fn chunk_size(line: &[u8]) -> Result<(u64, usize), &'static str> {
     if digits == 0 || !well_formed {
         return Err("invalid chunk size");
     }
+    // Sixteen digits hold any u64: more that are leading zeros are framing bytes that carry
+    // nothing (a body within its cap could be buffered many times over); more that are not
+    // are a size too large, below.
+    let significant = line[..digits].iter().skip_while(|b| **b == b'0').count();
+    if digits > 16 && significant <= 16 {
+        return Err("invalid chunk size");
+    }
     if has_control(rest) {
         return Err("a control character in a chunk extension");
     }
@@ -477,6 +510,25 @@ mod tests {
 
     fn show(raw: &[u8]) -> String {
         format!("{:?}", String::from_utf8_lossy(raw))
+    }
+
+    /// A reviewer's findings: framing that costs far more than the body it carries, a fragment
+    /// that `http::Uri` would cut off, and trailers hyper would fail on.
+    #[test]
+    fn framing_that_outweighs_its_body_is_refused() {
+        let chunked = |body: &str| format!("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let padded = format!("{}1\r\nx\r\n0\r\n\r\n", "0".repeat(16));
+        assert!(refused(chunked(&padded).as_bytes()), "a chunk size of seventeen digits");
+        let sixteen = format!("{}1\r\nx\r\n0\r\n\r\n", "0".repeat(15));
+        assert_eq!(requests(chunked(&sixteen).as_bytes()).0.len(), 1, "sixteen digits are a u64");
+        let tiny = "1\r\nx\r\n".repeat(8 * 1024) + "0\r\n\r\n";
+        assert!(refused(chunked(&tiny).as_bytes()), "thousands of one-byte chunks");
+        let fields: String = (0..LIMITS.max_headers + 1).map(|i| format!("t{i}: v\r\n")).collect();
+        assert!(
+            refused(chunked(&format!("1\r\nx\r\n0\r\n{fields}\r\n")).as_bytes()),
+            "more trailer fields than a head may have"
+        );
+        assert!(refused(b"GET /public#/../admin HTTP/1.1\r\nHost: x\r\n\r\n"), "a fragment in the target");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Guard<S> {
     scanner: Scanner,
     /// The request under way must be whole by then.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// An answer the peer stopped taking must be taken again by then: a client that never
+    /// reads would otherwise hold its connection, past every other limit.
+    write_stall: Option<Pin<Box<Sleep>>>,
     request_timeout: Duration,
     stopping: Arc<AtomicBool>,
     /// Why the connection ends, when hyper is told it has; `None` there is a silent end.
@@ -41,6 +44,7 @@ impl<S> Guard<S> {
             ready: 0,
             scanner: Scanner::new(limits),
             deadline: None,
+            write_stall: None,
             request_timeout,
             stopping,
             ended: None,
@@ -121,9 +125,28 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
     }
 }
 
+impl<S> Guard<S> {
+    /// A write that made no progress for the request timeout fails, ending the connection.
+    fn unless_stalled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if polled.is_ready() {
+            self.write_stall = None;
+            return polled;
+        }
+        let timeout = self.request_timeout;
+        let stall = self.write_stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stall.as_mut().poll(cx));
+        Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")))
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, bytes)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, bytes);
+        self.unless_stalled(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -131,7 +154,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.unless_stalled(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -139,7 +163,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.unless_stalled(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

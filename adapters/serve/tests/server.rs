@@ -248,3 +248,30 @@ fn the_saved_fuzz_inputs_are_answered_and_end_their_connections() {
     }
     assert!(seen >= 5);
 }
+
+/// A reviewer's finding: a client that pipelines requests and never reads the answers held its
+/// connection (and its slot under the limit) for ever. Now a write that makes no progress for
+/// the request timeout ends the connection.
+#[test]
+fn a_client_that_never_reads_its_answers_gives_up_its_connection() {
+    let server =
+        Running::start(Limits { max_connections: 1, request_timeout: Duration::from_millis(500), ..Limits::default() });
+    let mut hog = connect(&server.addr);
+    let flood = b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50_000);
+    // Written from a thread: the server stops reading once its answers back up.
+    let writer = std::thread::spawn(move || {
+        let _ = hog.write_all(&flood);
+        hog
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    loop {
+        let answered = answers(connect(&server.addr), b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        if answered.first().is_some_and(|(status, _)| *status == 200) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the stalled connection kept its slot: {answered:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(writer);
+}
