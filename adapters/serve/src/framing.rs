@@ -29,8 +29,9 @@ const MAX_LINE: usize = 4096;
 /// What hyper allows for a body's chunk extensions and its trailer section, each: past it hyper
 /// would drop the connection without an answer, so the limit is refused here with one.
 const HYPER_CHUNK_LIMIT: usize = 16 * 1024;
-/// Most bytes of chunk framing (size lines and the CRLF after each chunk's data) in one body: a
-/// body within its cap cannot make the buffered request many times larger than itself.
+/// Most bytes of chunk framing (size lines and the CRLF after each chunk's data) kept for one
+/// body, beyond the body's own cap: a body within its cap cannot make the buffered request many
+/// times larger than itself. (A body over its cap keeps nothing: its bytes are dropped as read.)
 const MAX_CHUNK_FRAMING: usize = 32 * 1024;
 
 /// What the buffered bytes amount to.
@@ -231,7 +232,7 @@ impl Chunks {
                         return Scan::Refused(Refusal::Malformed("chunk extensions too long"));
                     }
                     self.framing += line.2 + 2;
-                    if self.framing > MAX_CHUNK_FRAMING {
+                    if !self.dropping && self.framing > limits.max_body + MAX_CHUNK_FRAMING {
                         return Scan::Refused(Refusal::Malformed("too many chunks"));
                     }
                     self.total = self.total.saturating_add(size);
@@ -521,8 +522,10 @@ mod tests {
         assert!(refused(chunked(&padded).as_bytes()), "a chunk size of seventeen digits");
         let sixteen = format!("{}1\r\nx\r\n0\r\n\r\n", "0".repeat(15));
         assert_eq!(requests(chunked(&sixteen).as_bytes()).0.len(), 1, "sixteen digits are a u64");
-        let tiny = "1\r\nx\r\n".repeat(8 * 1024) + "0\r\n\r\n";
-        assert!(refused(chunked(&tiny).as_bytes()), "thousands of one-byte chunks");
+        let limits = FrameLimits { max_body: 64 * 1024, ..LIMITS };
+        let mut tiny = chunked(&("1\r\nx\r\n".repeat(20_000) + "0\r\n\r\n")).into_bytes();
+        let scanned = Scanner::new(limits).scan(&mut tiny);
+        assert_eq!(scanned, Scan::Refused(Refusal::Malformed("too many chunks")), "a small body in one-byte chunks");
         let fields: String = (0..LIMITS.max_headers + 1).map(|i| format!("t{i}: v\r\n")).collect();
         assert!(
             refused(chunked(&format!("1\r\nx\r\n0\r\n{fields}\r\n")).as_bytes()),
