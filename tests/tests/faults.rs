@@ -4,15 +4,15 @@
 //! denial of the token), and the next decision succeeds once the IdP is healthy again.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tokenbridge_tests::fake_idp::unix_now;
-use tokenbridge_tests::harness::{Session, wait_for_port};
+use tokenbridge_tests::harness::Session;
 use tokenbridge_tests::http_server::free_port;
 use tokenbridge_tests::jwt_keys::{FakeIssuer, SigningKey, access_claims};
+use tokenbridge_tests::tls_server::TlsServer;
 use tokenbridge_tests::{Fault, IdpPair, token_payload};
 
 fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -257,73 +257,6 @@ fn a_new_key_during_a_jwks_outage_is_unavailable_not_an_unknown_key() {
     assert_eq!(answer["cause"], "jwks_bad_status", "{answer}");
 }
 
-/// `openssl s_server` with a certificate from a private CA: a TLS peer no public root vouches for.
-struct TlsServer {
-    child: Child,
-    port: u16,
-    /// The CA that signed the server's certificate.
-    ca: std::path::PathBuf,
-    dir: std::path::PathBuf,
-}
-
-impl TlsServer {
-    fn start() -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!("tb-tls-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(&dir).ok()?;
-        // A private CA and a server certificate it signed for 127.0.0.1.
-        let (ca, ca_key, cert, key) =
-            (dir.join("ca.pem"), dir.join("ca.key"), dir.join("cert.pem"), dir.join("key.pem"));
-        let (csr, ext) = (dir.join("leaf.csr"), dir.join("leaf.ext"));
-        std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").ok()?;
-        let openssl = |args: &[&str], files: &[(&str, &Path)]| {
-            let mut command = Command::new("openssl");
-            command.args(args);
-            for (flag, path) in files {
-                command.arg(flag).arg(path);
-            }
-            command.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"];
-        let made = openssl(
-            &[&["req", "-x509", "-subj", "/CN=tokenbridge test CA"][..], &ec].concat(),
-            &[("-keyout", &ca_key), ("-out", &ca)],
-        ) && openssl(
-            &[&["req", "-subj", "/CN=127.0.0.1"][..], &ec[..5]].concat(),
-            &[("-keyout", &key), ("-out", &csr)],
-        ) && openssl(
-            &["x509", "-req", "-CAcreateserial", "-days", "1"],
-            &[("-in", &csr), ("-CA", &ca), ("-CAkey", &ca_key), ("-extfile", &ext), ("-out", &cert)],
-        );
-        if !made {
-            return None;
-        }
-        let port = free_port();
-        let child = Command::new("openssl")
-            .args(["s_server", "-quiet", "-www", "-accept", &format!("127.0.0.1:{port}")])
-            .arg("-cert")
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        if !wait_for_port(port, Duration::from_secs(5)) {
-            return None;
-        }
-        Some(TlsServer { child, port, ca, dir })
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn decide_against(url: &str, extra: &[(&str, &str)]) -> Value {
     let idp = IdpPair::start();
     let token = idp.a.issue("alice", "", 600);
@@ -337,7 +270,7 @@ fn decide_against(url: &str, extra: &[(&str, &str)]) -> Value {
 
 #[test]
 fn an_idp_with_a_private_ca_is_refused_unless_that_ca_is_trusted_explicitly() {
-    let Some(tls) = TlsServer::start() else {
+    let Some(tls) = TlsServer::start(&[]) else {
         assert!(std::env::var_os("CI").is_none(), "openssl is needed for the TLS fault");
         eprintln!("skipping: openssl is not available");
         return;
