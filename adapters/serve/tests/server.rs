@@ -257,7 +257,10 @@ fn a_client_that_never_reads_its_answers_gives_up_its_connection() {
     let server =
         Running::start(Limits { max_connections: 1, request_timeout: Duration::from_millis(500), ..Limits::default() });
     let mut hog = connect(&server.addr);
-    let flood = b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50_000);
+    // Answers of 16 KB each, so the socket buffers fill after a few hundred, whatever the
+    // machine's speed.
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "x".repeat(16 * 1024));
+    let flood = long.repeat(1_500).into_bytes();
     // Written from a thread: the server stops reading once its answers back up.
     let writer = std::thread::spawn(move || {
         let _ = hog.write_all(&flood);
