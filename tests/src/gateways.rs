@@ -11,7 +11,7 @@
 //! stdin closes — that is, when the test process ends, however it ends.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::fake_idp::IdpPair;
-use crate::harness::{assert_no_secret_logged, binary};
+use crate::harness::{OutputLog, assert_no_secret_logged, binary};
 use crate::http_server::{Exchange, free_port, nginx_binary, raw_exchange};
 
 /// The gateways with a tested recipe.
@@ -80,7 +80,7 @@ pub struct Stack {
     tokenbridge: Mutex<Supervised>,
     tokenbridge_addr: String,
     /// Every tokenbridge log line of every run, for the leak check.
-    tokenbridge_logs: Mutex<Vec<Arc<Mutex<String>>>>,
+    tokenbridge_logs: Mutex<Vec<Arc<OutputLog>>>,
     process: Supervised,
     pub addr: String,
     /// Tests that break the stack for a moment (an IdP outage, tokenbridge stopped) hold it
@@ -204,14 +204,14 @@ impl Stack {
     /// Everything tokenbridge logged so far, checked for secrets and tokens.
     pub fn tokenbridge_log(&self) -> String {
         let logs = self.tokenbridge_logs.lock().unwrap_or_else(|p| p.into_inner());
-        let log: String = logs.iter().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect();
+        let log: String = logs.iter().map(|l| l.text()).collect();
         assert_no_secret_logged(&log);
         log
     }
 
     /// Everything the gateway logged so far (its own log files included).
     pub fn gateway_log(&self) -> String {
-        let mut log = self.process.log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut log = self.process.log.text();
         if let Ok(entries) = std::fs::read_dir(self.process.dir.join("logs")) {
             for entry in entries.flatten() {
                 log.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
@@ -360,8 +360,7 @@ fn launch(gateway: Gateway, program: &Path, dir: &Path, port: u16, tokenbridge: 
 pub struct Supervised {
     child: Child,
     stdin: Option<ChildStdin>,
-    log: Arc<Mutex<String>>,
-    changed: Arc<std::sync::Condvar>,
+    log: Arc<OutputLog>,
     dir: PathBuf,
 }
 
@@ -386,41 +385,20 @@ impl Supervised {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-        let log = Arc::new(Mutex::new(String::new()));
-        let changed = Arc::new(std::sync::Condvar::new());
-        let pipes: [Box<dyn std::io::Read + Send>; 2] =
-            [Box::new(child.stdout.take().expect("stdout")), Box::new(child.stderr.take().expect("stderr"))];
-        for pipe in pipes {
-            let (log, changed) = (log.clone(), changed.clone());
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                    log.lock().unwrap_or_else(|p| p.into_inner()).push_str(&format!("{line}\n"));
-                    changed.notify_all();
-                }
-            });
-        }
+        let log = Arc::new(OutputLog::default());
+        log.drain(child.stdout.take().expect("stdout"));
+        log.drain(child.stderr.take().expect("stderr"));
         let stdin = child.stdin.take();
-        Supervised { child, stdin, log, changed, dir: dir.map_or_else(std::env::temp_dir, Path::to_path_buf) }
+        Supervised { child, stdin, log, dir: dir.map_or_else(std::env::temp_dir, Path::to_path_buf) }
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.log.text()
     }
 
     /// Waits up to `timeout` for an output line that `wanted` accepts.
     pub fn wait_for_line(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        let started = Instant::now();
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(line) = log.lines().find(|l| wanted(l)) {
-                return Some(line.to_string());
-            }
-            let left = timeout.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return None;
-            }
-            log = self.changed.wait_timeout(log, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
-        }
+        self.log.wait_for_line(timeout, wanted)
     }
 
     /// Stops the process and waits until it has exited.

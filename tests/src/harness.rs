@@ -147,11 +147,56 @@ impl Session {
     }
 }
 
+/// What a child process wrote, line by line as it arrives; waiters wake at each line.
+#[derive(Default)]
+pub struct OutputLog {
+    text: std::sync::Mutex<String>,
+    changed: std::sync::Condvar,
+}
+
+impl OutputLog {
+    /// Reads `pipe` to its end on a thread of its own, keeping each line.
+    pub fn drain(
+        self: &std::sync::Arc<Self>,
+        pipe: impl std::io::Read + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let log = self.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.text.lock().unwrap_or_else(|p| p.into_inner()).push_str(&format!("{line}\n"));
+                log.changed.notify_all();
+            }
+        })
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits up to `timeout` for a line that `wanted` accepts, and returns it.
+    pub fn wait_for_line(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let started = Instant::now();
+        let mut log = self.text.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(line) = log.lines().find(|l| wanted(l)) {
+                return Some(line.to_string());
+            }
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return None;
+            }
+            log = self.changed.wait_timeout(log, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
+        }
+    }
+}
+
 /// A background `tokenbridge` whose stderr is drained continuously (so a chatty process never
 /// blocks on a full pipe) and kept; killed when dropped.
 pub struct Process {
     child: std::process::Child,
-    log: std::sync::Arc<(std::sync::Mutex<String>, std::sync::Condvar)>,
+    log: std::sync::Arc<OutputLog>,
     drain: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -167,17 +212,8 @@ impl Process {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start tokenbridge");
-        let log = std::sync::Arc::new((std::sync::Mutex::new(String::new()), std::sync::Condvar::new()));
-        let drain = child.stderr.take().map(|pipe| {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                    log.0.lock().unwrap_or_else(|p| p.into_inner()).push_str(&format!("{line}\n"));
-                    log.1.notify_all();
-                }
-            })
-        });
+        let log = std::sync::Arc::new(OutputLog::default());
+        let drain = child.stderr.take().map(|pipe| log.drain(pipe));
         Process { child, log, drain }
     }
 
@@ -192,25 +228,14 @@ impl Process {
 
     /// Everything logged so far (which must hold no secret of the fake IdPs).
     pub fn log(&self) -> String {
-        let log = self.log.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let log = self.log.text();
         assert_no_secret_logged(&log);
         log
     }
 
     /// Waits up to `timeout` for a logged line that `wanted` accepts, and returns it.
     pub fn wait_for_line(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        let started = Instant::now();
-        let mut log = self.log.0.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(line) = log.lines().find(|l| wanted(l)) {
-                return Some(line.to_string());
-            }
-            let left = timeout.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return None;
-            }
-            log = self.log.1.wait_timeout(log, left).map_or_else(|p| p.into_inner().0, |(g, _)| g);
-        }
+        self.log.wait_for_line(timeout, wanted)
     }
 
     /// Kills the process and returns everything it logged.
@@ -243,7 +268,7 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if !std::thread::panicking() {
-            assert_no_secret_logged(&self.log.0.lock().unwrap_or_else(|p| p.into_inner()));
+            assert_no_secret_logged(&self.log.text());
         }
     }
 }
