@@ -147,30 +147,28 @@ fn http_listen_address() -> Result<std::net::SocketAddr> {
     tokenbridge_http::server::listen_address(env).map_err(anyhow::Error::msg)
 }
 
+/// Decisions `tokenbridge http` runs at once.
 #[cfg(feature = "http")]
 fn http_workers() -> Result<usize> {
-    use anyhow::Context;
-    match std::env::var("TOKENBRIDGE_HTTP_WORKERS") {
-        Ok(n) => n
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1024).contains(n))
-            .context("TOKENBRIDGE_HTTP_WORKERS must be 1-1024"),
-        Err(_) => Ok(32),
-    }
+    http_count("TOKENBRIDGE_HTTP_WORKERS", 1024, 32)
 }
 
 /// Connections `tokenbridge http` keeps open at once; past it, new ones get a 503 at once.
 #[cfg(feature = "http")]
 fn http_max_connections() -> Result<usize> {
-    use anyhow::Context;
-    match std::env::var("TOKENBRIDGE_HTTP_MAX_CONNECTIONS") {
+    http_count("TOKENBRIDGE_HTTP_MAX_CONNECTIONS", 1_000_000, 4096)
+}
+
+/// A whole number from 1 to `max` in `name`, else `default` when it is not set.
+#[cfg(feature = "http")]
+fn http_count(name: &str, max: usize, default: usize) -> Result<usize> {
+    match std::env::var(name) {
         Ok(n) => n
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .context("TOKENBRIDGE_HTTP_MAX_CONNECTIONS must be 1-1000000"),
-        Err(_) => Ok(4096),
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| anyhow::anyhow!("{name} must be 1-{max}")),
+        Err(_) => Ok(default),
     }
 }
 
