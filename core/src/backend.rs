@@ -1,11 +1,75 @@
 //! The backend token from IdP B: the client_credentials grant (RFC 6749 §4.4) and a strict
 //! reading of its answer.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use crate::clock::UnixTime;
-use crate::outcome::Failure;
+use crate::budget::Budget;
+use crate::cache::{Cache, Entry, Lookup};
+use crate::clock::{Clock, UnixTime};
+use crate::config::Config;
+use crate::idp::{Endpoint, Idp};
+use crate::log::Trace;
+use crate::outcome::{Cause, Dependency, Failure};
 use crate::secret::Secret;
+
+/// The backend token stage: IdP B, and the token it last gave us, refreshed early; a
+/// still-valid token is served when a refresh fails.
+pub(crate) struct BackendTokens {
+    endpoint: Endpoint,
+    /// The client_credentials grant's form, `grant_type` first.
+    form: Vec<(&'static str, String)>,
+    token: Cache<(), BackendToken, Cause>,
+    default_ttl: i64,
+    refresh_margin: i64,
+    min_remaining: i64,
+    clock: Arc<dyn Clock>,
+}
+
+impl BackendTokens {
+    pub(crate) fn new(config: &Config, clock: Arc<dyn Clock>) -> Self {
+        let mut form = vec![("grant_type", "client_credentials".to_string())];
+        form.extend(config.backend_params.iter().cloned());
+        Self {
+            endpoint: Endpoint::new(Dependency::BackendToken, &config.backend, "TOKENBRIDGE_BACKEND_CLIENT_SECRET"),
+            form,
+            token: Cache::new(1),
+            default_ttl: config.backend_default_ttl,
+            refresh_margin: config.backend_refresh_margin,
+            min_remaining: config.backend_min_remaining,
+            clock,
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The cached token, or a new one from IdP B.
+    pub(crate) fn get(&self, idp: &Idp, budget: Budget, trace: &mut Trace) -> Result<BackendToken, Cause> {
+        let now = self.clock.now();
+        let timed_out = budget.waited_too_long(Dependency::BackendToken);
+        let result = self.token.get_or_load(&(), now, budget.wait_until(), timed_out, || {
+            let form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let token = idp.call(&self.endpoint, &form, budget, trace, |a| {
+                read_answer(a.status, &a.body, now, self.default_ttl)
+            })?;
+            Ok(Entry {
+                fresh_until: token.refresh_at(self.refresh_margin, self.min_remaining),
+                usable_until: token.usable_until(self.min_remaining),
+                value: token,
+            })
+        });
+        let (token, lookup) = result?;
+        if let Lookup::Stale(cause) = lookup {
+            trace.detail =
+                Some(format!("backend token refresh failed ({cause}); serving the cached token until it expires"));
+        }
+        trace.backend = Some(lookup);
+        Ok(token)
+    }
+}
 
 /// A backend access token and when it stops being valid.
 #[derive(Debug, Clone, PartialEq, Eq)]

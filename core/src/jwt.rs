@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_json::{Map, Value};
 
+use crate::budget::Budget;
 use crate::cache::{Cache, Entry, Lookup};
 use crate::clock::UnixTime;
 use crate::http::HttpClient;
@@ -40,8 +41,7 @@ pub const UNKNOWN_KID_PENALTY: i64 = 10;
 pub(crate) struct At<'a> {
     pub http: &'a HttpClient,
     pub now: UnixTime,
-    pub wait_until: Instant,
-    pub deadline: Option<Instant>,
+    pub budget: Budget,
     pub leeway: i64,
     pub claim_names: &'a [String],
 }
@@ -335,13 +335,13 @@ impl Jwks {
     /// Verifies a JWT of this issuer: `Ok(Verdict)`, or `Err(cause)` when the keys needed to
     /// decide cannot be had.
     pub(crate) fn validate(&self, token: &str, peeked: &Peek, at: &At<'_>) -> Result<Verdict, Cause> {
-        let (mut keys, how) = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
+        let (mut keys, how) = self.keys(at.http, at.now, at.budget)?;
         if let Some(kid) = peeked.header.kid.as_deref().filter(|kid| !keys.has_kid(kid)) {
             self.refetch_once_per_window(at.now);
             // Read again whoever claimed the refetch: one in flight is waited for (until this
             // request's own deadline), a finished one is used, and within the penalty window
             // after it the cached keys answer without asking the IdP.
-            let (refetched, how) = self.keys(at.http, at.now, at.wait_until, at.deadline)?;
+            let (refetched, how) = self.keys(at.http, at.now, at.budget)?;
             if !refetched.has_kid(kid) {
                 return match how {
                     // Keys that could not be refreshed may lack a key the IdP has since
@@ -363,7 +363,7 @@ impl Jwks {
 
     /// Loads the keys now (start-up warm-up, `check-config`), or says why they cannot be had.
     pub(crate) fn warm(&self, http: &HttpClient, now: UnixTime, deadline: Instant) -> Result<(), Cause> {
-        match self.keys(http, now, deadline, Some(deadline))? {
+        match self.keys(http, now, Budget::new(Some(deadline), Duration::ZERO))? {
             (_, Lookup::Stale(cause)) => Err(cause),
             _ => Ok(()),
         }
@@ -385,17 +385,12 @@ impl Jwks {
         }
     }
 
-    fn keys(
-        &self,
-        http: &HttpClient,
-        now: UnixTime,
-        wait_until: Instant,
-        deadline: Option<Instant>,
-    ) -> Result<(Arc<KeySet>, Lookup<Cause>), Cause> {
+    fn keys(&self, http: &HttpClient, now: UnixTime, budget: Budget) -> Result<(Arc<KeySet>, Lookup<Cause>), Cause> {
         let cause = |f| Cause::new(Dependency::Jwks, f);
-        self.keys.get_or_load(&(), now, wait_until, cause(Failure::Timeout), || {
-            let url = self.jwks_url(http, now, wait_until, deadline)?;
-            let answer = http.get(&url, deadline).map_err(cause)?;
+        let timed_out = budget.waited_too_long(Dependency::Jwks);
+        self.keys.get_or_load(&(), now, budget.wait_until(), timed_out, || {
+            let url = self.jwks_url(http, now, budget)?;
+            let answer = http.get(&url, budget.deadline()).map_err(cause)?;
             if answer.status != 200 {
                 return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(answer.status)) });
             }
@@ -410,21 +405,16 @@ impl Jwks {
         })
     }
 
-    fn jwks_url(
-        &self,
-        http: &HttpClient,
-        now: UnixTime,
-        wait_until: Instant,
-        deadline: Option<Instant>,
-    ) -> Result<String, Cause> {
+    fn jwks_url(&self, http: &HttpClient, now: UnixTime, budget: Budget) -> Result<String, Cause> {
         if let Some(url) = &self.issuer.jwks_url {
             return Ok(url.clone());
         }
         let cause = |f| Cause::new(Dependency::Jwks, f);
-        let (url, _) = self.discovered.get_or_load(&(), now, wait_until, cause(Failure::Timeout), || {
+        let timed_out = budget.waited_too_long(Dependency::Jwks);
+        let (url, _) = self.discovered.get_or_load(&(), now, budget.wait_until(), timed_out, || {
             let mut last = cause(Failure::Status(404));
             for url in discovery_urls(&self.issuer.issuer) {
-                let answer = match http.get(&url, deadline) {
+                let answer = match http.get(&url, budget.deadline()) {
                     Ok(a) => a,
                     Err(f) => return Err(cause(f)),
                 };

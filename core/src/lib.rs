@@ -26,6 +26,7 @@
 
 mod backend;
 mod bearer;
+mod budget;
 mod cache;
 mod clock;
 mod config;
@@ -34,6 +35,7 @@ mod engine;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+mod idp;
 mod introspection;
 mod json;
 mod jwt;
@@ -48,6 +50,7 @@ mod settings;
 mod store;
 mod sync;
 mod url_rules;
+mod validation;
 
 pub use bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
 pub use cache::Lookup;

@@ -2,13 +2,14 @@
 //! adapters resolve), fetched lazily, cached, and fetched again after a rotation.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::budget::Budget;
 use crate::cache::{Cache, Entry};
+use crate::clock::{Clock, UnixTime};
+use crate::outcome::{Cause, Dependency, Failure};
 use crate::sync::lock;
-
-use crate::clock::UnixTime;
 
 /// A secret value. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -113,6 +114,18 @@ pub enum SecretError {
     Unavailable(String),
 }
 
+impl SecretError {
+    /// The decision's cause when a client secret cannot be had.
+    pub(crate) fn cause(&self) -> Cause {
+        let failure = match self {
+            SecretError::Timeout => Failure::Timeout,
+            SecretError::Unavailable(_) => Failure::Unreachable,
+            SecretError::NoResolver(_) | SecretError::Unresolvable(_) => Failure::Invalid,
+        };
+        Cause::new(Dependency::Secret, failure)
+    }
+}
+
 /// Resolves platform references; registered by the adapters (OCI Vault, AWS Secrets Manager).
 pub trait SecretResolver: Send + Sync {
     /// Whether this resolver understands the reference.
@@ -146,6 +159,48 @@ pub fn resolve(
     .and_then(|s| {
         if s.expose().is_empty() { Err(SecretError::Unresolvable("the secret is empty".into())) } else { Ok(s) }
     })
+}
+
+/// A name → value function: the process environment, or a test's stand-in.
+pub(crate) type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Where secret values come from: the built-in sources, the environment, and the adapters'
+/// resolvers; and the clock that times their caching.
+pub(crate) struct Secrets {
+    resolvers: Vec<Box<dyn SecretResolver>>,
+    env: Box<Env>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Secrets {
+    pub(crate) fn new(resolvers: Vec<Box<dyn SecretResolver>>, env: Box<Env>, clock: Arc<dyn Clock>) -> Self {
+        Self { resolvers, env, clock }
+    }
+
+    /// The cell's value, fetched on first use.
+    pub(crate) fn get(&self, cell: &SecretCell, budget: Budget) -> Result<Secret, SecretError> {
+        cell.get(|r| self.fetch(r, budget), self.clock.now(), budget.secret_wait_until())
+    }
+
+    /// A new value for the cell after an IdP rejected `rejected`; see [`SecretCell::refresh`].
+    pub(crate) fn refresh(
+        &self,
+        cell: &SecretCell,
+        rejected: &Secret,
+        min_interval: i64,
+        budget: Budget,
+    ) -> Option<Secret> {
+        cell.refresh(rejected, |r| self.fetch(r, budget), self.clock.now(), min_interval, budget.wait_until())
+    }
+
+    /// Why the secret `name` refers to cannot be had, if it cannot.
+    pub(crate) fn check(&self, name: &str, cell: &SecretCell) -> Option<String> {
+        self.get(cell, Budget::new(None, std::time::Duration::ZERO)).err().map(|e| format!("{name}: {e}"))
+    }
+
+    fn fetch(&self, reference: &SecretRef, budget: Budget) -> Result<Secret, SecretError> {
+        resolve(reference, &self.resolvers, &*self.env, budget.deadline())
+    }
 }
 
 /// One configured secret, resolved at first use and kept; `refresh` fetches it again after the

@@ -1,0 +1,254 @@
+//! Is the caller's token good? A cached verdict, else a fresh one: verified here when it is a
+//! JWT of a local issuer, else introspected at IdP A (RFC 7662).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::budget::Budget;
+use crate::cache::{Cache, Entry};
+use crate::clock::Clock;
+use crate::config::{Config, Mode};
+use crate::idp::{Endpoint, Idp};
+use crate::introspection::{self, Identity, Verdict};
+use crate::jwt::{self, Jwks, Peek, Unreadable};
+use crate::log::Trace;
+use crate::outcome::{Cause, Dependency, Failure};
+use crate::reason::Reason;
+
+/// What a cached verdict answers: the token's validation, or the introspection of a locally
+/// verified JWT on a sensitive route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Check {
+    Validation,
+    Recheck,
+}
+
+/// How one token is validated.
+enum Path<'a> {
+    /// At IdP A; `jwt` when the token is one, with the (unverified) issuer it names.
+    Introspect {
+        named: Option<String>,
+        jwt: bool,
+    },
+    Local(&'a Jwks, Box<Peek>),
+    Reject(Reason),
+}
+
+/// How long verdicts are kept, in seconds.
+struct Lifetimes {
+    /// An active verdict, at most (and never past the token's `exp`).
+    max_ttl: i64,
+    /// An active verdict past that, while IdP A fails (never past `exp` either).
+    stale_if_error: i64,
+    /// A refusal.
+    inactive_ttl: i64,
+}
+
+/// The validation stage: the issuers' keys, IdP A, and the verdicts already reached.
+pub(crate) struct Validation {
+    mode: Mode,
+    /// JWKS per issuer name.
+    jwks: HashMap<String, Jwks>,
+    /// Verdicts by what was asked and the token's SHA-256.
+    verdicts: Cache<(Check, [u8; 32]), Verdict, Cause>,
+    introspection: Option<Endpoint>,
+    introspection_token_type: Option<String>,
+    lifetimes: Lifetimes,
+    leeway: i64,
+    context_claims: Vec<String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Validation {
+    pub(crate) fn new(config: &Config, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            mode: config.mode,
+            jwks: jwt::by_issuer(config.issuers.clone(), config.jwks_max_age),
+            verdicts: Cache::new(config.cache_capacity),
+            introspection: config
+                .introspection
+                .as_ref()
+                .map(|c| Endpoint::new(Dependency::Introspection, c, "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET")),
+            introspection_token_type: config.introspection_token_type.clone(),
+            lifetimes: Lifetimes {
+                max_ttl: config.cache_max_ttl,
+                stale_if_error: config.stale_if_error,
+                inactive_ttl: config.cache_inactive_ttl,
+            },
+            leeway: config.leeway,
+            context_claims: config.context_claims.clone(),
+            clock,
+        }
+    }
+
+    /// IdP A, when tokens may be introspected.
+    pub(crate) fn introspection(&self) -> Option<&Endpoint> {
+        self.introspection.as_ref()
+    }
+
+    /// The issuers whose JWTs are verified here.
+    pub(crate) fn local_issuers(&self) -> impl Iterator<Item = &Jwks> {
+        self.jwks.values().filter(|j| j.issuer.local)
+    }
+
+    /// The verdict on `token` (whose SHA-256 is `hash`). With `recheck`, a locally verified
+    /// token is also introspected, to catch revocation.
+    pub(crate) fn validate(
+        &self,
+        idp: &Idp,
+        token: &str,
+        hash: [u8; 32],
+        recheck: bool,
+        budget: Budget,
+        trace: &mut Trace,
+    ) -> Result<Verdict, Cause> {
+        let verdict = self.cached((Check::Validation, hash), budget, trace, |trace| match self.path(token) {
+            Path::Introspect { named, jwt } => {
+                let verdict = self.introspect(idp, token, budget, trace)?;
+                Ok(self.audience_checked(named.as_deref(), jwt, verdict))
+            }
+            Path::Reject(why) => Ok(Verdict::Invalid(why)),
+            Path::Local(jwks, peeked) => {
+                let at = jwt::At {
+                    http: &idp.http,
+                    now: self.clock.now(),
+                    budget,
+                    leeway: self.leeway,
+                    claim_names: &self.context_claims,
+                };
+                jwks.validate(token, &peeked, &at)
+            }
+        })?;
+        match verdict {
+            Verdict::Active(identity) if recheck && identity.verified_locally => {
+                let key = (Check::Recheck, hash);
+                match self.cached(key, budget, trace, |trace| self.introspect(idp, token, budget, trace))? {
+                    Verdict::Active(_) => Ok(Verdict::Active(identity)),
+                    invalid => Ok(invalid),
+                }
+            }
+            verdict => Ok(verdict),
+        }
+    }
+
+    /// How `token` is validated, from the mode and its (unverified) issuer.
+    fn path(&self, token: &str) -> Path<'_> {
+        let mode = self.mode;
+        let peeked = match jwt::peek(token) {
+            Ok(peeked) => peeked,
+            Err(Unreadable::NotJwt) if mode == Mode::Jwt => return Path::Reject(Reason::NotAJwt),
+            Err(Unreadable::NotJwt) => return Path::Introspect { named: None, jwt: false },
+            // A JWT tokenbridge could never verify is refused where tokenbridge would verify
+            // it: in `auto` mode, when it names a local issuer, or names none it can read while
+            // some issuer is local (sent to IdP A, it would dodge that issuer's checks). An
+            // introspected one is the IdP's to judge, as every token in that mode is.
+            Err(Unreadable::Refused(why, named)) => {
+                let local = |i: &String| self.is_local(i);
+                let any_local = self.local_issuers().next().is_some();
+                return match mode {
+                    Mode::Introspection => Path::Introspect { named, jwt: true },
+                    Mode::Auto if !named.as_ref().map_or(any_local, local) => Path::Introspect { named, jwt: true },
+                    _ => Path::Reject(why),
+                };
+            }
+        };
+        match peeked.issuer.as_ref().and_then(|i| self.jwks.get(i)) {
+            Some(jwks) if jwks.issuer.local && mode != Mode::Introspection => Path::Local(jwks, Box::new(peeked)),
+            None if mode == Mode::Jwt => Path::Reject(Reason::UnknownIssuer),
+            _ => Path::Introspect { named: peeked.issuer, jwt: true },
+        }
+    }
+
+    fn is_local(&self, issuer: &str) -> bool {
+        self.jwks.get(issuer).is_some_and(|j| j.issuer.local)
+    }
+
+    /// A verdict from the cache, or `load`'s, kept until the token's expiry (at most the
+    /// configured maximum), or briefly when it is a refusal.
+    fn cached(
+        &self,
+        key: (Check, [u8; 32]),
+        budget: Budget,
+        trace: &mut Trace,
+        load: impl FnOnce(&mut Trace) -> Result<Verdict, Cause>,
+    ) -> Result<Verdict, Cause> {
+        let now = self.clock.now();
+        let life = &self.lifetimes;
+        let timed_out = budget.waited_too_long(Dependency::Introspection);
+        let (verdict, lookup) = self.verdicts.get_or_load(&key, now, budget.wait_until(), timed_out, || {
+            let verdict = load(trace)?;
+            Ok(match &verdict {
+                Verdict::Active(Identity { expires_at, .. }) => {
+                    let max = now.saturating_add(life.max_ttl);
+                    let fresh_until = expires_at.map_or(max, |exp| exp.min(max));
+                    // While IdP A fails, a known-good answer may serve a little longer, but never
+                    // past the token's own expiry.
+                    let stale = fresh_until.saturating_add(life.stale_if_error);
+                    let usable_until = expires_at.map_or(stale, |exp| exp.min(stale));
+                    Entry { value: verdict, fresh_until, usable_until }
+                }
+                Verdict::Invalid(_) => Entry::until(verdict, now.saturating_add(life.inactive_ttl)),
+            })
+        })?;
+        trace.validation = Some(lookup);
+        Ok(verdict)
+    }
+
+    /// IdP A's verdict (RFC 7662).
+    fn introspect(&self, idp: &Idp, token: &str, budget: Budget, trace: &mut Trace) -> Result<Verdict, Cause> {
+        // Configuration validation requires introspection wherever it can be reached.
+        let endpoint = self.introspection.as_ref().ok_or(Cause::new(Dependency::Configuration, Failure::Invalid))?;
+        let now = self.clock.now();
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        idp.call(endpoint, &form, budget, trace, |a| {
+            let required_type = self.introspection_token_type.as_deref();
+            introspection::read_answer(a.status, &a.body, now, self.leeway, &self.context_claims, required_type)
+        })
+    }
+
+    /// An introspected token must carry one of its issuer's configured audiences (RFC 7662 §2.2
+    /// `aud`), like a locally verified JWT. The issuer is the one the answer names and, for a
+    /// JWT, the one the token names: a missing `iss` in either place must not skip the check.
+    /// When neither names any issuer, the audiences of every introspected issuer apply.
+    ///
+    /// In `auto` mode a locally verified issuer's JWTs are verified here, never by IdP A: a JWT
+    /// that reached IdP A and comes back as that issuer's (its `iss` spelt otherwise, say) is
+    /// refused, since none of that issuer's checks were made.
+    fn audience_checked(&self, named_by_token: Option<&str>, jwt: bool, verdict: Verdict) -> Verdict {
+        let Verdict::Active(identity) = &verdict else { return verdict };
+        if jwt && self.mode == Mode::Auto && identity.issuer.as_deref().is_some_and(|i| self.is_local(i)) {
+            return Verdict::Invalid(Reason::NotVerifiedLocally);
+        }
+        // Issuers whose tokens are introspected: all of them in introspection mode, else those
+        // marked `"mode":"introspection"` (a local issuer's tokens were checked when verified).
+        let introspected = |jwks: &&Jwks| !jwks.issuer.local || self.mode == Mode::Introspection;
+        let named: Vec<&Jwks> = [named_by_token, identity.issuer.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|n| self.jwks.get(n))
+            .collect();
+        let accepted = if named_by_token.is_none() && identity.issuer.is_none() {
+            let audiences: Vec<String> =
+                self.jwks.values().filter(introspected).flat_map(|j| j.issuer.audiences.iter().cloned()).collect();
+            introspection::audience_accepted(&identity.audiences, &audiences)
+        } else {
+            let required = |jwks: &&Jwks| introspection::audience_accepted(&identity.audiences, &jwks.issuer.audiences);
+            named.into_iter().filter(introspected).all(|jwks| required(&jwks))
+        };
+        if accepted { verdict } else { Verdict::Invalid(Reason::WrongAudience) }
+    }
+
+    /// Loads every local issuer's keys now, all by `deadline`; each issuer that cannot be had,
+    /// with why.
+    pub(crate) fn load_keys(&self, idp: &Idp, deadline: Instant) -> Vec<(&Jwks, Cause)> {
+        self.local_issuers()
+            .filter_map(|j| j.warm(&idp.http, self.clock.now(), deadline).err().map(|c| (j, c)))
+            .collect()
+    }
+
+    /// Whether every local issuer's keys are held.
+    pub(crate) fn keys_held(&self) -> bool {
+        self.local_issuers().all(|j| j.is_warm(self.clock.now()))
+    }
+}
