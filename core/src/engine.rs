@@ -113,8 +113,12 @@ pub fn set_global(engine: Engine) -> Result<&'static Engine, &'static Engine> {
 }
 
 fn stderr_sink(line: &str) {
-    // A failed log write must not fail the decision.
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    // One write per line, so lines from concurrent decisions never interleave. A failed log
+    // write must not fail the decision.
+    let mut whole = String::with_capacity(line.len() + 1);
+    whole.push_str(line);
+    whole.push('\n');
+    let _ = std::io::stderr().lock().write_all(whole.as_bytes());
 }
 
 impl Engine {
@@ -219,7 +223,7 @@ impl Engine {
             Credential::Bearer(token) => token,
         };
         let hash = log::token_hash(token);
-        trace.token = Some(log::fingerprint(token));
+        trace.token = Some(log::fingerprint_of(&hash));
         let rule = match stages.config.policy.rule_for(&request.route) {
             Ok(rule) => rule,
             Err(no_rule) => {

@@ -2,7 +2,6 @@
 //! matched to a token without ever writing the token.
 
 use aws_lc_rs::digest::{SHA256, digest};
-use serde_json::{Map, Value, json};
 
 use crate::cache::Lookup;
 use crate::outcome::{Cause, Denial, Outcome};
@@ -17,7 +16,13 @@ pub(crate) fn token_hash(token: &str) -> [u8; 32] {
 
 /// The first 12 hex digits of the token's SHA-256: enough to correlate, useless to an attacker.
 pub fn fingerprint(token: &str) -> String {
-    token_hash(token)[..6].iter().map(|b| format!("{b:02x}")).collect()
+    fingerprint_of(&token_hash(token))
+}
+
+/// [`fingerprint`] from the token's SHA-256, so a decision hashes its token once.
+pub(crate) fn fingerprint_of(hash: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    hash[..6].iter().flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]).map(char::from).collect()
 }
 
 /// What happened on the way to a decision, filled in as the engine goes.
@@ -36,6 +41,40 @@ pub(crate) struct Trace {
     pub detail: Option<String>,
 }
 
+/// One decision's log line, its fields in the order a reader wants them.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    ts: &'a str,
+    level: &'static str,
+    event: &'static str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idp_ms: Option<f64>,
+    duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
 /// The log line for one decision.
 pub(crate) fn decision_line(
     call_id: Option<&str>,
@@ -50,34 +89,34 @@ pub(crate) fn decision_line(
         Outcome::Unavailable(_) => ("error", "unavailable"),
     };
     let level = if matches!(trace.backend, Some(Lookup::Stale(_))) { "warn" } else { level };
-    let mut line = Map::new();
-    line.insert("ts".into(), json!(now));
-    line.insert("level".into(), json!(level));
-    line.insert("event".into(), json!("decision"));
-    line.insert("outcome".into(), json!(verdict));
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            line.insert(k.into(), v);
-        }
+    let cause = match outcome {
+        Outcome::Unavailable(c) => Some(c),
+        _ => None,
     };
-    put("call_id", call_id.map(|c| json!(c)));
-    put("reason", reason(outcome, trace).map(|r| json!(r.as_str())));
-    put("principal", trace.principal.as_ref().map(|p| json!(p)));
-    put("client_id", trace.client_id.as_ref().map(|c| json!(c)));
-    if let Outcome::Allow(g) = outcome {
-        put("expires_at", Some(json!(g.expires_at)));
-    }
-    if let Outcome::Unavailable(c) = outcome {
-        put("cause", Some(json!(c.code())));
-        put("message", Some(json!(c.to_string())));
-    }
-    put("token", trace.token.as_ref().map(|t| json!(t)));
-    put("validation", trace.validation.map(|l| json!(l.as_str())));
-    put("backend", trace.backend.map(|l| json!(l.as_str())));
-    put("idp_ms", (trace.idp_micros > 0).then(|| json!(trace.idp_micros as f64 / 1000.0)));
-    put("duration_ms", Some(json!(micros as f64 / 1000.0)));
-    put("detail", trace.detail.as_ref().map(|d| json!(d)));
-    Value::Object(line).to_string()
+    let line = Line {
+        ts: now,
+        level,
+        event: "decision",
+        outcome: verdict,
+        call_id,
+        reason: reason(outcome, trace).map(Reason::as_str),
+        principal: trace.principal.as_deref(),
+        client_id: trace.client_id.as_deref(),
+        expires_at: match outcome {
+            Outcome::Allow(g) => Some(g.expires_at),
+            _ => None,
+        },
+        cause: cause.map(Cause::code),
+        message: cause.map(Cause::to_string),
+        token: trace.token.as_deref(),
+        validation: trace.validation.map(|l| l.as_str()),
+        backend: trace.backend.map(|l| l.as_str()),
+        idp_ms: (trace.idp_micros > 0).then(|| trace.idp_micros as f64 / 1000.0),
+        duration_ms: micros as f64 / 1000.0,
+        detail: trace.detail.as_deref(),
+    };
+    // Serialising strings, numbers and options into a `String` cannot fail.
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 fn reason(outcome: &Outcome, trace: &Trace) -> Option<Reason> {
@@ -91,6 +130,7 @@ fn reason(outcome: &Outcome, trace: &Trace) -> Option<Reason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn fingerprint_is_short_stable_and_not_the_token() {
@@ -110,5 +150,12 @@ mod tests {
         assert_eq!(v["call_id"], "c1");
         assert_eq!(v["duration_ms"], 1.234);
         assert!(!line.contains('\n'));
+        assert!(line.starts_with(r#"{"ts":"2026-01-01T00:00:00Z","level":"info","event":"decision","outcome":"deny""#));
+    }
+
+    #[test]
+    fn the_fingerprint_of_a_hash_is_the_fingerprint_of_its_token() {
+        assert_eq!(fingerprint_of(&token_hash("abc")), fingerprint("abc"));
+        assert_eq!(fingerprint_of(&[0xff; 32]), "ffffffffffff");
     }
 }

@@ -1,5 +1,5 @@
 //! stdin/stdout adapter: OCI API Gateway authorizer payloads in, one JSON answer line out per
-//! payload, flushed at once so it can be piped and scripted.
+//! payload, so it can be piped and scripted.
 //!
 //! ```no_run
 //! use std::io;
@@ -9,6 +9,10 @@
 //! tokenbridge_stdio::run(&engine, io::stdin().lock(), io::stdout().lock()).unwrap();
 //! ```
 //!
+//! Answers are written together while more input is already waiting, and flushed before any
+//! read that could wait: a pipe full of requests costs one write per batch, and a client that
+//! sends one request and waits gets its answer at once.
+//!
 //! Input is one JSON document, or many (one per line, or pretty-printed across lines). Each
 //! answer line is exactly the body the OCI adapter returns: an allow or a deny carries
 //! `"active"`; a line without `"active"` is no decision — `"error":"unavailable"` (the OCI
@@ -16,7 +20,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use serde_json::Value;
 use tokenbridge_core::Engine;
@@ -33,8 +37,13 @@ pub struct Summary {
     pub invalid: u64,
 }
 
+/// How much input is read, and how many answers are held, at a time.
+const BUFFER_BYTES: usize = 64 * 1024;
+
 /// Answers every document on `input` until it ends.
-pub fn run(engine: &Engine, mut input: impl BufRead, mut output: impl Write) -> io::Result<Summary> {
+pub fn run(engine: &Engine, input: impl Read, output: impl Write) -> io::Result<Summary> {
+    let mut input = BufReader::with_capacity(BUFFER_BYTES, input);
+    let mut output = BufWriter::with_capacity(BUFFER_BYTES, output);
     // With a broken configuration every decision is Unavailable; these defaults are then unused.
     let (realm, token_argument) = engine
         .config()
@@ -56,13 +65,19 @@ pub fn run(engine: &Engine, mut input: impl BufRead, mut output: impl Write) -> 
                 serde_json::json!({ "error": "invalid_payload", "message": message })
             }
         };
-        writeln!(out, "{reply}")?;
-        out.flush()
+        serde_json::to_writer(&mut *out, &reply)?;
+        out.write_all(b"\n")
     };
 
     let incomplete = || Err("the document is incomplete".to_string());
     let mut pending: Vec<u8> = Vec::new();
-    while let Some(line) = read_line(&mut input)? {
+    loop {
+        // No whole line waiting: the next read may wait for the client, who may be waiting for
+        // these answers.
+        if !input.buffer().contains(&b'\n') {
+            output.flush()?;
+        }
+        let Some(line) = read_line(&mut input)? else { break };
         let Some(line) = line else {
             answer(Err("document exceeds 1 MiB".into()), &mut output)?;
             pending.clear();
@@ -102,6 +117,7 @@ pub fn run(engine: &Engine, mut input: impl BufRead, mut output: impl Write) -> 
             &mut output,
         )?;
     }
+    output.flush()?;
     Ok(summary)
 }
 
@@ -207,5 +223,80 @@ mod tests {
     #[test]
     fn input_without_a_final_newline_is_answered() {
         assert_eq!(kinds("{\"type\":\"TOKEN\"}"), ["unavailable"]);
+    }
+
+    /// Input that arrives in the given chunks, one per read; each read after the first records
+    /// how many answer lines the client had received by then.
+    struct Chunks {
+        chunks: std::collections::VecDeque<&'static [u8]>,
+        answered: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+        seen_before_read: Vec<usize>,
+        reads: usize,
+    }
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.reads > 0 {
+                self.seen_before_read.push(self.answered.borrow().iter().filter(|&&b| b == b'\n').count());
+            }
+            self.reads += 1;
+            let Some(chunk) = self.chunks.pop_front() else { return Ok(0) };
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    /// Output that counts its write calls.
+    struct Client {
+        answered: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+        writes: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Write for Client {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writes.set(self.writes.get() + 1);
+            self.answered.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn run_chunks(chunks: &[&'static [u8]]) -> (Vec<usize>, usize) {
+        let engine = Engine::builder(Err(ConfigErrors(vec!["test".into()]))).log_sink(|_| {}).build();
+        let answered = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let writes = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut input = Chunks {
+            chunks: chunks.iter().copied().collect(),
+            answered: answered.clone(),
+            seen_before_read: vec![],
+            reads: 0,
+        };
+        let client = Client { answered, writes: writes.clone() };
+        run(&engine, &mut input, client).unwrap();
+        (input.seen_before_read, writes.get())
+    }
+
+    #[test]
+    fn every_answer_is_out_before_a_read_that_could_wait() {
+        let line: &[u8] = b"{\"type\":\"TOKEN\"}\n";
+        let (seen, _) = run_chunks(&[line, line, line]);
+        // Before the 2nd, 3rd and the final (end of input) read, all answers so far were out.
+        assert_eq!(seen, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_document_split_across_reads_does_not_hold_back_the_answers_before_it() {
+        let (seen, _) = run_chunks(&[b"{\"type\":\"TOKEN\"}\n{\"type\":", b"\"TOKEN\"}\n"]);
+        assert_eq!(seen, [1, 2]);
+    }
+
+    #[test]
+    fn answers_to_requests_that_arrived_together_go_out_in_one_write() {
+        let batch: &[u8] = b"{\"type\":\"TOKEN\"}\n{\"type\":\"TOKEN\"}\n{\"type\":\"TOKEN\"}\n";
+        let (seen, writes) = run_chunks(&[batch]);
+        assert_eq!(seen, [3]);
+        assert_eq!(writes, 1);
     }
 }
