@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
 use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde_json::{Map, Value};
 
 use crate::budget::Budget;
@@ -134,11 +136,17 @@ fn read_header(header: &Map<String, Value>) -> Result<Header, Reason> {
     Ok(Header { alg, typ: text("typ")?, kid: text("kid")? })
 }
 
-/// One usable public key from a JWKS.
+/// One usable public key from a JWKS, parsed once per algorithm it may verify (so a token's
+/// verification does not rebuild the key).
 struct Key {
     kid: Option<String>,
-    key: DecodingKey,
-    algorithms: Vec<Algorithm>,
+    verifiers: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl Key {
+    fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
+        self.verifiers.iter().find(|(a, _)| *a == alg).map(|(_, key)| key)
+    }
 }
 
 /// The keys of one JWKS document.
@@ -158,9 +166,9 @@ impl KeySet {
             .filter_map(|item| serde_json::from_value::<Jwk>(item.clone()).ok())
             .filter(may_verify)
             .filter_map(|jwk| {
-                let algorithms = key_algorithms(&jwk)?;
-                let key = DecodingKey::from_jwk(&jwk).ok()?;
-                Some(Key { kid: jwk.common.key_id.clone(), key, algorithms })
+                let verifiers: Vec<_> =
+                    key_algorithms(&jwk)?.into_iter().filter_map(|alg| Some((alg, parsed_key(&jwk, alg)?))).collect();
+                (!verifiers.is_empty()).then(|| Key { kid: jwk.common.key_id.clone(), verifiers })
             })
             .collect();
         Ok(KeySet { keys })
@@ -171,7 +179,7 @@ impl KeySet {
     }
 
     fn candidates<'a>(&'a self, kid: Option<&'a str>, alg: Algorithm) -> impl Iterator<Item = &'a Key> {
-        self.keys.iter().filter(move |k| (kid.is_none() || k.kid.as_deref() == kid) && k.algorithms.contains(&alg))
+        self.keys.iter().filter(move |k| (kid.is_none() || k.kid.as_deref() == kid) && k.verifier(alg).is_some())
     }
 
     fn has_kid(&self, kid: &str) -> bool {
@@ -216,6 +224,43 @@ fn key_algorithms(jwk: &Jwk) -> Option<Vec<Algorithm>> {
     family.contains(&declared).then(|| vec![declared])
 }
 
+/// The key's material, parsed for verifying `alg`: an RSA modulus and exponent, or an EC or
+/// Ed25519 point on the curve `alg` names (a `crv` that does not match it is refused, whatever
+/// the point's size says).
+fn parsed_key(jwk: &Jwk, alg: Algorithm) -> Option<ParsedPublicKey> {
+    let part = |b64: &str| base64_part(b64).filter(|bytes| !bytes.is_empty());
+    match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::RSA(rsa), _) => {
+            let params: &'static sig::RsaParameters = match alg {
+                Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+                Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+                Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+                Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+                Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+                Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+                _ => return None,
+            };
+            let (n, e) = (part(&rsa.n)?, part(&rsa.e)?);
+            RsaPublicKeyComponents { n: &n[..], e: &e[..] }.to_parsed_public_key(params).ok()
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256 | Algorithm::ES384) => {
+            let (curve, params): (_, &'static dyn sig::VerificationAlgorithm) = match alg {
+                Algorithm::ES256 => (EllipticCurve::P256, &sig::ECDSA_P256_SHA256_FIXED),
+                _ => (EllipticCurve::P384, &sig::ECDSA_P384_SHA384_FIXED),
+            };
+            if ec.curve != curve {
+                return None;
+            }
+            let point = [&[0x04][..], &part(&ec.x)?, &part(&ec.y)?].concat();
+            ParsedPublicKey::new(params, point).ok()
+        }
+        (AlgorithmParameters::OctetKeyPair(okp), Algorithm::EdDSA) if okp.curve == EllipticCurve::Ed25519 => {
+            ParsedPublicKey::new(&sig::ED25519, part(&okp.x)?).ok()
+        }
+        _ => None,
+    }
+}
+
 /// Verifies `token` from `issuer` with `keys`. `Err(reason)` is a denial reason.
 pub(crate) fn verify(
     token: &str,
@@ -234,8 +279,9 @@ pub(crate) fn verify(
         return Err(Reason::NotAnAccessToken);
     }
     let Some((message, signature)) = token.rsplit_once('.') else { return Err(Reason::BadSignature) };
-    let signed = |key: &Key| jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, alg);
-    if !keys.candidates(peeked.header.kid.as_deref(), alg).any(|key| signed(key).unwrap_or(false)) {
+    let signature = base64_part(signature).ok_or(Reason::BadSignature)?;
+    let signed = |key: &Key| key.verifier(alg).is_some_and(|k| k.verify_sig(message.as_bytes(), &signature).is_ok());
+    if !keys.candidates(peeked.header.kid.as_deref(), alg).any(signed) {
         return Err(Reason::BadSignature);
     }
     let claims = &peeked.claims;

@@ -568,6 +568,21 @@ fn only_keys_published_for_verifying_verify() {
     }
 }
 
+/// A key is parsed for the algorithm its `crv` names: a P-256 point published as `P-384`, or
+/// an Ed25519 key published as another curve, verifies nothing.
+#[test]
+fn a_key_whose_curve_does_not_fit_its_algorithm_verifies_nothing() {
+    let ec = SigningKey::ec("ec", Algorithm::ES256);
+    let ed = SigningKey::ed25519("ed");
+    for (key, crv) in [(&ec, "P-384"), (&ec, "P-521"), (&ed, "Ed448")] {
+        let f = fixture(&[key], &[]);
+        let mut jwk = key.jwk.clone();
+        jwk["crv"] = json!(crv);
+        f.issuer.publish_raw(vec![jwk, SigningKey::ec("other", Algorithm::ES256).jwk]);
+        assert_eq!(f.decide(&f.valid(key)), Outcome::Deny(Denial::InvalidToken), "{crv}");
+    }
+}
+
 /// OpenID Connect Discovery §4.3, RFC 8414 §3.3: a discovery document for another issuer lends
 /// it no keys; the decision cannot be made (5xx), and the log says why.
 #[test]
