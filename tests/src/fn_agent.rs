@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::harness::Process;
 
-/// The agent's patience for a container's socket (contracts.md §2).
+/// The agent's patience for a container's socket (docs/oci.md).
 pub const SOCKET_WAIT: Duration = Duration::from_secs(5);
 
 pub struct FnAgent {

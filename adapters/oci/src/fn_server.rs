@@ -1,4 +1,4 @@
-//! The Fn "http-stream" protocol (contracts.md §2): a Unix socket at `FN_LISTENER`, published
+//! The Fn "http-stream" protocol (docs/oci.md): a Unix socket at `FN_LISTENER`, published
 //! through a relative symlink, serving `POST /call` over kept-alive HTTP/1.1, answering only
 //! 200, 502 or 504.
 
