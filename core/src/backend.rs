@@ -1,13 +1,11 @@
 //! The backend token from IdP B: the client_credentials grant (RFC 6749 §4.4) and a strict
 //! reading of its answer.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use crate::budget::Budget;
 use crate::cache::{Cache, Entry, Lookup};
-use crate::clock::{Clock, UnixTime};
+use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::idp::{Endpoint, Idp};
 use crate::log::Trace;
@@ -24,11 +22,10 @@ pub(crate) struct BackendTokens {
     default_ttl: i64,
     refresh_margin: i64,
     min_remaining: i64,
-    clock: Arc<dyn Clock>,
 }
 
 impl BackendTokens {
-    pub(crate) fn new(config: &Config, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         let mut form = vec![("grant_type", "client_credentials".to_string())];
         form.extend(config.backend_params.iter().cloned());
         Self {
@@ -38,7 +35,6 @@ impl BackendTokens {
             default_ttl: config.backend_default_ttl,
             refresh_margin: config.backend_refresh_margin,
             min_remaining: config.backend_min_remaining,
-            clock,
         }
     }
 
@@ -48,7 +44,7 @@ impl BackendTokens {
 
     /// The cached token, or a new one from IdP B.
     pub(crate) fn get(&self, idp: &Idp, budget: Budget, trace: &mut Trace) -> Result<BackendToken, Cause> {
-        let now = self.clock.now();
+        let now = budget.now;
         let timed_out = budget.waited_too_long(Dependency::BackendToken);
         let result = self.token.get_or_load(&(), now, budget.wait_until(), timed_out, || {
             let form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -1,9 +1,11 @@
-//! What one decision may spend on waiting: the platform's deadline, when it gives one, and the
-//! configured IdP call timeout. Every stage asks its [`Budget`] how long to wait, rather than
-//! doing the arithmetic itself.
+//! One decision's time: when it is made (the clock is read once, for every stage), and what it
+//! may spend on waiting: the platform's deadline, when it gives one, and the configured IdP call
+//! timeout. Every stage asks its [`Budget`] how long to wait, rather than doing the arithmetic
+//! itself.
 
 use std::time::{Duration, Instant};
 
+use crate::clock::UnixTime;
 use crate::outcome::{Cause, Dependency, Failure};
 
 /// Longest wait for a concurrent caller's secret fetch when the request has no deadline.
@@ -13,16 +15,19 @@ const SECRET_WAIT: Duration = Duration::from_secs(10);
 /// started a little earlier.
 const SHARED_CALL_SLACK: Duration = Duration::from_millis(100);
 
-/// One decision's time: the platform's deadline, if any, and the configured IdP call timeout.
+/// One decision's time: when it is, the platform's deadline, if any, and the configured IdP
+/// call timeout.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Budget {
+    /// When the decision is made: what tokens' and cache entries' times are compared with.
+    pub now: UnixTime,
     deadline: Option<Instant>,
     call_timeout: Duration,
 }
 
 impl Budget {
-    pub(crate) fn new(deadline: Option<Instant>, call_timeout: Duration) -> Self {
-        Self { deadline, call_timeout }
+    pub(crate) fn new(now: UnixTime, deadline: Option<Instant>, call_timeout: Duration) -> Self {
+        Self { now, deadline, call_timeout }
     }
 
     /// The platform's deadline, when it gave one.
@@ -122,11 +127,11 @@ mod tests {
     #[test]
     fn a_wait_for_another_call_ends_by_the_deadline_and_says_which_ran_out() {
         let deadline = Instant::now() + Duration::from_millis(300);
-        let platform = Budget::new(Some(deadline), Duration::from_secs(5));
+        let platform = Budget::new(0, Some(deadline), Duration::from_secs(5));
         assert_eq!(platform.wait_until(), deadline);
         assert_eq!(platform.secret_wait_until(), deadline);
         assert_eq!(platform.waited_too_long(Dependency::Jwks).failure, Failure::DeadlineExceeded);
-        let own = Budget::new(None, Duration::from_secs(5));
+        let own = Budget::new(0, None, Duration::from_secs(5));
         assert!(own.wait_until() > Instant::now() + Duration::from_secs(4));
         assert_eq!(own.waited_too_long(Dependency::Jwks).failure, Failure::Timeout);
     }

@@ -74,7 +74,7 @@ impl EngineBuilder {
     }
 
     pub fn build(self) -> Engine {
-        let secrets = Arc::new(Secrets::new(self.resolvers, self.env, self.clock.clone()));
+        let secrets = Arc::new(Secrets::new(self.resolvers, self.env));
         let setup = self.config.map(|config| Stages {
             idp: Idp::new(
                 HttpClient::new(
@@ -86,8 +86,8 @@ impl EngineBuilder {
                 secrets.clone(),
                 config.secret_refresh_interval,
             ),
-            validation: Validation::new(&config, self.clock.clone()),
-            backend: BackendTokens::new(&config, self.clock.clone()),
+            validation: Validation::new(&config),
+            backend: BackendTokens::new(&config),
             config,
         });
         Engine { setup, clock: self.clock, secrets, sink: self.sink }
@@ -150,7 +150,8 @@ impl Engine {
     pub fn check_secrets(&self) -> Vec<String> {
         let Ok(stages) = &self.setup else { return Vec::new() };
         let endpoints = [stages.validation.introspection(), Some(stages.backend.endpoint())];
-        endpoints.into_iter().flatten().filter_map(|e| e.check_secret(&self.secrets)).collect()
+        let now = self.clock.now();
+        endpoints.into_iter().flatten().filter_map(|e| e.check_secret(&self.secrets, now)).collect()
     }
 
     /// Resolves these secrets now with this engine's resolvers, reporting each that cannot be
@@ -159,7 +160,9 @@ impl Engine {
     pub fn check_secret_refs(&self, secrets: &[(&str, secret::SecretRef)]) -> Vec<String> {
         secrets
             .iter()
-            .filter_map(|(name, reference)| self.secrets.check(name, &SecretCell::new(reference.clone())))
+            .filter_map(|(name, reference)| {
+                self.secrets.check(name, &SecretCell::new(reference.clone()), self.clock.now())
+            })
             .collect()
     }
 
@@ -167,24 +170,25 @@ impl Engine {
     /// pay for it. Returns whether all of them are held.
     pub fn warm(&self, budget: Duration) -> bool {
         let Ok(stages) = &self.setup else { return false };
-        stages.validation.load_keys(&stages.idp, Instant::now() + budget).is_empty()
+        stages.validation.load_keys(&stages.idp, self.clock.now(), Instant::now() + budget).is_empty()
     }
 
     /// For `check-config`: loads every local issuer's keys, all within `budget`, and names the
     /// issuers whose keys cannot be had, and why.
     pub fn check_keys(&self, budget: Duration) -> Vec<String> {
         let Ok(stages) = &self.setup else { return Vec::new() };
-        let mut problems: Vec<String> = (stages.validation.load_keys(&stages.idp, Instant::now() + budget))
-            .into_iter()
-            .map(|(j, cause)| format!("issuer {}: its keys cannot be loaded: {cause}", j.issuer.issuer))
-            .collect();
+        let mut problems: Vec<String> =
+            (stages.validation.load_keys(&stages.idp, self.clock.now(), Instant::now() + budget))
+                .into_iter()
+                .map(|(j, cause)| format!("issuer {}: its keys cannot be loaded: {cause}", j.issuer.issuer))
+                .collect();
         problems.sort();
         problems
     }
 
     /// Ready to decide: the configuration is valid and every local issuer's keys are held.
     pub fn is_ready(&self) -> bool {
-        self.setup.as_ref().is_ok_and(|stages| stages.validation.keys_held())
+        self.setup.as_ref().is_ok_and(|stages| stages.validation.keys_held(self.clock.now()))
     }
 
     /// Answers one request. Never panics on any input or IdP answer; logs one line.
@@ -231,7 +235,7 @@ impl Engine {
                 return Outcome::Deny(Denial::InsufficientScope { required: Vec::new() });
             }
         };
-        let budget = Budget::new(request.deadline, stages.config.call_timeout);
+        let budget = Budget::new(self.clock.now(), request.deadline, stages.config.call_timeout);
         let identity = match stages.validation.validate(&stages.idp, token, hash, rule.introspect, budget, trace) {
             Ok(Verdict::Active(identity)) => identity,
             Ok(Verdict::Invalid(why)) => {
@@ -249,7 +253,7 @@ impl Engine {
             return Outcome::Deny(denial);
         }
         match stages.backend.get(&stages.idp, budget, trace) {
-            Ok(backend) => Outcome::Allow(grant(&stages.config, identity, &backend, self.clock.now())),
+            Ok(backend) => Outcome::Allow(grant(&stages.config, identity, &backend, budget.now)),
             Err(cause) => Outcome::Unavailable(cause),
         }
     }

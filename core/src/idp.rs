@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::budget::Budget;
+use crate::clock::UnixTime;
 use crate::config::Client;
 use crate::http::{Answer, HttpClient};
 use crate::log::Trace;
@@ -33,8 +34,8 @@ impl Endpoint {
     }
 
     /// Why this endpoint's secret cannot be had, if it cannot.
-    pub(crate) fn check_secret(&self, secrets: &Secrets) -> Option<String> {
-        secrets.check(self.secret_setting, &self.secret)
+    pub(crate) fn check_secret(&self, secrets: &Secrets, now: UnixTime) -> Option<String> {
+        secrets.check(self.secret_setting, &self.secret, now)
     }
 }
 

@@ -409,7 +409,7 @@ impl Jwks {
 
     /// Loads the keys now (start-up warm-up, `check-config`), or says why they cannot be had.
     pub(crate) fn warm(&self, http: &HttpClient, now: UnixTime, deadline: Instant) -> Result<(), Cause> {
-        match self.keys(http, now, Budget::new(Some(deadline), Duration::ZERO))? {
+        match self.keys(http, now, Budget::new(now, Some(deadline), Duration::ZERO))? {
             (_, Lookup::Stale(cause)) => Err(cause),
             _ => Ok(()),
         }

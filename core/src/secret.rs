@@ -2,12 +2,12 @@
 //! adapters resolve), fetched lazily, cached, and fetched again after a rotation.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::budget::Budget;
 use crate::cache::{Cache, Entry};
-use crate::clock::{Clock, UnixTime};
+use crate::clock::UnixTime;
 use crate::outcome::{Cause, Dependency, Failure};
 use crate::sync::lock;
 
@@ -165,21 +165,20 @@ pub fn resolve(
 pub(crate) type Env = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 /// Where secret values come from: the built-in sources, the environment, and the adapters'
-/// resolvers; and the clock that times their caching.
+/// resolvers.
 pub(crate) struct Secrets {
     resolvers: Vec<Box<dyn SecretResolver>>,
     env: Box<Env>,
-    clock: Arc<dyn Clock>,
 }
 
 impl Secrets {
-    pub(crate) fn new(resolvers: Vec<Box<dyn SecretResolver>>, env: Box<Env>, clock: Arc<dyn Clock>) -> Self {
-        Self { resolvers, env, clock }
+    pub(crate) fn new(resolvers: Vec<Box<dyn SecretResolver>>, env: Box<Env>) -> Self {
+        Self { resolvers, env }
     }
 
     /// The cell's value, fetched on first use.
     pub(crate) fn get(&self, cell: &SecretCell, budget: Budget) -> Result<Secret, SecretError> {
-        cell.get(|r| self.fetch(r, budget), self.clock.now(), budget.secret_wait_until())
+        cell.get(|r| self.fetch(r, budget), budget.now, budget.secret_wait_until())
     }
 
     /// A new value for the cell after an IdP rejected `rejected`; see [`SecretCell::refresh`].
@@ -190,12 +189,12 @@ impl Secrets {
         min_interval: i64,
         budget: Budget,
     ) -> Option<Secret> {
-        cell.refresh(rejected, |r| self.fetch(r, budget), self.clock.now(), min_interval, budget.wait_until())
+        cell.refresh(rejected, |r| self.fetch(r, budget), budget.now, min_interval, budget.wait_until())
     }
 
-    /// Why the secret `name` refers to cannot be had, if it cannot.
-    pub(crate) fn check(&self, name: &str, cell: &SecretCell) -> Option<String> {
-        self.get(cell, Budget::new(None, std::time::Duration::ZERO)).err().map(|e| format!("{name}: {e}"))
+    /// Why the secret `name` refers to cannot be had (now), if it cannot.
+    pub(crate) fn check(&self, name: &str, cell: &SecretCell, now: UnixTime) -> Option<String> {
+        self.get(cell, Budget::new(now, None, std::time::Duration::ZERO)).err().map(|e| format!("{name}: {e}"))
     }
 
     fn fetch(&self, reference: &SecretRef, budget: Budget) -> Result<Secret, SecretError> {

@@ -2,12 +2,11 @@
 //! JWT of a local issuer, else introspected at IdP A (RFC 7662).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::budget::Budget;
 use crate::cache::{Cache, Entry};
-use crate::clock::Clock;
+use crate::clock::UnixTime;
 use crate::config::{Config, Mode};
 use crate::idp::{Endpoint, Idp};
 use crate::introspection::{self, Identity, Verdict};
@@ -57,11 +56,10 @@ pub(crate) struct Validation {
     lifetimes: Lifetimes,
     leeway: i64,
     context_claims: Vec<String>,
-    clock: Arc<dyn Clock>,
 }
 
 impl Validation {
-    pub(crate) fn new(config: &Config, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
         Self {
             mode: config.mode,
             jwks: jwt::by_issuer(config.issuers.clone(), config.jwks_max_age),
@@ -78,7 +76,6 @@ impl Validation {
             },
             leeway: config.leeway,
             context_claims: config.context_claims.clone(),
-            clock,
         }
     }
 
@@ -112,7 +109,7 @@ impl Validation {
             Path::Local(jwks, peeked) => {
                 let at = jwt::At {
                     http: &idp.http,
-                    now: self.clock.now(),
+                    now: budget.now,
                     budget,
                     leeway: self.leeway,
                     claim_names: &self.context_claims,
@@ -173,7 +170,7 @@ impl Validation {
         trace: &mut Trace,
         load: impl FnOnce(&mut Trace) -> Result<Verdict, Cause>,
     ) -> Result<Verdict, Cause> {
-        let now = self.clock.now();
+        let now = budget.now;
         let life = &self.lifetimes;
         let timed_out = budget.waited_too_long(Dependency::Introspection);
         let (verdict, lookup) = self.verdicts.get_or_load(&key, now, budget.wait_until(), timed_out, || {
@@ -199,7 +196,7 @@ impl Validation {
     fn introspect(&self, idp: &Idp, token: &str, budget: Budget, trace: &mut Trace) -> Result<Verdict, Cause> {
         // Configuration validation requires introspection wherever it can be reached.
         let endpoint = self.introspection.as_ref().ok_or(Cause::new(Dependency::Configuration, Failure::Invalid))?;
-        let now = self.clock.now();
+        let now = budget.now;
         let form = [("token", token), ("token_type_hint", "access_token")];
         idp.call(endpoint, &form, budget, trace, |a| {
             let required_type = self.introspection_token_type.as_deref();
@@ -241,14 +238,12 @@ impl Validation {
 
     /// Loads every local issuer's keys now, all by `deadline`; each issuer that cannot be had,
     /// with why.
-    pub(crate) fn load_keys(&self, idp: &Idp, deadline: Instant) -> Vec<(&Jwks, Cause)> {
-        self.local_issuers()
-            .filter_map(|j| j.warm(&idp.http, self.clock.now(), deadline).err().map(|c| (j, c)))
-            .collect()
+    pub(crate) fn load_keys(&self, idp: &Idp, now: UnixTime, deadline: Instant) -> Vec<(&Jwks, Cause)> {
+        self.local_issuers().filter_map(|j| j.warm(&idp.http, now, deadline).err().map(|c| (j, c))).collect()
     }
 
     /// Whether every local issuer's keys are held.
-    pub(crate) fn keys_held(&self) -> bool {
-        self.local_issuers().all(|j| j.is_warm(self.clock.now()))
+    pub(crate) fn keys_held(&self, now: UnixTime) -> bool {
+        self.local_issuers().all(|j| j.is_warm(now))
     }
 }

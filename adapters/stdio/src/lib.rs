@@ -50,23 +50,24 @@ pub fn run(engine: &Engine, input: impl Read, output: impl Write) -> io::Result<
         .map_or_else(|_| (String::new(), "token".to_string()), |c| (c.realm.clone(), c.token_argument.clone()));
     let mut summary = Summary::default();
     let mut answer = |doc: Result<Value, String>, out: &mut dyn Write| -> io::Result<()> {
-        let reply = match doc.and_then(|d| gateway::parse_value(&d, &token_argument).map_err(|e| e.to_string())) {
+        match doc.and_then(|d| gateway::parse_value(&d, &token_argument).map_err(|e| e.to_string())) {
             Ok(request) => {
-                let a = gateway::render(&engine.decide(&request), &realm);
-                if a.status == 200 {
+                if gateway::write(&engine.decide(&request), &realm, &mut *out)? == 200 {
                     summary.decisions += 1
                 } else {
                     summary.unavailable += 1
                 }
-                a.body
             }
             Err(message) => {
                 summary.invalid += 1;
-                serde_json::json!({ "error": "invalid_payload", "message": message })
+                serde_json::to_writer(
+                    &mut *out,
+                    &serde_json::json!({ "error": "invalid_payload", "message": message }),
+                )?;
+                out.write_all(b"\n")?;
             }
-        };
-        serde_json::to_writer(&mut *out, &reply)?;
-        out.write_all(b"\n")
+        }
+        Ok(())
     };
 
     let incomplete = || Err("the document is incomplete".to_string());

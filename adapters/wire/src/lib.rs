@@ -89,29 +89,72 @@ fn user_defined(data: &Map<String, Value>, token_argument: &str) -> Request {
 
 /// Renders an outcome as the gateway expects it.
 pub fn render(outcome: &Outcome, realm: &str) -> Answer {
-    match outcome {
-        Outcome::Allow(grant) => {
-            let mut body = json!({
-                "active": true,
-                "principal": grant.principal,
-                "scope": grant.scopes,
-                "expiresAt": rfc3339(grant.expires_at),
-                "context": grant.context,
-            });
-            if let Some(client_id) = &grant.client_id {
-                body["clientId"] = json!(client_id);
-            }
-            Answer { status: 200, body }
+    let body = Body::of(outcome, realm);
+    // Serialising strings, numbers and string maps cannot fail.
+    Answer { status: body.status(), body: serde_json::to_value(&body).unwrap_or(Value::Null) }
+}
+
+/// [`render`], written as one line of JSON straight to `out` (no intermediate [`Value`]); returns
+/// the status.
+pub fn write(outcome: &Outcome, realm: &str, out: &mut (impl std::io::Write + ?Sized)) -> std::io::Result<u16> {
+    let body = Body::of(outcome, realm);
+    serde_json::to_writer(&mut *out, &body)?;
+    out.write_all(b"\n")?;
+    Ok(body.status())
+}
+
+/// An answer's body, borrowed from the outcome it renders.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    #[serde(rename_all = "camelCase")]
+    Allow {
+        active: bool,
+        principal: &'a str,
+        scope: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
+        expires_at: String,
+        context: &'a std::collections::BTreeMap<String, String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Deny { active: bool, www_authenticate: String },
+    #[serde(rename_all = "camelCase")]
+    Unavailable {
+        error: &'static str,
+        cause: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+}
+
+impl<'a> Body<'a> {
+    fn of(outcome: &'a Outcome, realm: &str) -> Self {
+        match outcome {
+            Outcome::Allow(grant) => Body::Allow {
+                active: true,
+                principal: &grant.principal,
+                scope: &grant.scopes,
+                client_id: grant.client_id.as_deref(),
+                expires_at: rfc3339(grant.expires_at),
+                context: &grant.context,
+            },
+            Outcome::Deny(denial) => Body::Deny { active: false, www_authenticate: denial.challenge(realm) },
+            Outcome::Unavailable(cause) => Body::Unavailable {
+                error: "unavailable",
+                cause: cause.code(),
+                message: cause.to_string(),
+                retry_after: cause.retry_after,
+            },
         }
-        Outcome::Deny(denial) => {
-            Answer { status: 200, body: json!({ "active": false, "wwwAuthenticate": denial.challenge(realm) }) }
-        }
-        Outcome::Unavailable(cause) => {
-            let mut body = json!({ "error": "unavailable", "cause": cause.code(), "message": cause.to_string() });
-            if let Some(seconds) = cause.retry_after {
-                body["retryAfter"] = json!(seconds);
-            }
-            Answer { status: 502, body }
+    }
+
+    /// 200 for a decision, 502 when none could be made.
+    fn status(&self) -> u16 {
+        match self {
+            Body::Unavailable { .. } => 502,
+            _ => 200,
         }
     }
 }
@@ -231,5 +274,22 @@ mod tests {
         assert_eq!(a.body["cause"], "backend_token_bad_status");
         assert_eq!(a.body["retryAfter"], 7);
         assert!(a.body.get("active").is_none());
+    }
+
+    #[test]
+    fn written_answers_are_the_rendered_ones() {
+        let mut context = BTreeMap::new();
+        context.insert("back_end_token".to_string(), "Bearer b\"\n".to_string());
+        let grant = Grant { principal: "al\u{e9}".into(), scopes: vec![], client_id: None, expires_at: 0, context };
+        let mut cause = Cause::new(Dependency::Introspection, Failure::Timeout);
+        cause.retry_after = Some(3);
+        for outcome in [Outcome::Allow(grant), Outcome::Deny(Denial::MissingToken), Outcome::Unavailable(cause)] {
+            let mut line = Vec::new();
+            let status = write(&outcome, "api", &mut line).unwrap();
+            let rendered = render(&outcome, "api");
+            assert_eq!(status, rendered.status);
+            assert!(line.ends_with(b"\n") && line.iter().filter(|&&b| b == b'\n').count() == 1);
+            assert_eq!(serde_json::from_slice::<Value>(&line).unwrap(), rendered.body);
+        }
     }
 }
