@@ -17,6 +17,7 @@
 //! decisions (no-token calls counted apart); binary sizes.
 
 mod clients;
+mod peers;
 mod report;
 mod stats;
 mod svg;
@@ -134,6 +135,10 @@ impl World {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(peers::VERIFY_ALONE) {
+        return peers::verify_alone_child(&args[1..]);
+    }
     let k = Knobs {
         runs: knob("RUNS", 20),
         warm: knob("WARM", 20_000),
@@ -170,6 +175,8 @@ fn main() {
     http(&w, &k, &mut r);
     step("Lambda under the fake Runtime API");
     lambda_warm(&w, &k, &mut r);
+    step("peers (issue 13)");
+    peers::run(&w, &k, &mut r);
     sizes(&mut r);
 
     std::fs::create_dir_all(&out).expect("results directory");
