@@ -3,9 +3,10 @@
 //!
 //! `TOKENBRIDGE_BIN` is the binary to measure (scripts/bench passes the release one);
 //! `BENCH_OUT` the results directory (default `bench/results`); `BENCH_SIZES_DIR` a directory
-//! with single-adapter builds named `tokenbridge-<adapter>` (`scripts/bench --sizes`). The
-//! `BENCH_*` knobs below trade time for precision; the defaults run in well under a minute
-//! once built.
+//! with single-adapter builds named `tokenbridge-<adapter>` (`scripts/bench --sizes`);
+//! `BENCH_PEERS_DIR` where scripts/bench installed the peers (`target/bench-peers`). The
+//! `BENCH_*` knobs below trade time for precision; the defaults run in about four minutes once
+//! built, most of it the peers (PyJWT answers a few thousand tokens a second).
 //!
 //! What runs, in order: cold starts per mode; warm latency per decision path over the OCI
 //! socket, with every cache on, with every cache that configuration can turn off (the backend
@@ -14,7 +15,8 @@
 //! seed's two); stdio throughput (pinned to one CPU when `taskset` exists); HTTP forward-auth
 //! latency, caches on and off, and throughput under concurrent load; Lambda under the fake
 //! Runtime API, caches on and off; peak resident memory per mode; IdP requests per 1,000 token
-//! decisions (no-token calls counted apart); binary sizes.
+//! decisions (no-token calls counted apart); tokenbridge stdio beside its peers and the
+//! verify-alone baseline (`peers.rs`, issue 13); binary sizes.
 
 mod clients;
 mod peers;
