@@ -3,9 +3,10 @@
 //!
 //! `TOKENBRIDGE_BIN` is the binary to measure (scripts/bench passes the release one);
 //! `BENCH_OUT` the results directory (default `bench/results`); `BENCH_SIZES_DIR` a directory
-//! with single-adapter builds named `tokenbridge-<adapter>` (`scripts/bench --sizes`). The
-//! `BENCH_*` knobs below trade time for precision; the defaults run in well under a minute
-//! once built.
+//! with single-adapter builds named `tokenbridge-<adapter>` (`scripts/bench --sizes`);
+//! `BENCH_PEERS_DIR` where scripts/bench installed the peers (`target/bench-peers`). The
+//! `BENCH_*` knobs below trade time for precision; the defaults run in about four minutes once
+//! built, most of it the peers (PyJWT answers a few thousand tokens a second).
 //!
 //! What runs, in order: cold starts per mode; warm latency per decision path over the OCI
 //! socket, with every cache on, with every cache that configuration can turn off (the backend
@@ -14,9 +15,11 @@
 //! seed's two); stdio throughput (pinned to one CPU when `taskset` exists); HTTP forward-auth
 //! latency, caches on and off, and throughput under concurrent load; Lambda under the fake
 //! Runtime API, caches on and off; peak resident memory per mode; IdP requests per 1,000 token
-//! decisions (no-token calls counted apart); binary sizes.
+//! decisions (no-token calls counted apart); tokenbridge stdio beside its peers and the
+//! verify-alone baseline (`peers.rs`, issue 13); binary sizes.
 
 mod clients;
+mod peers;
 mod report;
 mod stats;
 mod svg;
@@ -134,6 +137,10 @@ impl World {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(peers::VERIFY_ALONE) {
+        return peers::verify_alone_child(&args[1..]);
+    }
     let k = Knobs {
         runs: knob("RUNS", 20),
         warm: knob("WARM", 20_000),
@@ -170,6 +177,8 @@ fn main() {
     http(&w, &k, &mut r);
     step("Lambda under the fake Runtime API");
     lambda_warm(&w, &k, &mut r);
+    step("peers (issue 13)");
+    peers::run(&w, &k, &mut r);
     sizes(&mut r);
 
     std::fs::create_dir_all(&out).expect("results directory");

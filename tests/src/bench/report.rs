@@ -117,6 +117,8 @@ pub struct Results {
     /// From the decision log of the caches-off introspection process: the median time inside
     /// IdP calls and the median whole decision, µs, as tokenbridge measured them.
     pub logged_split: Option<(f64, f64)>,
+    /// Issue 13: tokenbridge beside its peers, and the verify-alone baseline.
+    pub peers: crate::peers::Peers,
 }
 
 /// Which side of its limit a target wants the measured value on.
@@ -143,7 +145,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn new(key: &'static str, what: &'static str, goal: &str, limit: f64, better: Better) -> Self {
+    pub fn new(key: &'static str, what: &'static str, goal: &str, limit: f64, better: Better) -> Self {
         Target {
             key,
             what,
@@ -157,7 +159,7 @@ impl Target {
         }
     }
 
-    fn measured(mut self, value: Option<f64>, text: Option<String>) -> Self {
+    pub fn measured(mut self, value: Option<f64>, text: Option<String>) -> Self {
         self.value = value;
         self.measured = text.unwrap_or_else(|| "n/a".into());
         self
@@ -194,7 +196,7 @@ impl Target {
     }
 
     /// The reason line, only for a missed target.
-    fn because(mut self, why: impl FnOnce() -> Option<String>) -> Self {
+    pub fn because(mut self, why: impl FnOnce() -> Option<String>) -> Self {
         if self.met() == Some(false) {
             self.why = why();
         }
@@ -225,6 +227,7 @@ impl Results {
             idp: Vec::new(),
             sizes: Vec::new(),
             logged_split: None,
+            peers: Default::default(),
         }
     }
 
@@ -367,6 +370,7 @@ impl Results {
                     (!one.is_empty()).then(|| format!("single-adapter builds: {}", one.join(", ")))
                 }),
         );
+        t.extend(self.peers.targets(self));
         t
     }
 
@@ -385,7 +389,7 @@ impl Results {
             m.date, m.commit, m.cores, m.cpu, m.load, m.rustc
         ));
         line(String::new());
-        line("## Targets (issue 8)".into());
+        line("## Targets (issues 8 and 13)".into());
         line(String::new());
         line("| target | measured | goal | status |".into());
         line("|---|---|---|---|".into());
@@ -467,6 +471,7 @@ impl Results {
             ));
         }
         line(String::new());
+        self.peers.markdown(&mut line);
         line("## Peak resident memory (VmHWM)".into());
         line(String::new());
         line("| mode | MiB |".into());
@@ -557,6 +562,7 @@ impl Results {
                 "requests": c.requests,
                 "per_1000": (c.per_thousand() * 10.0).round() / 10.0
             }))).collect::<serde_json::Map<_, _>>(),
+            "peers": self.peers.json(),
             "binary_bytes": self.sizes.iter().map(|(label, b)| json!({"build": label, "bytes": b})).collect::<Vec<_>>(),
         })
     }
