@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tokenbridge_tests::fake_idp::unix_now;
 use tokenbridge_tests::jwt_keys::{FakeIssuer, SigningKey};
@@ -534,8 +534,8 @@ fn write_calls(pid: u32) -> Option<u64> {
     io.lines().find_map(|l| l.strip_prefix("syscw:"))?.trim().parse().ok()
 }
 
-/// Times `jsonwebtoken::crypto::verify` (tokenbridge's crypto: jsonwebtoken on aws-lc-rs) over
-/// `tokens` with the key built once from `jwk`, in a child of this binary pinned to `cpu`:
+/// Times the bare signature check (aws-lc-rs, tokenbridge's crypto, key parsed once) over
+/// `tokens`, in a child of this binary pinned to `cpu`:
 /// microseconds per verification for each of `passes` passes, and how many tokens verified.
 fn verify_alone(
     alg: &str,
@@ -580,37 +580,43 @@ fn verify_alone(
 }
 
 /// The verify-alone child: reads a JWK, then tokens, one a line, from stdin; verifies every token
-/// `passes` times and prints the microseconds per verification of each pass as JSON.
+/// `passes` times and prints the microseconds per verification of each pass as JSON. The
+/// baseline is the signature check and nothing else: aws-lc-rs (tokenbridge's crypto) with the
+/// key parsed once, and each signature decoded from base64 outside the timing.
 pub fn verify_alone_child(args: &[String]) {
+    use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
+    use base64::Engine as _;
     let fail = |why: String| -> ! {
         eprintln!("verify-alone: {why}");
         std::process::exit(2)
     };
-    let alg = match args.first().map(String::as_str) {
-        Some("RS256") => Algorithm::RS256,
-        Some("ES256") => Algorithm::ES256,
-        other => fail(format!("unsupported algorithm {other:?}")),
-    };
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok();
     let passes: usize = args.get(1).and_then(|p| p.parse().ok()).unwrap_or(3).max(1);
     let mut lines = BufReader::new(std::io::stdin().lock()).lines().map_while(Result::ok);
     let jwk = lines.next().unwrap_or_else(|| fail("no JWK".into()));
-    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(&jwk).unwrap_or_else(|e| fail(format!("JWK: {e}")));
-    let key = DecodingKey::from_jwk(&jwk).unwrap_or_else(|e| fail(format!("key: {e}")));
-    // Split outside the timing: the baseline is the signature check and nothing else.
-    let tokens: Vec<(String, String)> =
-        lines.filter_map(|t| t.rsplit_once('.').map(|(m, s)| (m.to_string(), s.to_string()))).collect();
+    let jwk: Value = serde_json::from_str(&jwk).unwrap_or_else(|e| fail(format!("JWK: {e}")));
+    let part = |name: &str| jwk[name].as_str().and_then(b64).unwrap_or_else(|| fail(format!("JWK {name}")));
+    let key: ParsedPublicKey = match args.first().map(String::as_str) {
+        Some("RS256") => RsaPublicKeyComponents { n: &part("n")[..], e: &part("e")[..] }
+            .to_parsed_public_key(&sig::RSA_PKCS1_2048_8192_SHA256)
+            .unwrap_or_else(|e| fail(format!("key: {e}"))),
+        Some("ES256") => {
+            let point = [&[0x04][..], &part("x"), &part("y")].concat();
+            ParsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point).unwrap_or_else(|e| fail(format!("key: {e}")))
+        }
+        other => fail(format!("unsupported algorithm {other:?}")),
+    };
+    let tokens: Vec<(String, Vec<u8>)> =
+        lines.filter_map(|t| t.rsplit_once('.').and_then(|(m, s)| Some((m.to_string(), b64(s)?)))).collect();
     if tokens.is_empty() {
         fail("no tokens".into());
     }
-    let verified = tokens
-        .iter()
-        .filter(|(m, s)| jsonwebtoken::crypto::verify(s, m.as_bytes(), &key, alg).unwrap_or(false))
-        .count();
+    let verified = tokens.iter().filter(|(m, s)| key.verify_sig(m.as_bytes(), s).is_ok()).count();
     let mut times = Vec::with_capacity(passes);
     for _ in 0..passes {
         let started = Instant::now();
         for (m, s) in &tokens {
-            std::hint::black_box(jsonwebtoken::crypto::verify(s, m.as_bytes(), &key, alg).unwrap_or(false));
+            std::hint::black_box(key.verify_sig(m.as_bytes(), s).is_ok());
         }
         times.push(started.elapsed().as_secs_f64() * 1e6 / tokens.len() as f64);
     }
@@ -880,8 +886,8 @@ impl Peers {
         line("### Verify alone: the signature check beside tokenbridge's uncached decision".into());
         line(String::new());
         line(format!(
-            "`jsonwebtoken::crypto::verify` (jsonwebtoken 11 on aws-lc-rs, tokenbridge's own crypto) with the key \
-             built once from the same JWK, over the same {} distinct tokens, in a process {}, one pass per \
+            "aws-lc-rs `ParsedPublicKey::verify_sig` (tokenbridge's own crypto) with the key parsed once from the \
+             same JWK and each signature decoded beforehand, over the same {} distinct tokens, in a process {}, one pass per \
              throughput run, right after that run's decisions; the decision is tokenbridge's stdio rate on the \
              distinct-token row above, inverted.",
             self.tokens, self.pinned
