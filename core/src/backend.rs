@@ -46,17 +46,23 @@ impl BackendTokens {
     pub(crate) fn get(&self, idp: &Idp, budget: Budget, trace: &mut Trace) -> Result<BackendToken, Cause> {
         let now = budget.now;
         let timed_out = budget.waited_too_long(Dependency::BackendToken);
-        let result = self.token.get_or_load(&(), now, budget.wait_until(), timed_out, || {
-            let form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let token = idp.call(&self.endpoint, &form, budget, trace, |a| {
-                read_answer(a.status, &a.body, now, self.default_ttl)
-            })?;
-            Ok(Entry {
-                fresh_until: token.refresh_at(self.refresh_margin, self.min_remaining),
-                usable_until: token.usable_until(self.min_remaining),
-                value: token,
-            })
-        });
+        let result = self.token.get_or_load(
+            &(),
+            now,
+            || budget.wait_until(),
+            timed_out,
+            || {
+                let form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let token = idp.call(&self.endpoint, &form, budget, trace, |a| {
+                    read_answer(a.status, &a.body, now, self.default_ttl)
+                })?;
+                Ok(Entry {
+                    fresh_until: token.refresh_at(self.refresh_margin, self.min_remaining),
+                    usable_until: token.usable_until(self.min_remaining),
+                    value: token,
+                })
+            },
+        );
         let (token, lookup) = result?;
         if let Lookup::Stale(cause) = lookup {
             trace.detail =

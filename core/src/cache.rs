@@ -25,6 +25,24 @@ impl<V> Entry<V> {
     }
 }
 
+/// How long a caller waits for a load in flight: an instant, or a function that says it, read
+/// only when there is something to wait for (a cache hit reads no clock).
+pub(crate) trait WaitUntil {
+    fn instant(self) -> Instant;
+}
+
+impl WaitUntil for Instant {
+    fn instant(self) -> Instant {
+        self
+    }
+}
+
+impl<F: FnOnce() -> Instant> WaitUntil for F {
+    fn instant(self) -> Instant {
+        self()
+    }
+}
+
 /// After a failed reload, the stale value is served without trying again for this long, so an
 /// outage costs one timeout per interval rather than one per lookup.
 pub(crate) const STALE_RETRY_SECONDS: i64 = 5;
@@ -108,7 +126,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         &self,
         key: &K,
         now: UnixTime,
-        wait_until: Instant,
+        wait_until: impl WaitUntil,
         timed_out: E,
         load: impl FnOnce() -> Result<Entry<V>, E>,
     ) -> Result<(V, Lookup<E>), E> {
@@ -125,7 +143,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
             drop(state);
             // The reload in flight may bring news the stale value hides (a revoked token, a
             // rotated key): wait for it; the stale value serves only if it fails.
-            return match Self::wait(&flight, wait_until) {
+            return match Self::wait(&flight, wait_until.instant()) {
                 Some(Ok(v)) => Ok((v, Lookup::Shared)),
                 Some(Err(e)) => Self::stale_or(stale, e),
                 None => Err(timed_out),

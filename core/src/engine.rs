@@ -20,15 +20,13 @@ use crate::reason::Reason;
 use crate::secret::{self, Env, SecretCell, SecretResolver, Secrets};
 use crate::validation::Validation;
 
-type Sink = dyn Fn(&str) + Send + Sync;
-
 /// Makes decisions. Built once per process and shared: its caches and connections are what
 /// make warm calls cheap. See the crate documentation for an example.
 pub struct Engine {
     setup: Result<Stages, ConfigErrors>,
     clock: Arc<dyn Clock>,
     secrets: Arc<Secrets>,
-    sink: Box<Sink>,
+    sink: Sink,
 }
 
 /// What a valid configuration builds: the stages a request flows through, in order.
@@ -45,7 +43,7 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     resolvers: Vec<Box<dyn SecretResolver>>,
     env: Box<Env>,
-    sink: Box<Sink>,
+    sink: Sink,
 }
 
 impl EngineBuilder {
@@ -63,7 +61,7 @@ impl EngineBuilder {
 
     /// Sends decision log lines here instead of stderr.
     pub fn log_sink(mut self, sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        self.sink = Box::new(sink);
+        self.sink = Sink::Custom(Box::new(sink));
         self
     }
 
@@ -112,13 +110,24 @@ pub fn set_global(engine: Engine) -> Result<&'static Engine, &'static Engine> {
     }
 }
 
-fn stderr_sink(line: &str) {
-    // One write per line, so lines from concurrent decisions never interleave. A failed log
-    // write must not fail the decision.
-    let mut whole = String::with_capacity(line.len() + 1);
-    whole.push_str(line);
-    whole.push('\n');
-    let _ = std::io::stderr().lock().write_all(whole.as_bytes());
+/// Where decision log lines go.
+enum Sink {
+    /// Standard error, one write per line, so lines from concurrent decisions never interleave.
+    Stderr,
+    Custom(Box<dyn Fn(&str) + Send + Sync>),
+}
+
+impl Sink {
+    fn log(&self, mut line: String) {
+        match self {
+            Sink::Stderr => {
+                line.push('\n');
+                // A failed log write must not fail the decision.
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            Sink::Custom(sink) => sink(&line),
+        }
+    }
 }
 
 impl Engine {
@@ -129,7 +138,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             resolvers: Vec::new(),
             env: Box::new(|k| std::env::var(k).ok()),
-            sink: Box::new(stderr_sink),
+            sink: Sink::Stderr,
         }
     }
 
@@ -198,7 +207,7 @@ impl Engine {
         let outcome = self.run(request, &mut trace);
         let now =
             time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        (self.sink)(&log::decision_line(
+        self.sink.log(log::decision_line(
             request.call_id.as_deref(),
             &outcome,
             &trace,

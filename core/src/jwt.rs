@@ -434,21 +434,27 @@ impl Jwks {
     fn keys(&self, http: &HttpClient, now: UnixTime, budget: Budget) -> Result<(Arc<KeySet>, Lookup<Cause>), Cause> {
         let cause = |f| Cause::new(Dependency::Jwks, f);
         let timed_out = budget.waited_too_long(Dependency::Jwks);
-        self.keys.get_or_load(&(), now, budget.wait_until(), timed_out, || {
-            let url = self.jwks_url(http, now, budget)?;
-            let answer = http.get(&url, budget.deadline()).map_err(cause)?;
-            if answer.status != 200 {
-                return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(answer.status)) });
-            }
-            let set = KeySet::from_json(&answer.body).map_err(cause)?;
-            if set.is_empty() {
-                return Err(cause(Failure::Malformed));
-            }
-            let max_age = answer.max_age.map_or(self.default_max_age, |a| i64::try_from(a).unwrap_or(i64::MAX));
-            // At least a minute, so a `no-cache` JWKS does not cost a request per decision.
-            let fresh_until = now.saturating_add(max_age.clamp(60, 86_400));
-            Ok(Entry { value: Arc::new(set), fresh_until, usable_until: UnixTime::MAX })
-        })
+        self.keys.get_or_load(
+            &(),
+            now,
+            || budget.wait_until(),
+            timed_out,
+            || {
+                let url = self.jwks_url(http, now, budget)?;
+                let answer = http.get(&url, budget.deadline()).map_err(cause)?;
+                if answer.status != 200 {
+                    return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(answer.status)) });
+                }
+                let set = KeySet::from_json(&answer.body).map_err(cause)?;
+                if set.is_empty() {
+                    return Err(cause(Failure::Malformed));
+                }
+                let max_age = answer.max_age.map_or(self.default_max_age, |a| i64::try_from(a).unwrap_or(i64::MAX));
+                // At least a minute, so a `no-cache` JWKS does not cost a request per decision.
+                let fresh_until = now.saturating_add(max_age.clamp(60, 86_400));
+                Ok(Entry { value: Arc::new(set), fresh_until, usable_until: UnixTime::MAX })
+            },
+        )
     }
 
     fn jwks_url(&self, http: &HttpClient, now: UnixTime, budget: Budget) -> Result<String, Cause> {
@@ -457,35 +463,43 @@ impl Jwks {
         }
         let cause = |f| Cause::new(Dependency::Jwks, f);
         let timed_out = budget.waited_too_long(Dependency::Jwks);
-        let (url, _) = self.discovered.get_or_load(&(), now, budget.wait_until(), timed_out, || {
-            let mut last = cause(Failure::Status(404));
-            for url in discovery_urls(&self.issuer.issuer) {
-                let answer = match http.get(&url, budget.deadline()) {
-                    Ok(a) => a,
-                    Err(f) => return Err(cause(f)),
-                };
-                match answer.status {
-                    200 => {}
-                    // Not published here: try the other well-known place.
-                    404 => {
-                        last = cause(Failure::Status(404));
-                        continue;
+        let (url, _) = self.discovered.get_or_load(
+            &(),
+            now,
+            || budget.wait_until(),
+            timed_out,
+            || {
+                let mut last = cause(Failure::Status(404));
+                for url in discovery_urls(&self.issuer.issuer) {
+                    let answer = match http.get(&url, budget.deadline()) {
+                        Ok(a) => a,
+                        Err(f) => return Err(cause(f)),
+                    };
+                    match answer.status {
+                        200 => {}
+                        // Not published here: try the other well-known place.
+                        404 => {
+                            last = cause(Failure::Status(404));
+                            continue;
+                        }
+                        // An outage answers for the issuer, not for this one document.
+                        status => {
+                            return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(status)) });
+                        }
                     }
-                    // An outage answers for the issuer, not for this one document.
-                    status => return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(status)) }),
+                    let doc = crate::json::object(&answer.body).ok_or(cause(Failure::Malformed))?;
+                    let url = doc.get("jwks_uri").and_then(Value::as_str).ok_or(cause(Failure::Malformed))?;
+                    crate::url_rules::check_url(url).map_err(|_| cause(Failure::Malformed))?;
+                    // OpenID Connect Discovery §4.3, RFC 8414 §3.3: a document for another issuer
+                    // (a shared host, a misrouted proxy) must not lend its keys to this one.
+                    if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.issuer.as_str()) {
+                        return Err(cause(Failure::IssuerMismatch));
+                    }
+                    return Ok(Entry::until(url.to_string(), UnixTime::MAX));
                 }
-                let doc = crate::json::object(&answer.body).ok_or(cause(Failure::Malformed))?;
-                let url = doc.get("jwks_uri").and_then(Value::as_str).ok_or(cause(Failure::Malformed))?;
-                crate::url_rules::check_url(url).map_err(|_| cause(Failure::Malformed))?;
-                // OpenID Connect Discovery §4.3, RFC 8414 §3.3: a document for another issuer
-                // (a shared host, a misrouted proxy) must not lend its keys to this one.
-                if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.issuer.as_str()) {
-                    return Err(cause(Failure::IssuerMismatch));
-                }
-                return Ok(Entry::until(url.to_string(), UnixTime::MAX));
-            }
-            Err(last)
-        })?;
+                Err(last)
+            },
+        )?;
         Ok(url)
     }
 }

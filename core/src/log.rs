@@ -115,8 +115,11 @@ pub(crate) fn decision_line(
         duration_ms: micros as f64 / 1000.0,
         detail: trace.detail.as_deref(),
     };
-    // Serialising strings, numbers and options into a `String` cannot fail.
-    serde_json::to_string(&line).unwrap_or_default()
+    // Room for a typical line and the newline a sink may add, so it is allocated once.
+    let mut out = Vec::with_capacity(512);
+    // Serialising strings, numbers and options cannot fail, and makes UTF-8.
+    let _ = serde_json::to_writer(&mut out, &line);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn reason(outcome: &Outcome, trace: &Trace) -> Option<Reason> {

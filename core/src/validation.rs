@@ -173,21 +173,27 @@ impl Validation {
         let now = budget.now;
         let life = &self.lifetimes;
         let timed_out = budget.waited_too_long(Dependency::Introspection);
-        let (verdict, lookup) = self.verdicts.get_or_load(&key, now, budget.wait_until(), timed_out, || {
-            let verdict = load(trace)?;
-            Ok(match &verdict {
-                Verdict::Active(Identity { expires_at, .. }) => {
-                    let max = now.saturating_add(life.max_ttl);
-                    let fresh_until = expires_at.map_or(max, |exp| exp.min(max));
-                    // While IdP A fails, a known-good answer may serve a little longer, but never
-                    // past the token's own expiry.
-                    let stale = fresh_until.saturating_add(life.stale_if_error);
-                    let usable_until = expires_at.map_or(stale, |exp| exp.min(stale));
-                    Entry { value: verdict, fresh_until, usable_until }
-                }
-                Verdict::Invalid(_) => Entry::until(verdict, now.saturating_add(life.inactive_ttl)),
-            })
-        })?;
+        let (verdict, lookup) = self.verdicts.get_or_load(
+            &key,
+            now,
+            || budget.wait_until(),
+            timed_out,
+            || {
+                let verdict = load(trace)?;
+                Ok(match &verdict {
+                    Verdict::Active(Identity { expires_at, .. }) => {
+                        let max = now.saturating_add(life.max_ttl);
+                        let fresh_until = expires_at.map_or(max, |exp| exp.min(max));
+                        // While IdP A fails, a known-good answer may serve a little longer, but never
+                        // past the token's own expiry.
+                        let stale = fresh_until.saturating_add(life.stale_if_error);
+                        let usable_until = expires_at.map_or(stale, |exp| exp.min(stale));
+                        Entry { value: verdict, fresh_until, usable_until }
+                    }
+                    Verdict::Invalid(_) => Entry::until(verdict, now.saturating_add(life.inactive_ttl)),
+                })
+            },
+        )?;
         trace.validation = Some(lookup);
         Ok(verdict)
     }

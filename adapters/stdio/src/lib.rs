@@ -72,20 +72,34 @@ pub fn run(engine: &Engine, input: impl Read, output: impl Write) -> io::Result<
 
     let incomplete = || Err("the document is incomplete".to_string());
     let mut pending: Vec<u8> = Vec::new();
+    let mut line: Vec<u8> = Vec::new();
     loop {
         // No whole line waiting: the next read may wait for the client, who may be waiting for
         // these answers.
         if !input.buffer().contains(&b'\n') {
             output.flush()?;
         }
-        let Some(line) = read_line(&mut input)? else { break };
-        let Some(line) = line else {
-            answer(Err("document exceeds 1 MiB".into()), &mut output)?;
-            pending.clear();
-            continue;
-        };
+        match read_line(&mut input, &mut line)? {
+            Line::End => break,
+            Line::TooLong => {
+                answer(Err("document exceeds 1 MiB".into()), &mut output)?;
+                pending.clear();
+                continue;
+            }
+            Line::Read => {}
+        }
         if pending.is_empty() && line.iter().all(u8::is_ascii_whitespace) {
             continue;
+        }
+        if pending.is_empty() {
+            // The usual case, a document on one line: read it where it lies.
+            match read_document(&line) {
+                Err(None) => {}
+                doc => {
+                    answer(doc.map_err(|e| e.unwrap_or_default()), &mut output)?;
+                    continue;
+                }
+            }
         }
         if !pending.is_empty() && line.first() == Some(&b'{') && !continues(&pending, &line) {
             // A line that cannot go on the document before it but is a whole document by itself
@@ -122,22 +136,32 @@ pub fn run(engine: &Engine, input: impl Read, output: impl Write) -> io::Result<
     Ok(summary)
 }
 
-/// The next line with its `\n`: `None` at the end of input, `Some(None)` for a line longer than
-/// [`MAX_DOCUMENT_BYTES`] (read to its end and dropped, never held in memory whole).
-fn read_line(input: &mut impl BufRead) -> io::Result<Option<Option<Vec<u8>>>> {
-    let mut line = Vec::new();
-    let n = input.by_ref().take(MAX_DOCUMENT_BYTES as u64 + 1).read_until(b'\n', &mut line)?;
+/// What [`read_line`] found.
+enum Line {
+    /// A line, with its `\n` unless input ended first.
+    Read,
+    /// A line longer than [`MAX_DOCUMENT_BYTES`], read to its end and dropped, never held in
+    /// memory whole.
+    TooLong,
+    End,
+}
+
+/// Reads the next line into `line` (emptied first, so one buffer serves every line).
+fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
+    line.clear();
+    let n = input.by_ref().take(MAX_DOCUMENT_BYTES as u64 + 1).read_until(b'\n', line)?;
     if n == 0 {
-        return Ok(None);
+        return Ok(Line::End);
     }
     if line.len() > MAX_DOCUMENT_BYTES {
-        let mut rest = Vec::new();
-        while input.by_ref().take(64 * 1024).read_until(b'\n', &mut rest)? > 0 && !rest.ends_with(b"\n") {
-            rest.clear();
+        line.clear();
+        while input.by_ref().take(64 * 1024).read_until(b'\n', line)? > 0 && !line.ends_with(b"\n") {
+            line.clear();
         }
-        return Ok(Some(None));
+        line.clear();
+        return Ok(Line::TooLong);
     }
-    Ok(Some(Some(line)))
+    Ok(Line::Read)
 }
 
 /// Whether `line` can be part of the document begun in `pending` (it completes it or leaves it
