@@ -14,11 +14,11 @@ use crate::config::Mode;
 use crate::config::{Client, Config, ConfigErrors};
 use crate::http::{Answer, HttpClient};
 use crate::introspection::{self, Identity, Verdict};
-use crate::jwt::{self, Jwks, Peek, Unreadable};
+use crate::jwt::{self, Jwks, KeysProblem, Peek, Unreadable};
 use crate::log::{self, Trace};
 use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request};
 use crate::reason::Reason;
-use crate::secret::{self, Secret, SecretCell, SecretError, SecretResolver};
+use crate::secret::{self, Secret, SecretCell, SecretError, SecretProblem, SecretResolver};
 
 type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 type Sink = dyn Fn(&str) + Send + Sync;
@@ -75,7 +75,8 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// Uses this clock instead of the system's.
+    /// Uses this clock instead of the system's (tests, with [`crate::testing::ManualClock`]).
+    #[cfg(feature = "testing")]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -167,7 +168,7 @@ impl Engine {
     /// Resolves both client secrets now, reporting each that cannot be had. For `check-config`
     /// and for adapters that want to fail fast.
     /// With an invalid configuration there is nothing to resolve: see [`Engine::check_secret_refs`].
-    pub fn check_secrets(&self) -> Vec<String> {
+    pub fn check_secrets(&self) -> Vec<SecretProblem> {
         let Ok(parts) = &self.setup else { return Vec::new() };
         let cells = [
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", parts.introspection_secret.as_ref()),
@@ -183,15 +184,15 @@ impl Engine {
     /// Resolves these secrets now with this engine's resolvers, reporting each that cannot be
     /// had; for `check-config` when the configuration is invalid but its secret settings
     /// ([`Config::secrets_from_lookup`]) can still be checked.
-    pub fn check_secret_refs(&self, secrets: &[(&str, secret::SecretRef)]) -> Vec<String> {
+    pub fn check_secret_refs(&self, secrets: &[(&'static str, secret::SecretRef)]) -> Vec<SecretProblem> {
         secrets
             .iter()
             .filter_map(|(name, reference)| self.check_secret(name, &SecretCell::new(reference.clone())))
             .collect()
     }
 
-    fn check_secret(&self, name: &str, cell: &SecretCell) -> Option<String> {
-        self.secret(cell, None).err().map(|e| format!("{name}: {e}"))
+    fn check_secret(&self, setting: &'static str, cell: &SecretCell) -> Option<SecretProblem> {
+        self.secret(cell, None).err().map(|error| SecretProblem { setting, error })
     }
 
     /// Loads every local issuer's keys now, each within `budget`, so the first request does not
@@ -204,14 +205,14 @@ impl Engine {
 
     /// For `check-config`: loads every local issuer's keys, all within `budget`, and names the
     /// issuers whose keys cannot be had, and why.
-    pub fn check_keys(&self, budget: Duration) -> Vec<String> {
+    pub fn check_keys(&self, budget: Duration) -> Vec<KeysProblem> {
         let Ok(parts) = &self.setup else { return Vec::new() };
         let deadline = Instant::now() + budget;
-        let mut problems: Vec<String> = (parts.jwks.values().filter(|j| j.issuer.local))
+        let mut problems: Vec<KeysProblem> = (parts.jwks.values().filter(|j| j.issuer.local))
             .filter_map(|j| j.warm(&parts.http, self.clock.now(), deadline).err().map(|c| (j, c)))
-            .map(|(j, cause)| format!("issuer {}: its keys cannot be loaded: {cause}", j.issuer.issuer))
+            .map(|(j, cause)| KeysProblem { issuer: j.issuer.issuer.clone(), cause })
             .collect();
-        problems.sort();
+        problems.sort_by(|a, b| a.issuer.cmp(&b.issuer));
         problems
     }
 

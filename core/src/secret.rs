@@ -113,6 +113,15 @@ pub enum SecretError {
     Unavailable(String),
 }
 
+/// A configured client secret that cannot be had, and why; what `check-config` reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {error}")]
+pub struct SecretProblem {
+    /// The setting that names the secret, e.g. `TOKENBRIDGE_BACKEND_CLIENT_SECRET`.
+    pub setting: &'static str,
+    pub error: SecretError,
+}
+
 /// Resolves platform references; registered by the adapters (OCI Vault, AWS Secrets Manager).
 pub trait SecretResolver: Send + Sync {
     /// Whether this resolver understands the reference.

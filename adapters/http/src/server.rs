@@ -83,7 +83,7 @@ impl Handler for Routes {
 pub fn answer(engine: &Engine, request: &HttpRequest) -> Reply {
     let rendering = engine.config().map_or_else(
         |_| Rendering { realm: "", context_key: "" },
-        |c| Rendering { realm: &c.realm, context_key: &c.context_key },
+        |c| Rendering { realm: c.realm(), context_key: c.context_key() },
     );
     let path = request.target.split('?').next().unwrap_or("");
     match (request.method.as_str(), path) {
@@ -94,7 +94,7 @@ pub fn answer(engine: &Engine, request: &HttpRequest) -> Reply {
             Err(problems) => Reply::json(503, json!({"status": "not_ready", "problems": problems.0.len()})),
         },
         ("POST", "/authorize") => {
-            let token_argument = engine.config().map_or("token", |c| c.token_argument.as_str());
+            let token_argument = engine.config().map_or("token", |c| c.token_argument());
             match gateway::parse(&request.body, token_argument) {
                 Ok(mut decision) => {
                     decision.call_id = request_id(request);

@@ -135,8 +135,7 @@ pub fn answer(engine: &Engine, head: &http::request::Parts, body: &[u8]) -> (u16
         Some(d) => d,
         None => None,
     };
-    let (realm, token_argument) =
-        engine.config().map_or(("", "token"), |c| (c.realm.as_str(), c.token_argument.as_str()));
+    let (realm, token_argument) = engine.config().map_or(("", "token"), |c| (c.realm(), c.token_argument()));
     let mut decision_request = match gateway::parse(body, token_argument) {
         Ok(r) => r,
         Err(e) => {

@@ -36,14 +36,12 @@ pub struct Summary {
 /// Answers every document on `input` until it ends.
 pub fn run(engine: &Engine, mut input: impl BufRead, mut output: impl Write) -> io::Result<Summary> {
     // With a broken configuration every decision is Unavailable; these defaults are then unused.
-    let (realm, token_argument) = engine
-        .config()
-        .map_or_else(|_| (String::new(), "token".to_string()), |c| (c.realm.clone(), c.token_argument.clone()));
+    let (realm, token_argument) = engine.config().map_or(("", "token"), |c| (c.realm(), c.token_argument()));
     let mut summary = Summary::default();
     let mut answer = |doc: Result<Value, String>, out: &mut dyn Write| -> io::Result<()> {
-        let reply = match doc.and_then(|d| gateway::parse_value(&d, &token_argument).map_err(|e| e.to_string())) {
+        let reply = match doc.and_then(|d| gateway::parse_value(&d, token_argument).map_err(|e| e.to_string())) {
             Ok(request) => {
-                let a = gateway::render(&engine.decide(&request), &realm);
+                let a = gateway::render(&engine.decide(&request), realm);
                 if a.status == 200 {
                     summary.decisions += 1
                 } else {
