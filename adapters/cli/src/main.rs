@@ -144,7 +144,7 @@ fn http() -> Result<ExitCode> {
 #[cfg(feature = "http")]
 fn http_listen_address() -> Result<std::net::SocketAddr> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    tokenbridge_http::server::listen_address(env).map_err(anyhow::Error::msg)
+    Ok(tokenbridge_http::server::listen_address(env)?)
 }
 
 /// Decisions `tokenbridge http` runs at once.
@@ -186,7 +186,7 @@ fn lambda() -> Result<ExitCode> {
     // the first event fetches them. (Keys need no secret: the extension does not answer during
     // init, so secrets are resolved at the first event.)
     engine().warm(std::time::Duration::from_secs(3));
-    tokenbridge_lambda::runtime::run(engine(), options).map_err(anyhow::Error::msg)?;
+    tokenbridge_lambda::runtime::run(engine(), options)?;
     Ok(ExitCode::SUCCESS)
 }
 
