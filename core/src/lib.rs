@@ -22,7 +22,7 @@
 //! Adapters translate their platform's payload into a [`Request`] and the [`Outcome`] into their
 //! platform's answer; they hold no decision logic. The whole API:
 //!
-//! | | |
+//! | items | for |
 //! |---|---|
 //! | [`Engine`], [`EngineBuilder`] | decides; built from a [`Config`] (or its [`ConfigErrors`]), with a log sink and secret resolvers |
 //! | [`global`], [`set_global`] | the process's one engine |
