@@ -8,80 +8,80 @@ use std::time::Duration;
 use crate::jwt::Issuer;
 use crate::policy::Policy;
 use crate::secret::SecretRef;
-pub use crate::settings::{SETTINGS, Setting};
-pub use crate::url_rules::check_url;
-use crate::url_rules::shown_url;
+use crate::settings::{SETTINGS, Setting};
+use crate::url_rules::{check_url, shown_url};
 
 /// An OAuth client of ours at an IdP.
 #[derive(Clone)]
-pub struct Client {
-    pub endpoint: String,
-    pub client_id: String,
-    pub secret: SecretRef,
+pub(crate) struct Client {
+    pub(crate) endpoint: String,
+    pub(crate) client_id: String,
+    pub(crate) secret: SecretRef,
 }
 
-/// Validated settings. Build with [`Config::from_env`] or [`Config::from_lookup`].
+/// Validated settings. Build with [`Config::from_env`] or [`Config::from_lookup`]; `Display`
+/// shows every effective setting, secrets redacted (`tokenbridge check-config`).
 #[derive(Clone)]
 pub struct Config {
     /// How caller tokens are validated.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// `token_type` an active introspection answer must carry (e.g. `Bearer`), when set.
-    pub introspection_token_type: Option<String>,
+    pub(crate) introspection_token_type: Option<String>,
     /// IdP A's RFC 7662 introspection endpoint and our client there (not needed in `jwt` mode).
-    pub introspection: Option<Client>,
+    pub(crate) introspection: Option<Client>,
     /// Issuers whose JWTs are recognised (and, for most, verified locally).
-    pub issuers: Vec<Issuer>,
+    pub(crate) issuers: Vec<Issuer>,
     /// Per-route requirements; without a policy document, every route requires
     /// `required_scopes`.
-    pub policy: Policy,
+    pub(crate) policy: Policy,
     /// Claims forwarded as context values.
-    pub context_claims: Vec<String>,
+    pub(crate) context_claims: Vec<String>,
     /// JWKS lifetime when its answer has no `Cache-Control: max-age`, in seconds.
-    pub jwks_max_age: i64,
+    pub(crate) jwks_max_age: i64,
     /// IdP B's token endpoint and our client there.
-    pub backend: Client,
+    pub(crate) backend: Client,
     /// Optional client_credentials parameters: `scope`, `audience`, `resource`.
-    pub backend_params: Vec<(&'static str, String)>,
+    pub(crate) backend_params: Vec<(&'static str, String)>,
     /// Scopes every caller token must carry.
-    pub required_scopes: Vec<String>,
-    pub connect_timeout: Duration,
+    pub(crate) required_scopes: Vec<String>,
+    pub(crate) connect_timeout: Duration,
     /// Upper bound for one IdP call, connect to last byte.
-    pub call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
     /// Largest IdP answer read, in bytes.
-    pub max_answer_bytes: u64,
+    pub(crate) max_answer_bytes: u64,
     /// Trusted root certificates (DER) replacing the built-in Mozilla roots, for private IdPs.
-    pub ca_certificates: Option<Vec<Vec<u8>>>,
+    pub(crate) ca_certificates: Option<Vec<Vec<u8>>>,
     /// How long a validation result may be served after its normal lifetime while IdP A
     /// fails (never past the token's `exp`), in seconds; 0 turns it off.
-    pub stale_if_error: i64,
+    pub(crate) stale_if_error: i64,
     /// Tolerance for `exp`/`nbf` comparisons, in seconds.
-    pub leeway: i64,
+    pub(crate) leeway: i64,
     /// Longest a validation result is cached, in seconds.
-    pub cache_max_ttl: i64,
+    pub(crate) cache_max_ttl: i64,
     /// How long an `active:false` answer is cached, in seconds.
-    pub cache_inactive_ttl: i64,
+    pub(crate) cache_inactive_ttl: i64,
     /// Most validation results kept.
-    pub cache_capacity: usize,
+    pub(crate) cache_capacity: usize,
     /// A backend token is refreshed when less than max(this, 10 % of its life) is left.
-    pub backend_refresh_margin: i64,
+    pub(crate) backend_refresh_margin: i64,
     /// A backend token is handed out only while this much of its life is left: gateways replay
     /// a decision's context for a while (OCI for at least 60 s, whatever `expiresAt` says).
-    pub backend_min_remaining: i64,
+    pub(crate) backend_min_remaining: i64,
     /// Lifetime assumed for a backend token whose response has no `expires_in`.
-    pub backend_default_ttl: i64,
+    pub(crate) backend_default_ttl: i64,
     /// Fewest seconds between two refetches of a secret after `invalid_client`.
-    pub secret_refresh_interval: i64,
+    pub(crate) secret_refresh_interval: i64,
     /// Context key under which the backend token is returned.
-    pub context_key: String,
+    pub(crate) context_key: String,
     /// Realm in `WWW-Authenticate` challenges.
-    pub realm: String,
+    pub(crate) realm: String,
     /// Name of the OCI `USER_DEFINED` argument that carries the credential.
-    pub token_argument: String,
+    pub(crate) token_argument: String,
 }
 
 /// How caller tokens are validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Every token goes to introspection.
     Introspection,
     /// Only JWTs of configured issuers, verified locally (or introspected, per issuer).
@@ -113,6 +113,26 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// Realm in `WWW-Authenticate` challenges.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Name of the OCI `USER_DEFINED` argument that carries the credential.
+    pub fn token_argument(&self) -> &str {
+        &self.token_argument
+    }
+
+    /// Context key under which the backend token is returned.
+    pub fn context_key(&self) -> &str {
+        &self.context_key
+    }
+
+    /// Whether the policy names routes: an allow then holds for one route, not every route.
+    pub fn has_route_policies(&self) -> bool {
+        self.policy.has_routes()
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigErrors> {
         Self::from_lookup(&|k| std::env::var(k).ok())
@@ -227,7 +247,7 @@ impl Config {
 /// `principal`, `scope`, `client_id` and `expires_at`, and the names API Gateway gives its own
 /// `$context.authorizer` values (`principalId`, `integrationLatency`). Compared without regard
 /// to ASCII case, as gateways that turn them into headers do.
-pub const RESERVED_CONTEXT_KEYS: [&str; 6] =
+pub(crate) const RESERVED_CONTEXT_KEYS: [&str; 6] =
     ["principal", "scope", "client_id", "expires_at", "principalId", "integrationLatency"];
 
 /// The stand-in for a required secret that is not set.

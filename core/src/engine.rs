@@ -14,10 +14,11 @@ use crate::config::{Config, ConfigErrors};
 use crate::http::HttpClient;
 use crate::idp::Idp;
 use crate::introspection::{Identity, Verdict};
+use crate::jwt::KeysProblem;
 use crate::log::{self, Trace};
 use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request};
 use crate::reason::Reason;
-use crate::secret::{self, Env, SecretCell, SecretResolver, Secrets};
+use crate::secret::{self, Env, SecretCell, SecretProblem, SecretResolver, Secrets};
 use crate::validation::Validation;
 
 /// Makes decisions. Built once per process and shared: its caches and connections are what
@@ -47,7 +48,8 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// Uses this clock instead of the system's.
+    /// Uses this clock instead of the system's (tests, with [`crate::testing::ManualClock`]).
+    #[cfg(feature = "testing")]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -156,7 +158,7 @@ impl Engine {
     /// Resolves both client secrets now, reporting each that cannot be had. For `check-config`
     /// and for adapters that want to fail fast.
     /// With an invalid configuration there is nothing to resolve: see [`Engine::check_secret_refs`].
-    pub fn check_secrets(&self) -> Vec<String> {
+    pub fn check_secrets(&self) -> Vec<SecretProblem> {
         let Ok(stages) = &self.setup else { return Vec::new() };
         let endpoints = [stages.validation.introspection(), Some(stages.backend.endpoint())];
         let now = self.clock.now();
@@ -166,7 +168,7 @@ impl Engine {
     /// Resolves these secrets now with this engine's resolvers, reporting each that cannot be
     /// had; for `check-config` when the configuration is invalid but its secret settings
     /// ([`Config::secrets_from_lookup`]) can still be checked.
-    pub fn check_secret_refs(&self, secrets: &[(&str, secret::SecretRef)]) -> Vec<String> {
+    pub fn check_secret_refs(&self, secrets: &[(&'static str, secret::SecretRef)]) -> Vec<SecretProblem> {
         secrets
             .iter()
             .filter_map(|(name, reference)| {
@@ -184,14 +186,14 @@ impl Engine {
 
     /// For `check-config`: loads every local issuer's keys, all within `budget`, and names the
     /// issuers whose keys cannot be had, and why.
-    pub fn check_keys(&self, budget: Duration) -> Vec<String> {
+    pub fn check_keys(&self, budget: Duration) -> Vec<KeysProblem> {
         let Ok(stages) = &self.setup else { return Vec::new() };
-        let mut problems: Vec<String> =
+        let mut problems: Vec<KeysProblem> =
             (stages.validation.load_keys(&stages.idp, self.clock.now(), Instant::now() + budget))
                 .into_iter()
-                .map(|(j, cause)| format!("issuer {}: its keys cannot be loaded: {cause}", j.issuer.issuer))
+                .map(|(j, cause)| KeysProblem { issuer: j.issuer.issuer.clone(), cause })
                 .collect();
-        problems.sort();
+        problems.sort_by(|a, b| a.issuer.cmp(&b.issuer));
         problems
     }
 

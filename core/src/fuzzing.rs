@@ -1,12 +1,17 @@
-//! For the fuzz targets in `tests/fuzz/` only: thin wrappers that reach the crate-private readers
-//! of IdP answers, JWTs and JWKS documents. Hidden from the documentation, not part of the API,
-//! and free to change at any time; nothing in tokenbridge calls it.
+//! For the fuzz targets in `tests/fuzz/` only, behind the `fuzzing` feature that nothing else
+//! enables: the crate-private readers of bearer values, IdP answers, JWTs, JWKS documents and
+//! route policies, and thin wrappers around them. Not part of the API and free to change at any
+//! time; no release build compiles it.
+
+pub use crate::bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
+pub use crate::introspection::{Identity, Verdict};
+pub use crate::jwt::Issuer;
+pub use crate::policy::{Policy, Rule, ScopeMatch};
+pub use crate::reason::Reason;
 
 use crate::clock::UnixTime;
-use crate::introspection::{Identity, Verdict};
-use crate::jwt::{self, Issuer, KeySet};
+use crate::jwt::{self, KeySet};
 use crate::outcome::Failure;
-use crate::reason::Reason;
 use crate::secret::Secret;
 use crate::{backend, introspection};
 

@@ -34,7 +34,7 @@ impl Endpoint {
     }
 
     /// Why this endpoint's secret cannot be had, if it cannot.
-    pub(crate) fn check_secret(&self, secrets: &Secrets, now: UnixTime) -> Option<String> {
+    pub(crate) fn check_secret(&self, secrets: &Secrets, now: UnixTime) -> Option<crate::secret::SecretProblem> {
         secrets.check(self.secret_setting, &self.secret, now)
     }
 }

@@ -273,7 +273,7 @@ mod tests {
         ] {
             assert_eq!(read(body), Err(Failure::Malformed), "{body}");
         }
-        assert_eq!(active(r#"{"active":true,"sub":"a","exp":253402300799}"#).expires_at, Some(crate::LAST_TIME));
+        assert_eq!(active(r#"{"active":true,"sub":"a","exp":253402300799}"#).expires_at, Some(crate::clock::LAST_TIME));
     }
 
     #[test]

@@ -355,6 +355,14 @@ fn identity(
     })
 }
 
+/// A local issuer whose keys cannot be loaded, and why; what `check-config` reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("issuer {issuer}: its keys cannot be loaded: {cause}")]
+pub struct KeysProblem {
+    pub issuer: String,
+    pub cause: Cause,
+}
+
 /// An issuer's keys: fetched at start-up or first use, refreshed per `Cache-Control: max-age`
 /// (or the default), refetched once on an unknown `kid` (then a penalty window), kept when a
 /// refresh fails.

@@ -20,7 +20,22 @@
 //! is never a deny.
 //!
 //! Adapters translate their platform's payload into a [`Request`] and the [`Outcome`] into their
-//! platform's answer; they hold no decision logic.
+//! platform's answer; they hold no decision logic. The whole API:
+//!
+//! | items | for |
+//! |---|---|
+//! | [`Engine`], [`EngineBuilder`] | decides; built from a [`Config`] (or its [`ConfigErrors`]), with a log sink and secret resolvers |
+//! | [`global`], [`set_global`] | the process's one engine |
+//! | [`Engine::check_secrets`], [`Engine::check_keys`] | `check-config`'s [`SecretProblem`]s and [`KeysProblem`]s |
+//! | [`Request`], [`Route`] | what the gateway asks: the credential, the route, the deadline |
+//! | [`Outcome`]: [`Grant`], [`Denial`], [`Cause`] ([`Dependency`], [`Failure`]) | the answer |
+//! | [`rfc3339`], [`UnixTime`] | times as gateways write them |
+//! | [`SecretResolver`], [`Secret`], [`SecretRef`], [`SecretError`] | platform secret references, resolved by adapters |
+//! | [`StoreClient`], [`check_url`] ([`UrlError`]), [`aws_secret_store`] ([`AwsSecretStore`]) | what a resolver builds on |
+//!
+//! Two features, off by default and never enabled by the binary, open test seams: `testing`
+//! (a manual clock, for this crate's tests and benchmarks) and `fuzzing` (the crate-private
+//! readers, for the fuzz targets in `tests/fuzz`).
 
 #![forbid(unsafe_code)]
 
@@ -32,7 +47,7 @@ mod clock;
 mod config;
 mod config_display;
 mod engine;
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod http;
 mod idp;
@@ -49,27 +64,24 @@ mod secret;
 mod settings;
 mod store;
 mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod url_rules;
 mod validation;
 
-pub use bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
-pub use cache::Lookup;
-pub use clock::{Clock, LAST_TIME, ManualClock, SystemClock, UnixTime};
-pub use config::{Client, Config, ConfigErrors, Mode, RESERVED_CONTEXT_KEYS, SETTINGS, Setting, check_url};
+pub use clock::UnixTime;
+pub use config::{Config, ConfigErrors};
 pub use engine::{Engine, EngineBuilder, global, set_global};
-pub use introspection::{Identity, Verdict};
-pub use jwt::Issuer;
-pub use log::fingerprint;
+pub use jwt::KeysProblem;
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
-pub use policy::{Policy, Rule, ScopeMatch};
-pub use reason::Reason;
-pub use secret::{AwsSecretStore, Secret, SecretError, SecretRef, SecretResolver, aws_secret_store};
+pub use secret::{AwsSecretStore, Secret, SecretError, SecretProblem, SecretRef, SecretResolver, aws_secret_store};
 pub use store::StoreClient;
+pub use url_rules::{UrlError, check_url};
 
 /// RFC 3339 (UTC, whole seconds) for a Unix time, as gateways expect `expiresAt`.
 /// Times past what it can write are written as its last second, never as a time in the past.
 pub fn rfc3339(t: UnixTime) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t.clamp(0, LAST_TIME))
+    time::OffsetDateTime::from_unix_timestamp(t.clamp(0, clock::LAST_TIME))
         .ok()
         .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| "9999-12-31T23:59:59Z".to_string())
@@ -81,6 +93,6 @@ mod tests {
     fn rfc3339_is_utc_with_z() {
         assert_eq!(super::rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
         assert_eq!(super::rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
-        assert_eq!(super::rfc3339(super::LAST_TIME), "9999-12-31T23:59:59Z");
+        assert_eq!(super::rfc3339(crate::clock::LAST_TIME), "9999-12-31T23:59:59Z");
     }
 }

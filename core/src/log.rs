@@ -15,6 +15,7 @@ pub(crate) fn token_hash(token: &str) -> [u8; 32] {
 }
 
 /// The first 12 hex digits of the token's SHA-256: enough to correlate, useless to an attacker.
+#[cfg(any(test, feature = "testing"))]
 pub fn fingerprint(token: &str) -> String {
     fingerprint_of(&token_hash(token))
 }

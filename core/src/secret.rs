@@ -126,6 +126,15 @@ impl SecretError {
     }
 }
 
+/// A configured client secret that cannot be had, and why; what `check-config` reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {error}")]
+pub struct SecretProblem {
+    /// The setting that names the secret, e.g. `TOKENBRIDGE_BACKEND_CLIENT_SECRET`.
+    pub setting: &'static str,
+    pub error: SecretError,
+}
+
 /// Resolves platform references; registered by the adapters (OCI Vault, AWS Secrets Manager).
 pub trait SecretResolver: Send + Sync {
     /// Whether this resolver understands the reference.
@@ -193,8 +202,10 @@ impl Secrets {
     }
 
     /// Why the secret `name` refers to cannot be had (now), if it cannot.
-    pub(crate) fn check(&self, name: &str, cell: &SecretCell, now: UnixTime) -> Option<String> {
-        self.get(cell, Budget::new(now, None, std::time::Duration::ZERO)).err().map(|e| format!("{name}: {e}"))
+    pub(crate) fn check(&self, setting: &'static str, cell: &SecretCell, now: UnixTime) -> Option<SecretProblem> {
+        self.get(cell, Budget::new(now, None, std::time::Duration::ZERO))
+            .err()
+            .map(|error| SecretProblem { setting, error })
     }
 
     fn fetch(&self, reference: &SecretRef, budget: Budget) -> Result<Secret, SecretError> {

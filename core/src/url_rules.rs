@@ -1,29 +1,52 @@
 //! What an IdP, JWKS or Secrets URL must be, and how a problem may show one that is not.
 
+/// Why a URL is refused as an IdP, JWKS or Secrets endpoint. A rejected URL may carry a secret
+/// (`user:password@`, a query, a secret pasted into the wrong setting), so none of these holds
+/// the URL: at most its `scheme://host[:port]`, its origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("must not carry credentials (user:password@); configure the client secret instead")]
+    Credentials,
+    #[error("is not a valid URL")]
+    Unparsable,
+    #[error("has no host")]
+    NoHost,
+    #[error("has a port that is not a number from 1 to 65535")]
+    BadPort,
+    #[error("must not have a query string{}", shown_origin(.0))]
+    Query(Option<String>),
+    #[error("must use https; plain http is allowed only on loopback{}", shown_origin(.0))]
+    PlainHttp(Option<String>),
+    #[error("must be an https URL{}", shown_origin(.0))]
+    NotHttps(Option<String>),
+}
+
+fn shown_origin(origin: &Option<String>) -> String {
+    origin.as_ref().map(|o| format!(" ({o})")).unwrap_or_default()
+}
+
 /// IdP endpoints must be `https`, except on loopback where local testing runs plain `http`.
-/// A rejected URL may carry a secret (`user:password@`, a query, a secret pasted into the wrong
-/// setting), so the problem shows at most its scheme and host, never the URL.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), UrlError> {
     // Checked before parsing: a URL with credentials that does not parse must not slip through
     // to a message that quotes it.
     if carries_credentials(url) {
-        return Err("must not carry credentials (user:password@); configure the client secret instead".into());
+        return Err(UrlError::Credentials);
     }
-    let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL".to_string())?;
-    let host = uri.host().ok_or_else(|| "has no host".to_string())?;
+    let uri: http::Uri = url.parse().map_err(|_| UrlError::Unparsable)?;
+    let host = uri.host().ok_or(UrlError::NoHost)?;
     if !port_is_valid(uri.authority().map_or("", |a| a.as_str())) {
-        return Err("has a port that is not a number from 1 to 65535".into());
+        return Err(UrlError::BadPort);
     }
-    let origin = origin(&uri).map(|o| format!(" ({o})")).unwrap_or_default();
+    let origin = origin(&uri);
     if uri.query().is_some() {
         // Queries would be logged by proxies and are never needed for these endpoints.
-        return Err(format!("must not have a query string{origin}"));
+        return Err(UrlError::Query(origin));
     }
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(format!("must use https; plain http is allowed only on loopback{origin}")),
-        _ => Err(format!("must be an https URL{origin}")),
+        Some("http") => Err(UrlError::PlainHttp(origin)),
+        _ => Err(UrlError::NotHttps(origin)),
     }
 }
 
@@ -85,7 +108,7 @@ mod tests {
             "https://idp.example:-1/x",
         ] {
             let why = check_url(url).expect_err(url);
-            assert!(why.contains("port") || why.contains("not a valid URL"), "{url}: {why}");
+            assert!(matches!(why, UrlError::BadPort | UrlError::Unparsable), "{url}: {why}");
         }
         assert!(check_url("https://idp.example:8443/x").is_ok());
         assert!(check_url("http://[::1]:65535/x").is_ok());
@@ -102,15 +125,18 @@ mod tests {
         assert!(check_url("https://idp.example/t?x=1").is_err());
         assert!(check_url("not a url").is_err());
         let with_password = check_url("https://user:hunter2@idp.example/t").unwrap_err();
-        assert!(!with_password.contains("hunter2"), "{with_password}");
+        assert_eq!(with_password, UrlError::Credentials);
+        assert!(!with_password.to_string().contains("hunter2"), "{with_password}");
     }
 
     #[test]
     fn a_rejected_url_shows_its_scheme_and_host_when_they_parse() {
+        let shown = |url| check_url(url).map_err(|e| e.to_string());
         assert_eq!(
-            check_url("https://idp.example:8443/t?x=1"),
+            shown("https://idp.example:8443/t?x=1"),
             Err("must not have a query string (https://idp.example:8443)".into())
         );
-        assert_eq!(check_url("ftp://idp.example/t"), Err("must be an https URL (ftp://idp.example)".into()));
+        assert_eq!(shown("ftp://idp.example/t"), Err("must be an https URL (ftp://idp.example)".into()));
+        assert_eq!(shown("https://user:pw@idp.example/t?x=1").map_err(|e| e.contains("pw")), Err(false));
     }
 }

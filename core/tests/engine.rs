@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokenbridge_core::{Config, Denial, Dependency, Engine, Failure, ManualClock, Outcome, Request};
+use tokenbridge_core::testing::ManualClock;
+use tokenbridge_core::{Config, Denial, Dependency, Engine, Failure, Outcome, Request, SecretError};
 use tokenbridge_tests::fake_idp::unix_now;
 use tokenbridge_tests::jwt_keys::{forged, hs256};
 use tokenbridge_tests::{Fault, IdpPair};
@@ -101,7 +102,7 @@ fn grant_expiry_follows_the_clock_and_the_backend_token() {
 
 impl Fixture {
     fn clock_now(&self) -> i64 {
-        use tokenbridge_core::Clock;
+        use tokenbridge_core::testing::Clock;
         self.clock.now()
     }
 }
@@ -321,7 +322,9 @@ fn secrets_are_checked_even_when_other_settings_are_invalid() {
     assert!(engine.config().is_err());
     let problems = engine.check_secret_refs(&Config::secrets_from_lookup(&lookup));
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].starts_with("TOKENBRIDGE_BACKEND_CLIENT_SECRET: "), "{problems:?}");
+    assert_eq!(problems[0].setting, "TOKENBRIDGE_BACKEND_CLIENT_SECRET", "{problems:?}");
+    assert!(matches!(problems[0].error, SecretError::Unresolvable(_)), "{problems:?}");
+    assert!(problems[0].to_string().starts_with("TOKENBRIDGE_BACKEND_CLIENT_SECRET: "), "{problems:?}");
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
-use tokenbridge_core::{Cause, Config, Denial, Dependency, Engine, Failure, ManualClock, Outcome, Request, Route};
+use tokenbridge_core::testing::ManualClock;
+use tokenbridge_core::{Cause, Config, Denial, Dependency, Engine, Failure, Outcome, Request, Route};
 use tokenbridge_tests::IdpPair;
 use tokenbridge_tests::fake_idp::unix_now;
 use tokenbridge_tests::jwt_keys::{FakeIssuer, SigningKey, forged, hs256};
@@ -64,7 +65,7 @@ impl Fixture {
     }
 
     fn now(&self) -> i64 {
-        use tokenbridge_core::Clock;
+        use tokenbridge_core::testing::Clock;
         self.clock.now()
     }
 
@@ -601,7 +602,9 @@ fn a_discovery_document_for_another_issuer_makes_the_keys_unusable() {
         }
         assert!(f.log.lock().unwrap().last().unwrap().contains("jwks_issuer_mismatch"));
         let problems = f.engine.check_keys(Duration::from_secs(2));
-        assert!(problems.len() == 1 && problems[0].contains("names another issuer"), "{problems:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].cause, Cause::new(Dependency::Jwks, Failure::IssuerMismatch), "{problems:?}");
+        assert!(problems[0].to_string().contains("names another issuer"), "{problems:?}");
     }
 }
 

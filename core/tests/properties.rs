@@ -9,7 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 use serde_json::json;
-use tokenbridge_core::{Clock, Config, Denial, Dependency, Engine, ManualClock, Outcome, Request};
+use tokenbridge_core::testing::{Clock, ManualClock};
+use tokenbridge_core::{Config, Denial, Dependency, Engine, Outcome, Request};
 use tokenbridge_tests::{Fault, IdpPair};
 
 /// How long the cache serves a stale backend token, without asking again, after a failed refresh.

@@ -144,7 +144,7 @@ fn http() -> Result<ExitCode> {
 #[cfg(feature = "http")]
 fn http_listen_address() -> Result<std::net::SocketAddr> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    tokenbridge_http::server::listen_address(env).map_err(anyhow::Error::msg)
+    Ok(tokenbridge_http::server::listen_address(env)?)
 }
 
 /// Decisions `tokenbridge http` runs at once.
@@ -186,7 +186,7 @@ fn lambda() -> Result<ExitCode> {
     // the first event fetches them. (Keys need no secret: the extension does not answer during
     // init, so secrets are resolved at the first event.)
     engine().warm(std::time::Duration::from_secs(3));
-    tokenbridge_lambda::runtime::run(engine(), options).map_err(anyhow::Error::msg)?;
+    tokenbridge_lambda::runtime::run(engine(), options)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -196,7 +196,7 @@ fn lambda_options() -> Result<tokenbridge_lambda::authorizer::Options> {
     use tokenbridge_lambda::authorizer::Options;
     // With route policies, an allow is for one route: a stage-wide policy cached by API Gateway
     // would let the same token through every other route unasked.
-    let per_route = engine().config().is_ok_and(|c| c.policy.has_routes());
+    let per_route = engine().config().is_ok_and(|c| c.has_route_policies());
     let resource_default = if per_route { "method" } else { "stage" };
     let setting = |name: &str, default: &str, allowed: [&str; 2]| -> Result<bool> {
         let value = std::env::var(name).unwrap_or_else(|_| default.to_string());
@@ -227,15 +227,18 @@ fn warm_in_background() {
 /// Prints the effective configuration (secrets redacted) and every problem; exit 1 if any.
 fn check_config() -> ExitCode {
     let engine = engine();
-    let mut problems = match engine.config() {
+    let mut problems: Vec<String> = match engine.config() {
         Ok(config) => {
             print!("{config}");
-            let mut problems = engine.check_secrets();
-            problems.extend(engine.check_keys(std::time::Duration::from_secs(5)));
-            problems
+            let secrets = engine.check_secrets();
+            let keys = engine.check_keys(std::time::Duration::from_secs(5));
+            secrets.iter().map(ToString::to_string).chain(keys.iter().map(ToString::to_string)).collect()
         }
         // The secrets are checked even so: fixing one problem should not reveal the next.
-        Err(errors) => errors.0.iter().cloned().chain(engine.check_secret_refs(&Config::secrets_from_env())).collect(),
+        Err(errors) => {
+            let secrets = engine.check_secret_refs(&Config::secrets_from_env());
+            errors.0.iter().cloned().chain(secrets.iter().map(ToString::to_string)).collect()
+        }
     };
     problems.extend(adapter_problems());
     if problems.is_empty() {

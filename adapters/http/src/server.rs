@@ -19,10 +19,15 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const MAX_HEAD: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 64;
 
+/// The address chosen to listen on does not read as `host:port`; it holds what was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a listen address (host:port)")]
+pub struct BadListenAddress(pub String);
+
 /// Where to listen: `TOKENBRIDGE_LISTEN`, else `0.0.0.0:$PORT` (Cloud Run, Knative), else
 /// `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` (Azure Functions, whose host calls on loopback),
 /// else `0.0.0.0:8080`.
-pub fn listen_address(env: impl Fn(&str) -> Option<String>) -> Result<SocketAddr, String> {
+pub fn listen_address(env: impl Fn(&str) -> Option<String>) -> Result<SocketAddr, BadListenAddress> {
     let chosen = if let Some(addr) = env("TOKENBRIDGE_LISTEN") {
         addr
     } else if let Some(port) = env("PORT") {
@@ -32,7 +37,7 @@ pub fn listen_address(env: impl Fn(&str) -> Option<String>) -> Result<SocketAddr
     } else {
         "0.0.0.0:8080".to_string()
     };
-    chosen.trim().parse().map_err(|_| format!("{chosen:?} is not a listen address (host:port)"))
+    chosen.trim().parse().map_err(|_| BadListenAddress(chosen))
 }
 
 /// The server's limits for `tokenbridge http`: `workers` decisions at once, `max_connections`
@@ -83,7 +88,7 @@ impl Handler for Routes {
 pub fn answer(engine: &Engine, request: &HttpRequest) -> Reply {
     let rendering = engine.config().map_or_else(
         |_| Rendering { realm: "", context_key: "" },
-        |c| Rendering { realm: &c.realm, context_key: &c.context_key },
+        |c| Rendering { realm: c.realm(), context_key: c.context_key() },
     );
     let path = request.target.split('?').next().unwrap_or("");
     match (request.method.as_str(), path) {
@@ -94,7 +99,7 @@ pub fn answer(engine: &Engine, request: &HttpRequest) -> Reply {
             Err(problems) => Reply::json(503, json!({"status": "not_ready", "problems": problems.0.len()})),
         },
         ("POST", "/authorize") => {
-            let token_argument = engine.config().map_or("token", |c| c.token_argument.as_str());
+            let token_argument = engine.config().map_or("token", |c| c.token_argument());
             match gateway::parse(&request.body, token_argument) {
                 Ok(mut decision) => {
                     decision.call_id = request_id(request);
@@ -163,7 +168,7 @@ mod tests {
             listen_address(env(&[("TOKENBRIDGE_LISTEN", "127.0.0.1:1"), ("PORT", "9000")])).unwrap(),
             "127.0.0.1:1".parse().unwrap()
         );
-        assert!(listen_address(env(&[("PORT", "http")])).is_err());
+        assert_eq!(listen_address(env(&[("PORT", "http")])), Err(BadListenAddress("0.0.0.0:http".into())));
     }
 
     #[test]

@@ -17,21 +17,31 @@ pub const REQUIRED_ENV: [&str; 4] = [
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 ];
 
+/// Why the runtime loop could not start, or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0} is not set: `tokenbridge lambda` runs inside AWS Lambda (or its emulator)")]
+    NotInLambda(&'static str),
+    #[error("cannot start the async runtime: {0}")]
+    AsyncRuntime(std::io::Error),
+    /// The Runtime API client ended with an error of its own, shown as it words it.
+    #[error("{0}")]
+    Runtime(lambda_runtime::Error),
+}
+
 /// Serves invocations until the runtime ends.
-pub fn run(engine: &'static Engine, options: Options) -> Result<(), String> {
+pub fn run(engine: &'static Engine, options: Options) -> Result<(), RuntimeError> {
     if let Some(missing) = REQUIRED_ENV.iter().find(|k| std::env::var_os(k).is_none()) {
-        return Err(format!("{missing} is not set: `tokenbridge lambda` runs inside AWS Lambda (or its emulator)"));
+        return Err(RuntimeError::NotInLambda(missing));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RuntimeError::AsyncRuntime)?;
     runtime.block_on(async move {
         let handler = service_fn(move |event: LambdaEvent<Value>| {
             let options = options.clone();
             async move { handle(engine, &options, event).await }
         });
-        lambda_runtime::run(handler).await.map_err(|e| e.to_string())
+        lambda_runtime::run(handler).await.map_err(RuntimeError::Runtime)
     })
 }
 

@@ -24,17 +24,27 @@ pub const FDK_RUNTIME: &str = "rust";
 /// Largest `/call` body read; gateway payloads are a few KiB at most.
 pub const MAX_BODY: usize = 256 * 1024;
 
+/// Why `FN_LISTENER` names no socket tokenbridge can publish; each holds the setting's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenerError {
+    #[error("FN_LISTENER {0:?} must start with unix:")]
+    NotUnix(String),
+    #[error("FN_LISTENER {0:?} has no file name")]
+    NoFileName(String),
+    /// A Unix socket's path is at most 107 bytes (`sun_path`, less its terminating NUL).
+    #[error("FN_LISTENER path is longer than 107 bytes: {}", .0.display())]
+    TooLong(PathBuf),
+}
+
 /// The socket path and the hidden path bound behind it, from `FN_LISTENER=unix:/dir/name`.
-pub fn socket_paths(fn_listener: &str) -> Result<(PathBuf, PathBuf), String> {
-    let path = fn_listener
-        .strip_prefix("unix:")
-        .ok_or_else(|| format!("FN_LISTENER {fn_listener:?} must start with unix:"))?;
+pub fn socket_paths(fn_listener: &str) -> Result<(PathBuf, PathBuf), ListenerError> {
+    let path = fn_listener.strip_prefix("unix:").ok_or_else(|| ListenerError::NotUnix(fn_listener.to_string()))?;
     let path = Path::new(path);
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(format!("FN_LISTENER {fn_listener:?} has no file name"));
+        return Err(ListenerError::NoFileName(fn_listener.to_string()));
     };
     if path.as_os_str().len() > 107 {
-        return Err(format!("FN_LISTENER path is longer than 107 bytes: {}", path.display()));
+        return Err(ListenerError::TooLong(path.to_path_buf()));
     }
     let mut phony = std::ffi::OsString::from("phony");
     phony.push(name);
@@ -135,8 +145,7 @@ pub fn answer(engine: &Engine, head: &http::request::Parts, body: &[u8]) -> (u16
         Some(d) => d,
         None => None,
     };
-    let (realm, token_argument) =
-        engine.config().map_or(("", "token"), |c| (c.realm.as_str(), c.token_argument.as_str()));
+    let (realm, token_argument) = engine.config().map_or(("", "token"), |c| (c.realm(), c.token_argument()));
     let mut decision_request = match gateway::parse(body, token_argument) {
         Ok(r) => r,
         Err(e) => {
@@ -182,9 +191,10 @@ mod tests {
 
     #[test]
     fn socket_paths_refuse_other_schemes_and_long_paths() {
-        assert!(socket_paths("/tmp/iofs/lsnr.sock").is_err());
-        assert!(socket_paths("tcp://127.0.0.1:8080").is_err());
-        assert!(socket_paths(&format!("unix:/{}", "a".repeat(120))).is_err());
+        assert_eq!(socket_paths("/tmp/iofs/lsnr.sock"), Err(ListenerError::NotUnix("/tmp/iofs/lsnr.sock".into())));
+        assert!(matches!(socket_paths("tcp://127.0.0.1:8080"), Err(ListenerError::NotUnix(_))));
+        assert!(matches!(socket_paths("unix:/"), Err(ListenerError::NoFileName(_))));
+        assert!(matches!(socket_paths(&format!("unix:/{}", "a".repeat(120))), Err(ListenerError::TooLong(_))));
     }
 
     #[test]

@@ -8,6 +8,19 @@ use base64::engine::general_purpose::STANDARD;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
+/// Why a key cannot sign. Never shows any of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SigningError {
+    #[error("the private key is not a PEM private key")]
+    NotPem,
+    #[error("the private key is not an RSA key")]
+    NotRsa,
+    #[error("the private key is not a usable RSA key")]
+    UnusableRsa,
+    #[error("signing failed")]
+    Failed,
+}
+
 /// An RSA private key that signs requests. Its `Debug` shows nothing of the key.
 pub struct Signer {
     key: RsaKeyPair,
@@ -21,26 +34,31 @@ impl std::fmt::Debug for Signer {
 
 impl Signer {
     /// Reads a PEM private key, PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`).
-    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
-        let der =
-            PrivateKeyDer::from_pem_slice(pem).map_err(|_| "the private key is not a PEM private key".to_string())?;
+    pub fn from_pem(pem: &[u8]) -> Result<Self, SigningError> {
+        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| SigningError::NotPem)?;
         let key = match &der {
             PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()),
             PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
-            _ => return Err("the private key is not an RSA key".into()),
+            _ => return Err(SigningError::NotRsa),
         }
-        .map_err(|_| "the private key is not a usable RSA key".to_string())?;
+        .map_err(|_| SigningError::UnusableRsa)?;
         Ok(Self { key })
     }
 
     /// The `Authorization` value for a GET of `path_and_query` at `host` sent with `date`
     /// (RFC 1123), byte for byte as the official SDKs write it.
-    pub fn authorization(&self, key_id: &str, host: &str, path_and_query: &str, date: &str) -> Result<String, String> {
+    pub fn authorization(
+        &self,
+        key_id: &str,
+        host: &str,
+        path_and_query: &str,
+        date: &str,
+    ) -> Result<String, SigningError> {
         let signing_string = signing_string("get", host, path_and_query, date);
         let mut signature = vec![0; self.key.public_modulus_len()];
         self.key
             .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), signing_string.as_bytes(), &mut signature)
-            .map_err(|_| "signing failed".to_string())?;
+            .map_err(|_| SigningError::Failed)?;
         Ok(format!(
             "Signature algorithm=\"rsa-sha256\",headers=\"date (request-target) host\",keyId=\"{key_id}\",signature=\"{}\",version=\"1\"",
             STANDARD.encode(signature)
@@ -113,7 +131,8 @@ mod tests {
     #[test]
     fn junk_keys_are_errors_that_do_not_echo_the_key() {
         let e = Signer::from_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap_err();
-        assert!(!e.contains("AAAA"));
-        assert!(Signer::from_pem(b"not pem").is_err());
+        assert_eq!(e, SigningError::UnusableRsa);
+        assert!(!e.to_string().contains("AAAA"));
+        assert_eq!(Signer::from_pem(b"not pem").unwrap_err(), SigningError::NotPem);
     }
 }

@@ -109,8 +109,9 @@ impl VaultResolver {
             url.parse().map_err(|_| SecretError::Unresolvable(format!("bad Secrets endpoint {endpoint:?}")))?;
         let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
         let date = http_date(now);
-        let authorization =
-            signer.authorization(&format!("ST${token}"), &host, &path, &date).map_err(SecretError::Unresolvable)?;
+        let authorization = signer
+            .authorization(&format!("ST${token}"), &host, &path, &date)
+            .map_err(|e| SecretError::Unresolvable(e.to_string()))?;
         let headers =
             [("date", date.as_str()), ("authorization", authorization.as_str()), ("accept", "application/json")];
         let (status, body) = self.store.get(&url, &headers, deadline)?;

@@ -45,14 +45,12 @@ pub fn run(engine: &Engine, input: impl Read, output: impl Write) -> io::Result<
     let mut input = BufReader::with_capacity(BUFFER_BYTES, input);
     let mut output = BufWriter::with_capacity(BUFFER_BYTES, output);
     // With a broken configuration every decision is Unavailable; these defaults are then unused.
-    let (realm, token_argument) = engine
-        .config()
-        .map_or_else(|_| (String::new(), "token".to_string()), |c| (c.realm.clone(), c.token_argument.clone()));
+    let (realm, token_argument) = engine.config().map_or(("", "token"), |c| (c.realm(), c.token_argument()));
     let mut summary = Summary::default();
     let mut answer = |doc: Result<Value, String>, out: &mut dyn Write| -> io::Result<()> {
-        match doc.and_then(|d| gateway::parse_value(&d, &token_argument).map_err(|e| e.to_string())) {
+        match doc.and_then(|d| gateway::parse_value(&d, token_argument).map_err(|e| e.to_string())) {
             Ok(request) => {
-                if gateway::write(&engine.decide(&request), &realm, &mut *out)? == 200 {
+                if gateway::write(&engine.decide(&request), realm, &mut *out)? == 200 {
                     summary.decisions += 1
                 } else {
                     summary.unavailable += 1

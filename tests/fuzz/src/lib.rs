@@ -12,8 +12,8 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
-use tokenbridge_core::fuzzing::JwksKeys;
-use tokenbridge_core::{Cause, ConfigErrors, Denial, Dependency, Engine, Failure, Grant, Issuer, Outcome};
+use tokenbridge_core::fuzzing::{Issuer, JwksKeys};
+use tokenbridge_core::{Cause, ConfigErrors, Denial, Dependency, Engine, Failure, Grant, Outcome};
 
 /// The time the JWT and IdP answer targets decide at (2027-01-15T08:00:00Z); the JWT seeds are
 /// valid then.

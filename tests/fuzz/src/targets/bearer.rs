@@ -1,6 +1,6 @@
 //! `extract_bearer` (RFC 6750 §2.1) on any `Authorization` value.
 
-use tokenbridge_core::{Credential, MAX_TOKEN_LEN, extract_bearer};
+use tokenbridge_core::fuzzing::{Credential, MAX_TOKEN_LEN, extract_bearer};
 
 /// The checks of the target on one input; panics on a broken invariant.
 pub fn check(data: &[u8]) {

@@ -3,8 +3,9 @@
 
 use crate::{LEEWAY, NOW, claim_names, grant, header_safe};
 use serde_json::Value;
+use tokenbridge_core::Outcome;
 use tokenbridge_core::fuzzing::introspection_answer;
-use tokenbridge_core::{Outcome, Verdict};
+use tokenbridge_core::fuzzing::{Identity, Reason, Verdict};
 use tokenbridge_http::forward::{self, Rendering};
 use tokenbridge_wire as gateway;
 
@@ -20,10 +21,7 @@ pub fn check(data: &[u8]) {
                     render(&identity);
                 }
                 Ok(Verdict::Invalid(why)) => {
-                    assert!(
-                        status == 200 || (status == 400 && why == tokenbridge_core::Reason::UnsupportedTokenType),
-                        "{status} {why}"
-                    );
+                    assert!(status == 200 || (status == 400 && why == Reason::UnsupportedTokenType), "{status} {why}");
                 }
                 Err(_) => {}
             }
@@ -31,7 +29,7 @@ pub fn check(data: &[u8]) {
     }
 }
 
-fn check_active(data: &[u8], identity: &tokenbridge_core::Identity, required: Option<&str>) {
+fn check_active(data: &[u8], identity: &Identity, required: Option<&str>) {
     let answer: Value = serde_json::from_slice(data).expect("an active answer is JSON");
     assert_eq!(answer["active"], true, "only the boolean true is active");
     let text = |k: &str| answer[k].as_str().filter(|s| !s.is_empty());
@@ -53,7 +51,7 @@ fn check_active(data: &[u8], identity: &tokenbridge_core::Identity, required: Op
 }
 
 /// IdP values reach headers and JSON answers: never a header that could be split.
-fn render(identity: &tokenbridge_core::Identity) {
+fn render(identity: &Identity) {
     let g = grant(&identity.principal, &identity.scopes, identity.client_id.as_deref(), &identity.claims);
     let outcome = Outcome::Allow(g);
     let rendering = Rendering { realm: "tokenbridge", context_key: "back_end_token" };

@@ -21,7 +21,7 @@ struct Tokens {
     signed: Vec<PeekedJwt>,
     public_x: String,
     claim_names: Vec<String>,
-    issuer: tokenbridge_core::Issuer,
+    issuer: tokenbridge_core::fuzzing::Issuer,
 }
 
 fn tokens() -> &'static Tokens {

@@ -2,7 +2,8 @@
 //! policy accepts is reachable by a request for that route (one that could never be is refused).
 
 use serde_json::Value;
-use tokenbridge_core::{Identity, Policy, Route};
+use tokenbridge_core::Route;
+use tokenbridge_core::fuzzing::{Identity, Policy};
 
 /// The checks of the target on one input; panics on a broken invariant.
 pub fn check(data: &[u8]) {
