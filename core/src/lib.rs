@@ -13,8 +13,9 @@
 //! ```
 //!
 //! The engine is synchronous and `Send + Sync`: build it once per process and share it, so its
-//! caches and connections serve every warm call. It validates the caller token by RFC 7662
-//! introspection at IdP A, checks the required scopes, fetches (and caches) a backend token from
+//! caches and connections serve every warm call. It validates the caller token — a JWT of a
+//! configured issuer against that issuer's JWKS, anything else by RFC 7662 introspection at
+//! IdP A — checks it against the route's rule, fetches (and caches) a backend token from
 //! IdP B with the client_credentials grant, and answers with exactly one of [`Outcome::Allow`],
 //! [`Outcome::Deny`] or [`Outcome::Unavailable`]. An error is never an allow, and an IdP outage
 //! is never a deny.
