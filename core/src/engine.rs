@@ -274,7 +274,11 @@ impl Engine {
 fn grant(config: &Config, identity: Identity, backend: &BackendToken, now: UnixTime) -> Grant {
     let caller_expiry = identity.expires_at.unwrap_or_else(|| now.saturating_add(config.cache_max_ttl));
     let mut context: BTreeMap<String, String> = identity.claims;
-    context.insert(config.context_key.clone(), format!("Bearer {}", backend.access_token.expose()));
+    let token = backend.access_token.expose();
+    let mut bearer = String::with_capacity("Bearer ".len() + token.len());
+    bearer.push_str("Bearer ");
+    bearer.push_str(token);
+    context.insert(config.context_key.clone(), bearer);
     Grant {
         principal: identity.principal,
         scopes: identity.scopes,

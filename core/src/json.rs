@@ -77,10 +77,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut map = Map::new();
         while let Some(name) = access.next_key::<String>()? {
             let Strict(value) = access.next_value()?;
-            if map.contains_key(&name) {
-                return Err(de::Error::custom("duplicate member name"));
-            }
-            map.insert(name, value);
+            match map.entry(name) {
+                serde_json::map::Entry::Vacant(slot) => slot.insert(value),
+                serde_json::map::Entry::Occupied(_) => return Err(de::Error::custom("duplicate member name")),
+            };
         }
         Ok(Value::Object(map))
     }
