@@ -1,5 +1,5 @@
-//! One decision's time: when it is made (the clock is read once, for every stage), and what it
-//! may spend on waiting: the platform's deadline, when it gives one, and the configured IdP call
+//! One decision's time: when it is (the clock is read once per stage, not once per lookup), and
+//! what it may spend on waiting: the platform's deadline, when it gives one, and the configured IdP call
 //! timeout. Every stage asks its [`Budget`] how long to wait, rather than doing the arithmetic
 //! itself.
 
@@ -28,6 +28,12 @@ pub(crate) struct Budget {
 impl Budget {
     pub(crate) fn new(now: UnixTime, deadline: Option<Instant>, call_timeout: Duration) -> Self {
         Self { now, deadline, call_timeout }
+    }
+
+    /// The same budget at a later reading of the clock: a stage that follows IdP calls judges
+    /// lifetimes by the time it runs, not by the time the decision began.
+    pub(crate) fn later(self, now: UnixTime) -> Self {
+        Self { now: now.max(self.now), ..self }
     }
 
     /// The platform's deadline, when it gave one.

@@ -84,6 +84,7 @@ impl EngineBuilder {
                     config.ca_certificates.as_deref(),
                 ),
                 secrets.clone(),
+                self.clock.clone(),
                 config.secret_refresh_interval,
             ),
             validation: Validation::new(&config),
@@ -263,6 +264,9 @@ impl Engine {
             }
             return Outcome::Deny(denial);
         }
+        // Validation may have waited on IdPs for up to the call timeout: the backend token's
+        // usable end, and the grant's expiry, are judged by the time now.
+        let budget = budget.later(self.clock.now());
         match stages.backend.get(&stages.idp, budget, trace) {
             Ok(backend) => Outcome::Allow(grant(&stages.config, identity, &backend, budget.now)),
             Err(cause) => Outcome::Unavailable(cause),

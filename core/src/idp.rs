@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::budget::Budget;
-use crate::clock::UnixTime;
+use crate::clock::{Clock, UnixTime};
 use crate::config::Client;
 use crate::http::{Answer, HttpClient};
 use crate::log::Trace;
@@ -39,17 +39,28 @@ impl Endpoint {
     }
 }
 
-/// What every IdP call shares: the one HTTP agent and the secret sources.
+/// What every IdP call shares: the one HTTP agent, the secret sources, and the clock.
 pub(crate) struct Idp {
     pub http: HttpClient,
     secrets: Arc<Secrets>,
+    clock: Arc<dyn Clock>,
     /// Fewest seconds between two refetches of a secret after `invalid_client`.
     secret_refresh_interval: i64,
 }
 
 impl Idp {
-    pub(crate) fn new(http: HttpClient, secrets: Arc<Secrets>, secret_refresh_interval: i64) -> Self {
-        Self { http, secrets, secret_refresh_interval }
+    pub(crate) fn new(
+        http: HttpClient,
+        secrets: Arc<Secrets>,
+        clock: Arc<dyn Clock>,
+        secret_refresh_interval: i64,
+    ) -> Self {
+        Self { http, secrets, clock, secret_refresh_interval }
+    }
+
+    /// The time now, for a stage that follows IdP calls.
+    pub(crate) fn now(&self) -> UnixTime {
+        self.clock.now()
     }
 
     /// POSTs `form` to the endpoint with our client credentials and reads its answer with

@@ -119,6 +119,8 @@ impl Validation {
         })?;
         match verdict {
             Verdict::Active(identity) if recheck && identity.verified_locally => {
+                // The keys may just have been fetched: the recheck's cache is judged by the time now.
+                let budget = budget.later(idp.now());
                 let key = (Check::Recheck, hash);
                 match self.cached(key, budget, trace, |trace| self.introspect(idp, token, budget, trace))? {
                     Verdict::Active(_) => Ok(Verdict::Active(identity)),

@@ -94,7 +94,7 @@ fn run(mode: Mode) -> Result<ExitCode> {
 #[cfg(feature = "stdio")]
 fn stdio() -> Result<ExitCode> {
     use anyhow::Context;
-    let summary = tokenbridge_stdio::run(engine(), std::io::stdin().lock(), std::io::stdout().lock())
+    let summary = tokenbridge_stdio::run(engine(), std::io::stdin().lock(), std::io::stdout())
         .context("reading stdin or writing stdout")?;
     let _ = summary; // answers already say everything; the exit status reports I/O only
     Ok(ExitCode::SUCCESS)
