@@ -15,6 +15,8 @@ const BUFFER_BYTES: usize = 64 * 1024;
 
 pub(crate) struct Output<W: Write> {
     state: Mutex<State<W>>,
+    /// A helper runs [`Output::write_lingering`].
+    helped: bool,
     /// Wakes the helper when an answer is waiting, and when the output is finished.
     waiting: Condvar,
 }
@@ -29,12 +31,11 @@ struct State<W: Write> {
 }
 
 impl<W: Write> Output<W> {
-    pub(crate) fn new(writer: W) -> Self {
+    /// An output for `writer`; `helped` when a helper thread will run [`Output::write_lingering`].
+    pub(crate) fn new(writer: W, helped: bool) -> Self {
         let writer = BufWriter::with_capacity(BUFFER_BYTES, writer);
-        Self {
-            state: Mutex::new(State { writer, unflushed: false, failed: None, done: false }),
-            waiting: Condvar::new(),
-        }
+        let state = Mutex::new(State { writer, unflushed: false, failed: None, done: false });
+        Self { state, helped, waiting: Condvar::new() }
     }
 
     fn state(&self) -> MutexGuard<'_, State<W>> {
@@ -51,7 +52,9 @@ impl<W: Write> Output<W> {
         write(&mut state.writer)?;
         if !state.unflushed {
             state.unflushed = true;
-            self.waiting.notify_one();
+            if self.helped {
+                self.waiting.notify_one();
+            }
         }
         Ok(())
     }
