@@ -101,7 +101,7 @@ pub(crate) enum KeyError {
     NotPem,
     #[error("the PEM private key is neither an RSA key (2048 to 8192 bits) nor an EC P-256 key")]
     Unsupported,
-    #[error("a {key} key cannot sign {alg}")]
+    #[error("this {key} key cannot sign {alg}")]
     AlgMismatch { key: &'static str, alg: &'static str },
     #[error("signing the client assertion failed")]
     Signing,
