@@ -64,6 +64,14 @@ pub struct ClientKey {
     pub public: PublicKey,
 }
 
+impl PublicKey {
+    fn ec_jwk(&self) -> Value {
+        // The uncompressed point: 0x04, then x and y.
+        let (x, y) = (self.der.get(1..33).unwrap_or_default(), self.der.get(33..65).unwrap_or_default());
+        json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
+    }
+}
+
 impl ClientKey {
     /// The RSA test key of `adapters/oci/tests/vectors` (PKCS#8 PEM), for `alg` RS256 or PS256.
     pub fn rsa(alg: &'static str) -> Self {
@@ -71,6 +79,21 @@ impl ClientKey {
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         let key = RsaKeyPair::from_pkcs8(&STANDARD.decode(body).expect("PEM body")).expect("RSA key");
         ClientKey { pem, public: PublicKey { alg, der: key.public_key().as_ref().to_vec() } }
+    }
+
+    /// The public JWK, as a client's registered `jwks` lists it.
+    pub fn jwk(&self) -> Value {
+        if self.public.alg == "ES256" {
+            return self.public.ec_jwk();
+        }
+        let body: String = self.pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let key = RsaKeyPair::from_pkcs8(&STANDARD.decode(body).expect("PEM body")).expect("RSA key");
+        let (n, e) = (key.public_key().modulus(), key.public_key().exponent());
+        json!({
+            "kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(n.big_endian_without_leading_zero()),
+            "e": URL_SAFE_NO_PAD.encode(e.big_endian_without_leading_zero()),
+        })
     }
 
     /// A new EC P-256 key, as a PKCS#8 PEM.
