@@ -29,7 +29,7 @@ impl BackendTokens {
         let mut form = vec![("grant_type", "client_credentials".to_string())];
         form.extend(config.backend_params.iter().cloned());
         Self {
-            endpoint: Endpoint::new(Dependency::BackendToken, &config.backend, "TOKENBRIDGE_BACKEND_CLIENT_SECRET"),
+            endpoint: Endpoint::new(Dependency::BackendToken, &config.backend),
             form,
             token: Cache::new(1),
             default_ttl: config.backend_default_ttl,

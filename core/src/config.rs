@@ -5,10 +5,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::client_auth::{self, Alg, AssertionSettings, Method};
 use crate::jwt::Issuer;
 use crate::policy::Policy;
 use crate::secret::SecretRef;
-use crate::settings::{SETTINGS, Setting};
+use crate::settings::{BACKEND_CLIENT, ClientSettings, INTROSPECTION_CLIENT, SETTINGS, Setting};
 use crate::url_rules::{check_url, shown_url};
 
 /// An OAuth client of ours at an IdP.
@@ -16,7 +17,19 @@ use crate::url_rules::{check_url, shown_url};
 pub(crate) struct Client {
     pub(crate) endpoint: String,
     pub(crate) client_id: String,
-    pub(crate) secret: SecretRef,
+    /// How we authenticate there.
+    pub(crate) method: Method,
+    /// What we authenticate with: the client secret, or for `private_key_jwt` the private key.
+    pub(crate) credential: SecretRef,
+    /// The settings it was read from, for `check-config`.
+    pub(crate) settings: &'static ClientSettings,
+}
+
+impl Client {
+    /// The setting that names the credential.
+    pub(crate) fn credential_setting(&self) -> &'static str {
+        if self.method.uses_key() { self.settings.key } else { self.settings.secret }
+    }
 }
 
 /// Validated settings. Build with [`Config::from_env`] or [`Config::from_lookup`]; `Display`
@@ -149,13 +162,15 @@ impl Config {
         Self::secrets_from_lookup(&|k| std::env::var(k).ok())
     }
 
-    /// The client secrets the settings name, by setting, read even when other settings are
-    /// invalid, so that `check-config` can resolve them and report every problem at once. A
-    /// secret that is not set is left out (that is a configuration problem of its own).
+    /// The client secrets (and private keys) the settings name, by setting, read even when
+    /// other settings are invalid, so that `check-config` can resolve them and report every
+    /// problem at once. A secret that is not set is left out (that is a configuration problem
+    /// of its own).
     pub fn secrets_from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, SecretRef)> {
         let (config, _) = Self::read(lookup);
-        let introspection = config.introspection.map(|c| ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", c.secret));
-        let backend = ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", config.backend.secret);
+        let credential = |c: Client| (c.credential_setting(), c.credential);
+        let introspection = config.introspection.map(credential);
+        let backend = credential(config.backend);
         introspection.into_iter().chain([backend]).filter(|(_, secret)| !is_unset(secret)).collect()
     }
 
@@ -165,22 +180,12 @@ impl Config {
         let issuers = r.issuers();
         let mode = r.mode(!issuers.is_empty());
         let needs_introspection = mode != Mode::Jwt || issuers.iter().any(|i| !i.local);
-        let introspection = needs_introspection.then(|| {
-            r.client(
-                "TOKENBRIDGE_INTROSPECTION_URL",
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
-            )
-        });
+        let introspection = needs_introspection.then(|| r.client(&INTROSPECTION_CLIENT));
         if mode != Mode::Introspection && issuers.is_empty() {
             r.problems
                 .push(format!("TOKENBRIDGE_MODE={} needs TOKENBRIDGE_ISSUER or TOKENBRIDGE_ISSUERS", mode.as_str()));
         }
-        let backend = r.client(
-            "TOKENBRIDGE_BACKEND_TOKEN_URL",
-            "TOKENBRIDGE_BACKEND_CLIENT_ID",
-            "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
-        );
+        let backend = r.client(&BACKEND_CLIENT);
         let backend_params = [
             ("scope", "TOKENBRIDGE_BACKEND_SCOPE"),
             ("audience", "TOKENBRIDGE_BACKEND_AUDIENCE"),
@@ -481,12 +486,58 @@ impl Reader<'_> {
         })
     }
 
-    fn client(&mut self, url: &str, id: &str, secret: &str) -> Client {
-        Client {
-            endpoint: self.url(url),
-            client_id: self.required(id),
-            secret: SecretRef::parse(&self.required(secret)),
+    /// One client of ours: its endpoint, id, authentication method and credential. A setting
+    /// the method does not use is a problem, not ignored: it says the operator meant another.
+    fn client(&mut self, s: &'static ClientSettings) -> Client {
+        let endpoint = self.url(s.url);
+        let client_id = self.required(s.id);
+        let method = match self.optional(s.auth).as_deref() {
+            None | Some("client_secret_basic") => Method::SecretBasic,
+            Some("client_secret_post") => Method::SecretPost,
+            Some("private_key_jwt") => Method::PrivateKeyJwt(self.assertion_settings(s)),
+            Some(other) => {
+                self.problems.push(format!(
+                    "{} must be client_secret_basic, client_secret_post or private_key_jwt, got {other:?}",
+                    s.auth
+                ));
+                Method::SecretBasic
+            }
+        };
+        let (used, unused) = if method.uses_key() { (s.key, s.secret) } else { (s.secret, s.key) };
+        let mut unused_settings = vec![unused];
+        if !method.uses_key() {
+            unused_settings.extend([s.key_id, s.alg, s.audience, s.cert_sha256]);
         }
+        for name in unused_settings {
+            if self.optional(name).is_some() {
+                self.problems.push(format!(
+                    "{name} is set, but {} is {}, which does not use it",
+                    s.auth,
+                    method.name()
+                ));
+            }
+        }
+        let credential = SecretRef::parse(&self.required(used));
+        Client { endpoint, client_id, method, credential, settings: s }
+    }
+
+    /// What `private_key_jwt` puts into each assertion besides the client id.
+    fn assertion_settings(&mut self, s: &ClientSettings) -> AssertionSettings {
+        let alg = self.optional(s.alg).and_then(|name| {
+            let alg = Alg::parse(&name);
+            if alg.is_none() {
+                self.problems.push(format!("{} must be RS256, PS256 or ES256, got {name:?}", s.alg));
+            }
+            alg
+        });
+        let cert_sha256 = self.optional(s.cert_sha256);
+        if cert_sha256.as_deref().is_some_and(|t| !client_auth::is_sha256_thumbprint(t)) {
+            self.problems.push(format!(
+                "{} must be the certificate's SHA-256 in base64url without padding (43 characters)",
+                s.cert_sha256
+            ));
+        }
+        AssertionSettings { audience: self.optional(s.audience), key_id: self.optional(s.key_id), alg, cert_sha256 }
     }
 }
 
@@ -545,7 +596,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.introspection.unwrap().endpoint, "https://idcs.example/oauth2/v1/introspect");
-        assert!(matches!(c.backend.secret, SecretRef::Platform(_)));
+        assert!(matches!(c.backend.credential, SecretRef::Platform(_)));
     }
 
     #[test]
@@ -654,5 +705,121 @@ mod tests {
             c.backend_params,
             vec![("scope", "orders.read".to_string()), ("resource", "https://api.example".to_string())]
         );
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut pairs = MINIMAL.to_vec();
+        pairs.extend(extra.iter().copied());
+        pairs
+    }
+
+    #[test]
+    fn client_secret_basic_is_the_default_and_client_secret_post_is_chosen_per_idp() {
+        let c = Config::from_lookup(&lookup(MINIMAL)).unwrap();
+        assert_eq!(c.introspection.unwrap().method, Method::SecretBasic);
+        assert_eq!(c.backend.method, Method::SecretBasic);
+        let c =
+            Config::from_lookup(&lookup(&with(&[("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "client_secret_post")]))).unwrap();
+        assert_eq!(c.introspection.unwrap().method, Method::SecretBasic);
+        assert_eq!(c.backend.method, Method::SecretPost);
+    }
+
+    #[test]
+    fn an_unknown_client_authentication_method_is_a_problem() {
+        for value in ["client_secret_jwt", "Client_Secret_Post", "tls_client_auth", "none"] {
+            let err = Config::from_lookup(&lookup(&with(&[("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", value)])))
+                .err()
+                .unwrap_or_else(|| panic!("{value} accepted"));
+            assert!(err.0[0].starts_with("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH must be client_secret_basic"), "{err}");
+        }
+    }
+
+    #[test]
+    fn private_key_jwt_needs_the_key_instead_of_the_secret() {
+        let mut pairs = with(&[
+            ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "private_key_jwt"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_KEY", "file:/run/secrets/key.pem"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_KEY_ID", "k1"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_ALG", "PS256"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_AUDIENCE", "https://idp-b.example"),
+        ]);
+        pairs.retain(|(k, _)| *k != "TOKENBRIDGE_BACKEND_CLIENT_SECRET");
+        let c = Config::from_lookup(&lookup(&pairs)).unwrap();
+        let expected = AssertionSettings {
+            audience: Some("https://idp-b.example".into()),
+            key_id: Some("k1".into()),
+            alg: Some(Alg::PS256),
+            cert_sha256: None,
+        };
+        assert_eq!(c.backend.method, Method::PrivateKeyJwt(expected));
+        assert_eq!(c.backend.credential, SecretRef::File("/run/secrets/key.pem".into()));
+        let secrets = Config::secrets_from_lookup(&lookup(&pairs));
+        assert_eq!(secrets[1], ("TOKENBRIDGE_BACKEND_CLIENT_KEY", SecretRef::File("/run/secrets/key.pem".into())));
+
+        pairs.retain(|(k, _)| *k != "TOKENBRIDGE_BACKEND_CLIENT_KEY");
+        let err = Config::from_lookup(&lookup(&pairs)).err().unwrap();
+        assert_eq!(err.0, ["TOKENBRIDGE_BACKEND_CLIENT_KEY is required"]);
+    }
+
+    #[test]
+    fn a_setting_the_chosen_method_does_not_use_is_a_problem() {
+        let err = Config::from_lookup(&lookup(&with(&[
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY", "file:/k.pem"),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY_ID", "k1"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "private_key_jwt"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_KEY", "file:/k.pem"),
+        ])))
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.0,
+            [
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_KEY is set, but TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH is client_secret_basic, which does not use it",
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_KEY_ID is set, but TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH is client_secret_basic, which does not use it",
+                "TOKENBRIDGE_BACKEND_CLIENT_SECRET is set, but TOKENBRIDGE_BACKEND_CLIENT_AUTH is private_key_jwt, which does not use it",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_assertion_algorithm_or_thumbprint_is_a_problem() {
+        let mut pairs = with(&[
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY", "file:/k.pem"),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_ALG", "rs256"),
+            // A SHA-1 thumbprint in hex, as the Entra portal shows it: not what x5t#S256 carries.
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_CERT_SHA256", "3F2A9C1B5D7E8F60112233445566778899AABBCC"),
+        ]);
+        pairs.retain(|(k, _)| *k != "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET");
+        let err = Config::from_lookup(&lookup(&pairs)).err().unwrap();
+        assert_eq!(err.0.len(), 2, "{err}");
+        assert!(err.0[0].starts_with("TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_ALG must be RS256, PS256 or ES256"));
+        assert!(err.0[1].starts_with("TOKENBRIDGE_INTROSPECTION_CLIENT_CERT_SHA256 must be the certificate's SHA-256"));
+    }
+
+    #[test]
+    fn display_names_the_method_and_redacts_a_literal_key() {
+        let c = Config::from_lookup(&lookup(&with(&[("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "client_secret_post")])))
+            .unwrap();
+        let shown = c.to_string();
+        assert!(shown.contains("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH = client_secret_post\n"), "{shown}");
+        assert!(shown.contains("TOKENBRIDGE_BACKEND_CLIENT_AUTH = client_secret_basic\n"), "{shown}");
+
+        let mut pairs = with(&[
+            ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "private_key_jwt"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_KEY", "-----BEGIN PRIVATE KEY-----\nhunter2\n-----END PRIVATE KEY-----"),
+        ]);
+        pairs.retain(|(k, _)| *k != "TOKENBRIDGE_BACKEND_CLIENT_SECRET");
+        let shown = Config::from_lookup(&lookup(&pairs)).unwrap().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        for line in [
+            "TOKENBRIDGE_BACKEND_CLIENT_AUTH = private_key_jwt\n",
+            "TOKENBRIDGE_BACKEND_CLIENT_KEY = <redacted literal>\n",
+            "TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_ALG = (from the key)\n",
+            "TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_AUDIENCE = (the endpoint URL)\n",
+        ] {
+            assert!(shown.contains(line), "{line:?} missing from\n{shown}");
+        }
+        assert!(!shown.contains("TOKENBRIDGE_BACKEND_CLIENT_SECRET"), "{shown}");
     }
 }

@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use crate::config::Config;
+use crate::client_auth::Method;
+use crate::config::{Client, Config};
 
 impl Config {
     fn backend_param(&self, name: &str) -> String {
@@ -15,28 +16,19 @@ impl Config {
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = self;
+        writeln!(f, "TOKENBRIDGE_MODE = {}", c.mode.as_str())?;
+        writeln!(
+            f,
+            "TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE = {}",
+            c.introspection_token_type.as_deref().unwrap_or("(any)")
+        )?;
+        match &c.introspection {
+            Some(client) => write_client(f, client)?,
+            None => writeln!(f, "TOKENBRIDGE_INTROSPECTION_URL = (unused)")?,
+        }
+        writeln!(f, "TOKENBRIDGE_REQUIRED_SCOPES = {}", c.required_scopes.join(" "))?;
+        write_client(f, &c.backend)?;
         let lines: Vec<(&str, String)> = vec![
-            ("TOKENBRIDGE_MODE", c.mode.as_str().to_string()),
-            (
-                "TOKENBRIDGE_INTROSPECTION_TOKEN_TYPE",
-                c.introspection_token_type.clone().unwrap_or_else(|| "(any)".into()),
-            ),
-            (
-                "TOKENBRIDGE_INTROSPECTION_URL",
-                c.introspection.as_ref().map_or("(unused)".into(), |i| i.endpoint.clone()),
-            ),
-            (
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
-                c.introspection.as_ref().map_or("(unused)".into(), |i| i.client_id.clone()),
-            ),
-            (
-                "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
-                c.introspection.as_ref().map_or("(unused)".into(), |i| format!("{:?}", i.secret)),
-            ),
-            ("TOKENBRIDGE_REQUIRED_SCOPES", c.required_scopes.join(" ")),
-            ("TOKENBRIDGE_BACKEND_TOKEN_URL", c.backend.endpoint.clone()),
-            ("TOKENBRIDGE_BACKEND_CLIENT_ID", c.backend.client_id.clone()),
-            ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", format!("{:?}", c.backend.secret)),
             ("TOKENBRIDGE_BACKEND_SCOPE", c.backend_param("scope")),
             ("TOKENBRIDGE_BACKEND_AUDIENCE", c.backend_param("audience")),
             ("TOKENBRIDGE_BACKEND_RESOURCE", c.backend_param("resource")),
@@ -78,4 +70,22 @@ impl fmt::Display for Config {
         }
         writeln!(f, "policy:\n{}", c.policy.describe())
     }
+}
+
+/// A client's endpoint, id, authentication method and credential (redacted), and for
+/// `private_key_jwt` what its assertions carry.
+fn write_client(f: &mut fmt::Formatter<'_>, client: &Client) -> fmt::Result {
+    let s = client.settings;
+    writeln!(f, "{} = {}", s.url, client.endpoint)?;
+    writeln!(f, "{} = {}", s.id, client.client_id)?;
+    writeln!(f, "{} = {}", s.auth, client.method.name())?;
+    writeln!(f, "{} = {:?}", client.credential_setting(), client.credential)?;
+    if let Method::PrivateKeyJwt(a) = &client.method {
+        let or = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_string());
+        writeln!(f, "{} = {}", s.key_id, or(&a.key_id, "(none)"))?;
+        writeln!(f, "{} = {}", s.alg, a.alg.map_or("(from the key)", |a| a.as_str()))?;
+        writeln!(f, "{} = {}", s.audience, or(&a.audience, "(the endpoint URL)"))?;
+        writeln!(f, "{} = {}", s.cert_sha256, or(&a.cert_sha256, "(none)"))?;
+    }
+    Ok(())
 }

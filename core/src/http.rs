@@ -55,27 +55,28 @@ impl HttpClient {
         Ok(left.min(self.call_timeout))
     }
 
-    /// POSTs a form with `client_secret_basic` authentication (RFC 6749 §2.3.1).
+    /// POSTs a form, with this `Authorization` header when given (`client_secret_basic`); the
+    /// other client authentication methods travel in the form itself.
     pub(crate) fn post_form(
         &self,
         url: &str,
-        client_id: &str,
-        client_secret: &str,
+        authorization: Option<&str>,
         form: &[(&str, &str)],
         deadline: Option<Instant>,
     ) -> Result<Answer, Failure> {
         let budget = self.budget(deadline)?;
-        let response = self
+        let mut request = self
             .agent
             .post(url)
             .config()
             .timeout_global(Some(budget))
             .timeout_connect(Some(self.connect_timeout.min(budget)))
             .build()
-            .header("Authorization", basic_auth(client_id, client_secret))
-            .header("Accept", "application/json")
-            .send_form(form.iter().copied());
-        self.read(response, budget)
+            .header("Accept", "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
+        }
+        self.read(request.send_form(form.iter().copied()), budget)
     }
 
     /// GETs a public JSON document (discovery, JWKS).

@@ -44,6 +44,7 @@ mod backend;
 mod bearer;
 mod budget;
 mod cache;
+mod client_auth;
 mod clock;
 mod config;
 mod config_display;

@@ -22,6 +22,43 @@ const fn s(
     Setting { name, alias, default, meaning }
 }
 
+/// The settings of one client of ours: at IdP A (introspection) or at IdP B (token endpoint).
+pub(crate) struct ClientSettings {
+    pub(crate) url: &'static str,
+    pub(crate) id: &'static str,
+    pub(crate) secret: &'static str,
+    pub(crate) auth: &'static str,
+    pub(crate) key: &'static str,
+    pub(crate) key_id: &'static str,
+    pub(crate) alg: &'static str,
+    pub(crate) audience: &'static str,
+    pub(crate) cert_sha256: &'static str,
+}
+
+pub(crate) const INTROSPECTION_CLIENT: ClientSettings = ClientSettings {
+    url: "TOKENBRIDGE_INTROSPECTION_URL",
+    id: "TOKENBRIDGE_INTROSPECTION_CLIENT_ID",
+    secret: "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET",
+    auth: "TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH",
+    key: "TOKENBRIDGE_INTROSPECTION_CLIENT_KEY",
+    key_id: "TOKENBRIDGE_INTROSPECTION_CLIENT_KEY_ID",
+    alg: "TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_ALG",
+    audience: "TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_AUDIENCE",
+    cert_sha256: "TOKENBRIDGE_INTROSPECTION_CLIENT_CERT_SHA256",
+};
+
+pub(crate) const BACKEND_CLIENT: ClientSettings = ClientSettings {
+    url: "TOKENBRIDGE_BACKEND_TOKEN_URL",
+    id: "TOKENBRIDGE_BACKEND_CLIENT_ID",
+    secret: "TOKENBRIDGE_BACKEND_CLIENT_SECRET",
+    auth: "TOKENBRIDGE_BACKEND_CLIENT_AUTH",
+    key: "TOKENBRIDGE_BACKEND_CLIENT_KEY",
+    key_id: "TOKENBRIDGE_BACKEND_CLIENT_KEY_ID",
+    alg: "TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_ALG",
+    audience: "TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_AUDIENCE",
+    cert_sha256: "TOKENBRIDGE_BACKEND_CLIENT_CERT_SHA256",
+};
+
 /// Every setting the core reads; docs/configuration.md mirrors this list (a test checks it).
 pub(crate) const SETTINGS: &[Setting] = &[
     s(
@@ -36,6 +73,37 @@ pub(crate) const SETTINGS: &[Setting] = &[
         Some("idcs_app_client_secret_ocid"),
         None,
         "our client secret at IdP A (literal or reference)",
+    ),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH",
+        None,
+        Some("client_secret_basic"),
+        "how we authenticate at IdP A: client_secret_basic, client_secret_post or private_key_jwt",
+    ),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_KEY",
+        None,
+        None,
+        "our PEM private key at IdP A for private_key_jwt (literal or reference)",
+    ),
+    s("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY_ID", None, None, "kid of the client assertions at IdP A"),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_ALG",
+        None,
+        None,
+        "RS256, PS256 or ES256 (default: RS256 for an RSA key, ES256 for a P-256 key)",
+    ),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_AUDIENCE",
+        None,
+        None,
+        "aud of the client assertions at IdP A (default: the endpoint's URL)",
+    ),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_CERT_SHA256",
+        None,
+        None,
+        "x5t#S256 header of the client assertions at IdP A: base64url SHA-256 of the certificate",
     ),
     s("TOKENBRIDGE_REQUIRED_SCOPES", None, Some(""), "space-separated scopes every caller token must carry"),
     s(
@@ -62,6 +130,37 @@ pub(crate) const SETTINGS: &[Setting] = &[
         Some("back_end_client_secret_ocid"),
         None,
         "our client secret at IdP B (literal or reference)",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_AUTH",
+        None,
+        Some("client_secret_basic"),
+        "how we authenticate at IdP B: client_secret_basic, client_secret_post or private_key_jwt",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_KEY",
+        None,
+        None,
+        "our PEM private key at IdP B for private_key_jwt (literal or reference)",
+    ),
+    s("TOKENBRIDGE_BACKEND_CLIENT_KEY_ID", None, None, "kid of the client assertions at IdP B"),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_ALG",
+        None,
+        None,
+        "RS256, PS256 or ES256 (default: RS256 for an RSA key, ES256 for a P-256 key)",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_AUDIENCE",
+        None,
+        None,
+        "aud of the client assertions at IdP B (default: the endpoint's URL)",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_CERT_SHA256",
+        None,
+        None,
+        "x5t#S256 header of the client assertions at IdP B: base64url SHA-256 of the certificate",
     ),
     s("TOKENBRIDGE_BACKEND_SCOPE", None, None, "optional `scope` of the client_credentials grant"),
     s("TOKENBRIDGE_BACKEND_AUDIENCE", None, None, "optional `audience` of the client_credentials grant"),

@@ -64,10 +64,7 @@ impl Validation {
             mode: config.mode,
             jwks: jwt::by_issuer(config.issuers.clone(), config.jwks_max_age),
             verdicts: Cache::new(config.cache_capacity),
-            introspection: config
-                .introspection
-                .as_ref()
-                .map(|c| Endpoint::new(Dependency::Introspection, c, "TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET")),
+            introspection: config.introspection.as_ref().map(|c| Endpoint::new(Dependency::Introspection, c)),
             introspection_token_type: config.introspection_token_type.clone(),
             lifetimes: Lifetimes {
                 max_ttl: config.cache_max_ttl,

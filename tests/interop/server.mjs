@@ -11,8 +11,10 @@
 //    "jwks_uri":"…"}
 // --clients (or $INTEROP_CLIENTS, a JSON text): the clients, a JSON array of
 //   {"client_id","client_secret","grant_types":[…],"scope":"a b","introspect":true,"ttl":seconds,
-//    "redirect_uris":[…]}
-// All authenticate with client_secret_basic. `introspect` lets a client introspect every
+//    "redirect_uris":[…],"token_endpoint_auth_method":"…","jwks":{"keys":[…]}}
+// A client authenticates with client_secret_basic unless `token_endpoint_auth_method` names
+// another method (client_secret_post, private_key_jwt: then `jwks` holds its public keys and
+// `client_secret` is left out), at every endpoint alike. `introspect` lets a client introspect every
 // client's tokens (a resource server); any other client may introspect only its own. `ttl` is
 // the lifetime of its client_credentials tokens (default 600 s). Secrets must be visible ASCII
 // (RFC 6749 Appendix A): the server refuses others.
@@ -71,11 +73,12 @@ const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(),
 const provider = new Provider(issuer, {
   clients: clients.map((c) => ({
     client_id: c.client_id,
-    client_secret: c.client_secret,
+    ...(c.client_secret ? { client_secret: c.client_secret } : {}),
     grant_types: c.grant_types ?? [],
     response_types: c.redirect_uris ? ['code'] : [],
     redirect_uris: c.redirect_uris ?? [],
-    token_endpoint_auth_method: 'client_secret_basic',
+    token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
+    ...(c.jwks ? { jwks: c.jwks } : {}),
     ...(c.scope ? { scope: c.scope } : {}),
   })),
   scopes: [...scopes],
@@ -121,6 +124,10 @@ process.stdout.write(`${JSON.stringify({ issuer, ...routes })}\n`);
 
 // Never log a token or a secret: only the failures' names.
 provider.on('server_error', (ctx, err) => console.error(`server_error: ${err.name}: ${err.message}`));
+// Why a client was refused (the descriptions name the check that failed, never a credential).
+for (const event of ['grant.error', 'introspection.error']) {
+  provider.on(event, (ctx, err) => console.error(`${event}: ${err.name}: ${err.error_detail ?? err.error_description ?? err.message}${err.cause ? ` (${err.cause.message})` : ""}`));
+}
 
 process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));

@@ -1,15 +1,20 @@
 //! A scriptable OAuth 2.0 identity provider on loopback: a client_credentials token endpoint
 //! (`POST /token`) and an RFC 7662 introspection endpoint (`POST /introspect`), both requiring
-//! `client_secret_basic`, with faults a real IdP will not produce on demand (the fake issuer of
-//! `jwt_keys` plays the same faults at its JWKS).
+//! client authentication by the method each client is registered with (`client_secret_basic`,
+//! `client_secret_post` or `private_key_jwt`, exactly one per request, as RFC 6749 §2.3
+//! demands), with faults a real IdP will not produce on demand (the fake issuer of `jwt_keys`
+//! plays the same faults at its JWKS).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use tiny_http::{Header, Response, Server};
 
@@ -32,10 +37,110 @@ pub enum Fault {
     Redirect(String),
 }
 
+/// How a client must authenticate at the fake IdP.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// `client_secret_basic` with this secret.
+    Basic(String),
+    /// `client_secret_post` with this secret.
+    Post(String),
+    /// `private_key_jwt`, assertions signed with this key's private half.
+    PrivateKeyJwt(PublicKey),
+}
+
+/// A client's public key, as the IdP holds it to verify assertions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicKey {
+    /// The JWS algorithm it verifies: `RS256`, `PS256` or `ES256`.
+    pub alg: &'static str,
+    /// RSA: the `RSAPublicKey` DER; EC: the uncompressed point.
+    pub der: Vec<u8>,
+}
+
+/// A client key pair made for a test: the PEM tokenbridge signs with, the public half the fake
+/// IdP verifies with.
+pub struct ClientKey {
+    pub pem: String,
+    pub public: PublicKey,
+}
+
+impl PublicKey {
+    fn ec_jwk(&self) -> Value {
+        // The uncompressed point: 0x04, then x and y.
+        let (x, y) = (self.der.get(1..33).unwrap_or_default(), self.der.get(33..65).unwrap_or_default());
+        json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
+    }
+}
+
+impl ClientKey {
+    /// The RSA test key of `adapters/oci/tests/vectors` (PKCS#8 PEM), for `alg` RS256 or PS256.
+    pub fn rsa(alg: &'static str) -> Self {
+        let pem = std::fs::read_to_string(crate::fake_secrets::vectors_dir().join("key-pkcs8.pem")).expect("RSA key");
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let key = RsaKeyPair::from_pkcs8(&STANDARD.decode(body).expect("PEM body")).expect("RSA key");
+        ClientKey { pem, public: PublicKey { alg, der: key.public_key().as_ref().to_vec() } }
+    }
+
+    /// The public JWK, as a client's registered `jwks` lists it.
+    pub fn jwk(&self) -> Value {
+        if self.public.alg == "ES256" {
+            return self.public.ec_jwk();
+        }
+        let body: String = self.pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let key = RsaKeyPair::from_pkcs8(&STANDARD.decode(body).expect("PEM body")).expect("RSA key");
+        let (n, e) = (key.public_key().modulus(), key.public_key().exponent());
+        json!({
+            "kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(n.big_endian_without_leading_zero()),
+            "e": URL_SAFE_NO_PAD.encode(e.big_endian_without_leading_zero()),
+        })
+    }
+
+    /// A new EC P-256 key, as a PKCS#8 PEM.
+    pub fn ec() -> Self {
+        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &SystemRandom::new()).expect("EC key");
+        let key = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).expect("EC key");
+        let pem = pem("PRIVATE KEY", pkcs8.as_ref());
+        ClientKey { pem, public: PublicKey { alg: "ES256", der: key.public_key().as_ref().to_vec() } }
+    }
+
+    /// A new EC P-256 key, as a SEC1 `EC PRIVATE KEY` PEM.
+    pub fn ec_sec1() -> Self {
+        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let key = EcdsaKeyPair::generate(alg).expect("EC key");
+        let sec1 = key.private_key().as_der().expect("SEC1 DER");
+        let pem = pem("EC PRIVATE KEY", sec1.as_ref());
+        ClientKey { pem, public: PublicKey { alg: "ES256", der: key.public_key().as_ref().to_vec() } }
+    }
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A client assertion the fake IdP accepted: its header and claims.
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    pub header: Value,
+    pub claims: Value,
+    /// The form's `client_id`, if it had one.
+    pub client_id: Option<String>,
+}
+
 #[derive(Default)]
 struct State {
-    /// client_id → secret
-    clients: HashMap<String, String>,
+    clients: HashMap<String, ClientAuth>,
+    /// Every `jti` accepted: an assertion is good for one request only.
+    seen_jtis: HashSet<String>,
+    assertions: Vec<Assertion>,
+    /// The `aud` assertions must carry besides the endpoint's URL or the IdP's URL.
+    assertion_audience: Option<String>,
     /// token → introspection answer
     tokens: HashMap<String, Value>,
     introspect_fault: Option<Fault>,
@@ -149,8 +254,24 @@ impl FakeIdp {
         format!("{}/token", self.url)
     }
 
+    /// Registers (or re-registers) a `client_secret_basic` client.
     pub fn add_client(&self, id: &str, secret: &str) {
-        self.lock().clients.insert(id.to_string(), secret.to_string());
+        self.add_client_with(id, ClientAuth::Basic(secret.to_string()));
+    }
+
+    /// Registers (or re-registers) a client that authenticates as `auth` says.
+    pub fn add_client_with(&self, id: &str, auth: ClientAuth) {
+        self.lock().clients.insert(id.to_string(), auth);
+    }
+
+    /// The client assertions accepted so far, oldest first.
+    pub fn assertions(&self) -> Vec<Assertion> {
+        self.lock().assertions.clone()
+    }
+
+    /// Also accepts assertions whose `aud` is this (e.g. an issuer identifier).
+    pub fn accept_assertion_audience(&self, audience: &str) {
+        self.lock().assertion_audience = Some(audience.to_string());
     }
 
     /// Registers a caller token whose introspection answer is `answer`.
@@ -218,11 +339,11 @@ impl FakeIdp {
         counter.fetch_add(1, Ordering::SeqCst);
         let trickled = || json!({"active": true, "sub": "trickle", "exp": unix_now() + 600}).to_string().into_bytes();
         let Some(request) = play(fault, request, trickled) else { return };
-        if !self.client_authenticated(&request) {
+        let form = parse_form(&body);
+        if !self.client_authenticated(&request, &form, &path) {
             self.rejected_auth.fetch_add(1, Ordering::SeqCst);
             return respond(request, 401, json!({"error":"invalid_client"}).to_string(), None);
         }
-        let form = parse_form(&body);
         let answer = if path == "/introspect" { self.introspect(&form) } else { self.token(&form) };
         match answer {
             Ok(v) => respond(request, 200, v.to_string(), None),
@@ -230,14 +351,79 @@ impl FakeIdp {
         }
     }
 
-    fn client_authenticated(&self, request: &tiny_http::Request) -> bool {
+    /// Whether the request authenticates a registered client by that client's method, and by
+    /// no other method besides (RFC 6749 §2.3: one method per request).
+    fn client_authenticated(&self, request: &tiny_http::Request, form: &HashMap<String, String>, path: &str) -> bool {
         let header = request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.to_string());
-        let Some(encoded) = header.as_deref().and_then(|h| h.strip_prefix("Basic ")) else { return false };
-        let Ok(decoded) = STANDARD.decode(encoded) else { return false };
-        let Ok(decoded) = String::from_utf8(decoded) else { return false };
-        let Some((id, secret)) = decoded.split_once(':') else { return false };
-        let (id, secret) = (form_decode(id), form_decode(secret));
-        self.lock().clients.get(&id) == Some(&secret)
+        let presented = [header.is_some(), form.contains_key("client_secret"), form.contains_key("client_assertion")];
+        if presented.iter().filter(|p| **p).count() != 1 {
+            return false;
+        }
+        if let Some(header) = header {
+            let Some((id, secret)) = basic_credentials(&header) else { return false };
+            return matches!(self.lock().clients.get(&id), Some(ClientAuth::Basic(s)) if *s == secret);
+        }
+        if let Some(secret) = form.get("client_secret") {
+            let Some(id) = form.get("client_id") else { return false };
+            return matches!(self.lock().clients.get(id), Some(ClientAuth::Post(s)) if s == secret);
+        }
+        self.assertion_accepted(form, path)
+    }
+
+    /// A `private_key_jwt` client assertion: the right type, a signature by the client's key with
+    /// the client's algorithm, `iss` = `sub` = the client (and the form's `client_id`, if any),
+    /// `aud` this endpoint or this IdP, unexpired, and a `jti` never seen before.
+    fn assertion_accepted(&self, form: &HashMap<String, String>, path: &str) -> bool {
+        if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
+            return false;
+        }
+        let Some((header, claims)) = form.get("client_assertion").and_then(|jwt| self.verified_assertion(jwt)) else {
+            return false;
+        };
+        let (iss, sub) = (claims["iss"].as_str(), claims["sub"].as_str());
+        let client_id = form.get("client_id").cloned();
+        if iss.is_none() || iss != sub || client_id.as_deref().is_some_and(|id| Some(id) != sub) {
+            return false;
+        }
+        let now = unix_now();
+        let endpoint = format!("{}{path}", self.url);
+        let mut state = self.lock();
+        let audiences = [Some(endpoint.as_str()), Some(self.url.as_str()), state.assertion_audience.as_deref()];
+        let aud_ok = claims["aud"].as_str().is_some_and(|aud| audiences.contains(&Some(aud)));
+        let exp_ok = claims["exp"].as_i64().is_some_and(|exp| exp > now && exp <= now + 600);
+        let Some(jti) = claims["jti"].as_str() else { return false };
+        if !aud_ok || !exp_ok || !state.seen_jtis.insert(jti.to_string()) {
+            return false;
+        }
+        state.assertions.push(Assertion { header, claims, client_id });
+        true
+    }
+
+    /// The header and claims of `jwt`, if its `sub` is a `private_key_jwt` client whose key
+    /// signed it with that key's algorithm.
+    fn verified_assertion(&self, jwt: &str) -> Option<(Value, Value)> {
+        let mut parts = jwt.split('.');
+        let (Some(h), Some(c), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return None;
+        };
+        let json = |p: &str| serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(p).ok()?).ok();
+        let (header, claims) = (json(h)?, json(c)?);
+        let Some(ClientAuth::PrivateKeyJwt(key)) = self.lock().clients.get(claims["sub"].as_str()?).cloned() else {
+            return None;
+        };
+        if header["alg"].as_str() != Some(key.alg) {
+            return None;
+        }
+        let algorithm: &dyn signature::VerificationAlgorithm = match key.alg {
+            "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
+            "PS256" => &signature::RSA_PSS_2048_8192_SHA256,
+            "ES256" => &signature::ECDSA_P256_SHA256_FIXED,
+            _ => return None,
+        };
+        let message = format!("{h}.{c}");
+        let signature = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        signature::UnparsedPublicKey::new(algorithm, &key.der).verify(message.as_bytes(), &signature).ok()?;
+        Some((header, claims))
     }
 
     fn introspect(&self, form: &HashMap<String, String>) -> Result<Value, Value> {
@@ -263,6 +449,13 @@ impl FakeIdp {
         }
         Ok(answer)
     }
+}
+
+/// The id and secret of an `Authorization: Basic` header, each form-urlencoded before base64.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let decoded = String::from_utf8(STANDARD.decode(header.strip_prefix("Basic ")?).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    Some((form_decode(id), form_decode(secret)))
 }
 
 /// Plays `fault` on `request`. Gives the request back when it is still to be answered normally

@@ -601,3 +601,211 @@ fn in_auto_mode_jwts_are_verified_locally_and_opaque_tokens_introspected() {
         assert_eq!(deny_reasons(&tb.log()), ["inactive", "wrong_audience"], "{mode:?}");
     }
 }
+
+// Client authentication: tokenbridge at one more oidc-provider, which holds a client of
+// tokenbridge's for each method and refuses any client that authenticates by another method
+// than its registered one (and a client assertion whose `jti` it has seen).
+
+/// The clients of the methods server; the caller authenticates with client_secret_basic.
+const METHODS_CALLER: (&str, &str) = ("methods-caller", "methods-caller-secret");
+const POST_AT_A: (&str, &str) = ("tb-a-post", "a-post: s3cr%t/+ &=?");
+const POST_AT_B: (&str, &str) = ("tb-b-post", "b-post-s3cret");
+const JWT_AT_A: &str = "tb-a-private-key-jwt";
+const JWT_AT_B: &str = "tb-b-private-key-jwt";
+/// The `kid` of tokenbridge's key at B, as registered there.
+const EC_KEY_ID: &str = "tb-b-key-1";
+
+/// One oidc-provider, IdP A and IdP B at once, with a client of tokenbridge's per method and
+/// side: RSA keys at A (RS256 or PS256 as configured), an EC P-256 key at B. Started once per
+/// test process; it exits when the process does (its stdin closes).
+struct MethodsServer {
+    routes: Value,
+    rsa: tokenbridge_tests::fake_idp::ClientKey,
+    ec: tokenbridge_tests::fake_idp::ClientKey,
+    _process: std::sync::Mutex<(std::process::Child, Option<std::process::ChildStdin>)>,
+}
+
+fn methods_server() -> &'static MethodsServer {
+    use std::io::BufRead;
+    use tokenbridge_tests::fake_idp::ClientKey;
+    static SERVER: std::sync::OnceLock<MethodsServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let node = interop::prerequisites().unwrap_or_else(|why| panic!("the interop suite cannot run: {why}"));
+        let (rsa, ec) = (ClientKey::rsa("RS256"), ClientKey::ec());
+        let mut ec_jwk = ec.jwk();
+        ec_jwk["kid"] = EC_KEY_ID.into();
+        let clients = json!([
+            {"client_id": METHODS_CALLER.0, "client_secret": METHODS_CALLER.1, "grant_types": ["client_credentials"],
+             "scope": CALLER_SCOPES},
+            {"client_id": POST_AT_A.0, "client_secret": POST_AT_A.1, "introspect": true,
+             "token_endpoint_auth_method": "client_secret_post"},
+            {"client_id": POST_AT_B.0, "client_secret": POST_AT_B.1, "grant_types": ["client_credentials"],
+             "scope": BACKEND_SCOPE, "token_endpoint_auth_method": "client_secret_post"},
+            {"client_id": JWT_AT_A, "introspect": true, "token_endpoint_auth_method": "private_key_jwt",
+             "jwks": {"keys": [rsa.jwk()]}},
+            {"client_id": JWT_AT_B, "grant_types": ["client_credentials"], "scope": BACKEND_SCOPE,
+             "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [ec_jwk]}},
+        ]);
+        let mut child = std::process::Command::new(node)
+            .args(["server.mjs", "--port=0"])
+            .current_dir(interop::project_dir())
+            .env("INTEROP_CLIENTS", clients.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start the methods server");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("server stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the methods server printed its routes");
+        let routes: Value = serde_json::from_str(&line).expect("routes JSON");
+        tokenbridge_tests::harness::binary();
+        MethodsServer { routes, rsa, ec, _process: std::sync::Mutex::new((child, stdin)) }
+    })
+}
+
+impl MethodsServer {
+    fn route(&self, name: &str) -> String {
+        self.routes[name].as_str().unwrap_or_else(|| panic!("no {name}")).to_string()
+    }
+
+    /// A fresh client_credentials token of the caller.
+    fn caller_token(&self) -> String {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", METHODS_CALLER.0, METHODS_CALLER.1))
+        );
+        let mut response = agent
+            .post(&self.route("token_endpoint"))
+            .header("Authorization", basic)
+            .send_form([("grant_type", "client_credentials"), ("scope", CALLER_SCOPES)])
+            .expect("caller token request");
+        let answer: Value = serde_json::from_str(&response.body_mut().read_to_string().expect("token answer"))
+            .expect("token answer JSON");
+        answer["access_token"].as_str().expect("a caller token").to_string()
+    }
+
+    /// The server's introspection answer for `token`, asked as the client_secret_post client
+    /// at A (a resource server: it may introspect every client's tokens).
+    fn introspect(&self, token: &str) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        let mut response = agent
+            .post(&self.route("introspection_endpoint"))
+            .send_form([("token", token), ("client_id", POST_AT_A.0), ("client_secret", POST_AT_A.1)])
+            .expect("introspection request");
+        serde_json::from_str(&response.body_mut().read_to_string().expect("introspection answer"))
+            .expect("introspection answer JSON")
+    }
+
+    /// tokenbridge's settings for this server, with `extra` on top.
+    fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let base = [
+            ("TOKENBRIDGE_INTROSPECTION_URL", self.route("introspection_endpoint")),
+            ("TOKENBRIDGE_BACKEND_TOKEN_URL", self.route("token_endpoint")),
+            ("TOKENBRIDGE_BACKEND_SCOPE", BACKEND_SCOPE.to_string()),
+        ];
+        with(base.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), extra)
+    }
+}
+
+/// Two callers in a row are allowed (the second decision makes new IdP calls, with new
+/// assertions where there are any), the backend token is for `backend_client`, and nothing of
+/// the credentials is in the answers or the log.
+fn assert_methods_allow(env: &[(String, String)], backend_client: &str, credentials: &[&str]) {
+    let server = methods_server();
+    for (mode, mut tb) in both(env) {
+        for _ in 0..2 {
+            let answer = tb.ask(&server.caller_token());
+            assert_allowed(mode, &answer);
+            assert_eq!(answer["principal"], METHODS_CALLER.0, "{mode:?}");
+            let at_b = server.introspect(backend_token(&answer));
+            assert_eq!((at_b["active"].as_bool(), at_b["client_id"].as_str()), (Some(true), Some(backend_client)));
+            let text = answer.to_string();
+            assert!(credentials.iter().all(|c| !text.contains(c)), "{mode:?}: a credential is in the answer");
+        }
+        let log = tb.log();
+        assert_eq!(log.iter().filter(|l| l["outcome"] == "allow").count(), 2, "{mode:?}");
+        let log = serde_json::to_string(&log).unwrap_or_default();
+        assert!(credentials.iter().all(|c| !log.contains(c)), "{mode:?}: a credential is in the log");
+    }
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn client_secret_post_is_accepted_by_oidc_provider_at_idp_a_and_idp_b() {
+    let server = methods_server();
+    let env = server.env(&[
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", POST_AT_A.0),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", POST_AT_A.1),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "client_secret_post"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_ID", POST_AT_B.0),
+        ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", POST_AT_B.1),
+        ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "client_secret_post"),
+    ]);
+    assert_methods_allow(&env, POST_AT_B.0, &[POST_AT_A.1, POST_AT_B.1]);
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn private_key_jwt_is_accepted_by_oidc_provider_at_idp_a_and_idp_b() {
+    let server = methods_server();
+    let issuer = server.route("issuer");
+    let base = [
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", JWT_AT_A),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY", server.rsa.pem.as_str()),
+        ("TOKENBRIDGE_BACKEND_CLIENT_ID", JWT_AT_B),
+        ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "private_key_jwt"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_KEY", server.ec.pem.as_str()),
+    ];
+    // RS256 and the endpoint as the audience (the defaults), no key id; then PS256, the issuer
+    // as the audience, and the key id (which oidc-provider matches against the registered one).
+    let variants: [&[(&str, &str)]; 2] = [
+        &[],
+        &[
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_ALG", "PS256"),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_AUDIENCE", &issuer),
+            ("TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_AUDIENCE", &issuer),
+            ("TOKENBRIDGE_BACKEND_CLIENT_KEY_ID", EC_KEY_ID),
+        ],
+    ];
+    for extra in variants {
+        let env = with(server.env(&base), extra);
+        assert_methods_allow(&env, JWT_AT_B, &["PRIVATE KEY", "eyJ"]);
+    }
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn oidc_provider_refuses_tokenbridge_when_it_authenticates_by_another_method() {
+    let server = methods_server();
+    let token = server.caller_token();
+    // (oidc-provider takes client_secret_basic for a client_secret_post client and the other way
+    // round, so the mismatches here are between a secret and a key.)
+    let jwt_client_by_basic = server.env(&[
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", JWT_AT_A),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", "a-secret-it-never-had"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_ID", POST_AT_B.0),
+        ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", POST_AT_B.1),
+        ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "client_secret_post"),
+    ]);
+    assert_client_rejected(&jwt_client_by_basic, &token, "introspection_client_rejected", POST_AT_A.1);
+    let jwt_client_by_post = server.env(&[
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", POST_AT_A.0),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", POST_AT_A.1),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "client_secret_post"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_ID", JWT_AT_B),
+        ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "a-secret-it-never-had"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "client_secret_post"),
+    ]);
+    assert_client_rejected(&jwt_client_by_post, &token, "backend_token_client_rejected", POST_AT_A.1);
+}
