@@ -18,6 +18,7 @@
 
 mod clients;
 mod report;
+mod serving;
 mod stats;
 mod svg;
 
@@ -168,6 +169,8 @@ fn main() {
     stdio_throughput(&w, &k, &mut r);
     step("HTTP forward-auth");
     http(&w, &k, &mut r);
+    step("serving layer: the old binary beside the new");
+    r.serving = Some(serving::run(&w));
     step("Lambda under the fake Runtime API");
     lambda_warm(&w, &k, &mut r);
     sizes(&mut r);

@@ -1,4 +1,4 @@
-//! The results of one run, as Markdown and JSON, with the targets of issue 8 checked.
+//! The results of one run, as Markdown and JSON, with the targets of issues 8 and 12 checked.
 
 use std::time::Duration;
 
@@ -117,6 +117,8 @@ pub struct Results {
     /// From the decision log of the caches-off introspection process: the median time inside
     /// IdP calls and the median whole decision, µs, as tokenbridge measured them.
     pub logged_split: Option<(f64, f64)>,
+    /// The serving-layer rows of issue 12 (old binary beside new).
+    pub serving: Option<crate::serving::Serving>,
 }
 
 /// Which side of its limit a target wants the measured value on.
@@ -143,7 +145,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn new(key: &'static str, what: &'static str, goal: &str, limit: f64, better: Better) -> Self {
+    pub(crate) fn new(key: &'static str, what: &'static str, goal: &str, limit: f64, better: Better) -> Self {
         Target {
             key,
             what,
@@ -157,7 +159,7 @@ impl Target {
         }
     }
 
-    fn measured(mut self, value: Option<f64>, text: Option<String>) -> Self {
+    pub(crate) fn measured(mut self, value: Option<f64>, text: Option<String>) -> Self {
         self.value = value;
         self.measured = text.unwrap_or_else(|| "n/a".into());
         self
@@ -165,8 +167,12 @@ impl Target {
 
     /// How far the value is on the wrong side of the limit, as a fraction of the limit
     /// (0 or less: met).
+    /// A limit of 0 (a count that must be zero) has no fraction: the shortfall is the count.
     pub fn shortfall(&self) -> Option<f64> {
         let v = self.value?;
+        if self.limit == 0.0 {
+            return Some(v);
+        }
         Some(match self.better {
             Better::Less => (v - self.limit) / self.limit,
             Better::More => (self.limit - v) / self.limit,
@@ -188,13 +194,14 @@ impl Target {
         match (self.shortfall(), self.better) {
             (None, _) => "not measured".into(),
             (Some(x), _) if x <= 0.0 => "**met**".into(),
+            (Some(x), _) if self.limit == 0.0 => format!("**missed**: {x:.0}, not 0"),
             (Some(x), Better::Less) => format!("**missed**: {:.1} % over", x * 100.0),
             (Some(x), Better::More) => format!("**missed**: {:.1} % short", x * 100.0),
         }
     }
 
     /// The reason line, only for a missed target.
-    fn because(mut self, why: impl FnOnce() -> Option<String>) -> Self {
+    pub(crate) fn because(mut self, why: impl FnOnce() -> Option<String>) -> Self {
         if self.met() == Some(false) {
             self.why = why();
         }
@@ -225,6 +232,7 @@ impl Results {
             idp: Vec::new(),
             sizes: Vec::new(),
             logged_split: None,
+            serving: None,
         }
     }
 
@@ -367,6 +375,7 @@ impl Results {
                     (!one.is_empty()).then(|| format!("single-adapter builds: {}", one.join(", ")))
                 }),
         );
+        t.extend(self.serving.iter().flat_map(|s| s.targets()));
         t
     }
 
@@ -385,7 +394,7 @@ impl Results {
             m.date, m.commit, m.cores, m.cpu, m.load, m.rustc
         ));
         line(String::new());
-        line("## Targets (issue 8)".into());
+        line("## Targets (issues 8 and 12)".into());
         line(String::new());
         line("| target | measured | goal | status |".into());
         line("|---|---|---|---|".into());
@@ -493,6 +502,13 @@ impl Results {
         }
         line("| the seed (Python OCI function): introspection + client_credentials for every decision, by construction | | | | 2000 |".into());
         line(String::new());
+        if let Some(serving) = &self.serving {
+            o.push_str(&serving.markdown());
+        }
+        let mut line = |s: String| {
+            o.push_str(&s);
+            o.push('\n');
+        };
         line("## Release binary size".into());
         line(String::new());
         line("| build | MiB |".into());
@@ -558,6 +574,7 @@ impl Results {
                 "per_1000": (c.per_thousand() * 10.0).round() / 10.0
             }))).collect::<serde_json::Map<_, _>>(),
             "binary_bytes": self.sizes.iter().map(|(label, b)| json!({"build": label, "bytes": b})).collect::<Vec<_>>(),
+            "serving": self.serving.as_ref().map(|s| s.json()),
         })
     }
 }
