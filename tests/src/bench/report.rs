@@ -675,6 +675,14 @@ mod tests {
     }
 
     #[test]
+    fn a_count_that_must_be_zero_is_missed_by_the_count_and_met_at_zero() {
+        let t = target(3.0, 0.0, Better::Less);
+        assert_eq!(t.met(), Some(false));
+        assert_eq!(t.status(), "**missed**: 3, not 0");
+        assert_eq!(target(0.0, 0.0, Better::Less).status(), "**met**");
+    }
+
+    #[test]
     fn a_value_on_the_right_side_of_the_limit_is_met() {
         assert_eq!(target(120_000.0, 100_000.0, Better::More).status(), "**met**");
         assert_eq!(target(18.0, 100.0, Better::Less).status(), "**met**");

@@ -182,6 +182,11 @@ fn usage(pid: u32) -> Usage {
     u
 }
 
+/// CPU ms per second of `wall` between two `usage` readings.
+fn cpu_share(before: Usage, after: Usage, wall: Duration) -> f64 {
+    after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e6 / wall.as_secs_f64().max(1e-9)
+}
+
 /// Per request: the server's CPU µs and context switches between two `usage` readings.
 #[derive(Clone, Copy, Default)]
 pub struct Cost {
@@ -309,9 +314,10 @@ fn exchange(
     result
 }
 
-/// A legitimate client's requests, one every `1 / rate` s for `window` on one kept-alive
-/// connection. A failed request counts as a sample of the time it took to fail (at least the
-/// timeout when it timed out), so failures cannot make the percentiles look better.
+/// A legitimate client's requests, one due every `1 / rate` s for `window` on one kept-alive
+/// connection, each timed from when it was due. A failed request counts as a sample of the time
+/// it took to fail (at least the timeout when it timed out), so failures cannot make the
+/// percentiles look better.
 #[derive(Clone)]
 pub struct Legit {
     pub summary: Summary,
@@ -322,20 +328,19 @@ fn legit(addr: &SocketAddr, request: &[u8], k: &Knobs, window: Duration) -> Legi
     let period = Duration::from_secs_f64(1.0 / k.rate as f64);
     let (mut connection, mut samples, mut errors) = (None, Vec::new(), Errors::default());
     let started = Instant::now();
-    let mut next = started;
+    let mut due = started;
     while started.elapsed() < window {
-        let t = Instant::now();
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
         if let Err(fail) = exchange(&mut connection, addr, request, k.timeout) {
             errors.count(&fail);
         }
-        samples.push(t.elapsed());
-        next += period;
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        } else {
-            next = now;
-        }
+        // From when the request was due, not when it could be sent: a stall counts for every
+        // request it held back (no coordinated omission).
+        samples.push(due.elapsed());
+        due += period;
     }
     Legit { summary: summarize(&samples), errors }
 }
@@ -422,7 +427,10 @@ const SLOW_EVERY: Duration = Duration::from_secs(2);
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// New connections per second once the first pass has made every one (that pass is not
 /// limited), so a server that closes them at once is not hammered with a reconnect storm.
-const RECONNECTS_PER_S: f64 = 1000.0;
+const RECONNECTS_PER_S: f64 = 2000.0;
+/// Sockets looked at in one go, and the pause between such pieces of a sweep.
+const SWEEP_CHUNK: usize = 500;
+const CHUNK_PAUSE: Duration = Duration::from_millis(10);
 
 #[derive(PartialEq)]
 enum State {
@@ -455,12 +463,14 @@ pub struct CrowdCount {
     pub refused: usize,
     /// Connects that failed or timed out.
     pub connect_failures: usize,
-    /// Sweeps during the window.
+    /// Sweeps during the window, and the harness's busy time in them (its sleeps excluded).
     pub sweeps: usize,
+    pub sweep_busy: Duration,
 }
 
 struct Crowd {
     stop: Arc<AtomicBool>,
+    refresh: Arc<AtomicBool>,
     window: Arc<AtomicBool>,
     count: Arc<Mutex<CrowdCount>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -469,12 +479,14 @@ struct Crowd {
 impl Crowd {
     fn start(addr: SocketAddr, request: Vec<u8>, idle: usize, slow: usize, timeout: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let refresh = Arc::new(AtomicBool::new(false));
         let window = Arc::new(AtomicBool::new(false));
         let count = Arc::new(Mutex::new(CrowdCount::default()));
-        let (s, w, c) = (stop.clone(), window.clone(), count.clone());
-        let thread =
-            std::thread::spawn(move || keep_crowd(addr, &request, idle, slow, timeout.min(SWEEP_EVERY), &s, &w, &c));
-        Crowd { stop, window, count, thread: Some(thread) }
+        let (s, r, w, c) = (stop.clone(), refresh.clone(), window.clone(), count.clone());
+        let thread = std::thread::spawn(move || {
+            keep_crowd(addr, &request, idle, slow, timeout.min(SWEEP_EVERY), [&s, &r, &w], &c)
+        });
+        Crowd { stop, refresh, window, count, thread: Some(thread) }
     }
 
     fn count(&self) -> CrowdCount {
@@ -493,10 +505,21 @@ impl Crowd {
         }
     }
 
+    /// Sends every idle connection one more request, so that their idle timers start afresh
+    /// (filling the crowd took a while) and none expires in the window; they are idle again
+    /// once answered. Waits for the answers like `wait_complete`.
+    fn refresh(&self, idle: usize, slow: usize, within: Duration) -> CrowdCount {
+        self.refresh.store(true, Ordering::SeqCst);
+        while self.refresh.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.wait_complete(idle, slow, within)
+    }
+
     fn begin_window(&self) {
         let mut c = self.count.lock().unwrap_or_else(|p| p.into_inner());
         (c.idle_min, c.idle_max, c.slow_min, c.slow_max) = (c.idle_open, c.idle_open, c.slow_open, c.slow_open);
-        (c.reconnects, c.sweeps) = (0, 0);
+        (c.reconnects, c.sweeps, c.sweep_busy) = (0, 0, Duration::ZERO);
         self.window.store(true, Ordering::SeqCst);
     }
 
@@ -511,15 +534,13 @@ impl Crowd {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn keep_crowd(
     addr: SocketAddr,
     request: &[u8],
     idle: usize,
     slow: usize,
     connect_timeout: Duration,
-    stop: &AtomicBool,
-    window: &AtomicBool,
+    [stop, refresh, window]: [&AtomicBool; 3],
     count: &Mutex<CrowdCount>,
 ) {
     let now = Instant::now();
@@ -527,15 +548,33 @@ fn keep_crowd(
         .map(|i| Slot { slow: i >= idle, stream: None, state: State::Closed, last_write: now })
         .collect();
     let mut buf = [0u8; 4096];
-    let mut last: Option<Instant> = None;
+    // Reconnects are paid from a bucket refilled at RECONNECTS_PER_S and holding at most 20 ms
+    // worth, so replacements come smoothly rather than in a burst each sweep; the first pass,
+    // which makes every connection, is not limited.
+    let mut first_pass = true;
+    let (mut tokens, mut refilled) = (0.0_f64, Instant::now());
     let (mut refused, mut connect_failures) = (0, 0);
     while !stop.load(Ordering::SeqCst) {
         let sweep = Instant::now();
         let in_window = window.load(Ordering::SeqCst);
-        let mut budget = last.map_or(usize::MAX, |t| (t.elapsed().as_secs_f64() * RECONNECTS_PER_S).ceil() as usize);
-        last = Some(sweep);
+        if refresh.load(Ordering::SeqCst) {
+            for slot in slots.iter_mut().filter(|s| !s.slow && s.state == State::Open) {
+                let sent = slot.stream.as_ref().is_some_and(|mut s| s.write_all(request).is_ok());
+                slot.state = if sent { State::Asked } else { State::Closed };
+            }
+            refresh.store(false, Ordering::SeqCst);
+        }
         let mut reconnects = 0;
-        for slot in &mut slots {
+        let mut busy = Duration::ZERO;
+        let mut chunk = Instant::now();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            // After the first pass, a sweep is spread out in small pieces, so the harness's own
+            // work does not come in one burst that stalls the legitimate client beside it.
+            if !first_pass && i > 0 && i % SWEEP_CHUNK == 0 {
+                busy += chunk.elapsed();
+                std::thread::sleep(CHUNK_PAUSE);
+                chunk = Instant::now();
+            }
             // What the server sent or did since the last sweep.
             if let Some(stream) = &slot.stream {
                 let mut reader = stream;
@@ -573,10 +612,15 @@ fn keep_crowd(
             }
             if slot.state == State::Closed {
                 slot.stream = None;
-                if budget == 0 {
-                    continue;
+                if !first_pass {
+                    tokens =
+                        (tokens + refilled.elapsed().as_secs_f64() * RECONNECTS_PER_S).min(RECONNECTS_PER_S * 0.02);
+                    refilled = Instant::now();
+                    if tokens < 1.0 {
+                        continue;
+                    }
+                    tokens -= 1.0;
                 }
-                budget -= 1;
                 reconnects += 1;
                 let Ok(mut stream) = TcpStream::connect_timeout(&addr, connect_timeout) else {
                     connect_failures += 1;
@@ -591,6 +635,7 @@ fn keep_crowd(
                 slot.stream = Some(stream);
             }
         }
+        first_pass = false;
         let open = |slow: bool| slots.iter().filter(|s| s.slow == slow && s.state == State::Open).count();
         let (idle_open, slow_open) = (open(false), open(true));
         let asked = slots.iter().any(|s| s.state == State::Asked);
@@ -605,6 +650,7 @@ fn keep_crowd(
                 c.slow_max = c.slow_max.max(slow_open);
                 c.reconnects += reconnects;
                 c.sweeps += 1;
+                c.sweep_busy += busy + chunk.elapsed();
             }
         }
         // Answers still to be read: look again soon; else at the sweep's pace.
@@ -618,25 +664,44 @@ fn keep_crowd(
 pub struct CrowdRow {
     pub quiet: Legit,
     pub crowded: Legit,
+    /// The control: the legitimate client on this server while the crowd is open on another
+    /// process, and how many were open then.
+    pub control: Option<(Legit, CrowdCount)>,
+    /// The server's CPU time per second of each window, ms/s (1000 is one core's worth).
+    pub quiet_cpu: f64,
+    pub crowd_cpu: f64,
+    /// The server's peak resident memory with the crowd open.
+    pub rss_kib: Option<u64>,
     pub count: CrowdCount,
     /// How long the crowd took to be complete (or until the fill gave up).
     pub fill: Duration,
     pub wanted_idle: usize,
+    /// Idle connections opened beyond the wanted ones.
+    pub spare: usize,
     pub wanted_slow: usize,
     pub max_connections: Option<u64>,
 }
 
-fn crowd_row(bin: &Binary, w: &World, k: &Knobs) -> CrowdRow {
-    let limit = (k.idle + k.slow + 1_000).to_string();
+/// With `control`, the legitimate client is measured once more while the same crowd is open on a
+/// second server process instead: what the crowd costs the harness and the machine, apart from
+/// what it costs the server that holds it.
+fn crowd_row(bin: &Binary, w: &World, k: &Knobs, control: bool) -> CrowdRow {
+    // Idle connections close after 15 s without a request and are replaced at once, but not in
+    // the same instant: a few spare ones keep the count at or above the wanted one meanwhile.
+    let spare = k.idle / 20;
+    let limit = (k.idle + spare + k.slow + 1_000).to_string();
     let env = crate::with(&w.jwt, &[("TOKENBRIDGE_HTTP_MAX_CONNECTIONS", &limit)]);
     let server = Server::start(bin, &env);
     let request = forward_auth(&w.jwt_token());
     let mut warm = None;
     assert!(exchange(&mut warm, &server.addr, &request, k.timeout).is_ok(), "{}: the first request failed", bin.label);
     drop(warm);
+    let pid = server.child.id();
+    let (before, started) = (usage(pid), Instant::now());
     let quiet = legit(&server.addr, &request, k, k.quiet);
+    let quiet_cpu = cpu_share(before, usage(pid), started.elapsed());
     let started = Instant::now();
-    let crowd = Crowd::start(server.addr, request.clone(), k.idle, k.slow, k.timeout);
+    let crowd = Crowd::start(server.addr, request.clone(), k.idle + spare, k.slow, k.timeout);
     let filled = crowd.wait_complete(k.idle, k.slow, Duration::from_secs(15));
     let fill = started.elapsed();
     eprintln!(
@@ -647,15 +712,34 @@ fn crowd_row(bin: &Binary, w: &World, k: &Knobs) -> CrowdRow {
         fill.as_secs_f64(),
         k.crowd.as_secs_f64()
     );
+    crowd.refresh(k.idle, k.slow, Duration::from_secs(5));
     crowd.begin_window();
+    let (before, started) = (usage(pid), Instant::now());
     let crowded = legit(&server.addr, &request, k, k.crowd);
+    let crowd_cpu = cpu_share(before, usage(pid), started.elapsed());
+    let rss_kib = crate::clients::peak_rss_kib(pid);
     let count = crowd.end();
+    let control = control.then(|| {
+        let other = Server::start(bin, &env);
+        let crowd = Crowd::start(other.addr, request.clone(), k.idle + spare, k.slow, k.timeout);
+        crowd.wait_complete(k.idle, k.slow, Duration::from_secs(15));
+        crowd.refresh(k.idle, k.slow, Duration::from_secs(5));
+        crowd.begin_window();
+        let beside = legit(&server.addr, &request, k, k.crowd);
+        let count = crowd.end();
+        (beside, count)
+    });
     CrowdRow {
         quiet,
         crowded,
+        control,
+        quiet_cpu,
+        crowd_cpu,
+        rss_kib,
         count,
         fill,
         wanted_idle: k.idle,
+        spare,
         wanted_slow: k.slow,
         max_connections: server.max_connections,
     }
@@ -894,7 +978,7 @@ pub fn run(w: &World) -> Serving {
     eprintln!("bench: serving: a connection limit of {}", k.limit);
     let limits: Vec<LimitRow> = bins.iter().map(|b| limit_row(b, w, &k)).collect();
 
-    let needed = k.idle + k.slow + 200;
+    let needed = k.idle + k.idle / 20 + k.slow + 200;
     let crowds: Vec<Option<CrowdRow>> = match open_files_limit() {
         Some(have) if have < needed => {
             notes.push(format!(
@@ -905,9 +989,11 @@ pub fn run(w: &World) -> Serving {
         }
         _ => bins
             .iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(i, b)| {
                 eprintln!("bench: serving: {}: {} idle + {} slowloris connections", b.label, k.idle, k.slow);
-                Some(crowd_row(b, w, &k))
+                // The control only for the new binary: the old one cannot hold the crowd anyway.
+                Some(crowd_row(b, w, &k, i == 0))
             })
             .collect(),
     };
@@ -1021,16 +1107,29 @@ impl Serving {
             let (q, x) = (&c.quiet.summary, &c.crowded.summary);
             Some(format!(
                 "with the crowd open the legitimate client's p50 went from {} to {} ms, p90 from {} to {} ms, the slowest \
-                 request from {} to {} ms; the harness keeps the crowd on one thread that looks at every socket each \
-                 {} ms and sends each slowloris connection a byte every {} s, on the same 2 cores",
+                 request from {} to {} ms; the server used {:.0} ms of CPU a second with the crowd open and {:.0} \
+                 without it (decisions for the legitimate client included); the harness's own thread keeping the \
+                 crowd (every socket looked at in {} sweeps, a byte to each slowloris connection every {} s) was busy \
+                 {:.1} ms a sweep, on the same {} cores{}",
                 ms(q.p50),
                 ms(x.p50),
                 ms(q.p90),
                 ms(x.p90),
                 ms(q.max),
                 ms(x.max),
-                SWEEP_EVERY.as_millis(),
-                SLOW_EVERY.as_secs()
+                c.crowd_cpu,
+                c.quiet_cpu,
+                c.count.sweeps,
+                SLOW_EVERY.as_secs(),
+                c.count.sweep_busy.as_secs_f64() * 1000.0 / c.count.sweeps.max(1) as f64,
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                c.control.as_ref().map_or(String::new(), |(b, _)| format!(
+                    "; with the same crowd open on another server process instead (the control), this server's p99 \
+                     was {} ms ({:.2}× the quiet p99): that much of the rise is the harness and the machine, not \
+                     the server holding the crowd",
+                    ms(b.summary.p99),
+                    b.summary.p99 / q.p99
+                ))
             ))
         });
         let crowd_undersized = crowd.undersized.clone();
@@ -1225,24 +1324,37 @@ impl Serving {
             self.rate
         ));
         line(String::new());
-        line("| binary | crowd | open during the window (min–max) | n | p50 | p99 | max | errors |".into());
-        line("|---|---|---|---|---|---|---|---|".into());
+        line(
+            "Each request is timed from when it was due (at the rate above), not from when the client could \
+             send it, so a stall counts for every request it held back. \"Open\" is what the client sees: not closed by the server (a connection the old server has not \
+             accepted yet, waiting in the kernel's backlog, counts too). Server CPU: its threads' CPU time per \
+             second of the window."
+                .into(),
+        );
+        line(String::new());
+        line(
+            "| binary | crowd | open during the window (min–max) | n | p50 | p99 | max | errors | server CPU ms/s |"
+                .into(),
+        );
+        line("|---|---|---|---|---|---|---|---|---|".into());
         for s in &sides {
             match &s.crowd {
                 Some(c) => {
                     line(format!(
-                        "| {} | none | | {} | {} | {} | {} | {} |",
+                        "| {} | none | | {} | {} | {} | {} | {} | {:.0} |",
                         s.bin,
                         c.quiet.summary.n,
                         ms(c.quiet.summary.p50),
                         ms(c.quiet.summary.p99),
                         ms(c.quiet.summary.max),
-                        c.quiet.errors.text()
+                        c.quiet.errors.text(),
+                        c.quiet_cpu
                     ));
                     line(format!(
-                        "| {} | {} idle + {} slowloris wanted | {}–{} idle, {}–{} slow; {} reconnects, {} idle refused with 503, {} failed connects; filled in {:.1} s | {} | {} | {} | {} | {} |",
+                        "| {} | {} idle (+{} spare) + {} slowloris wanted | {}–{} idle, {}–{} slow; {} reconnects, {} idle refused with 503, {} failed connects; filled in {:.1} s; server peak memory {} | {} | {} | {} | {} | {} | {:.0} |",
                         s.bin,
                         c.wanted_idle,
+                        c.spare,
                         c.wanted_slow,
                         c.count.idle_min,
                         c.count.idle_max,
@@ -1252,14 +1364,32 @@ impl Serving {
                         c.count.refused,
                         c.count.connect_failures,
                         c.fill.as_secs_f64(),
+                        c.rss_kib.map_or("n/a".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0)),
                         c.crowded.summary.n,
                         ms(c.crowded.summary.p50),
                         ms(c.crowded.summary.p99),
                         ms(c.crowded.summary.max),
-                        c.crowded.errors.text()
+                        c.crowded.errors.text(),
+                        c.crowd_cpu
                     ));
+                    if let Some((b, n)) = &c.control {
+                        line(format!(
+                            "| {} | control: the same crowd open on another `tokenbridge http` process | {}–{} idle, \
+                             {}–{} slow | {} | {} | {} | {} | {} | |",
+                            s.bin,
+                            n.idle_min,
+                            n.idle_max,
+                            n.slow_min,
+                            n.slow_max,
+                            b.summary.n,
+                            ms(b.summary.p50),
+                            ms(b.summary.p99),
+                            ms(b.summary.max),
+                            b.errors.text()
+                        ));
+                    }
                 }
-                None => line(format!("| {} | not measured | | | | | | |", s.bin)),
+                None => line(format!("| {} | not measured | | | | | | | |", s.bin)),
             }
         }
         line(String::new());
@@ -1318,15 +1448,23 @@ impl Serving {
                     "over_other": s.limit.over_other.json(), "first_refused": s.limit.first_refused
                 },
                 "crowd": s.crowd.as_ref().map(|c| json!({
-                    "wanted_idle": c.wanted_idle, "wanted_slow": c.wanted_slow,
+                    "wanted_idle": c.wanted_idle, "spare_idle": c.spare, "wanted_slow": c.wanted_slow,
                     "max_connections": c.max_connections,
                     "fill_s": crate::stats::r(c.fill.as_secs_f64()),
                     "idle_open_min": c.count.idle_min, "idle_open_max": c.count.idle_max,
                     "slow_open_min": c.count.slow_min, "slow_open_max": c.count.slow_max,
                     "reconnects": c.count.reconnects, "idle_refused_503": c.count.refused,
                     "connect_failures": c.count.connect_failures, "sweeps": c.count.sweeps,
+                    "server_peak_rss_kib": c.rss_kib,
+                    "sweep_busy_ms": crate::stats::r(c.count.sweep_busy.as_secs_f64() * 1000.0),
+                    "server_cpu_ms_per_s_quiet": crate::stats::r(c.quiet_cpu),
+                    "server_cpu_ms_per_s_crowded": crate::stats::r(c.crowd_cpu),
                     "quiet_us": c.quiet.summary.json(), "quiet_errors": c.quiet.errors.json(),
-                    "crowded_us": c.crowded.summary.json(), "crowded_errors": c.crowded.errors.json()
+                    "crowded_us": c.crowded.summary.json(), "crowded_errors": c.crowded.errors.json(),
+                    "control_us": c.control.as_ref().map(|(b, _)| b.summary.json()),
+                    "control_errors": c.control.as_ref().map(|(b, _)| b.errors.json()),
+                    "control_idle_open_min": c.control.as_ref().map(|(_, n)| n.idle_min),
+                    "control_slow_open_min": c.control.as_ref().map(|(_, n)| n.slow_min)
                 })),
                 "oci_ready_us": s.oci_ready.json(),
                 "oci_call_us": s.oci_call.json(),
@@ -1341,5 +1479,45 @@ impl Serving {
             "legit_rate_per_s": self.rate, "crowd_window_ms": self.crowd_ms,
             "throughput_window_ms": self.window_ms, "request_timeout_ms": self.timeout_ms
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit_row(idle_ok: usize, legit_ok: bool, over_503: usize) -> LimitRow {
+        LimitRow {
+            limit: 512,
+            idle_asked: 511,
+            idle_ok,
+            idle_errors: Errors::default(),
+            idle_still_open: idle_ok,
+            legit_ok,
+            legit_error: Errors::default(),
+            over_asked: 8,
+            over_503,
+            over_other: Errors::default(),
+            first_refused: None,
+        }
+    }
+
+    #[test]
+    fn the_limit_row_counts_a_refusal_before_the_limit_and_an_answer_past_it_as_wrong() {
+        assert_eq!(limit_row(511, true, 8).wrong(), 0);
+        assert_eq!(limit_row(510, true, 8).wrong(), 1);
+        assert_eq!(limit_row(511, false, 8).wrong(), 1);
+        assert_eq!(limit_row(511, true, 6).wrong(), 2);
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind_and_named_in_the_text() {
+        let mut e = Errors::default();
+        assert_eq!(e.text(), "0");
+        for fail in [Fail::Timeout, Fail::Status(503), Fail::Status(503), Fail::Status(500), Fail::Closed] {
+            e.count(&fail);
+        }
+        assert_eq!(e.total(), 5);
+        assert_eq!(e.text(), "5 (1 timed out, 2 503, 1 other status, 1 closed or refused)");
     }
 }
