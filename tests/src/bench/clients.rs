@@ -18,11 +18,11 @@ use tokenbridge_tests::fn_agent::{Framing, request_bytes};
 /// (stderr) to /dev/null. With `cpu`, pinned to that CPU by `taskset` (which execs the binary,
 /// so the pid is the binary's).
 pub fn spawn(args: &[&str], env: &[(String, String)], cpu: Option<usize>) -> Child {
-    spawn_logging(args, env, cpu, None)
+    spawn_logging(&binary(), args, env, cpu, None)
 }
 
-/// `spawn`, with the decision log written to `log` when given.
-fn spawn_logging(args: &[&str], env: &[(String, String)], cpu: Option<usize>, log: Option<&Path>) -> Child {
+/// `spawn` of the binary at `bin`, with the decision log written to `log` when given.
+fn spawn_logging(bin: &Path, args: &[&str], env: &[(String, String)], cpu: Option<usize>, log: Option<&Path>) -> Child {
     let stderr = match log {
         Some(path) => Stdio::from(std::fs::File::create(path).expect("create the decision log file")),
         None => Stdio::null(),
@@ -30,10 +30,10 @@ fn spawn_logging(args: &[&str], env: &[(String, String)], cpu: Option<usize>, lo
     let mut command = match cpu {
         Some(cpu) => {
             let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(binary());
+            c.arg("-c").arg(cpu.to_string()).arg(bin);
             c
         }
-        None => Command::new(binary()),
+        None => Command::new(bin),
     };
     command
         .args(args)
@@ -108,6 +108,11 @@ impl Oci {
 
     /// `start`, with the decision log written to `log` when given.
     pub fn start_logging(env: &[(String, String)], log: Option<&Path>) -> Self {
+        Self::start_with(&binary(), env, log)
+    }
+
+    /// `start_logging` of the binary at `bin` (the serving rows run a baseline beside it).
+    pub fn start_with(bin: &Path, env: &[(String, String)], log: Option<&Path>) -> Self {
         static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = std::env::temp_dir().join(format!("tb-bench-{}-{n}", std::process::id()));
@@ -121,9 +126,8 @@ impl Oci {
             ("FN_APP_NAME".to_string(), "bench".to_string()),
             ("FN_FN_NAME".to_string(), "authorizer".to_string()),
         ]);
-        binary();
         let started = Instant::now();
-        let child = spawn_logging(&[], &env, None, log);
+        let child = spawn_logging(bin, &[], &env, None, log);
         while std::fs::symlink_metadata(&socket).is_err() {
             assert!(started.elapsed() < Duration::from_secs(5), "no socket within 5 s");
             std::thread::sleep(Duration::from_micros(50));

@@ -21,6 +21,7 @@
 mod clients;
 mod peers;
 mod report;
+mod serving;
 mod stats;
 mod svg;
 
@@ -175,6 +176,8 @@ fn main() {
     stdio_throughput(&w, &k, &mut r);
     step("HTTP forward-auth");
     http(&w, &k, &mut r);
+    step("serving layer: the old binary beside the new");
+    r.serving = Some(serving::run(&w));
     step("Lambda under the fake Runtime API");
     lambda_warm(&w, &k, &mut r);
     step("peers (issue 13)");

@@ -1,4 +1,4 @@
-//! The results of one run, as Markdown and JSON, with the targets of issue 8 checked.
+//! The results of one run, as Markdown and JSON, with the targets of issues 8, 12 and 13 checked.
 
 use std::time::Duration;
 
@@ -119,6 +119,8 @@ pub struct Results {
     pub logged_split: Option<(f64, f64)>,
     /// Issue 13: tokenbridge beside its peers, and the verify-alone baseline.
     pub peers: crate::peers::Peers,
+    /// The serving-layer rows of issue 12 (old binary beside new).
+    pub serving: Option<crate::serving::Serving>,
 }
 
 /// Which side of its limit a target wants the measured value on.
@@ -167,8 +169,12 @@ impl Target {
 
     /// How far the value is on the wrong side of the limit, as a fraction of the limit
     /// (0 or less: met).
+    /// A limit of 0 (a count that must be zero) has no fraction: the shortfall is the count.
     pub fn shortfall(&self) -> Option<f64> {
         let v = self.value?;
+        if self.limit == 0.0 {
+            return Some(v);
+        }
         Some(match self.better {
             Better::Less => (v - self.limit) / self.limit,
             Better::More => (self.limit - v) / self.limit,
@@ -190,6 +196,7 @@ impl Target {
         match (self.shortfall(), self.better) {
             (None, _) => "not measured".into(),
             (Some(x), _) if x <= 0.0 => "**met**".into(),
+            (Some(x), _) if self.limit == 0.0 => format!("**missed**: {x:.0}, not 0"),
             (Some(x), Better::Less) => format!("**missed**: {:.1} % over", x * 100.0),
             (Some(x), Better::More) => format!("**missed**: {:.1} % short", x * 100.0),
         }
@@ -228,6 +235,7 @@ impl Results {
             sizes: Vec::new(),
             logged_split: None,
             peers: Default::default(),
+            serving: None,
         }
     }
 
@@ -371,6 +379,7 @@ impl Results {
                 }),
         );
         t.extend(self.peers.targets(self));
+        t.extend(self.serving.iter().flat_map(|s| s.targets()));
         t
     }
 
@@ -389,7 +398,7 @@ impl Results {
             m.date, m.commit, m.cores, m.cpu, m.load, m.rustc
         ));
         line(String::new());
-        line("## Targets (issues 8 and 13)".into());
+        line("## Targets (issues 8, 12 and 13)".into());
         line(String::new());
         line("| target | measured | goal | status |".into());
         line("|---|---|---|---|".into());
@@ -498,6 +507,13 @@ impl Results {
         }
         line("| the seed (Python OCI function): introspection + client_credentials for every decision, by construction | | | | 2000 |".into());
         line(String::new());
+        if let Some(serving) = &self.serving {
+            o.push_str(&serving.markdown());
+        }
+        let mut line = |s: String| {
+            o.push_str(&s);
+            o.push('\n');
+        };
         line("## Release binary size".into());
         line(String::new());
         line("| build | MiB |".into());
@@ -564,6 +580,7 @@ impl Results {
             }))).collect::<serde_json::Map<_, _>>(),
             "peers": self.peers.json(),
             "binary_bytes": self.sizes.iter().map(|(label, b)| json!({"build": label, "bytes": b})).collect::<Vec<_>>(),
+            "serving": self.serving.as_ref().map(|s| s.json()),
         })
     }
 }
@@ -661,6 +678,14 @@ mod tests {
     fn a_latency_over_its_target_is_missed_by_the_excess_relative_to_the_target() {
         let t = target(2.19, 1.2, Better::Less);
         assert_eq!(t.status(), "**missed**: 82.5 % over");
+    }
+
+    #[test]
+    fn a_count_that_must_be_zero_is_missed_by_the_count_and_met_at_zero() {
+        let t = target(3.0, 0.0, Better::Less);
+        assert_eq!(t.met(), Some(false));
+        assert_eq!(t.status(), "**missed**: 3, not 0");
+        assert_eq!(target(0.0, 0.0, Better::Less).status(), "**met**");
     }
 
     #[test]
