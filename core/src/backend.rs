@@ -42,6 +42,14 @@ impl BackendTokens {
         &self.endpoint
     }
 
+    /// The cached token if it is a plain hit: what [`BackendTokens::get`] would answer without
+    /// calling or waiting for IdP B.
+    pub(crate) fn cache_hit(&self, now: UnixTime, trace: &mut Trace) -> Option<BackendToken> {
+        let token = self.token.hit(&(), now)?;
+        trace.backend = Some(Lookup::Hit);
+        Some(token)
+    }
+
     /// The cached token, or a new one from IdP B.
     pub(crate) fn get(&self, idp: &Idp, budget: Budget, trace: &mut Trace) -> Result<BackendToken, Cause> {
         let now = budget.now;

@@ -210,6 +210,14 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         lock(&self.state).entries.get(key).filter(|s| now < s.entry.fresh_until).map(|s| s.entry.value.clone())
     }
 
+    /// The value for `key` if it is fresh and no reload of it has failed (a lookup would be
+    /// served it as a plain hit), without loading or waiting for anything.
+    pub(crate) fn hit(&self, key: &K, now: UnixTime) -> Option<V> {
+        let state = lock(&self.state);
+        let slot = state.entries.get(key).filter(|s| now < s.entry.fresh_until && s.failed.is_none())?;
+        Some(slot.entry.value.clone())
+    }
+
     /// The value for `key` while it is usable (fresh or stale), without loading anything.
     pub(crate) fn peek_usable(&self, key: &K, now: UnixTime) -> Option<V> {
         lock(&self.state).entries.get(key).filter(|s| now < s.entry.usable_until).map(|s| s.entry.value.clone())

@@ -207,34 +207,54 @@ impl Engine {
     pub fn decide(&self, request: &Request) -> Outcome {
         let started = Instant::now();
         let mut trace = Trace::default();
-        let outcome = self.run(request, &mut trace);
+        // Deciding with waits allowed always reaches an outcome.
+        let outcome = self
+            .run(request, &mut trace, Wait::Allowed)
+            .unwrap_or(Outcome::Unavailable(Cause::new(Dependency::Configuration, Failure::Invalid)));
+        self.log(request, &outcome, &trace, started);
+        outcome
+    }
+
+    /// [`Engine::decide`], but only if the answer can be had without calling or waiting for any
+    /// IdP or secret store: from the caches alone (or with no token to look at). `None` when it
+    /// cannot; nothing is logged then, and [`Engine::decide`] answers. For servers, to answer
+    /// cached decisions where the request arrived instead of handing them to a blocking pool.
+    pub fn decide_now(&self, request: &Request) -> Option<Outcome> {
+        let started = Instant::now();
+        let mut trace = Trace::default();
+        let outcome = self.run(request, &mut trace, Wait::Never)?;
+        self.log(request, &outcome, &trace, started);
+        Some(outcome)
+    }
+
+    fn log(&self, request: &Request, outcome: &Outcome, trace: &Trace, started: Instant) {
         let now =
             time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         self.sink.log(log::decision_line(
             request.call_id.as_deref(),
-            &outcome,
-            &trace,
+            outcome,
+            trace,
             started.elapsed().as_micros(),
             &now,
         ));
-        outcome
     }
 
     /// The stages in order: extract the token, find the route's rule, validate the token, check
-    /// it against the rule, get the backend token, grant.
-    fn run(&self, request: &Request, trace: &mut Trace) -> Outcome {
+    /// it against the rule, get the backend token, grant. `None` only with [`Wait::Never`], when a
+    /// stage would have to call or wait for someone.
+    fn run(&self, request: &Request, trace: &mut Trace, wait: Wait) -> Option<Outcome> {
         let stages = match &self.setup {
             Ok(stages) => stages,
             Err(problems) => {
                 trace.detail = Some(problems.to_string());
-                return Outcome::Unavailable(Cause::new(Dependency::Configuration, Failure::Invalid));
+                return Some(Outcome::Unavailable(Cause::new(Dependency::Configuration, Failure::Invalid)));
             }
         };
         let token = match bearer::extract(request.credential.as_deref()) {
-            Credential::Missing => return Outcome::Deny(Denial::MissingToken),
+            Credential::Missing => return Some(Outcome::Deny(Denial::MissingToken)),
             Credential::Malformed => {
                 trace.reason = Some(Reason::MalformedToken);
-                return Outcome::Deny(Denial::InvalidToken);
+                return Some(Outcome::Deny(Denial::InvalidToken));
             }
             Credential::Bearer(token) => token,
         };
@@ -244,17 +264,21 @@ impl Engine {
             Ok(rule) => rule,
             Err(no_rule) => {
                 trace.reason = Some(no_rule.reason());
-                return Outcome::Deny(Denial::InsufficientScope { required: Vec::new() });
+                return Some(Outcome::Deny(Denial::InsufficientScope { required: Vec::new() }));
             }
         };
         let budget = Budget::new(self.clock.now(), request.deadline, stages.config.call_timeout);
-        let identity = match stages.validation.validate(&stages.idp, token, hash, rule.introspect, budget, trace) {
+        let verdict = match wait {
+            Wait::Allowed => stages.validation.validate(&stages.idp, token, hash, rule.introspect, budget, trace),
+            Wait::Never => Ok(stages.validation.cache_hit(hash, rule.introspect, budget.now, trace)?),
+        };
+        let identity = match verdict {
             Ok(Verdict::Active(identity)) => identity,
             Ok(Verdict::Invalid(why)) => {
                 trace.reason = Some(why);
-                return Outcome::Deny(Denial::InvalidToken);
+                return Some(Outcome::Deny(Denial::InvalidToken));
             }
-            Err(cause) => return Outcome::Unavailable(cause),
+            Err(cause) => return Some(Outcome::Unavailable(cause)),
         };
         trace.principal = Some(identity.principal.clone());
         trace.client_id = identity.client_id.clone();
@@ -262,16 +286,28 @@ impl Engine {
             if denial == Denial::InvalidToken {
                 trace.reason = Some(Reason::IssuerOrAudienceNotAcceptedHere);
             }
-            return Outcome::Deny(denial);
+            return Some(Outcome::Deny(denial));
         }
         // Validation may have waited on IdPs for up to the call timeout: the backend token's
         // usable end, and the grant's expiry, are judged by the time now.
         let budget = budget.later(self.clock.now());
-        match stages.backend.get(&stages.idp, budget, trace) {
+        let backend = match wait {
+            Wait::Allowed => stages.backend.get(&stages.idp, budget, trace),
+            Wait::Never => Ok(stages.backend.cache_hit(budget.now, trace)?),
+        };
+        Some(match backend {
             Ok(backend) => Outcome::Allow(grant(&stages.config, identity, &backend, budget.now)),
             Err(cause) => Outcome::Unavailable(cause),
-        }
+        })
     }
+}
+
+/// Whether a decision may call or wait for IdPs and secret stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Allowed,
+    /// From the caches alone, or not at all.
+    Never,
 }
 
 /// The allow: who the caller is, and the context the gateway forwards, the backend token in it.

@@ -128,6 +128,23 @@ impl Validation {
         }
     }
 
+    /// The verdict on the token whose SHA-256 is `hash` if the cache holds it as a plain hit
+    /// (and, with `recheck`, its introspection too): what [`Validation::validate`] would answer
+    /// without calling or waiting for anyone.
+    pub(crate) fn cache_hit(&self, hash: [u8; 32], recheck: bool, now: UnixTime, trace: &mut Trace) -> Option<Verdict> {
+        let verdict = self.verdicts.hit(&(Check::Validation, hash), now)?;
+        if let Verdict::Active(identity) = &verdict
+            && recheck
+            && identity.verified_locally
+            && let invalid @ Verdict::Invalid(_) = self.verdicts.hit(&(Check::Recheck, hash), now)?
+        {
+            trace.validation = Some(crate::cache::Lookup::Hit);
+            return Some(invalid);
+        }
+        trace.validation = Some(crate::cache::Lookup::Hit);
+        Some(verdict)
+    }
+
     /// How `token` is validated, from the mode and its (unverified) issuer.
     fn path(&self, token: &str) -> Path<'_> {
         let mode = self.mode;

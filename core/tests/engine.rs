@@ -409,3 +409,33 @@ fn introspection_mode_asks_idp_a_about_jwts_tokenbridge_could_not_verify() {
     }
     assert_eq!(f.idp.a.introspections(), 3);
 }
+
+/// `decide_now` answers only what the caches hold as plain hits, exactly as `decide` would, and
+/// otherwise leaves the request to `decide`: no IdP call, no wait, no log line.
+#[test]
+fn deciding_now_answers_from_the_caches_alone_and_otherwise_leaves_it_to_decide() {
+    let f = fixture(&[]);
+    f.idp.b.set_token_ttl(Some(300));
+    let token = f.idp.a.issue("alice", "", 3600);
+    let lines = || f.log.lock().unwrap().len();
+
+    assert_eq!(f.engine.decide_now(&bearer(&token)), None, "a new token needs IdP A");
+    assert_eq!((f.idp.a.introspections(), f.idp.b.token_requests(), lines()), (0, 0, 0));
+    let decided = f.engine.decide(&bearer(&token));
+    assert_eq!(f.engine.decide_now(&bearer(&token)), Some(decided), "the same allow, from the caches");
+    assert_eq!((f.idp.a.introspections(), f.idp.b.token_requests(), lines()), (1, 1, 2));
+    assert!(f.log.lock().unwrap()[1].contains(r#""validation":"hit","backend":"hit""#));
+    assert_eq!(f.engine.decide_now(&Request::default()), Some(Outcome::Deny(Denial::MissingToken)));
+
+    // At the backend token's refresh point the cache no longer has a plain hit.
+    f.clock.advance(210);
+    assert_eq!(f.engine.decide_now(&bearer(&token)), None);
+    // While a refresh has failed, the stale token is served only by `decide`, which logs it.
+    f.idp.b.set_token_fault(Some(Fault::Status(503, String::new())));
+    assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)));
+    assert_eq!(f.engine.decide_now(&bearer(&token)), None);
+    // A refused token is a plain hit too.
+    let unknown = "not-a-token-idp-a-knows";
+    assert_eq!(f.engine.decide(&bearer(unknown)), Outcome::Deny(Denial::InvalidToken));
+    assert_eq!(f.engine.decide_now(&bearer(unknown)), Some(Outcome::Deny(Denial::InvalidToken)));
+}

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use serde_json::json;
-use tokenbridge_core::Engine;
+use tokenbridge_core::{Engine, Outcome, Request};
 use tokenbridge_serve::{Handler, Limits, Listener, Refusal, Response};
 use tokenbridge_wire as gateway;
 
@@ -68,6 +68,11 @@ impl Handler for Routes {
         to_response(&answer(self.engine, &request))
     }
 
+    fn answer_now(&self, head: &http::request::Parts, body: &[u8]) -> Option<Response> {
+        let request = HttpRequest::from_parts(head, body);
+        answer_with(self.engine, &request, &|decision| self.engine.decide_now(decision)).map(|r| to_response(&r))
+    }
+
     fn refuse(&self, why: &Refusal) -> Response {
         let mut reply = match why {
             Refusal::Malformed(why) => Reply::json(400, json!({"error": "bad_request", "message": why})),
@@ -86,34 +91,40 @@ impl Handler for Routes {
 
 /// Routes one request.
 pub fn answer(engine: &Engine, request: &HttpRequest) -> Reply {
+    answer_with(engine, request, &|decision| Some(engine.decide(decision)))
+        .unwrap_or_else(|| Reply::json(500, json!({"error": "internal_error"})))
+}
+
+/// Routes one request, deciding with `decide`; `None` when `decide` gives no outcome.
+fn answer_with(engine: &Engine, request: &HttpRequest, decide: &dyn Fn(&Request) -> Option<Outcome>) -> Option<Reply> {
     let rendering = engine.config().map_or_else(
         |_| Rendering { realm: "", context_key: "" },
         |c| Rendering { realm: c.realm(), context_key: c.context_key() },
     );
     let path = request.target.split('?').next().unwrap_or("");
     match (request.method.as_str(), path) {
-        ("GET" | "HEAD", "/healthz") => Reply::json(200, json!({"status": "ok"})),
-        ("GET" | "HEAD", "/readyz") => match engine.config() {
+        ("GET" | "HEAD", "/healthz") => Some(Reply::json(200, json!({"status": "ok"}))),
+        ("GET" | "HEAD", "/readyz") => Some(match engine.config() {
             Ok(_) if engine.is_ready() => Reply::json(200, json!({"status": "ready"})),
             Ok(_) => Reply::json(503, json!({"status": "not_ready", "waiting_for": "jwks"})),
             Err(problems) => Reply::json(503, json!({"status": "not_ready", "problems": problems.0.len()})),
-        },
+        }),
         ("POST", "/authorize") => {
             let token_argument = engine.config().map_or("token", |c| c.token_argument());
             match gateway::parse(&request.body, token_argument) {
                 Ok(mut decision) => {
                     decision.call_id = request_id(request);
-                    forward::render_json(&engine.decide(&decision), &rendering)
+                    Some(forward::render_json(&decide(&decision)?, &rendering))
                 }
-                Err(e) => forward::render_payload_error(&e),
+                Err(e) => Some(forward::render_payload_error(&e)),
             }
         }
         _ => match forward::forward_request(request) {
             Ok(mut decision) => {
                 decision.call_id = request_id(request);
-                forward::render_forward(&engine.decide(&decision), &rendering)
+                Some(forward::render_forward(&decide(&decision)?, &rendering))
             }
-            Err(refusal) => refusal,
+            Err(refusal) => Some(refusal),
         },
     }
 }

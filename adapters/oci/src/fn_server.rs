@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokenbridge_core::{Engine, Failure, Outcome};
+use tokenbridge_core::{Engine, Failure, Outcome, Request};
 
 use tokenbridge_serve::{Handler, Limits, Listener, Refusal, Response};
 use tokenbridge_wire as gateway;
@@ -101,6 +101,11 @@ impl Handler for Calls {
         response(status, &body)
     }
 
+    fn answer_now(&self, head: &http::request::Parts, body: &[u8]) -> Option<Response> {
+        let (status, body) = answer_with(self.engine, head, body, &|request| self.engine.decide_now(request))?;
+        Some(response(status, &body))
+    }
+
     /// Every refusal is a 502 or 504: the agent kills the container on any other status.
     fn refuse(&self, why: &Refusal) -> Response {
         let (status, event, body) = match why {
@@ -133,14 +138,25 @@ fn response(status: u16, body: &serde_json::Value) -> Response {
 
 /// The socket status and body for one request to the function.
 pub fn answer(engine: &Engine, head: &http::request::Parts, body: &[u8]) -> (u16, serde_json::Value) {
+    answer_with(engine, head, body, &|request| Some(engine.decide(request)))
+        .unwrap_or_else(|| (502, json!({"error": "internal_error"})))
+}
+
+/// [`answer`], deciding with `decide`; `None` when `decide` gives no outcome.
+fn answer_with(
+    engine: &Engine,
+    head: &http::request::Parts,
+    body: &[u8],
+    decide: &dyn Fn(&Request) -> Option<Outcome>,
+) -> Option<(u16, serde_json::Value)> {
     // The origin form only, as the agent sends it.
     if head.method != http::Method::POST || head.uri.scheme().is_some() || head.uri.path() != "/call" {
-        return (502, json!({"error": "invalid_request", "message": "the Fn agent calls POST /call"}));
+        return Some((502, json!({"error": "invalid_request", "message": "the Fn agent calls POST /call"})));
     }
     let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.trim_matches([' ', '\t']));
     let deadline = match header("fn-deadline").map(deadline_instant) {
         Some(Some(d)) if d <= Instant::now() => {
-            return (504, json!({"error": "deadline_exceeded", "message": "Fn-Deadline has passed"}));
+            return Some((504, json!({"error": "deadline_exceeded", "message": "Fn-Deadline has passed"})));
         }
         Some(d) => d,
         None => None,
@@ -150,17 +166,17 @@ pub fn answer(engine: &Engine, head: &http::request::Parts, body: &[u8]) -> (u16
         Ok(r) => r,
         Err(e) => {
             let a = gateway::render_payload_error(&e);
-            return (a.status, a.body);
+            return Some((a.status, a.body));
         }
     };
     decision_request.deadline = deadline;
     decision_request.call_id = header("fn-call-id").map(str::to_string);
-    let outcome = engine.decide(&decision_request);
+    let outcome = decide(&decision_request)?;
     let rendered = gateway::render(&outcome, realm);
-    match outcome {
+    Some(match outcome {
         Outcome::Unavailable(c) if c.failure == Failure::DeadlineExceeded => (504, rendered.body),
         _ => (rendered.status, rendered.body),
-    }
+    })
 }
 
 /// `Fn-Deadline` (RFC 3339, wall clock) as a monotonic instant; `None` if unreadable.

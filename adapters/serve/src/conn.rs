@@ -74,6 +74,10 @@ async fn answer(handler: Arc<dyn crate::Handler>, request: hyper::Request<Incomi
         let (head, body) = request.into_parts();
         // The guard let through only a body within the limit.
         let body = body.collect().await.map_err(|_| Refusal::Failed)?.to_bytes();
+        // A cached decision costs microseconds: handing it to the pool and back would cost more.
+        if let Some(answer) = handler.answer_now(&head, &body) {
+            return Ok(answer);
+        }
         let decider = handler.clone();
         tokio::task::spawn_blocking(move || decider.handle(&head, &body)).await.map_err(|_| Refusal::Failed)
     })

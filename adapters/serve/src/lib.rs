@@ -68,8 +68,14 @@ pub enum Refusal {
 /// What an adapter serves. `handle` runs on the blocking pool; `refuse` on the connection's
 /// task, even when the pool is busy: keep it cheap and free of blocking I/O.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request whose framing was found sound.
+    /// Answers one request whose framing was found sound. Runs on the blocking pool: it may wait.
     fn handle(&self, head: &http::request::Parts, body: &[u8]) -> Response;
+    /// Answers at once, if it can without waiting for anything (a decision from the caches):
+    /// on the connection's own task, before [`Handler::handle`] would be handed the request on
+    /// the blocking pool. `None` (the default): hand it over.
+    fn answer_now(&self, _head: &http::request::Parts, _body: &[u8]) -> Option<Response> {
+        None
+    }
     /// Answers a request that [`Handler::handle`] will not see.
     fn refuse(&self, why: &Refusal) -> Response;
 }

@@ -20,6 +20,10 @@ impl Handler for Echo {
         http::Response::new(format!("{} {} {}", head.method, head.uri, body.len()).into_bytes())
     }
 
+    fn answer_now(&self, head: &http::request::Parts, _body: &[u8]) -> Option<Response> {
+        (head.uri.path() == "/now").then(|| http::Response::new(b"now".to_vec()))
+    }
+
     fn refuse(&self, why: &Refusal) -> Response {
         let status = match why {
             Refusal::Malformed(_) => 400,
@@ -129,6 +133,21 @@ fn silent_connections_hold_no_worker() {
     assert_eq!(got, [(200, "GET /last 0".into())]);
     assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
     drop(silent);
+}
+
+#[test]
+fn an_answer_the_handler_has_at_once_needs_no_worker() {
+    let server = Running::start(Limits { workers: 1, ..Limits::default() });
+    let addr = server.addr.clone();
+    let busy = std::thread::spawn(move || {
+        answers(connect(&addr), b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let got = answers(connect(&server.addr), b"GET /now HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(got, [(200, "now".into())]);
+    assert!(started.elapsed() < Duration::from_millis(300), "waited for the busy worker: {:?}", started.elapsed());
+    assert_eq!(busy.join().unwrap(), [(200, "GET /slow 0".into())]);
 }
 
 #[test]
