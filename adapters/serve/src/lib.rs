@@ -32,6 +32,9 @@
 
 #![forbid(unsafe_code)]
 
+/// Connections the kernel queues before they are accepted (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+
 mod conn;
 pub mod framing;
 mod guard;
@@ -265,6 +268,9 @@ impl Accept {
     fn new(listener: Listener) -> io::Result<Self> {
         Ok(match listener {
             Listener::Tcp(l) => {
+                // The standard library listens with a backlog of 128: a burst of new connections
+                // from a gateway would see SYNs dropped and retried a second later.
+                socket2::SockRef::from(&l).listen(LISTEN_BACKLOG)?;
                 l.set_nonblocking(true)?;
                 Accept::Tcp(tokio::net::TcpListener::from_std(l)?)
             }
