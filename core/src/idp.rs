@@ -138,7 +138,7 @@ impl Idp {
         let (mut rotated, mut retried) = (false, false);
         loop {
             // Authenticated anew for every attempt: a retry never replays an assertion.
-            let auth = endpoint.authentication(&secret, budget.now).map_err(|e| {
+            let auth = endpoint.authentication(&secret, self.clock.now().max(budget.now)).map_err(|e| {
                 trace.detail = Some(format!("{}: {e}", endpoint.client.credential_setting()));
                 Cause::new(Dependency::Secret, Failure::Invalid)
             })?;

@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokenbridge_core::testing::ManualClock;
+use tokenbridge_core::testing::{Clock as _, ManualClock};
 use tokenbridge_core::{Config, Dependency, Engine, Failure, Outcome, Request, SecretError};
 use tokenbridge_tests::IdpPair;
-use tokenbridge_tests::fake_idp::{A_CLIENT, Assertion, B_CLIENT, ClientAuth, ClientKey, unix_now};
+use tokenbridge_tests::fake_idp::{A_CLIENT, Assertion, B_CLIENT, ClientAuth, ClientKey, Fault, unix_now};
 
 struct Fixture {
     idp: IdpPair,
@@ -189,6 +189,8 @@ fn a_rotated_key_is_fetched_again_after_invalid_client() {
         &[
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY", &reference),
+            // Short, so the clock moves on less than the IdP's 15 s of skew.
+            ("TOKENBRIDGE_SECRET_REFRESH_SECONDS", "10"),
         ],
         &SECRETS[..1],
     );
@@ -196,7 +198,7 @@ fn a_rotated_key_is_fetched_again_after_invalid_client() {
     // The key is rotated at the IdP and in the file.
     f.idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(new.public.clone()));
     std::fs::write(&path, &new.pem).unwrap();
-    f.clock.advance(31);
+    f.clock.advance(11);
     assert!(allowed(&f), "the new key was read and the call retried");
     assert_eq!(f.idp.a.rejected_auth(), 1, "one assertion refused, then one with the new key");
     assert_eq!(f.idp.a.assertions().len(), 2);
@@ -252,4 +254,63 @@ fn a_key_of_the_wrong_type_for_the_configured_algorithm_is_reported_by_check_con
         problems,
         ["TOKENBRIDGE_BACKEND_CLIENT_KEY: not a usable private key: this EC P-256 key cannot sign RS256"]
     );
+}
+
+#[test]
+fn an_assertion_signed_for_a_retry_is_dated_by_the_clock_when_it_is_signed() {
+    // The first introspection answers 503 only after a while, during which tokenbridge's clock
+    // moves on by two assertion lifetimes (a stand-in for a slow IdP with TOKENBRIDGE_TIMEOUT_MS
+    // above 60 s): dated by the decision's start, the retry's assertion would be expired when
+    // signed, and a real IdP would refuse it as invalid_client.
+    let key = ClientKey::ec();
+    let idp = IdpPair::start();
+    idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(key.public.clone()));
+    let f = fixture(
+        idp,
+        &[
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY", &key.pem),
+        ],
+        &SECRETS[..1],
+    );
+    let token = f.idp.a.issue("alice", "", 3600);
+    // This IdP trusts tokenbridge's clock, however far it moves: the test is about which
+    // reading of it dates the assertion.
+    f.idp.a.set_assertion_skew(1_000);
+    f.idp.a.set_introspect_fault(Some(Fault::SlowStatus(std::time::Duration::from_millis(400), 503)));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Once the first attempt holds its (slow) fault, and well before its 503.
+            while f.idp.a.introspections() == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            f.clock.advance(120);
+            f.idp.a.set_introspect_fault(None);
+        });
+        assert!(matches!(f.engine.decide(&bearer(&token)), Outcome::Allow(_)));
+    });
+    assert_eq!(f.idp.a.introspections(), 2, "one slow 503, then the retry");
+    let [retry]: [Assertion; 1] = f.idp.a.assertions().try_into().unwrap();
+    let (iat, exp) = (retry.claims["iat"].as_i64().unwrap(), retry.claims["exp"].as_i64().unwrap());
+    let signed_at = f.clock.now();
+    assert!(exp > signed_at, "the retry's assertion (iat {iat}, exp {exp}) was expired when signed at {signed_at}");
+}
+
+#[test]
+fn the_fake_idp_refuses_an_assertion_not_yet_valid() {
+    // An assertion dated minutes ahead is refused, as a real IdP refuses it (oidc-provider
+    // allows 15 s of skew): the fake is as strict about `iat`/`nbf` as about `exp`.
+    let key = ClientKey::ec();
+    let idp = IdpPair::start();
+    idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(key.public.clone()));
+    let f = fixture(
+        idp,
+        &[
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
+            ("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY", &key.pem),
+        ],
+        &SECRETS[..1],
+    );
+    f.clock.advance(300);
+    assert_eq!(unavailable(&f), (Dependency::Introspection, Failure::ClientRejected));
 }

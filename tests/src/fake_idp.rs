@@ -141,6 +141,9 @@ struct State {
     assertions: Vec<Assertion>,
     /// The `aud` assertions must carry besides the endpoint's URL or the IdP's URL.
     assertion_audience: Option<String>,
+    /// How far ahead of this IdP's clock an assertion's `iat`/`nbf` may be (`None`: 15 s, as
+    /// oidc-provider allows).
+    assertion_skew: Option<i64>,
     /// token → introspection answer
     tokens: HashMap<String, Value>,
     introspect_fault: Option<Fault>,
@@ -295,6 +298,11 @@ impl FakeIdp {
         self.add_token(token, json!({"active": false}));
     }
 
+    /// Lets assertions be dated up to `seconds` ahead of this IdP's clock.
+    pub fn set_assertion_skew(&self, seconds: i64) {
+        self.lock().assertion_skew = Some(seconds);
+    }
+
     pub fn set_introspect_fault(&self, fault: Option<Fault>) {
         self.lock().introspect_fault = fault;
     }
@@ -391,8 +399,10 @@ impl FakeIdp {
         let audiences = [Some(endpoint.as_str()), Some(self.url.as_str()), state.assertion_audience.as_deref()];
         let aud_ok = claims["aud"].as_str().is_some_and(|aud| audiences.contains(&Some(aud)));
         let exp_ok = claims["exp"].as_i64().is_some_and(|exp| exp > now && exp <= now + 600);
+        let skew = state.assertion_skew.unwrap_or(15);
+        let started_ok = ["iat", "nbf"].iter().all(|c| claims[c].as_i64().is_none_or(|t| t <= now + skew));
         let Some(jti) = claims["jti"].as_str() else { return false };
-        if !aud_ok || !exp_ok || !state.seen_jtis.insert(jti.to_string()) {
+        if !aud_ok || !exp_ok || !started_ok || !state.seen_jtis.insert(jti.to_string()) {
             return false;
         }
         state.assertions.push(Assertion { header, claims, client_id });
