@@ -87,6 +87,8 @@ pub fn limits() -> Limits {
         // Fn-Deadline bounds each call; this bounds one whose deadline is unreadable (Fn's
         // longest function timeout is 300 s).
         deadline: Duration::from_secs(300),
+        // One agent connection: its calls stay on one thread.
+        io_threads: Some(1),
         ..Limits::default()
     }
 }

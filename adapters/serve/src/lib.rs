@@ -106,6 +106,10 @@ pub struct Limits {
     pub drain_limit: u64,
     /// After SIGTERM, how long requests in flight may take.
     pub grace: Duration,
+    /// Threads that wait on connections and answer cached decisions; `None`: one per core, at
+    /// most 4. One suits a single peer connection (the Fn agent's): its request never crosses
+    /// to another thread and back.
+    pub io_threads: Option<usize>,
 }
 
 impl Default for Limits {
@@ -121,6 +125,7 @@ impl Default for Limits {
             max_body: 64 * 1024,
             drain_limit: 16 * 1024 * 1024,
             grace: Duration::from_secs(10),
+            io_threads: None,
         }
     }
 }
@@ -170,9 +175,9 @@ pub fn serve_until(
 
 fn runtime(limits: &Limits) -> io::Result<tokio::runtime::Runtime> {
     // Connections only wait and copy bytes; the decisions have threads of their own.
-    let io_threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let cores = || std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(io_threads)
+        .worker_threads(limits.io_threads.unwrap_or_else(cores).max(1))
         .max_blocking_threads(limits.workers.max(1))
         .enable_io()
         .enable_time()
