@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use tokenbridge_core::{Config, Engine};
 
+#[cfg(any(feature = "oci", feature = "http"))]
+mod log_writer;
+
 const USAGE: &str = "\
 usage: tokenbridge [stdio | oci | lambda | http | check-config | --help | --version]
 
@@ -68,9 +71,35 @@ fn main() -> ExitCode {
 /// The process's engine, with a resolver for each platform's secret references in this build;
 /// built on first use.
 fn engine() -> &'static Engine {
+    install(None)
+}
+
+/// The engine of a server (`tokenbridge http`, the Fn socket): its decision log goes through
+/// a writer thread, so a slow reader of stderr never stalls the threads answering requests.
+#[cfg(any(feature = "oci", feature = "http"))]
+fn server_engine() -> Result<(&'static Engine, log_writer::LogWriter)> {
+    use anyhow::Context;
+    let log = log_writer::LogWriter::start().context("starting the decision log's writer")?;
+    Ok((install(Some(log.clone())), log))
+}
+
+#[cfg(not(any(feature = "oci", feature = "http")))]
+type LogSink = std::convert::Infallible;
+#[cfg(any(feature = "oci", feature = "http"))]
+type LogSink = log_writer::LogWriter;
+
+/// The process's engine, built on first use, its log through `log` when given.
+fn install(log: Option<LogSink>) -> &'static Engine {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
         let builder = Engine::builder(Config::from_env());
+        #[cfg(any(feature = "oci", feature = "http"))]
+        let builder = match log {
+            Some(log) => builder.log_sink(move |line| log.log(line)),
+            None => builder,
+        };
+        #[cfg(not(any(feature = "oci", feature = "http")))]
+        let _ = log;
         #[cfg(feature = "oci")]
         let builder = builder.resolver(Box::new(tokenbridge_oci::vault::VaultResolver::from_env()));
         #[cfg(feature = "lambda")]
@@ -112,8 +141,10 @@ fn oci() -> Result<ExitCode> {
     let listener_env = std::env::var("FN_LISTENER").context("FN_LISTENER is not set; the Fn agent sets it")?;
     // Bind first: the agent gives the container 5 s to publish its socket.
     let listener = fn_server::bind(&listener_env).with_context(|| format!("binding {listener_env}"))?;
+    let (engine, log) = server_engine()?;
     warm_in_background();
-    fn_server::serve(engine(), listener).context("serving the Fn socket")?;
+    fn_server::serve(engine, listener).context("serving the Fn socket")?;
+    log.drain(std::time::Duration::from_secs(1));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -135,8 +166,10 @@ fn http() -> Result<ExitCode> {
         serde_json::json!({"level": "info", "event": "listening", "address": listener.local_addr()?.to_string(),
                            "workers": workers, "max_connections": max_connections})
     );
+    let (engine, log) = server_engine()?;
     warm_in_background();
-    server::serve(engine(), listener, server::limits(workers, max_connections)).context("serving HTTP")?;
+    server::serve(engine, listener, server::limits(workers, max_connections)).context("serving HTTP")?;
+    log.drain(std::time::Duration::from_secs(1));
     eprintln!("{}", serde_json::json!({"level": "info", "event": "stopped"}));
     Ok(ExitCode::SUCCESS)
 }
