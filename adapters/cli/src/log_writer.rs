@@ -1,4 +1,4 @@
-//! The decision log of the servers (`tokenbridge http`, the Fn socket): lines go to standard
+//! The decision log of `tokenbridge http`: lines go to standard
 //! error from a thread of their own, a batch per write, so a slow reader of stderr (a container's
 //! log pipe backing up) never stalls the threads that answer requests. A server more than
 //! [`QUEUE`] lines ahead of its log drops lines, counts them, and says how many once it catches

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use tokenbridge_core::{Config, Engine};
 
-#[cfg(any(feature = "oci", feature = "http"))]
+#[cfg(feature = "http")]
 mod log_writer;
 
 const USAGE: &str = "\
@@ -74,18 +74,18 @@ fn engine() -> &'static Engine {
     install(None)
 }
 
-/// The engine of a server (`tokenbridge http`, the Fn socket): its decision log goes through
-/// a writer thread, so a slow reader of stderr never stalls the threads answering requests.
-#[cfg(any(feature = "oci", feature = "http"))]
+/// The engine of `tokenbridge http`: its decision log goes through a writer thread, so a slow
+/// reader of stderr never stalls the threads answering thousands of connections.
+#[cfg(feature = "http")]
 fn server_engine() -> Result<(&'static Engine, log_writer::LogWriter)> {
     use anyhow::Context;
     let log = log_writer::LogWriter::start().context("starting the decision log's writer")?;
     Ok((install(Some(log.clone())), log))
 }
 
-#[cfg(not(any(feature = "oci", feature = "http")))]
+#[cfg(not(feature = "http"))]
 type LogSink = std::convert::Infallible;
-#[cfg(any(feature = "oci", feature = "http"))]
+#[cfg(feature = "http")]
 type LogSink = log_writer::LogWriter;
 
 /// The process's engine, built on first use, its log through `log` when given.
@@ -93,12 +93,12 @@ fn install(log: Option<LogSink>) -> &'static Engine {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
         let builder = Engine::builder(Config::from_env());
-        #[cfg(any(feature = "oci", feature = "http"))]
+        #[cfg(feature = "http")]
         let builder = match log {
             Some(log) => builder.log_sink(move |line| log.log(line)),
             None => builder,
         };
-        #[cfg(not(any(feature = "oci", feature = "http")))]
+        #[cfg(not(feature = "http"))]
         let _ = log;
         #[cfg(feature = "oci")]
         let builder = builder.resolver(Box::new(tokenbridge_oci::vault::VaultResolver::from_env()));
@@ -141,10 +141,10 @@ fn oci() -> Result<ExitCode> {
     let listener_env = std::env::var("FN_LISTENER").context("FN_LISTENER is not set; the Fn agent sets it")?;
     // Bind first: the agent gives the container 5 s to publish its socket.
     let listener = fn_server::bind(&listener_env).with_context(|| format!("binding {listener_env}"))?;
-    let (engine, log) = server_engine()?;
+    // One call at a time from one agent connection: a log line written in line costs less than
+    // waking a writer thread, and a stalled log pipe could only delay that one call.
     warm_in_background();
-    fn_server::serve(engine, listener).context("serving the Fn socket")?;
-    log.drain(std::time::Duration::from_secs(1));
+    fn_server::serve(engine(), listener).context("serving the Fn socket")?;
     Ok(ExitCode::SUCCESS)
 }
 

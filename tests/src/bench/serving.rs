@@ -1243,8 +1243,9 @@ impl Serving {
             .because(|| {
                 let o = old?;
                 Some(format!(
-                    "per cached `/call` the new process spends {}, the old {}: the new one's request crosses threads \
-                 (hyper on a tokio worker, the decision on the blocking pool, the answer back on a worker)",
+                    "per cached `/call` the new process spends {}, the old {}: a cached decision is answered on the \
+                 connection's one I/O thread, but that thread parks in the runtime between calls (epoll and a \
+                 wake-up per call) where the old one blocked in read",
                     new.oci_cost.text(),
                     o.oci_cost.text()
                 ))
