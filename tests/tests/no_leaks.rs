@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokenbridge_tests::fake_idp::{A_CLIENT, B_CLIENT};
+use tokenbridge_tests::fake_idp::{A_CLIENT, B_CLIENT, ClientAuth, ClientKey};
 use tokenbridge_tests::fn_agent::{FnAgent, Framing};
 use tokenbridge_tests::http_server::{HttpServer, raw_exchange};
 use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
@@ -176,4 +176,50 @@ fn the_lambda_function_writes_no_secret_anywhere() {
     s.scan("Lambda answers", &answers);
     assert!(!answers.contains("backend-"), "a backend token outside the context");
     s.scan("Lambda stderr", &log);
+}
+
+/// With `private_key_jwt` at both IdPs, neither private key nor any client assertion reaches an
+/// answer, a log line or check-config: on an allow, on a refusal of the assertion (which makes
+/// tokenbridge fetch the key again), and in the configuration report.
+#[test]
+fn private_key_jwt_writes_no_key_and_no_assertion_anywhere() {
+    let s = Scenario::new();
+    let (a_key, b_key) = (ClientKey::ec(), ClientKey::ec());
+    s.idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(a_key.public.clone()));
+    s.idp.b.add_client_with(B_CLIENT.0, ClientAuth::PrivateKeyJwt(b_key.public.clone()));
+    let mut env: Vec<(String, String)> =
+        s.env.iter().filter(|(k, _)| !k.ends_with("_CLIENT_SECRET")).cloned().collect();
+    for (name, value) in [
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY", a_key.pem.as_str()),
+        ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "private_key_jwt"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_KEY", b_key.pem.as_str()),
+    ] {
+        env.push((name.into(), value.into()));
+    }
+    let scan = |place: &str, text: &str| {
+        s.scan(place, text);
+        assert!(!text.contains("PRIVATE KEY"), "{place} holds a PEM header:\n{text}");
+        for key in [&a_key.pem, &b_key.pem] {
+            for line in key.lines().filter(|l| !l.starts_with("-----") && l.len() > 16) {
+                assert!(!text.contains(line), "{place} holds private key material:\n{text}");
+            }
+        }
+        // Every client assertion is a JWT, and nothing else here is: its header starts `eyJ`.
+        assert!(!text.contains("eyJ"), "{place} holds a JWT (a client assertion?):\n{text}");
+    };
+
+    let run = stdio(&env, &[token_payload(&s.good), token_payload(&s.forged)].join("\n"));
+    assert_eq!(run.answers[0]["active"], true, "{}", run.stdout);
+    assert_eq!(s.idp.a.assertions().len() + s.idp.b.assertions().len(), 3, "two introspections, one token");
+    scan("private_key_jwt stdio", &(run.stdout + &run.stderr));
+
+    // IdP A no longer knows the key: its assertion is refused, the key fetched again, no decision.
+    s.idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(ClientKey::ec().public));
+    let refused = stdio(&env, &token_payload(&s.fresh));
+    assert_eq!(refused.answers[0]["error"], "unavailable", "{}", refused.stdout);
+    scan("private_key_jwt refused", &(refused.stdout + &refused.stderr));
+
+    let report = tokenbridge_tests::harness::run(&["check-config"], &env, "");
+    scan("private_key_jwt check-config", &(report.stdout + &report.stderr));
 }
