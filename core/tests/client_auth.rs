@@ -3,40 +3,13 @@
 //! `client_secret_basic`, the assertions' claims and headers, a fresh assertion for every call,
 //! and a rotated key fetched again after `invalid_client`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use tokenbridge_core::testing::{Clock as _, ManualClock};
-use tokenbridge_core::{Config, Dependency, Engine, Failure, Outcome, Request, SecretError};
+use tokenbridge_core::testing::Clock as _;
+use tokenbridge_core::{Dependency, Failure, Outcome, SecretError};
 use tokenbridge_tests::IdpPair;
-use tokenbridge_tests::fake_idp::{A_CLIENT, Assertion, B_CLIENT, ClientAuth, ClientKey, Fault, unix_now};
 
-struct Fixture {
-    idp: IdpPair,
-    clock: Arc<ManualClock>,
-    engine: Engine,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-/// tokenbridge at a fresh pair, with `set` added to (or replacing) the pair's settings and the
-/// settings named in `unset` removed.
-fn fixture(idp: IdpPair, set: &[(&str, &str)], unset: &[&str]) -> Fixture {
-    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
-    env.retain(|k, _| !unset.contains(&k.as_str()));
-    env.extend(set.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let clock = Arc::new(ManualClock::at(unix_now()));
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let sink = log.clone();
-    let engine = Engine::builder(Config::from_lookup(&|k| env.get(k).cloned()))
-        .clock(clock.clone())
-        .log_sink(move |line| sink.lock().unwrap().push(line.to_string()))
-        .build();
-    Fixture { idp, clock, engine, log }
-}
-
-fn bearer(token: &str) -> Request {
-    Request::bearer(format!("Bearer {token}"))
-}
+mod common;
+use common::{Fixture, bearer, fixture_at};
+use tokenbridge_tests::fake_idp::{A_CLIENT, Assertion, B_CLIENT, ClientAuth, ClientKey, Fault};
 
 fn allowed(f: &Fixture) -> bool {
     let token = f.idp.a.issue("alice", "", 3600);
@@ -66,7 +39,7 @@ fn client_secret_post_sends_the_secret_in_the_form_at_both_idps() {
     let idp = IdpPair::start();
     idp.a.add_client_with(A_CLIENT.0, ClientAuth::Post(A_CLIENT.1.into()));
     idp.b.add_client_with(B_CLIENT.0, ClientAuth::Post(B_CLIENT.1.into()));
-    let f = fixture(
+    let f = fixture_at(
         idp,
         &[
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "client_secret_post"),
@@ -83,14 +56,14 @@ fn the_idp_refuses_a_client_that_authenticates_by_another_method() {
     // IdP B expects client_secret_post; tokenbridge sends client_secret_basic (the default).
     let idp = IdpPair::start();
     idp.b.add_client_with(B_CLIENT.0, ClientAuth::Post(B_CLIENT.1.into()));
-    let f = fixture(idp, &[], &[]);
+    let f = fixture_at(idp, &[], &[]);
     assert_eq!(unavailable(&f), (Dependency::BackendToken, Failure::ClientRejected));
     assert_eq!(f.idp.b.rejected_auth(), 1, "no retry: the secret did not change");
 
     // IdP A expects private_key_jwt; tokenbridge sends its secret in the form.
     let idp = IdpPair::start();
     idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(ClientKey::ec().public));
-    let f = fixture(idp, &[("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "client_secret_post")], &[]);
+    let f = fixture_at(idp, &[("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "client_secret_post")], &[]);
     assert_eq!(unavailable(&f), (Dependency::Introspection, Failure::ClientRejected));
     assert_eq!(f.idp.a.rejected_auth(), 1);
 }
@@ -98,7 +71,7 @@ fn the_idp_refuses_a_client_that_authenticates_by_another_method() {
 #[test]
 fn private_key_jwt_authenticates_at_both_idps_with_an_assertion_for_each_endpoint() {
     let (a, b) = (ClientKey::rsa("RS256"), ClientKey::ec());
-    let f = fixture(
+    let f = fixture_at(
         key_pair(&a, &b),
         &[
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
@@ -131,7 +104,7 @@ fn every_call_signs_a_new_assertion() {
     let key = ClientKey::rsa("PS256");
     let idp = IdpPair::start();
     idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(key.public.clone()));
-    let f = fixture(
+    let f = fixture_at(
         idp,
         &[
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
@@ -156,7 +129,7 @@ fn the_configured_audience_key_id_and_thumbprint_are_in_the_assertion() {
     idp.b.add_client_with(B_CLIENT.0, ClientAuth::PrivateKeyJwt(key.public.clone()));
     idp.b.accept_assertion_audience("https://idp-b.example/issuer");
     let thumbprint = "x4Jz-vJqK6WyqQm2-7H7lYdGfQ5eQvb9NDpD3Yd2a1M";
-    let f = fixture(
+    let f = fixture_at(
         idp,
         &[
             ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "private_key_jwt"),
@@ -184,7 +157,7 @@ fn a_rotated_key_is_fetched_again_after_invalid_client() {
     let path = std::env::temp_dir().join(format!("tb-client-key-{}.pem", std::process::id()));
     std::fs::write(&path, &old.pem).unwrap();
     let reference = format!("file:{}", path.display());
-    let f = fixture(
+    let f = fixture_at(
         idp,
         &[
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
@@ -212,7 +185,7 @@ fn a_rotated_key_is_fetched_again_after_invalid_client() {
 
 #[test]
 fn a_key_that_cannot_sign_is_unavailable_and_reported_without_its_content() {
-    let f = fixture(
+    let f = fixture_at(
         IdpPair::start(),
         &[
             ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "private_key_jwt"),
@@ -240,7 +213,7 @@ fn a_key_that_cannot_sign_is_unavailable_and_reported_without_its_content() {
 
 #[test]
 fn a_key_of_the_wrong_type_for_the_configured_algorithm_is_reported_by_check_config() {
-    let f = fixture(
+    let f = fixture_at(
         IdpPair::start(),
         &[
             ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "private_key_jwt"),
@@ -265,7 +238,7 @@ fn an_assertion_signed_for_a_retry_is_dated_by_the_clock_when_it_is_signed() {
     let key = ClientKey::ec();
     let idp = IdpPair::start();
     idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(key.public.clone()));
-    let f = fixture(
+    let f = fixture_at(
         idp,
         &[
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
@@ -303,7 +276,7 @@ fn the_fake_idp_refuses_an_assertion_not_yet_valid() {
     let key = ClientKey::ec();
     let idp = IdpPair::start();
     idp.a.add_client_with(A_CLIENT.0, ClientAuth::PrivateKeyJwt(key.public.clone()));
-    let f = fixture(
+    let f = fixture_at(
         idp,
         &[
             ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),

@@ -2,39 +2,20 @@
 //! refresh, stale serving, single-flight and deadlines, without sleeping through lifetimes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokenbridge_core::testing::ManualClock;
 use tokenbridge_core::{Config, Denial, Dependency, Engine, Failure, Outcome, Request, SecretError};
 use tokenbridge_tests::fake_idp::unix_now;
 use tokenbridge_tests::jwt_keys::{forged, hs256};
 use tokenbridge_tests::{Fault, IdpPair};
 
-struct Fixture {
-    idp: IdpPair,
-    clock: Arc<ManualClock>,
-    engine: Engine,
-    log: Arc<Mutex<Vec<String>>>,
-}
+mod common;
+use common::{Fixture, bearer, fixture_at};
 
 fn fixture(extra: &[(&str, &str)]) -> Fixture {
-    let idp = IdpPair::start();
-    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let clock = Arc::new(ManualClock::at(unix_now()));
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let sink = log.clone();
-    let engine = Engine::builder(Config::from_lookup(&|k| env.get(k).cloned()))
-        .clock(clock.clone())
-        .log_sink(move |line| sink.lock().unwrap().push(line.to_string()))
-        .build();
-    Fixture { idp, clock, engine, log }
-}
-
-fn bearer(token: &str) -> Request {
-    Request::bearer(format!("Bearer {token}"))
+    fixture_at(IdpPair::start(), extra, &[])
 }
 
 fn backend_token(outcome: &Outcome) -> String {
