@@ -1,40 +1,66 @@
-//! The backend token from IdP B: the client_credentials grant (RFC 6749 §4.4) and a strict
-//! reading of its answer.
+//! The backend token from IdP B — one for every caller (client_credentials), or one per caller
+//! (token exchange, on-behalf-of) — and a strict reading of IdP B's answer.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::budget::Budget;
 use crate::cache::{Cache, Entry, Lookup};
 use crate::clock::UnixTime;
 use crate::config::Config;
+use crate::grant::{self, BackendGrant};
 use crate::idp::{Endpoint, Idp};
 use crate::log::Trace;
 use crate::outcome::{Cause, Dependency, Failure};
 use crate::secret::Secret;
 
-/// The backend token stage: IdP B, and the token it last gave us, refreshed early; a
+/// The backend token stage: IdP B, the grant, and the tokens it gave us, refreshed early; a
 /// still-valid token is served when a refresh fails.
 pub(crate) struct BackendTokens {
     endpoint: Endpoint,
-    /// The client_credentials grant's form, `grant_type` first.
+    grant: BackendGrant,
+    /// The grant's form without the caller's token, `grant_type` first.
     form: Vec<(&'static str, String)>,
-    token: Cache<(), BackendToken, Cause>,
+    /// The client_credentials token.
+    shared: Cache<(), BackendToken, Cause>,
+    /// Per caller token (by its SHA-256): what IdP B issued for it, or that it refused it.
+    per_caller: Cache<[u8; 32], Issued, Cause>,
     default_ttl: i64,
     refresh_margin: i64,
     min_remaining: i64,
+    /// Longest a per-caller answer is kept, and how long a refusal is.
+    max_ttl: i64,
+    refusal_ttl: i64,
+}
+
+/// What IdP B gave for a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Issued {
+    Token(BackendToken),
+    /// IdP B refused the caller's token itself (see [`grant::refuses_caller`]).
+    Refused,
+}
+
+/// The caller a per-caller grant carries on.
+pub(crate) struct Caller<'a> {
+    pub token: &'a str,
+    pub hash: [u8; 32],
+    /// The caller token's expiry, when known: no token got for it outlives it.
+    pub expires_at: Option<UnixTime>,
 }
 
 impl BackendTokens {
     pub(crate) fn new(config: &Config) -> Self {
-        let mut form = vec![("grant_type", "client_credentials".to_string())];
-        form.extend(config.backend_params.iter().cloned());
         Self {
             endpoint: Endpoint::new(Dependency::BackendToken, &config.backend),
-            form,
-            token: Cache::new(1),
+            form: config.backend_grant.form(&config.backend_params),
+            grant: config.backend_grant.clone(),
+            shared: Cache::new(1),
+            per_caller: Cache::new(if config.backend_grant.per_caller() { config.cache_capacity } else { 1 }),
             default_ttl: config.backend_default_ttl,
             refresh_margin: config.backend_refresh_margin,
             min_remaining: config.backend_min_remaining,
+            max_ttl: config.cache_max_ttl,
+            refusal_ttl: config.cache_inactive_ttl,
         }
     }
 
@@ -42,42 +68,79 @@ impl BackendTokens {
         &self.endpoint
     }
 
-    /// The cached token if it is a plain hit: what [`BackendTokens::get`] would answer without
+    /// The cached answer if it is a plain hit: what [`BackendTokens::get`] would answer without
     /// calling or waiting for IdP B.
-    pub(crate) fn cache_hit(&self, now: UnixTime, trace: &mut Trace) -> Option<BackendToken> {
-        let token = self.token.hit(&(), now)?;
+    pub(crate) fn cache_hit(&self, caller: &Caller, now: UnixTime, trace: &mut Trace) -> Option<Issued> {
+        let issued = if self.grant.per_caller() {
+            self.per_caller.hit(&caller.hash, now)?
+        } else {
+            Issued::Token(self.shared.hit(&(), now)?)
+        };
         trace.backend = Some(Lookup::Hit);
-        Some(token)
+        Some(issued)
     }
 
-    /// The cached token, or a new one from IdP B.
-    pub(crate) fn get(&self, idp: &Idp, budget: Budget, trace: &mut Trace) -> Result<BackendToken, Cause> {
+    /// The cached answer, or a new one from IdP B.
+    pub(crate) fn get(&self, idp: &Idp, caller: &Caller, budget: Budget, trace: &mut Trace) -> Result<Issued, Cause> {
         let now = budget.now;
         let timed_out = budget.waited_too_long(Dependency::BackendToken);
-        let result = self.token.get_or_load(
-            &(),
-            now,
-            || budget.wait_until(),
-            timed_out,
-            || {
-                let form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let token = idp.call(&self.endpoint, &form, budget, trace, |a| {
-                    read_answer(a.status, &a.body, now, self.default_ttl)
+        let wait_until = || budget.wait_until();
+        let (issued, lookup) = match self.grant.caller_field() {
+            None => {
+                let (token, lookup) = self.shared.get_or_load(&(), now, wait_until, timed_out, || {
+                    match self.request(idp, None, budget, trace)? {
+                        Issued::Token(token) => Ok(self.entry(token, None)),
+                        // Only a grant that carries a caller can refuse one; never an allow.
+                        Issued::Refused => Err(Cause::new(Dependency::BackendToken, Failure::Status(400))),
+                    }
                 })?;
-                Ok(Entry {
-                    fresh_until: token.refresh_at(self.refresh_margin, self.min_remaining),
-                    usable_until: token.usable_until(self.min_remaining),
-                    value: token,
+                (Issued::Token(token), lookup)
+            }
+            Some(field) => self.per_caller.get_or_load(&caller.hash, now, wait_until, timed_out, || {
+                let issued = self.request(idp, Some((field, caller.token)), budget, trace)?;
+                Ok(match issued {
+                    Issued::Token(token) => {
+                        let bound = caller.expires_at.unwrap_or(UnixTime::MAX).min(now.saturating_add(self.max_ttl));
+                        let Entry { value, fresh_until, usable_until } = self.entry(token, Some(bound));
+                        Entry { value: Issued::Token(value), fresh_until, usable_until }
+                    }
+                    Issued::Refused => Entry::until(Issued::Refused, now.saturating_add(self.refusal_ttl)),
                 })
-            },
-        );
-        let (token, lookup) = result?;
+            })?,
+        };
         if let Lookup::Stale(cause) = lookup {
             trace.detail =
                 Some(format!("backend token refresh failed ({cause}); serving the cached token until it expires"));
         }
         trace.backend = Some(lookup);
-        Ok(token)
+        Ok(issued)
+    }
+
+    /// One grant request to IdP B, carrying the caller's token in `caller` when the grant does.
+    fn request(
+        &self,
+        idp: &Idp,
+        caller: Option<(&'static str, &str)>,
+        budget: Budget,
+        trace: &mut Trace,
+    ) -> Result<Issued, Cause> {
+        let mut form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.extend(caller);
+        let now = budget.now;
+        idp.call(&self.endpoint, &form, budget, trace, |a| {
+            read_grant_answer(&self.grant, a.status, &a.body, now, self.default_ttl)
+        })
+    }
+
+    /// The cache entry for a token: fresh until its early refresh, usable until its usable end,
+    /// neither past `bound`.
+    fn entry(&self, token: BackendToken, bound: Option<UnixTime>) -> Entry<BackendToken> {
+        let bound = bound.unwrap_or(UnixTime::MAX);
+        Entry {
+            fresh_until: token.refresh_at(self.refresh_margin, self.min_remaining).min(bound),
+            usable_until: token.usable_until(self.min_remaining).min(bound),
+            value: token,
+        }
     }
 }
 
@@ -107,17 +170,42 @@ impl BackendToken {
     }
 }
 
-/// Reads a token endpoint answer. `default_ttl` applies when `expires_in` is absent.
-pub(crate) fn read_answer(status: u16, body: &[u8], now: UnixTime, default_ttl: i64) -> Result<BackendToken, Failure> {
+/// Reads IdP B's answer to `grant`: a token, or for a grant that carries the caller, a refusal
+/// of the caller's token. An exchange answer must also say it issued a token of a type forwarded
+/// as `Bearer` (RFC 8693 §2.2.1 makes `issued_token_type` and `token_type` required).
+pub(crate) fn read_grant_answer(
+    grant: &BackendGrant,
+    status: u16,
+    body: &[u8],
+    now: UnixTime,
+    default_ttl: i64,
+) -> Result<Issued, Failure> {
     if status != 200 {
-        return Err(failure_for_status(status, body));
+        let refused =
+            status == 400 && grant.per_caller() && error_code(body).is_some_and(|c| grant::refuses_caller(&c));
+        return if refused { Ok(Issued::Refused) } else { Err(failure_for_status(status, body)) };
     }
     let answer = crate::json::object(body).ok_or(Failure::Malformed)?;
+    let issued_type = match answer.get("issued_token_type") {
+        None => None,
+        Some(Value::String(t)) => Some(t.as_str()),
+        Some(_) => return Err(Failure::Malformed),
+    };
+    let exchange = matches!(grant, BackendGrant::TokenExchange { .. });
+    if !grant.accepts_issued_type(issued_type) || (exchange && !answer.contains_key("token_type")) {
+        return Err(Failure::Malformed);
+    }
+    read_token(&answer, now, default_ttl).map(Issued::Token)
+}
+
+/// The token, its type and lifetime from a 200 answer's members.
+fn read_token(answer: &Map<String, Value>, now: UnixTime, default_ttl: i64) -> Result<BackendToken, Failure> {
     let access_token = match answer.get("access_token") {
         Some(Value::String(t)) if is_header_safe(t) => t.clone(),
         _ => return Err(Failure::Malformed),
     };
-    // We hand the token on as `Bearer …`; any other type would be forwarded wrongly.
+    // We hand the token on as `Bearer …`; any other type (RFC 8693's `N_A`, DPoP) would be
+    // forwarded wrongly.
     match answer.get("token_type") {
         Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
         None => {}
@@ -163,9 +251,74 @@ pub(crate) fn failure_for_status(status: u16, body: &[u8]) -> Failure {
     }
 }
 
+/// A client_credentials answer, as the tests read it.
+#[cfg(test)]
+fn read_answer(status: u16, body: &[u8], now: UnixTime, default_ttl: i64) -> Result<BackendToken, Failure> {
+    match read_grant_answer(&BackendGrant::ClientCredentials, status, body, now, default_ttl)? {
+        Issued::Token(token) => Ok(token),
+        Issued::Refused => panic!("client_credentials refused a caller"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grant::TokenType;
+
+    const EXCHANGE: BackendGrant =
+        BackendGrant::TokenExchange { subject_token_type: TokenType::AccessToken, requested_token_type: None };
+    const OBO: BackendGrant = BackendGrant::JwtBearer { requested_token_use: None };
+
+    fn read_grant(grant: &BackendGrant, status: u16, body: &str) -> Result<Issued, Failure> {
+        read_grant_answer(grant, status, body.as_bytes(), 1000, 300)
+    }
+
+    #[test]
+    fn an_exchange_answer_is_read_with_its_issued_type_and_token_type() {
+        let body = r#"{"access_token":"x","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":60}"#;
+        let Ok(Issued::Token(t)) = read_grant(&EXCHANGE, 200, body) else { panic!() };
+        assert_eq!((t.access_token.expose(), t.expires_at), ("x", 1060));
+    }
+
+    #[test]
+    fn an_exchange_answer_without_issued_type_or_token_type_or_with_n_a_is_malformed() {
+        for body in [
+            r#"{"access_token":"x","token_type":"Bearer"}"#,
+            r#"{"access_token":"x","issued_token_type":"urn:ietf:params:oauth:token-type:access_token"}"#,
+            r#"{"access_token":"x","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"N_A"}"#,
+            r#"{"access_token":"x","issued_token_type":"urn:ietf:params:oauth:token-type:id_token","token_type":"Bearer"}"#,
+            r#"{"access_token":"x","issued_token_type":7,"token_type":"Bearer"}"#,
+            r#"{"access_token":"x","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"DPoP"}"#,
+        ] {
+            assert_eq!(read_grant(&EXCHANGE, 200, body), Err(Failure::Malformed), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_on_behalf_of_answer_needs_no_issued_type() {
+        let body = r#"{"access_token":"x","token_type":"Bearer","expires_in":3599,"ext_expires_in":3599}"#;
+        assert!(matches!(read_grant(&OBO, 200, body), Ok(Issued::Token(_))));
+    }
+
+    #[test]
+    fn idp_b_refusing_the_callers_token_is_a_refusal_and_its_other_errors_are_failures() {
+        for grant in [&EXCHANGE, &OBO] {
+            assert_eq!(read_grant(grant, 400, r#"{"error":"invalid_grant"}"#), Ok(Issued::Refused));
+            assert_eq!(
+                read_grant(grant, 400, r#"{"error":"interaction_required","suberror":"x"}"#),
+                Ok(Issued::Refused)
+            );
+            assert_eq!(read_grant(grant, 400, r#"{"error":"invalid_target"}"#), Err(Failure::Status(400)));
+            assert_eq!(read_grant(grant, 400, r#"{"error":"unauthorized_client"}"#), Err(Failure::Status(400)));
+            assert_eq!(read_grant(grant, 401, r#"{"error":"invalid_grant"}"#), Err(Failure::ClientRejected));
+            assert_eq!(read_grant(grant, 400, r#"{"error":"invalid_client"}"#), Err(Failure::ClientRejected));
+            assert_eq!(read_grant(grant, 503, r#"{"error":"invalid_grant"}"#), Err(Failure::Status(503)));
+            assert_eq!(read_grant(grant, 400, "not json"), Err(Failure::Status(400)));
+        }
+        // Only a grant that carries a caller can refuse one.
+        let cc = &BackendGrant::ClientCredentials;
+        assert_eq!(read_grant(cc, 400, r#"{"error":"invalid_grant"}"#), Err(Failure::Status(400)));
+    }
 
     fn read(body: &str) -> Result<BackendToken, Failure> {
         read_answer(200, body.as_bytes(), 1000, 300)

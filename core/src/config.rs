@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::client_auth::{self, Alg, AssertionSettings, Method};
+use crate::grant::{BackendGrant, TokenType};
 use crate::jwt::Issuer;
 use crate::policy::Policy;
 use crate::secret::SecretRef;
@@ -53,7 +54,9 @@ pub struct Config {
     pub(crate) jwks_max_age: i64,
     /// IdP B's token endpoint and our client there.
     pub(crate) backend: Client,
-    /// Optional client_credentials parameters: `scope`, `audience`, `resource`.
+    /// The grant asked of IdP B: client_credentials, or one that carries the caller on.
+    pub(crate) backend_grant: BackendGrant,
+    /// Optional grant parameters: `scope`, `audience`, `resource`.
     pub(crate) backend_params: Vec<(&'static str, String)>,
     /// Scopes every caller token must carry.
     pub(crate) required_scopes: Vec<String>,
@@ -186,6 +189,7 @@ impl Config {
                 .push(format!("TOKENBRIDGE_MODE={} needs TOKENBRIDGE_ISSUER or TOKENBRIDGE_ISSUERS", mode.as_str()));
         }
         let backend = r.client(&BACKEND_CLIENT);
+        let backend_grant = r.backend_grant();
         let backend_params = [
             ("scope", "TOKENBRIDGE_BACKEND_SCOPE"),
             ("audience", "TOKENBRIDGE_BACKEND_AUDIENCE"),
@@ -225,6 +229,7 @@ impl Config {
             context_claims,
             jwks_max_age: r.number("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", 60, 86_400),
             backend,
+            backend_grant,
             backend_params,
             required_scopes,
             connect_timeout: Duration::from_millis(connect_ms as u64),
@@ -431,6 +436,54 @@ impl Reader<'_> {
         }
         let audiences = if audience_check { audiences } else { Vec::new() };
         Issuer { issuer, audiences, jwks_url, local, require_at_jwt }
+    }
+
+    /// The backend grant and its own settings; a setting of another grant than the one
+    /// chosen is a mistake worth naming, not something to ignore.
+    fn backend_grant(&mut self) -> BackendGrant {
+        let token_type = |r: &mut Self, name: &str| {
+            let value = r.optional(name)?;
+            let parsed = TokenType::parse(&value);
+            if parsed.is_none() {
+                r.problems.push(format!("{name} must be access_token or jwt, got {value:?}"));
+            }
+            parsed
+        };
+        let grant = match self.optional("TOKENBRIDGE_BACKEND_GRANT").as_deref() {
+            None | Some("client_credentials") => BackendGrant::ClientCredentials,
+            Some("token_exchange") => BackendGrant::TokenExchange {
+                subject_token_type: token_type(self, "TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE")
+                    .unwrap_or(TokenType::AccessToken),
+                requested_token_type: token_type(self, "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE"),
+            },
+            Some("jwt_bearer") => BackendGrant::JwtBearer {
+                requested_token_use: self.optional("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE"),
+            },
+            Some(other) => {
+                self.problems.push(format!(
+                    "TOKENBRIDGE_BACKEND_GRANT must be client_credentials, token_exchange or jwt_bearer, got {other:?}"
+                ));
+                BackendGrant::ClientCredentials
+            }
+        };
+        let own = match grant {
+            BackendGrant::ClientCredentials => &[][..],
+            BackendGrant::TokenExchange { .. } => {
+                &["TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE", "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE"][..]
+            }
+            BackendGrant::JwtBearer { .. } => &["TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE"][..],
+        };
+        for name in [
+            "TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE",
+            "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE",
+            "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE",
+        ] {
+            if !own.contains(&name) && self.optional(name).is_some() {
+                self.problems
+                    .push(format!("{name} is set, but TOKENBRIDGE_BACKEND_GRANT={} does not use it", grant.name()));
+            }
+        }
+        grant
     }
 
     fn mode(&mut self, have_issuers: bool) -> Mode {

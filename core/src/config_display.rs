@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::client_auth::Method;
 use crate::config::{Client, Config};
+use crate::grant::BackendGrant;
 
 impl Config {
     fn backend_param(&self, name: &str) -> String {
@@ -28,6 +29,8 @@ impl fmt::Display for Config {
         }
         writeln!(f, "TOKENBRIDGE_REQUIRED_SCOPES = {}", c.required_scopes.join(" "))?;
         write_client(f, &c.backend)?;
+        writeln!(f, "TOKENBRIDGE_BACKEND_GRANT = {}", c.backend_grant.name())?;
+        write_grant(f, &c.backend_grant)?;
         let lines: Vec<(&str, String)> = vec![
             ("TOKENBRIDGE_BACKEND_SCOPE", c.backend_param("scope")),
             ("TOKENBRIDGE_BACKEND_AUDIENCE", c.backend_param("audience")),
@@ -69,6 +72,23 @@ impl fmt::Display for Config {
             )?;
         }
         writeln!(f, "policy:\n{}", c.policy.describe())
+    }
+}
+
+/// The settings of the chosen backend grant, and only those.
+fn write_grant(f: &mut fmt::Formatter<'_>, grant: &BackendGrant) -> fmt::Result {
+    match grant {
+        BackendGrant::ClientCredentials => Ok(()),
+        BackendGrant::TokenExchange { subject_token_type, requested_token_type } => {
+            writeln!(f, "TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE = {}", subject_token_type.urn())?;
+            let requested = requested_token_type.map_or("(not sent; access_token or jwt accepted)", |t| t.urn());
+            writeln!(f, "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE = {requested}")
+        }
+        BackendGrant::JwtBearer { requested_token_use } => writeln!(
+            f,
+            "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE = {}",
+            requested_token_use.as_deref().unwrap_or("(not sent)")
+        ),
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{BackendToken, BackendTokens};
+use crate::backend::{BackendToken, BackendTokens, Caller, Issued};
 use crate::bearer::{self, Credential};
 use crate::budget::Budget;
 use crate::clock::{Clock, SystemClock, UnixTime};
@@ -291,12 +291,17 @@ impl Engine {
         // Validation may have waited on IdPs for up to the call timeout: the backend token's
         // usable end, and the grant's expiry, are judged by the time now.
         let budget = budget.later(self.clock.now());
+        let caller = Caller { token, hash, expires_at: identity.expires_at };
         let backend = match wait {
-            Wait::Allowed => stages.backend.get(&stages.idp, budget, trace),
-            Wait::Never => Ok(stages.backend.cache_hit(budget.now, trace)?),
+            Wait::Allowed => stages.backend.get(&stages.idp, &caller, budget, trace),
+            Wait::Never => Ok(stages.backend.cache_hit(&caller, budget.now, trace)?),
         };
         Some(match backend {
-            Ok(backend) => Outcome::Allow(grant(&stages.config, identity, &backend, budget.now)),
+            Ok(Issued::Token(backend)) => Outcome::Allow(grant(&stages.config, identity, &backend, budget.now)),
+            Ok(Issued::Refused) => {
+                trace.reason = Some(Reason::BackendRefusedCallerToken);
+                Outcome::Deny(Denial::InvalidToken)
+            }
             Err(cause) => Outcome::Unavailable(cause),
         })
     }

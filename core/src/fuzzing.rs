@@ -10,6 +10,7 @@ pub use crate::policy::{Policy, Rule, ScopeMatch};
 pub use crate::reason::Reason;
 
 use crate::clock::UnixTime;
+use crate::grant::{BackendGrant, TokenType};
 use crate::jwt::{self, KeySet};
 use crate::outcome::Failure;
 use crate::secret::Secret;
@@ -48,13 +49,54 @@ pub fn token_answer(
     refresh_margin: i64,
     min_remaining: i64,
 ) -> Result<TokenAnswer, Failure> {
-    let token = backend::read_answer(status, body, now, default_ttl)?;
+    let grant = BackendGrant::ClientCredentials;
+    let backend::Issued::Token(token) = backend::read_grant_answer(&grant, status, body, now, default_ttl)? else {
+        panic!("a client_credentials answer read as a refusal of a caller");
+    };
     Ok(TokenAnswer {
         usable_until: token.usable_until(min_remaining),
         refresh_at: token.refresh_at(refresh_margin, min_remaining),
         access_token: token.access_token,
         issued_at: token.issued_at,
         expires_at: token.expires_at,
+    })
+}
+
+/// The backend grants [`grant_answer`] reads answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantKind {
+    ClientCredentials,
+    /// Token exchange, no `requested_token_type`.
+    TokenExchange,
+    /// Token exchange requesting a JWT.
+    TokenExchangeForJwt,
+    OnBehalfOf,
+}
+
+/// What IdP B's answer to a grant says, as the engine reads it.
+#[derive(Debug)]
+pub enum GrantAnswer {
+    Token(Secret),
+    /// The caller's token was refused.
+    Refused,
+}
+
+/// IdP B's answer to `grant`, as the engine reads it.
+pub fn grant_answer(grant: GrantKind, status: u16, body: &[u8], now: UnixTime) -> Result<GrantAnswer, Failure> {
+    let grant = match grant {
+        GrantKind::ClientCredentials => BackendGrant::ClientCredentials,
+        GrantKind::TokenExchange => {
+            BackendGrant::TokenExchange { subject_token_type: TokenType::AccessToken, requested_token_type: None }
+        }
+        GrantKind::TokenExchangeForJwt => BackendGrant::TokenExchange {
+            subject_token_type: TokenType::AccessToken,
+            requested_token_type: Some(TokenType::Jwt),
+        },
+        GrantKind::OnBehalfOf => BackendGrant::JwtBearer { requested_token_use: Some("on_behalf_of".into()) },
+    };
+    Ok(match backend::read_grant_answer(&grant, status, body, now, 300)? {
+        backend::Issued::Token(token) => GrantAnswer::Token(token.access_token),
+        backend::Issued::Refused => GrantAnswer::Refused,
     })
 }
 

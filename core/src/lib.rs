@@ -51,6 +51,7 @@ mod config_display;
 mod engine;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod grant;
 mod http;
 mod idp;
 mod introspection;

@@ -47,6 +47,8 @@ pub enum Reason {
     WrongAudience,
     /// In `auto` mode, a JWT that IdP A vouched for as a locally verified issuer's.
     NotVerifiedLocally,
+    /// Valid at IdP A, but IdP B refused to exchange it (token exchange, on-behalf-of).
+    BackendRefusedCallerToken,
 }
 
 impl Reason {
@@ -80,6 +82,7 @@ impl Reason {
             Reason::WrongIssuer => "wrong_issuer",
             Reason::WrongAudience => "wrong_audience",
             Reason::NotVerifiedLocally => "not_verified_locally",
+            Reason::BackendRefusedCallerToken => "backend_refused_caller_token",
         }
     }
 }

@@ -1,5 +1,6 @@
-//! A scriptable OAuth 2.0 identity provider on loopback: a client_credentials token endpoint
-//! (`POST /token`) and an RFC 7662 introspection endpoint (`POST /introspect`), both requiring
+//! A scriptable OAuth 2.0 identity provider on loopback: a token endpoint (`POST /token`:
+//! client_credentials, RFC 8693 token exchange and RFC 7523 jwt-bearer) and an RFC 7662
+//! introspection endpoint (`POST /introspect`), both requiring
 //! client authentication by the method each client is registered with (`client_secret_basic`,
 //! `client_secret_post` or `private_key_jwt`, exactly one per request, as RFC 6749 §2.3
 //! demands), with faults a real IdP will not produce on demand (the fake issuer of `jwt_keys`
@@ -152,6 +153,13 @@ struct State {
     token_ttl: Option<i64>,
     /// scope of issued backend tokens
     token_scope: Option<String>,
+    /// Caller tokens a token-exchange or jwt-bearer grant is refused for, with the error code.
+    refused_subjects: HashMap<String, String>,
+    /// Per caller token exchanged (subject token or assertion): the backend tokens issued for it.
+    exchanged: Vec<(String, String)>,
+    /// The `issued_token_type` an exchange answers with instead of the requested one (or
+    /// access_token); `Some(None)` leaves it out.
+    issued_token_type: Option<Option<String>>,
 }
 
 /// One fake IdP. Dropping it stops nothing: its thread ends with the test process.
@@ -309,6 +317,22 @@ impl FakeIdp {
     pub fn set_token_fault(&self, fault: Option<Fault>) {
         self.lock().token_fault = fault;
     }
+    /// Refuses grants that carry this caller token with a 400 and `error`.
+    pub fn refuse_subject(&self, token: &str, error: &str) {
+        self.lock().refused_subjects.insert(token.to_string(), error.to_string());
+    }
+
+    /// (caller token, backend token) for every token issued by token exchange or jwt-bearer,
+    /// oldest first.
+    pub fn exchanged(&self) -> Vec<(String, String)> {
+        self.lock().exchanged.clone()
+    }
+
+    /// Token exchange answers name this `issued_token_type` (`None`: none at all).
+    pub fn set_issued_token_type(&self, issued: Option<&str>) {
+        self.lock().issued_token_type = Some(issued.map(str::to_string));
+    }
+
     /// `expires_in` of tokens from `/token`; `None` leaves it out.
     pub fn set_token_ttl(&self, ttl: Option<i64>) {
         self.lock().token_ttl = ttl;
@@ -442,8 +466,25 @@ impl FakeIdp {
     }
 
     fn token(&self, form: &HashMap<String, String>) -> Result<Value, Value> {
-        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-            return Err(json!({"error":"unsupported_grant_type"}));
+        let error = |code: &str| json!({ "error": code });
+        let (caller, issued_type) = match form.get("grant_type").map(String::as_str) {
+            Some("client_credentials") => (None, None),
+            Some(TOKEN_EXCHANGE) => {
+                let subject_type = form.get("subject_token_type").map(String::as_str);
+                if !subject_type.is_some_and(|t| t.starts_with("urn:ietf:params:oauth:token-type:")) {
+                    return Err(error("invalid_request"));
+                }
+                let requested = form.get("requested_token_type").cloned();
+                let issued = self.lock().issued_token_type.clone().unwrap_or(Some(
+                    requested.unwrap_or_else(|| "urn:ietf:params:oauth:token-type:access_token".into()),
+                ));
+                (Some(form.get("subject_token").ok_or_else(|| error("invalid_request"))?), issued)
+            }
+            Some(JWT_BEARER_GRANT) => (Some(form.get("assertion").ok_or_else(|| error("invalid_request"))?), None),
+            _ => return Err(error("unsupported_grant_type")),
+        };
+        if let Some(code) = caller.and_then(|c| self.lock().refused_subjects.get(c).cloned()) {
+            return Err(error(&code));
         }
         let token = self.fresh_token("backend");
         let (ttl, scope) = {
@@ -457,9 +498,18 @@ impl FakeIdp {
         if let Some(scope) = scope {
             answer["scope"] = json!(scope);
         }
+        if let Some(issued) = issued_type {
+            answer["issued_token_type"] = json!(issued);
+        }
+        if let Some(caller) = caller {
+            self.lock().exchanged.push((caller.clone(), token));
+        }
         Ok(answer)
     }
 }
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// The id and secret of an `Authorization: Basic` header, each form-urlencoded before base64.
 fn basic_credentials(header: &str) -> Option<(String, String)> {
