@@ -1,6 +1,8 @@
 //! The backend token from IdP B — one for every caller (client_credentials), or one per caller
 //! (token exchange, on-behalf-of) — and a strict reading of IdP B's answer.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::budget::Budget;
@@ -16,7 +18,8 @@ use crate::secret::Secret;
 /// The backend token stage: IdP B, the grant, and the tokens it gave us, refreshed early; a
 /// still-valid token is served when a refresh fails.
 pub(crate) struct BackendTokens {
-    endpoint: Endpoint,
+    /// IdP B's token endpoint and our client there, shared by every backend.
+    endpoint: Arc<Endpoint>,
     grant: BackendGrant,
     /// The grant's form without the caller's token, `grant_type` first.
     form: Vec<(&'static str, String)>,
@@ -49,13 +52,21 @@ pub(crate) struct Caller<'a> {
 }
 
 impl BackendTokens {
-    pub(crate) fn new(config: &Config) -> Self {
+    /// Every backend of `config`: the default one first, then the policy's in its order.
+    pub(crate) fn all(config: &Config) -> Vec<Self> {
+        let endpoint = Arc::new(Endpoint::new(Dependency::BackendToken, &config.backend));
+        let default = Self::new(config, endpoint.clone(), &config.backend_grant, &config.backend_params);
+        let routes = config.route_backends.iter().map(|t| Self::new(config, endpoint.clone(), &t.grant, &t.params));
+        std::iter::once(default).chain(routes).collect()
+    }
+
+    fn new(config: &Config, endpoint: Arc<Endpoint>, grant: &BackendGrant, params: &[(&'static str, String)]) -> Self {
         Self {
-            endpoint: Endpoint::new(Dependency::BackendToken, &config.backend),
-            form: config.backend_grant.form(&config.backend_params),
-            grant: config.backend_grant.clone(),
+            endpoint,
+            form: grant.form(params),
+            grant: grant.clone(),
             shared: Cache::new(1),
-            per_caller: Cache::new(if config.backend_grant.per_caller() { config.cache_capacity } else { 1 }),
+            per_caller: Cache::new(if grant.per_caller() { config.cache_capacity } else { 1 }),
             default_ttl: config.backend_default_ttl,
             refresh_margin: config.backend_refresh_margin,
             min_remaining: config.backend_min_remaining,

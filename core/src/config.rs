@@ -58,6 +58,8 @@ pub struct Config {
     pub(crate) backend_grant: BackendGrant,
     /// Optional grant parameters: `scope`, `audience`, `resource`.
     pub(crate) backend_params: Vec<(&'static str, String)>,
+    /// The policy's backends, in [`Policy::backends`]' order, at the same IdP B client.
+    pub(crate) route_backends: Vec<Target>,
     /// Scopes every caller token must carry.
     pub(crate) required_scopes: Vec<String>,
     pub(crate) connect_timeout: Duration,
@@ -205,6 +207,7 @@ impl Config {
             .map(str::to_string)
             .collect();
         let policy = r.policy(&required_scopes);
+        let route_backends = r.route_backends(&policy);
         if policy.wants_introspection() && introspection.is_none() {
             r.problems.push(
                 "the policy asks to introspect JWTs on some routes, but no introspection endpoint is configured".into(),
@@ -231,6 +234,7 @@ impl Config {
             backend,
             backend_grant,
             backend_params,
+            route_backends,
             required_scopes,
             connect_timeout: Duration::from_millis(connect_ms as u64),
             call_timeout: Duration::from_millis(call_ms as u64),
@@ -259,6 +263,65 @@ impl Config {
 /// to ASCII case, as gateways that turn them into headers do.
 pub(crate) const RESERVED_CONTEXT_KEYS: [&str; 6] =
     ["principal", "scope", "client_id", "expires_at", "principalId", "integrationLatency"];
+
+/// A backend grant's values as written, in settings or in a policy backend.
+struct GrantValues {
+    grant: Option<String>,
+    subject_token_type: Option<String>,
+    requested_token_type: Option<String>,
+    requested_token_use: Option<String>,
+}
+
+impl GrantValues {
+    /// The grant these values describe; `name(field)` names a value in a problem. A value of
+    /// another grant than the one chosen is a mistake worth naming, not something to ignore.
+    fn read(self, name: &dyn Fn(&str) -> String, problems: &mut Vec<String>) -> BackendGrant {
+        let mut token_type = |field: &str, value: &Option<String>| {
+            let value = value.as_deref()?;
+            let parsed = TokenType::parse(value);
+            if parsed.is_none() {
+                problems.push(format!("{} must be access_token or jwt, got {value:?}", name(field)));
+            }
+            parsed
+        };
+        let grant = match self.grant.as_deref() {
+            None | Some("client_credentials") => BackendGrant::ClientCredentials,
+            Some("token_exchange") => BackendGrant::TokenExchange {
+                subject_token_type: token_type("subject_token_type", &self.subject_token_type)
+                    .unwrap_or(TokenType::AccessToken),
+                requested_token_type: token_type("requested_token_type", &self.requested_token_type),
+            },
+            Some("jwt_bearer") => BackendGrant::JwtBearer { requested_token_use: self.requested_token_use.clone() },
+            Some(other) => {
+                problems.push(format!(
+                    "{} must be client_credentials, token_exchange or jwt_bearer, got {other:?}",
+                    name("grant")
+                ));
+                BackendGrant::ClientCredentials
+            }
+        };
+        let exchange = matches!(grant, BackendGrant::TokenExchange { .. });
+        let on_behalf = matches!(grant, BackendGrant::JwtBearer { .. });
+        let own = [
+            ("subject_token_type", &self.subject_token_type, exchange),
+            ("requested_token_type", &self.requested_token_type, exchange),
+            ("requested_token_use", &self.requested_token_use, on_behalf),
+        ];
+        for (field, value, used) in own {
+            if value.is_some() && !used {
+                problems.push(format!("{} is set, but the grant {} does not use it", name(field), grant.name()));
+            }
+        }
+        grant
+    }
+}
+
+/// A backend of the policy: the grant asked of IdP B on its routes, and its parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) grant: BackendGrant,
+    pub(crate) params: Vec<(&'static str, String)>,
+}
 
 /// The stand-in for a required secret that is not set.
 fn is_unset(secret: &SecretRef) -> bool {
@@ -438,52 +501,37 @@ impl Reader<'_> {
         Issuer { issuer, audiences, jwks_url, local, require_at_jwt }
     }
 
-    /// The backend grant and its own settings; a setting of another grant than the one
-    /// chosen is a mistake worth naming, not something to ignore.
+    /// The backend grant and its own settings.
     fn backend_grant(&mut self) -> BackendGrant {
-        let token_type = |r: &mut Self, name: &str| {
-            let value = r.optional(name)?;
-            let parsed = TokenType::parse(&value);
-            if parsed.is_none() {
-                r.problems.push(format!("{name} must be access_token or jwt, got {value:?}"));
-            }
-            parsed
+        let values = GrantValues {
+            grant: self.optional("TOKENBRIDGE_BACKEND_GRANT"),
+            subject_token_type: self.optional("TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE"),
+            requested_token_type: self.optional("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE"),
+            requested_token_use: self.optional("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE"),
         };
-        let grant = match self.optional("TOKENBRIDGE_BACKEND_GRANT").as_deref() {
-            None | Some("client_credentials") => BackendGrant::ClientCredentials,
-            Some("token_exchange") => BackendGrant::TokenExchange {
-                subject_token_type: token_type(self, "TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE")
-                    .unwrap_or(TokenType::AccessToken),
-                requested_token_type: token_type(self, "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE"),
-            },
-            Some("jwt_bearer") => BackendGrant::JwtBearer {
-                requested_token_use: self.optional("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE"),
-            },
-            Some(other) => {
-                self.problems.push(format!(
-                    "TOKENBRIDGE_BACKEND_GRANT must be client_credentials, token_exchange or jwt_bearer, got {other:?}"
-                ));
-                BackendGrant::ClientCredentials
-            }
-        };
-        let own = match grant {
-            BackendGrant::ClientCredentials => &[][..],
-            BackendGrant::TokenExchange { .. } => {
-                &["TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE", "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE"][..]
-            }
-            BackendGrant::JwtBearer { .. } => &["TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE"][..],
-        };
-        for name in [
-            "TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE",
-            "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE",
-            "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE",
-        ] {
-            if !own.contains(&name) && self.optional(name).is_some() {
-                self.problems
-                    .push(format!("{name} is set, but TOKENBRIDGE_BACKEND_GRANT={} does not use it", grant.name()));
-            }
+        let setting = |field: &str| format!("TOKENBRIDGE_BACKEND_{}", field.to_ascii_uppercase());
+        values.read(&setting, &mut self.problems)
+    }
+
+    /// The policy's backends, in its order: each one's grant and parameters.
+    fn route_backends(&mut self, policy: &Policy) -> Vec<Target> {
+        let mut targets = Vec::new();
+        for (name, doc) in policy.backends() {
+            let values = GrantValues {
+                grant: doc.grant.clone(),
+                subject_token_type: doc.subject_token_type.clone(),
+                requested_token_type: doc.requested_token_type.clone(),
+                requested_token_use: doc.requested_token_use.clone(),
+            };
+            let member = |field: &str| format!("policy backend {name:?}: {field}");
+            let grant = values.read(&member, &mut self.problems);
+            let params = [("scope", &doc.scope), ("audience", &doc.audience), ("resource", &doc.resource)]
+                .into_iter()
+                .filter_map(|(param, value)| value.clone().map(|v| (param, v)))
+                .collect();
+            targets.push(Target { grant, params });
         }
-        grant
+        targets
     }
 
     fn mode(&mut self, have_issuers: bool) -> Mode {

@@ -71,7 +71,12 @@ impl fmt::Display for Config {
                 if i.require_at_jwt { ", at+jwt required" } else { "" }
             )?;
         }
-        writeln!(f, "policy:\n{}", c.policy.describe())
+        writeln!(f, "policy:\n{}", c.policy.describe())?;
+        for ((name, _), target) in c.policy.backends().iter().zip(&c.route_backends) {
+            let params: Vec<String> = target.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(f, "policy backend {name}: grant {}, {}", target.grant.name(), params.join(" "))?;
+        }
+        Ok(())
     }
 }
 

@@ -35,7 +35,16 @@ struct Stages {
     config: Config,
     idp: Idp,
     validation: Validation,
-    backend: BackendTokens,
+    /// The default backend first, then the policy's (a rule's `backend` + 1).
+    backends: Vec<BackendTokens>,
+}
+
+impl Stages {
+    fn backend(&self, rule: &crate::policy::Rule) -> &BackendTokens {
+        // `Policy` only names backends it defines and `Config` builds one for each of them.
+        let index = rule.backend.map_or(0, |i| i + 1);
+        self.backends.get(index).unwrap_or(&self.backends[0])
+    }
 }
 
 /// Configures an [`Engine`]: where configuration, time, platform secrets and logs come from.
@@ -88,7 +97,7 @@ impl EngineBuilder {
                 config.secret_refresh_interval,
             ),
             validation: Validation::new(&config),
-            backend: BackendTokens::new(&config),
+            backends: BackendTokens::all(&config),
             config,
         });
         Engine { setup, clock: self.clock, secrets, sink: self.sink }
@@ -161,7 +170,7 @@ impl Engine {
     /// With an invalid configuration there is nothing to resolve: see [`Engine::check_secret_refs`].
     pub fn check_secrets(&self) -> Vec<SecretProblem> {
         let Ok(stages) = &self.setup else { return Vec::new() };
-        let endpoints = [stages.validation.introspection(), Some(stages.backend.endpoint())];
+        let endpoints = [stages.validation.introspection(), Some(stages.backends[0].endpoint())];
         let now = self.clock.now();
         endpoints.into_iter().flatten().filter_map(|e| e.check_secret(&self.secrets, now)).collect()
     }
@@ -293,8 +302,8 @@ impl Engine {
         let budget = budget.later(self.clock.now());
         let caller = Caller { token, hash, expires_at: identity.expires_at };
         let backend = match wait {
-            Wait::Allowed => stages.backend.get(&stages.idp, &caller, budget, trace),
-            Wait::Never => Ok(stages.backend.cache_hit(&caller, budget.now, trace)?),
+            Wait::Allowed => stages.backend(rule).get(&stages.idp, &caller, budget, trace),
+            Wait::Never => Ok(stages.backend(rule).cache_hit(&caller, budget.now, trace)?),
         };
         Some(match backend {
             Ok(Issued::Token(backend)) => Outcome::Allow(grant(&stages.config, identity, &backend, budget.now)),

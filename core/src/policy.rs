@@ -6,10 +6,17 @@
 //! {"routes": [
 //!    {"method": "GET",  "path": "/orders/*",  "scopes": ["orders.read"]},
 //!    {"method": "POST", "path": "/orders",    "scopes": ["orders.write"], "issuers": ["https://idp.example"]},
-//!    {"method": "*",    "path": "/admin/**",  "scopes": ["admin", "root"], "scope_match": "any", "introspect": true}
+//!    {"method": "*",    "path": "/admin/**",  "scopes": ["admin", "root"], "scope_match": "any", "introspect": true},
+//!    {"method": "*",    "path": "/hr/**",     "scopes": ["hr"], "backend": "hr"}
 //!  ],
+//!  "backends": {"hr": {"grant": "token_exchange", "audience": "hr-api"}},
 //!  "default": "deny"}
 //! ```
+//!
+//! A route's `backend` names the token IdP B is asked for on it; without one, the backend
+//! token is the one `TOKENBRIDGE_BACKEND_*` describes.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
@@ -29,6 +36,9 @@ pub struct Rule {
     pub audiences: Vec<String>,
     /// Introspect even a valid JWT here, to catch revocation.
     pub introspect: bool,
+    /// The policy's backend the backend token is asked for (an index into
+    /// [`Policy::backends`]); `None`: the configured default backend.
+    pub backend: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -55,13 +65,37 @@ struct RuleDoc {
     audiences: Vec<String>,
     #[serde(default)]
     introspect: bool,
+    backend: Option<String>,
 }
 
 impl RuleDoc {
-    fn rule(self) -> Rule {
-        let RuleDoc { scopes, scope_match, issuers, audiences, introspect, .. } = self;
-        Rule { scopes, scope_match, issuers, audiences, introspect }
+    /// The rule, its backend resolved among `backends`' names.
+    fn rule(self, backends: &[(String, BackendDoc)]) -> Result<Rule, String> {
+        let RuleDoc { scopes, scope_match, issuers, audiences, introspect, backend, .. } = self;
+        let backend = match backend {
+            None => None,
+            Some(name) => Some(backends.iter().position(|(n, _)| *n == name).ok_or_else(|| {
+                format!("a policy route names backend {name:?}, which the policy's \"backends\" do not define")
+            })?),
+        };
+        Ok(Rule { scopes, scope_match, issuers, audiences, introspect, backend })
     }
+}
+
+/// A backend of the policy: what IdP B is asked for on the routes that name it, at the
+/// configured token endpoint with the configured client. Unset members are unset (a scope is
+/// not inherited from `TOKENBRIDGE_BACKEND_SCOPE`); the grant is `client_credentials` unless
+/// given. The configuration reads the values (see `config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendDoc {
+    pub grant: Option<String>,
+    pub subject_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub requested_token_use: Option<String>,
+    pub scope: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
 }
 
 /// The default for requests no route matches.
@@ -79,6 +113,8 @@ enum Fallback {
 struct Document {
     #[serde(default)]
     routes: Vec<RuleDoc>,
+    #[serde(default)]
+    backends: BTreeMap<String, BackendDoc>,
     default: Option<Fallback>,
 }
 
@@ -87,17 +123,19 @@ struct Document {
 pub struct Policy {
     routes: Vec<(String, Vec<String>, Rule)>,
     default: Option<Rule>,
+    backends: Vec<(String, BackendDoc)>,
 }
 
 impl Policy {
     /// The zero-config policy: every route requires `scopes`.
     pub fn everywhere(scopes: Vec<String>) -> Self {
-        Policy { routes: Vec::new(), default: Some(Rule { scopes, ..Rule::default() }) }
+        Policy { routes: Vec::new(), default: Some(Rule { scopes, ..Rule::default() }), backends: Vec::new() }
     }
 
     /// Reads a JSON policy document, naming what is wrong with it.
     pub fn from_json(text: &str) -> Result<Self, String> {
         let doc: Document = serde_json::from_str(text).map_err(|e| format!("the policy is not valid: {e}"))?;
+        let backends: Vec<(String, BackendDoc)> = doc.backends.into_iter().collect();
         let default = match doc.default {
             None => None,
             Some(Fallback::Word(w)) if w == "deny" => None,
@@ -105,7 +143,7 @@ impl Policy {
             Some(Fallback::Rule(r)) if r.method.is_some() || r.path.is_some() => {
                 return Err("the policy default applies to every other route: it takes no method or path".into());
             }
-            Some(Fallback::Rule(r)) => Some(r.rule()),
+            Some(Fallback::Rule(r)) => Some(r.rule(&backends)?),
         };
         let mut routes = Vec::new();
         for r in doc.routes {
@@ -139,9 +177,18 @@ impl Policy {
                     earlier + 1
                 ));
             }
-            routes.push((method, segments, r.rule()));
+            routes.push((method, segments, r.rule(&backends)?));
         }
-        Ok(Policy { routes, default })
+        let named = |i: usize| routes.iter().map(|(_, _, r)| r).chain(&default).any(|r| r.backend == Some(i));
+        if let Some((unused, _)) = backends.iter().enumerate().find(|(i, _)| !named(*i)).map(|(_, b)| b) {
+            return Err(format!("policy backend {unused:?} is named by no route"));
+        }
+        Ok(Policy { routes, default, backends })
+    }
+
+    /// The backends the policy defines, by name; routes name them by index.
+    pub fn backends(&self) -> &[(String, BackendDoc)] {
+        &self.backends
     }
 
     /// Whether decisions differ by route (a policy document with routes), so a gateway must not
@@ -197,6 +244,9 @@ impl Policy {
             }
             if r.introspect {
                 parts.push("introspect".into());
+            }
+            if let Some((name, _)) = r.backend.and_then(|i| self.backends.get(i)) {
+                parts.push(format!("backend {name}"));
             }
             parts.join(", ")
         };

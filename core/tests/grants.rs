@@ -192,3 +192,78 @@ fn the_grants_settings_are_checked_and_shown() {
     let shown = config(&[]).unwrap().to_string();
     assert!(shown.contains("TOKENBRIDGE_BACKEND_GRANT = client_credentials") && !shown.contains("SUBJECT_TOKEN_TYPE"));
 }
+
+const ROUTED: &str = r#"{
+  "routes": [
+    {"path": "/orders/**", "backend": "orders"},
+    {"path": "/hr/**", "backend": "hr"},
+    {"path": "/**"}
+  ],
+  "backends": {
+    "orders": {"audience": "orders-api"},
+    "hr": {"grant": "token_exchange", "audience": "hr-api", "requested_token_type": "access_token"}
+  }
+}"#;
+
+fn at(path: &str, token: &str) -> tokenbridge_core::Request {
+    let mut request = bearer(token);
+    request.route =
+        tokenbridge_core::Route { method: Some("GET".into()), path: Some(path.into()), ..Default::default() };
+    request
+}
+
+#[test]
+fn a_route_gets_the_backend_token_its_policy_backend_names() {
+    let f = fixture(&[("TOKENBRIDGE_POLICY", ROUTED), ("TOKENBRIDGE_BACKEND_AUDIENCE", "default-api")]);
+    let alice = f.idp.a.issue("alice", "", 3600);
+    let bob = f.idp.a.issue("bob", "", 3600);
+    let orders = backend_token(&f.engine.decide(&at("/orders/1", &alice)));
+    let hr = backend_token(&f.engine.decide(&at("/hr/payroll", &alice)));
+    let other = backend_token(&f.engine.decide(&at("/status", &alice)));
+    assert!(orders != hr && hr != other && orders != other);
+    let cc = "client_credentials".to_string();
+    let exchange = "urn:ietf:params:oauth:grant-type:token-exchange".to_string();
+    assert_eq!(
+        f.idp.b.issued(),
+        vec![
+            (cc.clone(), Some("orders-api".into())),
+            (exchange.clone(), Some("hr-api".into())),
+            (cc.clone(), Some("default-api".into()))
+        ]
+    );
+    // A client_credentials backend serves every caller one token; the exchange, one each.
+    assert_eq!(backend_token(&f.engine.decide(&at("/orders/2", &bob))), orders);
+    assert_ne!(backend_token(&f.engine.decide(&at("/hr/payroll", &bob))), hr);
+    assert_eq!(f.idp.b.exchanged().iter().map(|(caller, _)| caller.clone()).collect::<Vec<_>>(), vec![alice, bob]);
+    let shown = f.engine.config().unwrap().to_string();
+    assert!(shown.contains("/hr/** → scopes all of [], backend hr"), "{shown}");
+    assert!(shown.contains("policy backend hr: grant token_exchange, audience=hr-api"), "{shown}");
+}
+
+#[test]
+fn policy_backends_that_are_unknown_unused_or_wrongly_written_are_configuration_problems() {
+    let idp = IdpPair::start();
+    let problems = |policy: &str| {
+        let mut env: std::collections::HashMap<String, String> = idp.env().into_iter().collect();
+        env.insert("TOKENBRIDGE_POLICY".into(), policy.into());
+        Config::from_lookup(&|k| env.get(k).cloned()).err().map(|e| e.0.join("\n")).unwrap_or_default()
+    };
+    let cases = [
+        (r#"{"routes":[{"path":"/a/**","backend":"nope"}]}"#, r#"names backend "nope""#),
+        (r#"{"routes":[{"path":"/a/**"}],"backends":{"b":{}}}"#, r#"policy backend "b" is named by no route"#),
+        (r#"{"routes":[{"path":"/a/**","backend":"b"}],"backends":{"b":{"token_url":"https://x"}}}"#, "unknown field"),
+        (
+            r#"{"routes":[{"path":"/a/**","backend":"b"}],"backends":{"b":{"grant":"password"}}}"#,
+            r#"policy backend "b": grant must be client_credentials, token_exchange or jwt_bearer"#,
+        ),
+        (
+            r#"{"routes":[{"path":"/a/**","backend":"b"}],"backends":{"b":{"requested_token_use":"on_behalf_of"}}}"#,
+            r#"policy backend "b": requested_token_use is set, but the grant client_credentials does not use it"#,
+        ),
+    ];
+    for (policy, expected) in cases {
+        assert!(problems(policy).contains(expected), "{policy}: {}", problems(policy));
+    }
+    // The default may name a backend too.
+    assert_eq!(problems(r#"{"default":{"backend":"b"},"backends":{"b":{"audience":"x"}}}"#), "");
+}

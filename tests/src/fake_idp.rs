@@ -157,6 +157,8 @@ struct State {
     refused_subjects: HashMap<String, String>,
     /// Per caller token exchanged (subject token or assertion): the backend tokens issued for it.
     exchanged: Vec<(String, String)>,
+    /// The grant type and `audience` of every token issued, oldest first.
+    issued: Vec<(String, Option<String>)>,
     /// The `issued_token_type` an exchange answers with instead of the requested one (or
     /// access_token); `Some(None)` leaves it out.
     issued_token_type: Option<Option<String>>,
@@ -326,6 +328,11 @@ impl FakeIdp {
     /// oldest first.
     pub fn exchanged(&self) -> Vec<(String, String)> {
         self.lock().exchanged.clone()
+    }
+
+    /// The grant type and `audience` of every token issued, oldest first.
+    pub fn issued(&self) -> Vec<(String, Option<String>)> {
+        self.lock().issued.clone()
     }
 
     /// Token exchange answers name this `issued_token_type` (`None`: none at all).
@@ -501,8 +508,10 @@ impl FakeIdp {
         if let Some(issued) = issued_type {
             answer["issued_token_type"] = json!(issued);
         }
+        let mut state = self.lock();
+        state.issued.push((form["grant_type"].clone(), form.get("audience").cloned()));
         if let Some(caller) = caller {
-            self.lock().exchanged.push((caller.clone(), token));
+            state.exchanged.push((caller.clone(), token));
         }
         Ok(answer)
     }
