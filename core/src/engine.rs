@@ -6,6 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth_methods::{self, AuthMethodCheck, EndpointKind};
 use crate::backend::{BackendToken, BackendTokens, Caller, Issued};
 use crate::bearer::{self, Credential};
 use crate::budget::Budget;
@@ -205,6 +206,22 @@ impl Engine {
                 .collect();
         problems.sort_by(|a, b| a.issuer.cmp(&b.issuer));
         problems
+    }
+
+    /// For `check-config`: for each IdP endpoint we are a client of, whether the IdP's discovery
+    /// document says it accepts the configured client authentication method, all within `budget`.
+    pub fn check_auth_methods(&self, budget: Duration) -> Vec<AuthMethodCheck> {
+        let Ok(stages) = &self.setup else { return Vec::new() };
+        let config = &stages.config;
+        let until = Instant::now() + budget;
+        let issuers: Vec<&str> = config.issuers.iter().map(|i| i.issuer.as_str()).collect();
+        let http = &stages.idp.http;
+        let introspection = config.introspection.as_ref().map(|c| (c, EndpointKind::Introspection));
+        introspection
+            .into_iter()
+            .chain([(&config.backend, EndpointKind::Token)])
+            .map(|(client, kind)| auth_methods::check(http, client, kind, &issuers, until))
+            .collect()
     }
 
     /// Ready to decide: the configuration is valid and every local issuer's keys are held.

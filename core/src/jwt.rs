@@ -515,7 +515,7 @@ impl Jwks {
 /// Where `issuer` may publish its metadata, in the order tried: OpenID Connect Discovery
 /// appends its well-known path to the issuer; RFC 8414 §3.1 inserts its own between the host
 /// and the issuer's path.
-fn discovery_urls(issuer: &str) -> [String; 2] {
+pub(crate) fn discovery_urls(issuer: &str) -> [String; 2] {
     let issuer = issuer.trim_end_matches('/');
     let (origin, path) = match issuer.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('/') {

@@ -16,7 +16,8 @@
 //! caches and connections serve every warm call. It validates the caller token — a JWT of a
 //! configured issuer against that issuer's JWKS, anything else by RFC 7662 introspection at
 //! IdP A — checks it against the route's rule, fetches (and caches) a backend token from
-//! IdP B with the client_credentials grant, and answers with exactly one of [`Outcome::Allow`],
+//! IdP B — its own with the client_credentials grant, or one for the caller by token exchange or
+//! on-behalf-of — and answers with exactly one of [`Outcome::Allow`],
 //! [`Outcome::Deny`] or [`Outcome::Unavailable`]. An error is never an allow, and an IdP outage
 //! is never a deny.
 //!
@@ -27,7 +28,7 @@
 //! |---|---|
 //! | [`Engine`], [`EngineBuilder`] | decides; built from a [`Config`] (or its [`ConfigErrors`]), with a log sink and secret resolvers |
 //! | [`global`], [`set_global`] | the process's one engine |
-//! | [`Engine::check_secrets`], [`Engine::check_keys`] | `check-config`'s [`SecretProblem`]s and [`KeysProblem`]s |
+//! | [`Engine::check_secrets`], [`Engine::check_keys`], [`Engine::check_auth_methods`] | `check-config`'s [`SecretProblem`]s, [`KeysProblem`]s and [`AuthMethodCheck`]s |
 //! | [`Request`], [`Route`] | what the gateway asks: the credential, the route, the deadline |
 //! | [`Outcome`]: [`Grant`], [`Denial`], [`Cause`] ([`Dependency`], [`Failure`]) | the answer |
 //! | [`rfc3339`], [`UnixTime`] | times as gateways write them |
@@ -40,6 +41,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth_methods;
 mod backend;
 mod bearer;
 mod budget;
@@ -72,6 +74,7 @@ pub mod testing;
 mod url_rules;
 mod validation;
 
+pub use auth_methods::AuthMethodCheck;
 pub use clock::UnixTime;
 pub use config::{Config, ConfigErrors};
 pub use engine::{Engine, EngineBuilder, global, set_global};

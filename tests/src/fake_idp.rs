@@ -159,6 +159,9 @@ struct State {
     exchanged: Vec<(String, String)>,
     /// The grant type and `audience` of every token issued, oldest first.
     issued: Vec<(String, Option<String>)>,
+    /// The auth methods its discovery document lists for (token, introspection) endpoints;
+    /// without them it serves none.
+    discovery_methods: Option<(Vec<String>, Vec<String>)>,
     /// The `issued_token_type` an exchange answers with instead of the requested one (or
     /// access_token); `Some(None)` leaves it out.
     issued_token_type: Option<Option<String>>,
@@ -330,6 +333,13 @@ impl FakeIdp {
         self.lock().exchanged.clone()
     }
 
+    /// Serves a discovery document at `/.well-known/openid-configuration` (issuer: this IdP's
+    /// URL) listing these client authentication methods for its token and introspection endpoints.
+    pub fn serve_discovery(&self, token_methods: &[&str], introspection_methods: &[&str]) {
+        let owned = |m: &[&str]| m.iter().map(|s| s.to_string()).collect();
+        self.lock().discovery_methods = Some((owned(token_methods), owned(introspection_methods)));
+    }
+
     /// The grant type and `audience` of every token issued, oldest first.
     pub fn issued(&self) -> Vec<(String, Option<String>)> {
         self.lock().issued.clone()
@@ -373,6 +383,7 @@ impl FakeIdp {
         let (counter, fault) = match (request.method(), path.as_str()) {
             (tiny_http::Method::Post, "/introspect") => (&self.introspections, self.lock().introspect_fault.clone()),
             (tiny_http::Method::Post, "/token") => (&self.token_requests, self.lock().token_fault.clone()),
+            (tiny_http::Method::Get, "/.well-known/openid-configuration") => return self.discovery(request),
             _ => return respond(request, 404, json!({"error":"not_found"}).to_string(), None),
         };
         counter.fetch_add(1, Ordering::SeqCst);
@@ -388,6 +399,20 @@ impl FakeIdp {
             Ok(v) => respond(request, 200, v.to_string(), None),
             Err(v) => respond(request, 400, v.to_string(), None),
         }
+    }
+
+    fn discovery(&self, request: tiny_http::Request) {
+        let Some((token, introspection)) = self.lock().discovery_methods.clone() else {
+            return respond(request, 404, json!({"error":"not_found"}).to_string(), None);
+        };
+        let doc = json!({
+            "issuer": self.url,
+            "token_endpoint": self.token_url(),
+            "introspection_endpoint": self.introspection_url(),
+            "token_endpoint_auth_methods_supported": token,
+            "introspection_endpoint_auth_methods_supported": introspection,
+        });
+        respond(request, 200, doc.to_string(), None)
     }
 
     /// Whether the request authenticates a registered client by that client's method, and by

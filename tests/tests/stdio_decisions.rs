@@ -515,3 +515,23 @@ fn every_decision_logs_one_json_line() {
     assert_eq!(run.log[0]["token"].as_str().unwrap().len(), 12);
     assert_eq!(run.log[2]["reason"], "missing_token");
 }
+
+#[test]
+fn check_config_reports_a_client_authentication_method_the_idps_discovery_document_does_not_list() {
+    let idp = IdpPair::start();
+    idp.a.serve_discovery(&[], &["client_secret_basic", "private_key_jwt"]);
+    idp.b.serve_discovery(&["client_secret_post", "private_key_jwt"], &[]);
+    let check = harness::run(&["check-config"], &idp.env(), "");
+    assert!(!check.success, "{}", check.stdout);
+    let a =
+        format!("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH=client_secret_basic: listed by {}/.well-known/", idp.a.url());
+    assert!(check.stdout.contains(&a), "{}", check.stdout);
+    let b = "problem: client authentication: TOKENBRIDGE_BACKEND_CLIENT_AUTH=client_secret_basic: ";
+    assert!(check.stdout.contains(b), "{}", check.stdout);
+    assert!(check.stdout.contains("(it lists: client_secret_post, private_key_jwt)"), "{}", check.stdout);
+    // Without a discovery document, nothing is claimed either way.
+    let quiet = IdpPair::start();
+    let check = harness::run(&["check-config"], &quiet.env(), "");
+    assert!(check.success, "{}", check.stdout);
+    assert!(check.stdout.contains("no discovery document lists this endpoint; not checked"), "{}", check.stdout);
+}

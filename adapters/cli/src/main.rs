@@ -265,7 +265,15 @@ fn check_config() -> ExitCode {
             print!("{config}");
             let secrets = engine.check_secrets();
             let keys = engine.check_keys(std::time::Duration::from_secs(5));
-            secrets.iter().map(ToString::to_string).chain(keys.iter().map(ToString::to_string)).collect()
+            let (refused, notes): (Vec<_>, Vec<_>) = engine
+                .check_auth_methods(std::time::Duration::from_secs(5))
+                .into_iter()
+                .partition(|check| check.is_problem());
+            for note in notes {
+                println!("client authentication: {note}");
+            }
+            let refused = refused.into_iter().map(|check| format!("client authentication: {check}"));
+            secrets.iter().map(ToString::to_string).chain(keys.iter().map(ToString::to_string)).chain(refused).collect()
         }
         // The secrets are checked even so: fixing one problem should not reveal the next.
         Err(errors) => {
