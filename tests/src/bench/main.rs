@@ -166,6 +166,8 @@ fn main() {
     oci_opaque(&w, &k, &mut r);
     step("OCI: JWT, caches on");
     oci_jwt(&w, &k, &mut r);
+    step("OCI: token exchange at IdP B");
+    oci_exchange(&w, &k, &mut r);
     step("OCI: caches off");
     oci_no_cache(&w, &k, &mut r);
     step("OCI: seed-like (no cache, both IdP calls)");
@@ -317,6 +319,40 @@ fn oci_opaque(w: &World, k: &Knobs, r: &mut Results) {
             .baseline("oci_nocache_opaque")
             .seed("oci_seed_like"),
     );
+}
+
+/// A backend token exchanged for each caller (RFC 8693): a new caller costs an introspection
+/// and an exchange; a known one, neither.
+fn oci_exchange(w: &World, k: &Knobs, r: &mut Results) {
+    let deadline = far_deadline();
+    let env = with(&w.opaque, &[("TOKENBRIDGE_BACKEND_GRANT", "token_exchange")]);
+    let calls: Vec<Vec<u8>> =
+        (0..k.misses.max(1)).map(|_| oci_call(token_payload(&w.opaque_token()).as_bytes(), &deadline)).collect();
+    let mut oci = Oci::start(&env);
+    let warmup = oci.send(&oci_call(token_payload(&w.opaque_token()).as_bytes(), &deadline));
+    assert!(allowed(warmup.0, &warmup.1), "{}", String::from_utf8_lossy(&warmup.1));
+    let exchanges = w.idp.b.exchanged().len();
+    let mut miss = Vec::with_capacity(calls.len());
+    for call in &calls {
+        let t = Instant::now();
+        let (status, body) = oci.send(call);
+        miss.push(t.elapsed());
+        assert!(allowed(status, &body), "a new caller was not allowed");
+    }
+    assert_eq!(w.idp.b.exchanged().len() - exchanges, calls.len(), "one exchange per new caller");
+    let mut hit = Vec::with_capacity(k.warm);
+    for i in 0..k.warm {
+        let t = Instant::now();
+        let (status, _) = oci.send(&calls[i % calls.len()]);
+        hit.push(t.elapsed());
+        assert_eq!(status, 200);
+    }
+    assert_eq!(w.idp.b.exchanged().len() - exchanges, calls.len(), "a known caller's exchange is cached");
+    r.warm.push(
+        Row::new("oci_exchange_miss", "OCI, new opaque token, token exchange (1 introspection + 1 exchange)", &miss)
+            .seed("oci_seed_like"),
+    );
+    r.warm.push(Row::new("oci_exchange_hit", "OCI, opaque token, exchanged token cached", &hit));
 }
 
 fn oci_jwt(w: &World, k: &Knobs, r: &mut Results) {
