@@ -223,3 +223,25 @@ fn private_key_jwt_writes_no_key_and_no_assertion_anywhere() {
     let report = tokenbridge_tests::harness::run(&["check-config"], &env, "");
     scan("private_key_jwt check-config", &(report.stdout + &report.stderr));
 }
+
+#[test]
+fn token_exchange_writes_no_caller_token_anywhere_even_when_idp_b_echoes_it() {
+    // `fresh` is refused by IdP B here, not sent during an outage.
+    let mut s = Scenario::new();
+    s.env.push(("TOKENBRIDGE_BACKEND_GRANT".into(), "token_exchange".into()));
+    s.idp.b.refuse_subject(&s.fresh, "invalid_grant");
+    let run = stdio(&s.env, &[token_payload(&s.good), token_payload(&s.fresh)].join("\n"));
+    assert_eq!(run.answers[0]["active"], true, "{}", run.stdout);
+    assert_eq!(run.answers[1]["active"], false, "{}", run.stdout);
+    assert!(run.stderr.contains("backend_refused_caller_token"), "{}", run.stderr);
+    s.scan("exchange stdout", &run.stdout);
+    s.scan("exchange stderr", &run.stderr);
+    let backend = run.answers[0]["context"]["back_end_token"].as_str().unwrap().to_string();
+    assert!(!run.stderr.contains(backend.trim_start_matches("Bearer ")), "the log holds the exchanged token");
+    // IdP B failing with the caller's token in its error body.
+    let echo = format!(r#"{{"error":"invalid_target","error_description":"{}"}}"#, s.good);
+    s.idp.b.set_token_fault(Some(Fault::Status(400, echo)));
+    let outage = stdio(&s.env, &token_payload(&s.good));
+    assert_eq!(outage.answers[0]["error"], "unavailable", "{}", outage.stdout);
+    s.scan("exchange failure", &(outage.stdout + &outage.stderr));
+}
