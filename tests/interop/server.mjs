@@ -26,19 +26,25 @@
 // of its own, so one instance's keys never verify another's tokens. The server refuses to
 // introspect its JWTs (400 `unsupported_token_type`): a resource server verifies them itself.
 //
+// --exchange-from (or $INTEROP_EXCHANGE_FROM), a JSON text {"issuer","introspection_endpoint",
+// "jwks_uri","client_id","client_secret"}: this instance is also an IdP B that issues tokens for
+// the callers of another instance (IdP A), see registerCallerGrants below. A client may then
+// also carry "subject_scope": it exchanges only caller tokens that hold that scope.
+//
 // The process exits when its stdin closes, so a test process that dies takes it along.
 
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomUUID, verify as cryptoVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: process.env.PORT ?? '0' },
     clients: { type: 'string' },
+    'exchange-from': { type: 'string', default: process.env.INTEROP_EXCHANGE_FROM },
   },
 });
 
@@ -57,6 +63,12 @@ const clients = loadClients();
 const introspectors = new Set(clients.filter((c) => c.introspect).map((c) => c.client_id));
 const ttls = new Map(clients.filter((c) => c.ttl).map((c) => [c.client_id, c.ttl]));
 const scopes = new Set(clients.flatMap((c) => (c.scope ? c.scope.split(' ') : [])));
+// IdP B's grants for callers of IdP A (--exchange-from), see registerCallerGrants.
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+const subjectScopes = new Map(clients.filter((c) => c.subject_scope).map((c) => [c.client_id, c.subject_scope]));
 
 const server = createServer();
 await new Promise((resolve, reject) => {
@@ -112,6 +124,7 @@ const provider = new Provider(issuer, {
     ClientCredentials: (ctx, token, client) => ttls.get(client.clientId) ?? 600,
   },
 });
+if (args['exchange-from']) registerCallerGrants(provider, JSON.parse(args['exchange-from']));
 server.on('request', provider.callback());
 
 const routes = {
@@ -127,6 +140,125 @@ provider.on('server_error', (ctx, err) => console.error(`server_error: ${err.nam
 // Why a client was refused (the descriptions name the check that failed, never a credential).
 for (const event of ['grant.error', 'introspection.error']) {
   provider.on(event, (ctx, err) => console.error(`${event}: ${err.name}: ${err.error_detail ?? err.error_description ?? err.message}${err.cause ? ` (${err.cause.message})` : ""}`));
+}
+
+// ---- IdP B's grants for a caller of IdP A: RFC 8693 token exchange and RFC 7523 jwt-bearer ----
+// oidc-provider has neither; these handlers validate the caller's token at IdP A (introspection,
+// or a JWT verified against A's JWKS) and issue an opaque access token of this server whose
+// subject is the caller (`sub`, else the caller token's client_id), so that introspecting it
+// here shows who the backend token is for. Only clients registered with the grant type may use
+// it (oidc-provider checks that before a handler runs).
+
+function registerCallerGrants(provider, idpA) {
+  const shared = ['scope', 'audience', 'resource'];
+  provider.registerGrantType(TOKEN_EXCHANGE, (ctx) => tokenExchange(ctx, idpA),
+    ['subject_token', 'subject_token_type', 'requested_token_type', 'actor_token', 'actor_token_type', ...shared]);
+  provider.registerGrantType(JWT_BEARER, (ctx) => onBehalfOf(ctx, idpA),
+    ['assertion', 'requested_token_use', ...shared]);
+}
+
+// RFC 8693 §2.1: any problem with the request or the subject token is `invalid_request` (§2.2.2).
+async function tokenExchange(ctx, idpA) {
+  const { params } = ctx.oidc;
+  for (const name of ['subject_token', 'subject_token_type']) {
+    if (!params[name]) throw new errors.InvalidRequest(`missing required parameter '${name}'`);
+  }
+  if (![ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE].includes(params.subject_token_type)) {
+    throw new errors.InvalidRequest('unsupported subject_token_type');
+  }
+  if (params.actor_token) throw new errors.InvalidRequest('actor tokens are not supported');
+  if (params.requested_token_type !== undefined && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('only access tokens are issued');
+  }
+  const onlyJwt = params.subject_token_type === JWT_TOKEN_TYPE;
+  const subject = await callerAtA(ctx, idpA, params.subject_token, onlyJwt, errors.InvalidRequest);
+  ctx.body = { ...(await issueForCaller(ctx, subject)), issued_token_type: ACCESS_TOKEN_TYPE };
+}
+
+// RFC 7523 §2.1 as Entra's on-behalf-of uses it: the caller's token is the assertion, a bad one
+// is `invalid_grant` (§3.1); the answer has no issued_token_type (Entra sends none).
+async function onBehalfOf(ctx, idpA) {
+  const { params } = ctx.oidc;
+  if (!params.assertion) throw new errors.InvalidRequest("missing required parameter 'assertion'");
+  if (params.requested_token_use !== 'on_behalf_of') {
+    throw new errors.InvalidRequest("requested_token_use must be 'on_behalf_of'");
+  }
+  const subject = await callerAtA(ctx, idpA, params.assertion, false, errors.InvalidGrant);
+  ctx.body = await issueForCaller(ctx, subject);
+}
+
+// The caller token's subject, scope and expiry as IdP A vouches for them, or `Refusal`. A
+// failure to ask A is an error of this server (500), not a refusal of the caller.
+async function callerAtA(ctx, idpA, token, onlyJwt, Refusal) {
+  const isJwt = token.split('.').length === 3;
+  if (onlyJwt && !isJwt) throw new Refusal('the subject token is not a JWT');
+  const caller = isJwt ? await verifiedAtA(idpA, token) : await introspectedAtA(idpA, token);
+  const now = Math.floor(Date.now() / 1000);
+  if (!caller || typeof caller.exp !== 'number' || caller.exp <= now) {
+    throw new Refusal('the caller token is not active at its issuer');
+  }
+  const sub = caller.sub ?? caller.client_id;
+  if (typeof sub !== 'string' || !sub) throw new Refusal('the caller token names no subject');
+  const needed = subjectScopes.get(ctx.oidc.client.clientId);
+  if (needed && !String(caller.scope ?? '').split(' ').includes(needed)) {
+    throw new Refusal('the caller token may not be exchanged by this client');
+  }
+  return { sub, exp: caller.exp, remaining: caller.exp - now };
+}
+
+async function introspectedAtA(idpA, token) {
+  const encode = (s) => encodeURIComponent(s).replace(/%20/g, '+');
+  const basic = Buffer.from(`${encode(idpA.client_id)}:${encode(idpA.client_secret)}`).toString('base64');
+  const answer = await fetch(idpA.introspection_endpoint, {
+    method: 'POST',
+    headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
+  });
+  if (answer.status !== 200) throw new Error(`IdP A answered introspection with ${answer.status}`);
+  const body = await answer.json();
+  return body.active === true ? body : undefined;
+}
+
+// An RS256 JWT of IdP A (its `iss`, a key of its JWKS by `kid`), claims unchecked beyond `exp`.
+async function verifiedAtA(idpA, jwt) {
+  const [head, payload, signature] = jwt.split('.');
+  let header;
+  let claims;
+  try {
+    header = JSON.parse(Buffer.from(head, 'base64url'));
+    claims = JSON.parse(Buffer.from(payload, 'base64url'));
+  } catch {
+    return undefined;
+  }
+  if (header.alg !== 'RS256' || claims.iss !== idpA.issuer) return undefined;
+  const jwks = await (await fetch(idpA.jwks_uri)).json();
+  const jwk = jwks.keys.find((k) => k.kid === header.kid);
+  if (!jwk) return undefined;
+  const key = createPublicKey({ key: jwk, format: 'jwk' });
+  const signed = Buffer.from(`${head}.${payload}`);
+  return cryptoVerify('RSA-SHA256', signed, key, Buffer.from(signature, 'base64url')) ? claims : undefined;
+}
+
+// An opaque access token of this server for the caller, for the scope asked (within the
+// client's), no longer-lived than the caller's token.
+async function issueForCaller(ctx, subject) {
+  const { client, params, provider } = ctx.oidc;
+  const allowed = new Set((client.scope ?? '').split(' '));
+  const scope = params.scope ? params.scope.split(' ') : [];
+  if (scope.some((s) => !allowed.has(s))) throw new errors.InvalidScope('requested scope is not allowed', params.scope);
+  const expiresIn = Math.min(ttls.get(client.clientId) ?? 600, subject.remaining);
+  const token = new provider.AccessToken({
+    client,
+    accountId: subject.sub,
+    scope: scope.join(' ') || undefined,
+    expiresIn,
+    gty: params.grant_type,
+  });
+  const audience = params.audience ?? params.resource;
+  if (audience !== undefined) token.aud = audience;
+  ctx.oidc.entity('AccessToken', token);
+  const value = await token.save();
+  return { access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope: token.scope };
 }
 
 process.stdin.on('end', () => process.exit(0));
