@@ -3,7 +3,9 @@
 //! process on loopback — one instance as IdP A (introspection, JWT access tokens), one as IdP B
 //! (backend tokens) — and the client side of its endpoints: client_credentials (opaque, or a JWT
 //! for a resource), the authorization code flow through its development login and consent pages,
-//! introspection and revocation.
+//! introspection and revocation. A third instance, started on demand ([`grants_idp`]), is an IdP B
+//! that issues tokens for IdP A's callers: RFC 8693 token exchange and RFC 7523 jwt-bearer
+//! (on-behalf-of).
 //!
 //! Without `node` on PATH or without `tests/interop/node_modules` (`npm ci` there installs it),
 //! the build script leaves `cfg(interop)` unset and the suite's tests are ignored (cargo lists
@@ -39,6 +41,19 @@ pub const BRIEF_CALLER: Client = Client { id: "brief-caller", secret: "brief-sec
 pub const WEB_APP: Client = Client { id: "web-app", secret: "web-secret" };
 /// tokenbridge at IdP B.
 pub const TOKENBRIDGE_AT_B: Client = Client { id: "tokenbridge-b", secret: "b-s3cret" };
+
+/// IdP B's client at IdP A, with which the grants IdP ([`grants_idp`]) introspects callers' tokens.
+pub const GRANTS_IDP_AT_A: Client = Client { id: "idp-b-introspector", secret: "idp b: s3cret" };
+/// tokenbridge at the grants IdP, allowed RFC 8693 token exchange only.
+pub const EXCHANGER_AT_B: Client = Client { id: "tb-exchange", secret: "tb-exchange-secret" };
+/// tokenbridge at the grants IdP, allowed the RFC 7523 jwt-bearer grant only (on-behalf-of).
+pub const OBO_AT_B: Client = Client { id: "tb-obo", secret: "tb-obo-secret" };
+/// The scope a caller's token must hold for the grants IdP to exchange it (its policy, RFC 8693
+/// §2.2.2 "unacceptable based on policy"); a token without it is refused.
+pub const EXCHANGEABLE_SCOPE: &str = "orders.read";
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// The scopes [`CALLER`] and [`BRIEF_CALLER`] may ask for.
 pub const CALLER_SCOPES: &str = "orders.read orders.write";
@@ -98,6 +113,7 @@ impl Pair {
     fn start(node: &Path) -> Pair {
         let a_clients = json!([
             {"client_id": TOKENBRIDGE_AT_A.id, "client_secret": TOKENBRIDGE_AT_A.secret, "introspect": true},
+            {"client_id": GRANTS_IDP_AT_A.id, "client_secret": GRANTS_IDP_AT_A.secret, "introspect": true},
             {"client_id": CALLER.id, "client_secret": CALLER.secret, "grant_types": ["client_credentials"],
              "scope": CALLER_SCOPES, "ttl": CALLER_TTL},
             {"client_id": BRIEF_CALLER.id, "client_secret": BRIEF_CALLER.secret, "grant_types": ["client_credentials"],
@@ -112,8 +128,8 @@ impl Pair {
         ]);
         // Both start at once, and tokenbridge is built meanwhile, so that no test spends a
         // short-lived token's life waiting for a build.
-        let a = Starting::spawn(node, "idp-a", &a_clients);
-        let b = Starting::spawn(node, "idp-b", &b_clients);
+        let a = Starting::spawn(node, "idp-a", &a_clients, None);
+        let b = Starting::spawn(node, "idp-b", &b_clients, None);
         crate::harness::binary();
         Pair { a: a.wait(), b: b.wait() }
     }
@@ -149,6 +165,55 @@ impl Pair {
     }
 }
 
+/// The IdP B that exchanges IdP A's callers' tokens (token exchange for [`EXCHANGER_AT_B`],
+/// jwt-bearer for [`OBO_AT_B`], both for [`BACKEND_SCOPE`] and only caller tokens with
+/// [`EXCHANGEABLE_SCOPE`]), validating them at IdP A as [`GRANTS_IDP_AT_A`]. Started once per
+/// test process, after [`pair`].
+pub fn grants_idp() -> &'static AuthServer {
+    static GRANTS: OnceLock<AuthServer> = OnceLock::new();
+    GRANTS.get_or_init(|| {
+        let a = &pair().a;
+        let node = prerequisites().unwrap_or_else(|why| panic!("the interop suite cannot run: {why}"));
+        let exchange_from = json!({
+            "issuer": a.issuer, "introspection_endpoint": a.introspection_endpoint, "jwks_uri": a.jwks_uri,
+            "client_id": GRANTS_IDP_AT_A.id, "client_secret": GRANTS_IDP_AT_A.secret,
+        });
+        let clients = json!([
+            {"client_id": EXCHANGER_AT_B.id, "client_secret": EXCHANGER_AT_B.secret, "grant_types": [TOKEN_EXCHANGE],
+             "scope": BACKEND_SCOPE, "ttl": BACKEND_TTL, "subject_scope": EXCHANGEABLE_SCOPE},
+            {"client_id": OBO_AT_B.id, "client_secret": OBO_AT_B.secret, "grant_types": [JWT_BEARER],
+             "scope": BACKEND_SCOPE, "ttl": BACKEND_TTL, "subject_scope": EXCHANGEABLE_SCOPE},
+        ]);
+        Starting::spawn(&node, "idp-b-grants", &clients, Some(&exchange_from)).wait()
+    })
+}
+
+impl Pair {
+    /// [`Pair::jwt_env`]`("auto")` (IdP A's JWTs verified locally, its opaque tokens introspected)
+    /// with IdP B replaced by the grants IdP ([`grants_idp`]) as `client`; the grant itself
+    /// (`TOKENBRIDGE_BACKEND_GRANT`, …) is the caller's to add.
+    pub fn grants_env(&self, client: Client) -> Vec<(String, String)> {
+        let grants = grants_idp();
+        let mut env = self.jwt_env("auto");
+        env.retain(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "TOKENBRIDGE_BACKEND_TOKEN_URL" | "TOKENBRIDGE_BACKEND_CLIENT_ID" | "TOKENBRIDGE_BACKEND_CLIENT_SECRET"
+            )
+        });
+        env.extend(
+            [
+                ("TOKENBRIDGE_BACKEND_TOKEN_URL", grants.token_endpoint.as_str()),
+                ("TOKENBRIDGE_BACKEND_CLIENT_ID", client.id),
+                ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", client.secret),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        env
+    }
+}
+
 /// A server process that has not yet said where it listens.
 struct Starting {
     name: &'static str,
@@ -159,12 +224,18 @@ struct Starting {
 }
 
 impl Starting {
-    fn spawn(node: &Path, name: &'static str, clients: &Value) -> Starting {
-        let mut child = Command::new(node)
+    /// `exchange_from`: IdP A's routes and client, for an IdP B with the caller grants.
+    fn spawn(node: &Path, name: &'static str, clients: &Value, exchange_from: Option<&Value>) -> Starting {
+        let mut command = Command::new(node);
+        command
             .arg("server.mjs")
             .arg("--port=0")
             .current_dir(project_dir())
-            .env("INTEROP_CLIENTS", clients.to_string())
+            .env("INTEROP_CLIENTS", clients.to_string());
+        if let Some(from) = exchange_from {
+            command.env("INTEROP_EXCHANGE_FROM", from.to_string());
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -216,6 +287,7 @@ impl Starting {
             token_endpoint: route("token_endpoint"),
             introspection_endpoint: route("introspection_endpoint"),
             revocation_endpoint: route("revocation_endpoint"),
+            jwks_uri: route("jwks_uri"),
             http: ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
@@ -235,6 +307,7 @@ pub struct AuthServer {
     pub token_endpoint: String,
     pub introspection_endpoint: String,
     pub revocation_endpoint: String,
+    pub jwks_uri: String,
     http: ureq::Agent,
     child: Mutex<Child>,
     /// Held open: the server exits when it closes.
@@ -294,6 +367,11 @@ impl AuthServer {
         let (status, answer) = self.post(&self.token_endpoint, client, &form);
         assert_eq!(status, 200, "client_credentials for {} refused: {}", client.id, redacted(&answer));
         Tokens::from_answer(&answer)
+    }
+
+    /// The status and body of a token request with `form` (`grant_type` included) as `client`.
+    pub fn grant(&self, client: Client, form: &[(&str, &str)]) -> (u16, Value) {
+        self.post(&self.token_endpoint, client, form)
     }
 
     /// The server's own introspection answer for `token`, asked as `client`.

@@ -18,8 +18,9 @@ use tokenbridge_tests::fn_agent::{FnAgent, Framing};
 use tokenbridge_tests::harness::{Process, Session};
 use tokenbridge_tests::http_server::{HttpServer, raw_exchange};
 use tokenbridge_tests::interop::{
-    self, BACKEND_SCOPE, BRIEF_CALLER, BRIEF_TTL, CALLER, CALLER_SCOPES, ORDERS_API, OTHER_API, Pair, TOKENBRIDGE_AT_A,
-    TOKENBRIDGE_AT_B, WEB_APP, redacted,
+    self, ACCESS_TOKEN_TYPE, BACKEND_SCOPE, BACKEND_TTL, BRIEF_CALLER, BRIEF_TTL, CALLER, CALLER_SCOPES, Client,
+    EXCHANGEABLE_SCOPE, EXCHANGER_AT_B, JWT_BEARER, OBO_AT_B, ORDERS_API, OTHER_API, Pair, TOKEN_EXCHANGE,
+    TOKENBRIDGE_AT_A, TOKENBRIDGE_AT_B, WEB_APP, redacted,
 };
 use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
 use tokenbridge_tests::token_payload;
@@ -808,4 +809,245 @@ fn oidc_provider_refuses_tokenbridge_when_it_authenticates_by_another_method() {
         ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "client_secret_post"),
     ]);
     assert_client_rejected(&jwt_client_by_post, &token, "backend_token_client_rejected", POST_AT_A.1);
+}
+
+// Backend tokens for the caller: oidc-provider as an IdP B with RFC 8693 token exchange and the
+// RFC 7523 jwt-bearer grant as Entra's on-behalf-of uses it (`interop::grants_idp`), which
+// validates each caller's token at IdP A and issues a token whose `sub` is the caller.
+
+/// tokenbridge's settings for `grant` at the grants IdP: token exchange as [`EXCHANGER_AT_B`],
+/// or on-behalf-of as [`OBO_AT_B`]; IdP A's JWTs verified locally, its opaque tokens introspected.
+fn grant_env(idps: &Pair, grant: &str) -> Vec<(String, String)> {
+    let (client, extra): (Client, &[(&str, &str)]) = match grant {
+        "token_exchange" => (EXCHANGER_AT_B, &[("TOKENBRIDGE_BACKEND_GRANT", "token_exchange")]),
+        "jwt_bearer" => (
+            OBO_AT_B,
+            &[("TOKENBRIDGE_BACKEND_GRANT", "jwt_bearer"), ("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE", "on_behalf_of")],
+        ),
+        other => panic!("no grant {other}"),
+    };
+    with(idps.grants_env(client), extra)
+}
+
+/// The grant's tokenbridge client at the grants IdP.
+fn grant_client(grant: &str) -> Client {
+    if grant == "token_exchange" { EXCHANGER_AT_B } else { OBO_AT_B }
+}
+
+/// A caller's token, the principal tokenbridge must see, and the token's `exp`.
+struct Caller {
+    token: String,
+    principal: &'static str,
+    exp: i64,
+}
+
+/// Three callers of IdP A: an opaque client_credentials token (`sub` = its client), alice's
+/// authorization-code token, and a client_credentials JWT for [`ORDERS_API`].
+fn three_callers(idps: &Pair) -> Vec<Caller> {
+    let exp_at_a = |token: &str| idps.a.introspect(TOKENBRIDGE_AT_A, token)["exp"].as_i64().expect("exp at A");
+    let opaque = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
+    let alice = idps.a.authorization_code(WEB_APP, "alice", "openid orders.read").access_token;
+    let jwt = idps.a.jwt_client_credentials(CALLER, CALLER_SCOPES, ORDERS_API).access_token;
+    vec![
+        Caller { exp: exp_at_a(&opaque), token: opaque, principal: CALLER.id },
+        Caller { exp: exp_at_a(&alice), token: alice, principal: "alice" },
+        Caller { exp: claims(&jwt)["exp"].as_i64().expect("exp"), token: jwt, principal: CALLER.id },
+    ]
+}
+
+/// Through every adapter: each caller is allowed twice with the same backend token, which the
+/// grants IdP issued to `client` for the caller (`sub`), for [`BACKEND_SCOPE`], expiring no later
+/// than the caller's token; no two callers share one; the second decision of each caller costs
+/// no grant request (the log's backend lookup is a `hit`).
+fn assert_a_backend_token_per_caller(idps: &Pair, env: &[(String, String)], client: Client) {
+    let grants = interop::grants_idp();
+    let callers = three_callers(idps);
+    for (mode, mut tb) in every_adapter(env) {
+        let mut issued: Vec<String> = Vec::new();
+        for caller in &callers {
+            let Decision::Allow { principal, backend_token } = tb.decide(&caller.token) else {
+                panic!("{mode:?}: {} not allowed", caller.principal)
+            };
+            assert_eq!(principal, caller.principal, "{mode:?}");
+            assert!(backend_token != caller.token, "{mode:?}: the caller's token was passed on");
+            let at_b = grants.introspect(client, &backend_token);
+            assert_eq!(
+                (&at_b["active"], &at_b["sub"], &at_b["client_id"], &at_b["scope"]),
+                (&json!(true), &json!(caller.principal), &json!(client.id), &json!(BACKEND_SCOPE)),
+                "{mode:?}: the backend token at IdP B"
+            );
+            let backend_exp = at_b["exp"].as_i64().expect("exp at B");
+            assert!(backend_exp <= caller.exp, "{mode:?}: the backend token outlives the caller's");
+            let Decision::Allow { backend_token: again, .. } = tb.decide(&caller.token) else {
+                panic!("{mode:?}: {} not allowed the second time", caller.principal)
+            };
+            assert!(again == backend_token, "{mode:?}: the same caller got another backend token");
+            assert!(!issued.contains(&backend_token), "{mode:?}: two callers share a backend token");
+            issued.push(backend_token);
+        }
+        let backend: Vec<_> = tb.log().iter().map(|l| l["backend"].as_str().unwrap_or("-").to_string()).collect();
+        assert_eq!(backend, ["miss", "hit", "miss", "hit", "miss", "hit"], "{mode:?}: backend lookups");
+    }
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn the_grants_idp_exchanges_live_caller_tokens_only_and_answers_as_rfc_8693_and_entra_do() {
+    let idps = interop::pair();
+    let grants = interop::grants_idp();
+    let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
+    let brief = idps.a.client_credentials(BRIEF_CALLER, Some(EXCHANGEABLE_SCOPE)).access_token;
+    let exchange = |client: Client, subject: &str, extra: &[(&str, &str)]| {
+        let mut form =
+            vec![("grant_type", TOKEN_EXCHANGE), ("subject_token", subject), ("subject_token_type", ACCESS_TOKEN_TYPE)];
+        form.extend_from_slice(extra);
+        grants.grant(client, &form)
+    };
+    let obo = |subject: &str, extra: &[(&str, &str)]| {
+        let mut form = vec![("grant_type", JWT_BEARER), ("assertion", subject)];
+        form.extend_from_slice(extra);
+        grants.grant(OBO_AT_B, &form)
+    };
+    let error = |(status, answer): (u16, Value)| (status, answer["error"].as_str().unwrap_or("-").to_string());
+
+    let (status, answer) = exchange(EXCHANGER_AT_B, &caller, &[("scope", BACKEND_SCOPE), ("audience", ORDERS_API)]);
+    assert_eq!(status, 200, "{}", redacted(&answer));
+    assert_eq!(
+        (&answer["issued_token_type"], &answer["token_type"], &answer["expires_in"]),
+        (&json!(ACCESS_TOKEN_TYPE), &json!("Bearer"), &json!(BACKEND_TTL.min(interop::CALLER_TTL)))
+    );
+    let at_b = grants.introspect(EXCHANGER_AT_B, answer["access_token"].as_str().expect("access_token"));
+    assert_eq!((&at_b["sub"], &at_b["aud"]), (&json!(CALLER.id), &json!(ORDERS_API)), "{at_b}");
+    // Never longer-lived than the caller's token.
+    let (_, answer) = exchange(EXCHANGER_AT_B, &brief, &[]);
+    assert!(answer["expires_in"].as_i64().is_some_and(|s| s <= BRIEF_TTL), "{}", redacted(&answer));
+
+    let (status, answer) = obo(&caller, &[("requested_token_use", "on_behalf_of"), ("scope", BACKEND_SCOPE)]);
+    assert_eq!(status, 200, "{}", redacted(&answer));
+    assert!(answer.get("issued_token_type").is_none(), "Entra's on-behalf-of answer names no issued type");
+
+    let refused = idps.a.client_credentials(CALLER, Some("orders.write")).access_token;
+    let jwt_type = [("requested_token_type", "urn:ietf:params:oauth:token-type:jwt")];
+    assert_eq!(error(exchange(EXCHANGER_AT_B, "never-issued", &[])), (400, "invalid_request".into()));
+    assert_eq!(error(exchange(EXCHANGER_AT_B, &refused, &[])), (400, "invalid_request".into()));
+    assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &jwt_type)), (400, "invalid_request".into()));
+    assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &[("scope", "orders.admin")])), (400, "invalid_scope".into()));
+    assert_eq!(error(obo("never-issued", &[("requested_token_use", "on_behalf_of")])), (400, "invalid_grant".into()));
+    assert_eq!(error(obo(&caller, &[])), (400, "invalid_request".into()));
+    // Only a client registered with the grant may use it (oidc-provider's own check and code).
+    assert_eq!(error(exchange(OBO_AT_B, &caller, &[])), (400, "invalid_request".into()));
+    idps.a.revoke(CALLER, &caller);
+    assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &[])), (400, "invalid_request".into()));
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn token_exchange_at_oidc_provider_gives_each_caller_a_backend_token_of_its_own_for_its_sub() {
+    let idps = interop::pair();
+    assert_a_backend_token_per_caller(idps, &grant_env(idps, "token_exchange"), EXCHANGER_AT_B);
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn jwt_bearer_on_behalf_of_at_oidc_provider_gives_each_caller_a_backend_token_of_its_own_for_its_sub() {
+    let idps = interop::pair();
+    assert_a_backend_token_per_caller(idps, &grant_env(idps, "jwt_bearer"), OBO_AT_B);
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn a_caller_token_revoked_at_idp_a_is_denied_once_its_validation_entry_ends_and_its_exchanged_token_not_used_again() {
+    let idps = interop::pair();
+    let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
+    let short = [("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "2"), ("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "1")];
+    let mut tbs: Vec<_> = ["token_exchange", "jwt_bearer"]
+        .into_iter()
+        .flat_map(|grant| every_adapter(&with(grant_env(idps, grant), &short)))
+        .collect();
+    for (mode, tb) in &mut tbs {
+        assert!(matches!(tb.decide(&caller), Decision::Allow { .. }), "{mode:?}: not allowed");
+    }
+    let cached_until = unix_now() as i64 + 2;
+    idps.a.revoke(CALLER, &caller);
+    sleep_until(cached_until);
+    for (mode, tb) in &mut tbs {
+        for _ in 0..2 {
+            assert_denied(*mode, tb.decide(&caller));
+        }
+    }
+    for (mode, tb) in tbs {
+        let log = tb.log();
+        let outcomes: Vec<_> = log.iter().map(|l| l["outcome"].as_str().unwrap_or("-")).collect();
+        assert_eq!(outcomes, ["allow", "deny", "deny"], "{mode:?}");
+        // Denied by IdP A's answer, before any exchange: the exchanged token stays unused.
+        assert_eq!(deny_reasons(&log), ["inactive"; 2], "{mode:?}");
+    }
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn a_caller_token_idp_b_refuses_is_denied_as_invalid_token_with_reason_backend_refused_caller_token() {
+    let idps = interop::pair();
+    // Active at IdP A, but without the scope the grants IdP exchanges tokens for.
+    let refused = idps.a.client_credentials(CALLER, Some("orders.write")).access_token;
+    let accepted = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
+    for grant in ["token_exchange", "jwt_bearer"] {
+        for (mode, mut tb) in every_adapter(&grant_env(idps, grant)) {
+            assert_denied(mode, tb.decide(&refused));
+            assert_denied(mode, tb.decide(&refused));
+            // The refusal was about that token: another caller is still allowed.
+            assert!(matches!(tb.decide(&accepted), Decision::Allow { .. }), "{grant} {mode:?}: not allowed");
+            let log = tb.log();
+            assert_eq!(deny_reasons(&log), ["backend_refused_caller_token"; 2], "{grant} {mode:?}");
+            // The refusal is remembered: the second deny asked IdP B nothing.
+            assert_eq!(log[1]["backend"], "hit", "{grant} {mode:?}");
+        }
+    }
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn idp_b_refusing_tokenbridges_grant_request_is_unavailable_not_a_deny() {
+    let idps = interop::pair();
+    let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
+    for grant in ["token_exchange", "jwt_bearer"] {
+        // A scope tokenbridge's client may not have: invalid_scope is not about the caller.
+        let env = with(grant_env(idps, grant), &[("TOKENBRIDGE_BACKEND_SCOPE", "orders.admin")]);
+        for (mode, mut tb) in both(&env) {
+            for _ in 0..2 {
+                let answer = tb.ask(&caller);
+                assert_eq!(
+                    (answer["error"].as_str(), answer["cause"].as_str()),
+                    (Some("unavailable"), Some("backend_token_bad_status")),
+                    "{grant} {mode:?}: {}",
+                    redacted(&answer)
+                );
+            }
+            assert_eq!(tb.log().iter().filter(|l| l["outcome"] == "deny").count(), 0, "{grant} {mode:?}");
+        }
+    }
+}
+
+// Found by this suite, not yet fixed in core: oidc-provider refuses a client the grant type with
+// `400 invalid_request` ("requested grant type is not allowed for this client"), the code RFC 8693
+// §2.2.2 also gives a refused subject token, so tokenbridge denies every caller
+// (`backend_refused_caller_token`) where its own misconfiguration should be Unavailable.
+#[test]
+#[ignore = "core reads oidc-provider's invalid_request for a client not allowed the grant as a refusal of the caller (a deny)"]
+fn a_tokenbridge_client_not_allowed_the_grant_at_oidc_provider_is_unavailable() {
+    let idps = interop::pair();
+    let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
+    // Each grant's settings with the other grant's client, which oidc-provider refuses the grant.
+    for (grant, other) in [("token_exchange", "jwt_bearer"), ("jwt_bearer", "token_exchange")] {
+        let client = grant_client(other);
+        let env = with(
+            grant_env(idps, grant),
+            &[("TOKENBRIDGE_BACKEND_CLIENT_ID", client.id), ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", client.secret)],
+        );
+        for (mode, mut tb) in both(&env) {
+            let answer = tb.ask(&caller);
+            assert_eq!(answer["error"], "unavailable", "{grant} {mode:?}: {}", redacted(&answer));
+            assert!(answer.get("active").is_none(), "{grant} {mode:?}: an unavailable answer is not a decision");
+        }
+    }
 }
