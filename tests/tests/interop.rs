@@ -1068,3 +1068,38 @@ fn a_tokenbridge_client_not_allowed_the_grant_at_oidc_provider_is_unavailable() 
         }
     }
 }
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn the_backend_audience_resource_and_token_type_settings_reach_oidc_provider_as_rfc_8693_parameters() {
+    let idps = interop::pair();
+    let grants = interop::grants_idp();
+    let opaque = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
+    let jwt = idps.a.jwt_client_credentials(CALLER, CALLER_SCOPES, ORDERS_API).access_token;
+    let audience = with(
+        grant_env(idps, "token_exchange"),
+        &[("TOKENBRIDGE_BACKEND_AUDIENCE", ORDERS_API), ("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE", "access_token")],
+    );
+    let resource = with(grant_env(idps, "jwt_bearer"), &[("TOKENBRIDGE_BACKEND_RESOURCE", OTHER_API)]);
+    for (env, client, aud) in [(audience, EXCHANGER_AT_B, ORDERS_API), (resource, OBO_AT_B, OTHER_API)] {
+        for (mode, mut tb) in every_adapter(&env) {
+            let Decision::Allow { backend_token, .. } = tb.decide(&opaque) else { panic!("{mode:?}: not allowed") };
+            let at_b = grants.introspect(client, &backend_token);
+            assert_eq!((&at_b["sub"], &at_b["aud"]), (&json!(CALLER.id), &json!(aud)), "{mode:?}: {at_b}");
+        }
+    }
+    // A caller token sent as `…:token-type:jwt`: the grants IdP takes only a JWT as that type.
+    let jwt_type = with(grant_env(idps, "token_exchange"), &[("TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE", "jwt")]);
+    for (mode, mut tb) in every_adapter(&jwt_type) {
+        assert_allowed_at_grants_idp(mode, tb.decide(&jwt), EXCHANGER_AT_B);
+        assert_denied(mode, tb.decide(&opaque));
+        assert_eq!(deny_reasons(&tb.log()), ["backend_refused_caller_token"], "{mode:?}");
+    }
+}
+
+/// `decision` is an allow of [`CALLER`] with a live token of `client`'s at the grants IdP for it.
+fn assert_allowed_at_grants_idp(mode: Mode, decision: Decision, client: Client) {
+    let Decision::Allow { principal, backend_token } = decision else { panic!("{mode:?}: not allowed") };
+    let at_b = interop::grants_idp().introspect(client, &backend_token);
+    assert_eq!((principal.as_str(), &at_b["active"], &at_b["sub"]), (CALLER.id, &json!(true), &json!(CALLER.id)));
+}
