@@ -23,7 +23,10 @@ pub(crate) struct BackendTokens {
     grant: BackendGrant,
     /// The grant's form without the caller's token, `grant_type` first.
     form: Vec<(&'static str, String)>,
-    /// The client_credentials token.
+    /// The client_credentials form of tokenbridge's own token: the backend token of a
+    /// client_credentials backend, or the actor token of an exchange.
+    own_form: Vec<(&'static str, String)>,
+    /// tokenbridge's own token.
     shared: Cache<(), BackendToken, Cause>,
     /// Per caller token (by its SHA-256): what IdP B issued for it, or that it refused it.
     per_caller: Cache<[u8; 32], Issued, Cause>,
@@ -34,6 +37,8 @@ pub(crate) struct BackendTokens {
     max_ttl: i64,
     refusal_ttl: i64,
 }
+
+const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// What IdP B gave for a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +69,7 @@ impl BackendTokens {
         Self {
             endpoint,
             form: grant.form(params),
+            own_form: if grant.per_caller() { BackendGrant::ClientCredentials.form(&[]) } else { grant.form(params) },
             grant: grant.clone(),
             shared: Cache::new(1),
             per_caller: Cache::new(if grant.per_caller() { config.cache_capacity } else { 1 }),
@@ -98,17 +104,17 @@ impl BackendTokens {
         let wait_until = || budget.wait_until();
         let (issued, lookup) = match self.grant.caller_field() {
             None => {
-                let (token, lookup) = self.shared.get_or_load(&(), now, wait_until, timed_out, || {
-                    match self.request(idp, None, budget, trace)? {
-                        Issued::Token(token) => Ok(self.entry(token, None)),
-                        // Only a grant that carries a caller can refuse one; never an allow.
-                        Issued::Refused => Err(Cause::new(Dependency::BackendToken, Failure::Status(400))),
-                    }
-                })?;
+                let (token, lookup) = self.own_token(idp, budget, trace)?;
                 (Issued::Token(token), lookup)
             }
             Some(field) => self.per_caller.get_or_load(&caller.hash, now, wait_until, timed_out, || {
-                let issued = self.request(idp, Some((field, caller.token)), budget, trace)?;
+                let actor = if self.grant.wants_actor() { Some(self.own_token(idp, budget, trace)?.0) } else { None };
+                let mut form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                form.push((field, caller.token));
+                if let Some(actor) = &actor {
+                    form.extend([("actor_token", actor.access_token.expose()), ("actor_token_type", ACCESS_TOKEN)]);
+                }
+                let issued = self.request(idp, &self.grant, &form, budget, trace)?;
                 Ok(match issued {
                     Issued::Token(token) => {
                         let bound = caller.expires_at.unwrap_or(UnixTime::MAX).min(now.saturating_add(self.max_ttl));
@@ -127,19 +133,38 @@ impl BackendTokens {
         Ok(issued)
     }
 
-    /// One grant request to IdP B, carrying the caller's token in `caller` when the grant does.
+    /// tokenbridge's own token, cached and refreshed early; a still-valid one is served when a
+    /// refresh fails.
+    fn own_token(&self, idp: &Idp, budget: Budget, trace: &mut Trace) -> Result<(BackendToken, Lookup<Cause>), Cause> {
+        let timed_out = budget.waited_too_long(Dependency::BackendToken);
+        self.shared.get_or_load(
+            &(),
+            budget.now,
+            || budget.wait_until(),
+            timed_out,
+            || {
+                let form: Vec<(&str, &str)> = self.own_form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                match self.request(idp, &BackendGrant::ClientCredentials, &form, budget, trace)? {
+                    Issued::Token(token) => Ok(self.entry(token, None)),
+                    // Only a grant that carries a caller can refuse one; never an allow.
+                    Issued::Refused => Err(Cause::new(Dependency::BackendToken, Failure::Status(400))),
+                }
+            },
+        )
+    }
+
+    /// One `grant` request to IdP B with this form.
     fn request(
         &self,
         idp: &Idp,
-        caller: Option<(&'static str, &str)>,
+        grant: &BackendGrant,
+        form: &[(&str, &str)],
         budget: Budget,
         trace: &mut Trace,
     ) -> Result<Issued, Cause> {
-        let mut form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        form.extend(caller);
         let now = budget.now;
-        idp.call(&self.endpoint, &form, budget, trace, |a| {
-            read_grant_answer(&self.grant, a.status, &a.body, now, self.default_ttl)
+        idp.call(&self.endpoint, form, budget, trace, |a| {
+            read_grant_answer(grant, a.status, &a.body, now, self.default_ttl)
         })
     }
 
@@ -276,8 +301,11 @@ mod tests {
     use super::*;
     use crate::grant::TokenType;
 
-    const EXCHANGE: BackendGrant =
-        BackendGrant::TokenExchange { subject_token_type: TokenType::AccessToken, requested_token_type: None };
+    const EXCHANGE: BackendGrant = BackendGrant::TokenExchange {
+        subject_token_type: TokenType::AccessToken,
+        requested_token_type: None,
+        actor: false,
+    };
     const OBO: BackendGrant = BackendGrant::JwtBearer { requested_token_use: None };
 
     fn read_grant(grant: &BackendGrant, status: u16, body: &str) -> Result<Issued, Failure> {

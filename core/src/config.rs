@@ -270,6 +270,7 @@ struct GrantValues {
     subject_token_type: Option<String>,
     requested_token_type: Option<String>,
     requested_token_use: Option<String>,
+    actor_token: Option<String>,
 }
 
 impl GrantValues {
@@ -290,6 +291,14 @@ impl GrantValues {
                 subject_token_type: token_type("subject_token_type", &self.subject_token_type)
                     .unwrap_or(TokenType::AccessToken),
                 requested_token_type: token_type("requested_token_type", &self.requested_token_type),
+                actor: match self.actor_token.as_deref() {
+                    None => false,
+                    Some("client_credentials") => true,
+                    Some(other) => {
+                        problems.push(format!("{} must be client_credentials, got {other:?}", name("actor_token")));
+                        false
+                    }
+                },
             },
             Some("jwt_bearer") => BackendGrant::JwtBearer { requested_token_use: self.requested_token_use.clone() },
             Some(other) => {
@@ -306,6 +315,7 @@ impl GrantValues {
             ("subject_token_type", &self.subject_token_type, exchange),
             ("requested_token_type", &self.requested_token_type, exchange),
             ("requested_token_use", &self.requested_token_use, on_behalf),
+            ("actor_token", &self.actor_token, exchange),
         ];
         for (field, value, used) in own {
             if value.is_some() && !used {
@@ -508,6 +518,7 @@ impl Reader<'_> {
             subject_token_type: self.optional("TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE"),
             requested_token_type: self.optional("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE"),
             requested_token_use: self.optional("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE"),
+            actor_token: self.optional("TOKENBRIDGE_BACKEND_ACTOR_TOKEN"),
         };
         let setting = |field: &str| format!("TOKENBRIDGE_BACKEND_{}", field.to_ascii_uppercase());
         values.read(&setting, &mut self.problems)
@@ -522,6 +533,7 @@ impl Reader<'_> {
                 subject_token_type: doc.subject_token_type.clone(),
                 requested_token_type: doc.requested_token_type.clone(),
                 requested_token_use: doc.requested_token_use.clone(),
+                actor_token: doc.actor_token.clone(),
             };
             let member = |field: &str| format!("policy backend {name:?}: {field}");
             let grant = values.read(&member, &mut self.problems);

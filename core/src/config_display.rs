@@ -84,8 +84,10 @@ impl fmt::Display for Config {
 fn write_grant(f: &mut fmt::Formatter<'_>, grant: &BackendGrant) -> fmt::Result {
     match grant {
         BackendGrant::ClientCredentials => Ok(()),
-        BackendGrant::TokenExchange { subject_token_type, requested_token_type } => {
+        BackendGrant::TokenExchange { subject_token_type, requested_token_type, actor } => {
             writeln!(f, "TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE = {}", subject_token_type.urn())?;
+            let actor = if *actor { "client_credentials (tokenbridge's own token)" } else { "(not sent)" };
+            writeln!(f, "TOKENBRIDGE_BACKEND_ACTOR_TOKEN = {actor}")?;
             let requested = requested_token_type.map_or("(not sent; access_token or jwt accepted)", |t| t.urn());
             writeln!(f, "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE = {requested}")
         }

@@ -85,12 +85,15 @@ pub enum GrantAnswer {
 pub fn grant_answer(grant: GrantKind, status: u16, body: &[u8], now: UnixTime) -> Result<GrantAnswer, Failure> {
     let grant = match grant {
         GrantKind::ClientCredentials => BackendGrant::ClientCredentials,
-        GrantKind::TokenExchange => {
-            BackendGrant::TokenExchange { subject_token_type: TokenType::AccessToken, requested_token_type: None }
-        }
+        GrantKind::TokenExchange => BackendGrant::TokenExchange {
+            subject_token_type: TokenType::AccessToken,
+            requested_token_type: None,
+            actor: false,
+        },
         GrantKind::TokenExchangeForJwt => BackendGrant::TokenExchange {
             subject_token_type: TokenType::AccessToken,
             requested_token_type: Some(TokenType::Jwt),
+            actor: false,
         },
         GrantKind::OnBehalfOf => BackendGrant::JwtBearer { requested_token_use: Some("on_behalf_of".into()) },
     };

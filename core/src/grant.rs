@@ -12,6 +12,9 @@ pub(crate) enum BackendGrant {
         subject_token_type: TokenType,
         /// Sent when configured; the answer's `issued_token_type` must then be this one.
         requested_token_type: Option<TokenType>,
+        /// Send tokenbridge's own client_credentials token as the `actor_token` (RFC 8693 §1.1
+        /// delegation: the backend token then names tokenbridge as the party acting for the caller).
+        actor: bool,
     },
     /// RFC 7523 §2.1: the caller's token is the `assertion`; Entra's on-behalf-of adds
     /// `requested_token_use=on_behalf_of`.
@@ -64,7 +67,7 @@ impl BackendGrant {
     pub(crate) fn form(&self, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
         let mut form = match self {
             BackendGrant::ClientCredentials => vec![("grant_type", "client_credentials".to_string())],
-            BackendGrant::TokenExchange { subject_token_type, requested_token_type } => {
+            BackendGrant::TokenExchange { subject_token_type, requested_token_type, .. } => {
                 let mut form = vec![
                     ("grant_type", TOKEN_EXCHANGE.to_string()),
                     ("subject_token_type", subject_token_type.urn().to_string()),
@@ -80,6 +83,11 @@ impl BackendGrant {
         };
         form.extend(extra.iter().cloned());
         form
+    }
+
+    /// Whether an exchange sends tokenbridge's own token as the actor.
+    pub(crate) fn wants_actor(&self) -> bool {
+        matches!(self, BackendGrant::TokenExchange { actor: true, .. })
     }
 
     /// The form field that carries the caller's token, for the grants that carry it.
@@ -129,7 +137,11 @@ mod tests {
     use super::*;
 
     fn exchange(requested: Option<TokenType>) -> BackendGrant {
-        BackendGrant::TokenExchange { subject_token_type: TokenType::AccessToken, requested_token_type: requested }
+        BackendGrant::TokenExchange {
+            subject_token_type: TokenType::AccessToken,
+            requested_token_type: requested,
+            actor: false,
+        }
     }
 
     #[test]

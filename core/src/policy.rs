@@ -93,6 +93,7 @@ pub struct BackendDoc {
     pub subject_token_type: Option<String>,
     pub requested_token_type: Option<String>,
     pub requested_token_use: Option<String>,
+    pub actor_token: Option<String>,
     pub scope: Option<String>,
     pub audience: Option<String>,
     pub resource: Option<String>,

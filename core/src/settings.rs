@@ -181,6 +181,12 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "token_exchange: `requested_token_type`, access_token or jwt; the answer must issue that type",
     ),
     s(
+        "TOKENBRIDGE_BACKEND_ACTOR_TOKEN",
+        None,
+        None,
+        "token_exchange: client_credentials sends tokenbridge's own token as the `actor_token` (delegation)",
+    ),
+    s(
         "TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE",
         None,
         None,

@@ -267,3 +267,23 @@ fn policy_backends_that_are_unknown_unused_or_wrongly_written_are_configuration_
     // The default may name a backend too.
     assert_eq!(problems(r#"{"default":{"backend":"b"},"backends":{"b":{"audience":"x"}}}"#), "");
 }
+
+#[test]
+fn an_exchange_can_name_tokenbridge_as_the_actor_with_its_own_cached_token() {
+    let f = fixture(&[EXCHANGE[0], ("TOKENBRIDGE_BACKEND_ACTOR_TOKEN", "client_credentials")]);
+    let alice = f.idp.a.issue("alice", "", 3600);
+    let bob = f.idp.a.issue("bob", "", 3600);
+    backend_token(&f.engine.decide(&bearer(&alice)));
+    backend_token(&f.engine.decide(&bearer(&bob)));
+    let actors = f.idp.b.actors();
+    assert_eq!(actors.len(), 2);
+    assert!(actors.iter().all(|(token, ours)| *ours && *token == actors[0].0), "one own token, reused: {actors:?}");
+    // Its own token is got once, plus one exchange per caller.
+    assert_eq!(f.idp.b.token_requests(), 3);
+    let shown = f.engine.config().unwrap().to_string();
+    assert!(shown.contains("TOKENBRIDGE_BACKEND_ACTOR_TOKEN = client_credentials"), "{shown}");
+    // Without the setting, no actor is sent.
+    let f = fixture(&EXCHANGE);
+    backend_token(&f.engine.decide(&bearer(&f.idp.a.issue("alice", "", 3600))));
+    assert!(f.idp.b.actors().is_empty());
+}

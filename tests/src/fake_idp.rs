@@ -159,6 +159,10 @@ struct State {
     exchanged: Vec<(String, String)>,
     /// The grant type and `audience` of every token issued, oldest first.
     issued: Vec<(String, Option<String>)>,
+    /// The `actor_token` of every exchange that sent one, and whether this IdP issued it.
+    actors: Vec<(String, bool)>,
+    /// The client_credentials tokens issued.
+    own_tokens: HashSet<String>,
     /// The auth methods its discovery document lists for (token, introspection) endpoints;
     /// without them it serves none.
     discovery_methods: Option<(Vec<String>, Vec<String>)>,
@@ -338,6 +342,12 @@ impl FakeIdp {
     pub fn serve_discovery(&self, token_methods: &[&str], introspection_methods: &[&str]) {
         let owned = |m: &[&str]| m.iter().map(|s| s.to_string()).collect();
         self.lock().discovery_methods = Some((owned(token_methods), owned(introspection_methods)));
+    }
+
+    /// The `actor_token` of every exchange that sent one, and whether this IdP issued it (by
+    /// client_credentials).
+    pub fn actors(&self) -> Vec<(String, bool)> {
+        self.lock().actors.clone()
     }
 
     /// The grant type and `audience` of every token issued, oldest first.
@@ -534,7 +544,18 @@ impl FakeIdp {
             answer["issued_token_type"] = json!(issued);
         }
         let mut state = self.lock();
+        if let Some(actor) = form.get("actor_token") {
+            if form.get("actor_token_type").map(String::as_str) != Some("urn:ietf:params:oauth:token-type:access_token")
+            {
+                return Err(error("invalid_request"));
+            }
+            let ours = state.own_tokens.contains(actor);
+            state.actors.push((actor.clone(), ours));
+        }
         state.issued.push((form["grant_type"].clone(), form.get("audience").cloned()));
+        if caller.is_none() {
+            state.own_tokens.insert(token.clone());
+        }
         if let Some(caller) = caller {
             state.exchanged.push((caller.clone(), token));
         }
