@@ -68,6 +68,7 @@ const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+const actors = new WeakMap();
 const subjectScopes = new Map(clients.filter((c) => c.subject_scope).map((c) => [c.client_id, c.subject_scope]));
 
 const server = createServer();
@@ -120,6 +121,9 @@ const provider = new Provider(issuer, {
       }),
     },
   },
+  // The `act` of an exchanged token (registerCallerGrants); oidc-provider sets an opaque token's
+  // extra claims from this hook alone.
+  extraTokenClaims: async (ctx, token) => actors.get(token),
   ttl: {
     ClientCredentials: (ctx, token, client) => ttls.get(client.clientId) ?? 600,
   },
@@ -166,13 +170,29 @@ async function tokenExchange(ctx, idpA) {
   if (![ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE].includes(params.subject_token_type)) {
     throw new errors.InvalidRequest('unsupported subject_token_type');
   }
-  if (params.actor_token) throw new errors.InvalidRequest('actor tokens are not supported');
   if (params.requested_token_type !== undefined && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
     throw new errors.InvalidRequest('only access tokens are issued');
   }
   const onlyJwt = params.subject_token_type === JWT_TOKEN_TYPE;
+  const act = await actor(ctx);
   const subject = await callerAtA(ctx, idpA, params.subject_token, onlyJwt, errors.InvalidRequest);
-  ctx.body = { ...(await issueForCaller(ctx, subject)), issued_token_type: ACCESS_TOKEN_TYPE };
+  ctx.body = { ...(await issueForCaller(ctx, subject, act)), issued_token_type: ACCESS_TOKEN_TYPE };
+}
+
+// RFC 8693 §2.1 delegation: the actor must be an active client_credentials token of this server
+// held by the requesting client itself; the issued token names it in `act` (§4.1).
+async function actor(ctx) {
+  const { params, client, provider } = ctx.oidc;
+  if (params.actor_token === undefined) {
+    if (params.actor_token_type !== undefined) throw new errors.InvalidRequest('actor_token_type without actor_token');
+    return undefined;
+  }
+  if (params.actor_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest('unsupported actor_token_type');
+  const token = await provider.ClientCredentials.find(params.actor_token);
+  if (!token?.isValid || token.clientId !== client.clientId) {
+    throw new errors.InvalidRequest('the actor token is not an active token of this client');
+  }
+  return { sub: token.clientId };
 }
 
 // RFC 7523 §2.1 as Entra's on-behalf-of uses it: the caller's token is the assertion, a bad one
@@ -240,8 +260,8 @@ async function verifiedAtA(idpA, jwt) {
 }
 
 // An opaque access token of this server for the caller, for the scope asked (within the
-// client's), no longer-lived than the caller's token.
-async function issueForCaller(ctx, subject) {
+// client's), no longer-lived than the caller's token; `act` names the party acting for it.
+async function issueForCaller(ctx, subject, act) {
   const { client, params, provider } = ctx.oidc;
   const allowed = new Set((client.scope ?? '').split(' '));
   const scope = params.scope ? params.scope.split(' ') : [];
@@ -254,6 +274,7 @@ async function issueForCaller(ctx, subject) {
     expiresIn,
     gty: params.grant_type,
   });
+  if (act) actors.set(token, { act });
   const audience = params.audience ?? params.resource;
   if (audience !== undefined) token.aud = audience;
   ctx.oidc.entity('AccessToken', token);

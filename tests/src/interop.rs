@@ -44,7 +44,8 @@ pub const TOKENBRIDGE_AT_B: Client = Client { id: "tokenbridge-b", secret: "b-s3
 
 /// IdP B's client at IdP A, with which the grants IdP ([`grants_idp`]) introspects callers' tokens.
 pub const GRANTS_IDP_AT_A: Client = Client { id: "idp-b-introspector", secret: "idp b: s3cret" };
-/// tokenbridge at the grants IdP, allowed RFC 8693 token exchange only.
+/// tokenbridge at the grants IdP, allowed RFC 8693 token exchange, and client_credentials for
+/// its own token as the exchange's actor token.
 pub const EXCHANGER_AT_B: Client = Client { id: "tb-exchange", secret: "tb-exchange-secret" };
 /// tokenbridge at the grants IdP, allowed the RFC 7523 jwt-bearer grant only (on-behalf-of).
 pub const OBO_AT_B: Client = Client { id: "tb-obo", secret: "tb-obo-secret" };
@@ -179,7 +180,7 @@ pub fn grants_idp() -> &'static AuthServer {
             "client_id": GRANTS_IDP_AT_A.id, "client_secret": GRANTS_IDP_AT_A.secret,
         });
         let clients = json!([
-            {"client_id": EXCHANGER_AT_B.id, "client_secret": EXCHANGER_AT_B.secret, "grant_types": [TOKEN_EXCHANGE],
+            {"client_id": EXCHANGER_AT_B.id, "client_secret": EXCHANGER_AT_B.secret, "grant_types": [TOKEN_EXCHANGE, "client_credentials"],
              "scope": BACKEND_SCOPE, "ttl": BACKEND_TTL, "subject_scope": EXCHANGEABLE_SCOPE},
             {"client_id": OBO_AT_B.id, "client_secret": OBO_AT_B.secret, "grant_types": [JWT_BEARER],
              "scope": BACKEND_SCOPE, "ttl": BACKEND_TTL, "subject_scope": EXCHANGEABLE_SCOPE},

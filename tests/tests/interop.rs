@@ -899,6 +899,7 @@ fn assert_a_backend_token_per_caller(idps: &Pair, env: &[(String, String)], clie
                 (&json!(true), &json!(caller.principal), &json!(client.id), &json!(BACKEND_SCOPE)),
                 "{mode:?}: the backend token at IdP B"
             );
+            assert!(at_b.get("act").is_none(), "{mode:?}: no actor was sent, none is named");
             let backend_exp = at_b["exp"].as_i64().expect("exp at B");
             assert!(backend_exp <= caller.exp, "{mode:?}: the backend token outlives the caller's");
             let Decision::Allow { backend_token: again, .. } = tb.decide(&caller.token) else {
@@ -959,6 +960,17 @@ fn the_grants_idp_exchanges_live_caller_tokens_only_and_answers_as_rfc_8693_and_
     assert_eq!(error(obo(&caller, &[])), (400, "invalid_request".into()));
     // Only a client registered with the grant may use it (oidc-provider's own check and code).
     assert_eq!(error(exchange(OBO_AT_B, &caller, &[])), (400, "invalid_request".into()));
+    // An actor token must be an active client_credentials token of the exchanging client.
+    let own = grants.client_credentials(EXCHANGER_AT_B, None).access_token;
+    let (status, answer) =
+        exchange(EXCHANGER_AT_B, &caller, &[("actor_token", &own), ("actor_token_type", ACCESS_TOKEN_TYPE)]);
+    assert_eq!(status, 200, "{}", redacted(&answer));
+    let at_b = grants.introspect(EXCHANGER_AT_B, answer["access_token"].as_str().expect("access_token"));
+    assert_eq!(at_b["act"], json!({"sub": EXCHANGER_AT_B.id}), "{at_b}");
+    let unknown_actor = [("actor_token", "never-issued"), ("actor_token_type", ACCESS_TOKEN_TYPE)];
+    assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &unknown_actor)), (400, "invalid_request".into()));
+    let untyped_actor = [("actor_token", own.as_str())];
+    assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &untyped_actor)), (400, "invalid_request".into()));
     idps.a.revoke(CALLER, &caller);
     assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &[])), (400, "invalid_request".into()));
 }
@@ -1102,4 +1114,28 @@ fn assert_allowed_at_grants_idp(mode: Mode, decision: Decision, client: Client) 
     let Decision::Allow { principal, backend_token } = decision else { panic!("{mode:?}: not allowed") };
     let at_b = interop::grants_idp().introspect(client, &backend_token);
     assert_eq!((principal.as_str(), &at_b["active"], &at_b["sub"]), (CALLER.id, &json!(true), &json!(CALLER.id)));
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn token_exchange_with_tokenbridge_as_the_actor_gives_backend_tokens_for_the_caller_acted_for_by_tokenbridge() {
+    let idps = interop::pair();
+    let grants = interop::grants_idp();
+    let callers = three_callers(idps);
+    let env = with(grant_env(idps, "token_exchange"), &[("TOKENBRIDGE_BACKEND_ACTOR_TOKEN", "client_credentials")]);
+    for (mode, mut tb) in every_adapter(&env) {
+        for caller in &callers {
+            let Decision::Allow { principal, backend_token } = tb.decide(&caller.token) else {
+                panic!("{mode:?}: {} not allowed", caller.principal)
+            };
+            let at_b = grants.introspect(EXCHANGER_AT_B, &backend_token);
+            assert_eq!(
+                (principal.as_str(), &at_b["sub"], &at_b["act"]),
+                (caller.principal, &json!(caller.principal), &json!({"sub": EXCHANGER_AT_B.id})),
+                "{mode:?}: the backend token is the caller's, with tokenbridge acting for it"
+            );
+        }
+        let outcomes: Vec<_> = tb.log().iter().map(|l| l["outcome"].as_str().unwrap_or("-").to_string()).collect();
+        assert_eq!(outcomes, ["allow"; 3], "{mode:?}");
+    }
 }
