@@ -116,20 +116,15 @@ impl BackendGrant {
 }
 
 /// Whether IdP B's error `code` refuses the caller's token itself, rather than tokenbridge's
-/// request or client: the caller is then denied, not told to retry. RFC 8693 §2.2.2 names
-/// `invalid_request` for an unacceptable subject token, RFC 7523 §3.1 `invalid_grant` for a bad
-/// assertion; Entra's on-behalf-of answers `invalid_grant` or `interaction_required` when the
-/// user must consent or sign in again.
+/// request or client: the caller is then denied, not told to retry. RFC 7523 §3.1 names
+/// `invalid_grant` for a bad assertion, and Okta and Entra answer it for a refused subject token
+/// too; Keycloak answers `invalid_token`; Entra's on-behalf-of answers `interaction_required`
+/// when the user must sign in again. RFC 8693 §2.2.2 gives `invalid_request` to a refused subject
+/// token, but IdPs also give it to a client not allowed the grant (oidc-provider) or an
+/// unsupported token type: tokenbridge's misconfiguration, which must be Unavailable rather than
+/// a deny of every caller, so it is not read as a refusal.
 pub(crate) fn refuses_caller(code: &str) -> bool {
-    matches!(
-        code,
-        "invalid_grant"
-            | "invalid_request"
-            | "invalid_token"
-            | "interaction_required"
-            | "consent_required"
-            | "login_required"
-    )
+    matches!(code, "invalid_grant" | "invalid_token" | "interaction_required" | "consent_required" | "login_required")
 }
 
 #[cfg(test)]
@@ -201,10 +196,11 @@ mod tests {
 
     #[test]
     fn only_errors_about_the_callers_token_refuse_the_caller() {
-        for code in ["invalid_grant", "invalid_request", "interaction_required", "consent_required"] {
+        for code in ["invalid_grant", "invalid_token", "interaction_required", "consent_required"] {
             assert!(refuses_caller(code), "{code}");
         }
         for code in [
+            "invalid_request",
             "invalid_client",
             "unauthorized_client",
             "unsupported_grant_type",

@@ -119,7 +119,7 @@ fn a_revoked_caller_is_denied_once_its_validation_entry_ends_whatever_the_exchan
 
 #[test]
 fn idp_b_refusing_the_callers_token_denies_that_caller_and_remembers_it_briefly() {
-    for code in ["invalid_grant", "invalid_request", "interaction_required"] {
+    for code in ["invalid_grant", "invalid_token", "interaction_required"] {
         let f = fixture(&ON_BEHALF_OF);
         let alice = f.idp.a.issue("alice", "", 3600);
         f.idp.b.refuse_subject(&alice, code);
@@ -146,7 +146,9 @@ fn idp_b_failures_that_are_not_about_the_caller_are_unavailable() {
             other => panic!("expected unavailable, got {other:?}"),
         }
     };
-    for (code, status) in [("invalid_target", 400), ("unauthorized_client", 400), ("invalid_scope", 400)] {
+    for (code, status) in
+        [("invalid_request", 400), ("invalid_target", 400), ("unauthorized_client", 400), ("invalid_scope", 400)]
+    {
         let f = fixture(&EXCHANGE);
         let body = format!(r#"{{"error":"{code}"}}"#);
         f.idp.b.set_token_fault(Some(tokenbridge_tests::fake_idp::Fault::Status(status, body)));

@@ -161,7 +161,8 @@ function registerCallerGrants(provider, idpA) {
     ['assertion', 'requested_token_use', ...shared]);
 }
 
-// RFC 8693 §2.1: any problem with the request or the subject token is `invalid_request` (§2.2.2).
+// RFC 8693 §2.1: a problem with the request is `invalid_request` (§2.2.2); a subject token this
+// server will not exchange is `invalid_grant`, as Okta and Entra answer it.
 async function tokenExchange(ctx, idpA) {
   const { params } = ctx.oidc;
   for (const name of ['subject_token', 'subject_token_type']) {
@@ -175,7 +176,7 @@ async function tokenExchange(ctx, idpA) {
   }
   const onlyJwt = params.subject_token_type === JWT_TOKEN_TYPE;
   const act = await actor(ctx);
-  const subject = await callerAtA(ctx, idpA, params.subject_token, onlyJwt, errors.InvalidRequest);
+  const subject = await callerAtA(ctx, idpA, params.subject_token, onlyJwt, errors.InvalidGrant);
   ctx.body = { ...(await issueForCaller(ctx, subject, act)), issued_token_type: ACCESS_TOKEN_TYPE };
 }
 

@@ -952,8 +952,8 @@ fn the_grants_idp_exchanges_live_caller_tokens_only_and_answers_as_rfc_8693_and_
 
     let refused = idps.a.client_credentials(CALLER, Some("orders.write")).access_token;
     let jwt_type = [("requested_token_type", "urn:ietf:params:oauth:token-type:jwt")];
-    assert_eq!(error(exchange(EXCHANGER_AT_B, "never-issued", &[])), (400, "invalid_request".into()));
-    assert_eq!(error(exchange(EXCHANGER_AT_B, &refused, &[])), (400, "invalid_request".into()));
+    assert_eq!(error(exchange(EXCHANGER_AT_B, "never-issued", &[])), (400, "invalid_grant".into()));
+    assert_eq!(error(exchange(EXCHANGER_AT_B, &refused, &[])), (400, "invalid_grant".into()));
     assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &jwt_type)), (400, "invalid_request".into()));
     assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &[("scope", "orders.admin")])), (400, "invalid_scope".into()));
     assert_eq!(error(obo("never-issued", &[("requested_token_use", "on_behalf_of")])), (400, "invalid_grant".into()));
@@ -972,7 +972,7 @@ fn the_grants_idp_exchanges_live_caller_tokens_only_and_answers_as_rfc_8693_and_
     let untyped_actor = [("actor_token", own.as_str())];
     assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &untyped_actor)), (400, "invalid_request".into()));
     idps.a.revoke(CALLER, &caller);
-    assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &[])), (400, "invalid_request".into()));
+    assert_eq!(error(exchange(EXCHANGER_AT_B, &caller, &[])), (400, "invalid_grant".into()));
 }
 
 #[test]
@@ -1059,12 +1059,11 @@ fn idp_b_refusing_tokenbridges_grant_request_is_unavailable_not_a_deny() {
     }
 }
 
-// Found by this suite, not yet fixed in core: oidc-provider refuses a client the grant type with
-// `400 invalid_request` ("requested grant type is not allowed for this client"), the code RFC 8693
-// §2.2.2 also gives a refused subject token, so tokenbridge denies every caller
-// (`backend_refused_caller_token`) where its own misconfiguration should be Unavailable.
+// oidc-provider refuses a client the grant type with `400 invalid_request` ("requested grant type
+// is not allowed for this client"), the code RFC 8693 §2.2.2 also gives a refused subject token:
+// tokenbridge's own misconfiguration, Unavailable, never a deny of every caller.
 #[test]
-#[ignore = "core reads oidc-provider's invalid_request for a client not allowed the grant as a refusal of the caller (a deny)"]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn a_tokenbridge_client_not_allowed_the_grant_at_oidc_provider_is_unavailable() {
     let idps = interop::pair();
     let caller = idps.a.client_credentials(CALLER, Some(CALLER_SCOPES)).access_token;
