@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::budget::Budget;
-use crate::cache::{Cache, Entry, Lookup};
+use crate::cache::{Cache, Entry, Lookup, STALE_RETRY_SECONDS};
 use crate::clock::UnixTime;
 use crate::config::Config;
 use crate::grant::{self, BackendGrant};
@@ -39,6 +39,14 @@ pub(crate) struct BackendTokens {
 }
 
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// Whether a failure is IdP B being unreachable or failing, rather than answering no.
+fn is_outage(failure: Failure) -> bool {
+    matches!(
+        failure,
+        Failure::Unreachable | Failure::Timeout | Failure::DeadlineExceeded | Failure::Status(429 | 500..=599)
+    )
+}
 
 /// What IdP B gave for a caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,23 +115,20 @@ impl BackendTokens {
                 let (token, lookup) = self.own_token(idp, budget, trace)?;
                 (Issued::Token(token), lookup)
             }
-            Some(field) => self.per_caller.get_or_load(&caller.hash, now, wait_until, timed_out, || {
-                let actor = if self.grant.wants_actor() { Some(self.own_token(idp, budget, trace)?.0) } else { None };
-                let mut form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                form.push((field, caller.token));
-                if let Some(actor) = &actor {
-                    form.extend([("actor_token", actor.access_token.expose()), ("actor_token_type", ACCESS_TOKEN)]);
+            Some(field) => {
+                let (issued, lookup) = self.per_caller.get_or_load(&caller.hash, now, wait_until, timed_out, || {
+                    self.exchange(idp, field, caller, budget, trace)
+                })?;
+                // A caller's old token is served only through an outage of IdP B: a refresh it
+                // refused (a 4xx) says it would not issue that token again.
+                if let Lookup::Stale(cause) = lookup
+                    && !is_outage(cause.failure)
+                {
+                    self.per_caller.forget(&caller.hash);
+                    return Err(cause);
                 }
-                let issued = self.request(idp, &self.grant, &form, budget, trace)?;
-                Ok(match issued {
-                    Issued::Token(token) => {
-                        let bound = caller.expires_at.unwrap_or(UnixTime::MAX).min(now.saturating_add(self.max_ttl));
-                        let Entry { value, fresh_until, usable_until } = self.entry(token, Some(bound));
-                        Entry { value: Issued::Token(value), fresh_until, usable_until }
-                    }
-                    Issued::Refused => Entry::until(Issued::Refused, now.saturating_add(self.refusal_ttl)),
-                })
-            })?,
+                (issued, lookup)
+            }
         };
         if let Lookup::Stale(cause) = lookup {
             trace.detail =
@@ -131,6 +136,37 @@ impl BackendTokens {
         }
         trace.backend = Some(lookup);
         Ok(issued)
+    }
+
+    /// One exchange of the caller's token (in form field `field`), as a cache entry: a token
+    /// never kept past the caller token's expiry nor the cache maximum, or a refusal kept briefly.
+    fn exchange(
+        &self,
+        idp: &Idp,
+        field: &'static str,
+        caller: &Caller,
+        budget: Budget,
+        trace: &mut Trace,
+    ) -> Result<Entry<Issued>, Cause> {
+        let now = budget.now;
+        let actor = if self.grant.wants_actor() { Some(self.own_token(idp, budget, trace)?.0) } else { None };
+        let mut form: Vec<(&str, &str)> = self.form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        form.push((field, caller.token));
+        if let Some(actor) = &actor {
+            form.extend([("actor_token", actor.access_token.expose()), ("actor_token_type", ACCESS_TOKEN)]);
+        }
+        Ok(match self.request(idp, &self.grant, &form, budget, trace)? {
+            Issued::Token(token) => {
+                // A caller token accepted within the clock leeway has an expiry just past: its
+                // exchanged token is kept a few seconds rather than exchanged again per request.
+                let caller_end =
+                    caller.expires_at.unwrap_or(UnixTime::MAX).max(now.saturating_add(STALE_RETRY_SECONDS));
+                let bound = caller_end.min(now.saturating_add(self.max_ttl));
+                let Entry { value, fresh_until, usable_until } = self.entry(token, Some(bound));
+                Entry { value: Issued::Token(value), fresh_until, usable_until }
+            }
+            Issued::Refused => Entry::until(Issued::Refused, now.saturating_add(self.refusal_ttl)),
+        })
     }
 
     /// tokenbridge's own token, cached and refreshed early; a still-valid one is served when a
@@ -227,8 +263,9 @@ pub(crate) fn read_grant_answer(
         Some(Value::String(t)) => Some(t.as_str()),
         Some(_) => return Err(Failure::Malformed),
     };
-    let exchange = matches!(grant, BackendGrant::TokenExchange { .. });
-    if !grant.accepts_issued_type(issued_type) || (exchange && !answer.contains_key("token_type")) {
+    // RFC 6749 §5.1 and RFC 8693 §2.2.1 require `token_type`; only client_credentials answers
+    // without one are taken as Bearer, as before.
+    if !grant.accepts_issued_type(issued_type) || (grant.per_caller() && !answer.contains_key("token_type")) {
         return Err(Failure::Malformed);
     }
     read_token(&answer, now, default_ttl).map(Issued::Token)
@@ -334,9 +371,12 @@ mod tests {
     }
 
     #[test]
-    fn an_on_behalf_of_answer_needs_no_issued_type() {
+    fn an_on_behalf_of_answer_needs_no_issued_type_but_a_token_type() {
         let body = r#"{"access_token":"x","token_type":"Bearer","expires_in":3599,"ext_expires_in":3599}"#;
         assert!(matches!(read_grant(&OBO, 200, body), Ok(Issued::Token(_))));
+        assert_eq!(read_grant(&OBO, 200, r#"{"access_token":"x","expires_in":60}"#), Err(Failure::Malformed));
+        let id_token = r#"{"access_token":"x","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:id_token"}"#;
+        assert_eq!(read_grant(&OBO, 200, id_token), Err(Failure::Malformed));
     }
 
     #[test]

@@ -271,6 +271,8 @@ struct GrantValues {
     requested_token_type: Option<String>,
     requested_token_use: Option<String>,
     actor_token: Option<String>,
+    /// Whether the grant's `scope` is set.
+    scope_set: bool,
 }
 
 impl GrantValues {
@@ -300,7 +302,17 @@ impl GrantValues {
                     }
                 },
             },
-            Some("jwt_bearer") => BackendGrant::JwtBearer { requested_token_use: self.requested_token_use.clone() },
+            Some("jwt_bearer") => {
+                let token_use = self.requested_token_use.clone();
+                if token_use.as_deref().is_some_and(|u| u != "on_behalf_of") {
+                    problems.push(format!("{} must be on_behalf_of, got {token_use:?}", name("requested_token_use")));
+                }
+                // Entra refuses an on-behalf-of request without a scope, for every caller.
+                if token_use.is_some() && !self.scope_set {
+                    problems.push(format!("{} = on_behalf_of needs a scope", name("requested_token_use")));
+                }
+                BackendGrant::JwtBearer { requested_token_use: token_use }
+            }
             Some(other) => {
                 problems.push(format!(
                     "{} must be client_credentials, token_exchange or jwt_bearer, got {other:?}",
@@ -519,6 +531,7 @@ impl Reader<'_> {
             requested_token_type: self.optional("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE"),
             requested_token_use: self.optional("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE"),
             actor_token: self.optional("TOKENBRIDGE_BACKEND_ACTOR_TOKEN"),
+            scope_set: self.optional("TOKENBRIDGE_BACKEND_SCOPE").is_some(),
         };
         let setting = |field: &str| format!("TOKENBRIDGE_BACKEND_{}", field.to_ascii_uppercase());
         values.read(&setting, &mut self.problems)
@@ -534,6 +547,7 @@ impl Reader<'_> {
                 requested_token_type: doc.requested_token_type.clone(),
                 requested_token_use: doc.requested_token_use.clone(),
                 actor_token: doc.actor_token.clone(),
+                scope_set: doc.scope.is_some(),
             };
             let member = |field: &str| format!("policy backend {name:?}: {field}");
             let grant = values.read(&member, &mut self.problems);

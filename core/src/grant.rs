@@ -39,11 +39,14 @@ impl TokenType {
         }
     }
 
-    /// `access_token` or `jwt`, by short name or by URN.
+    /// `access_token` or `jwt`, by short name or by URN, as a setting names it.
     pub(crate) fn parse(name: &str) -> Option<Self> {
-        [TokenType::AccessToken, TokenType::Jwt]
-            .into_iter()
-            .find(|t| t.urn() == name || t.urn().strip_prefix("urn:ietf:params:oauth:token-type:") == Some(name))
+        Self::from_urn(name).or_else(|| Self::from_urn(&format!("urn:ietf:params:oauth:token-type:{name}")))
+    }
+
+    /// The type an answer names: by URN only, as RFC 8693 §3 writes them.
+    pub(crate) fn from_urn(urn: &str) -> Option<Self> {
+        [TokenType::AccessToken, TokenType::Jwt].into_iter().find(|t| t.urn() == urn)
     }
 }
 
@@ -100,17 +103,18 @@ impl BackendGrant {
     }
 
     /// Whether an answer's `issued_token_type` (RFC 8693 §2.2.1, required there) is one this
-    /// grant can forward as `Bearer`. The other grants define no such member and ignore it.
+    /// grant can forward as `Bearer`. A jwt-bearer answer need not name one (Entra's does not),
+    /// but one that names another type is not forwarded; client_credentials defines none.
     pub(crate) fn accepts_issued_type(&self, issued: Option<&str>) -> bool {
+        let issued = issued.map(TokenType::from_urn);
         match self {
-            BackendGrant::TokenExchange { requested_token_type, .. } => {
-                match (issued.and_then(TokenType::parse), requested_token_type) {
-                    (Some(issued), Some(requested)) => issued == *requested,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                }
-            }
-            _ => true,
+            BackendGrant::TokenExchange { requested_token_type, .. } => match (issued, requested_token_type) {
+                (Some(Some(issued)), Some(requested)) => issued == *requested,
+                (Some(Some(_)), None) => true,
+                _ => false,
+            },
+            BackendGrant::JwtBearer { .. } => !matches!(issued, Some(None)),
+            BackendGrant::ClientCredentials => true,
         }
     }
 }
@@ -190,8 +194,11 @@ mod tests {
         assert!(!exchange(None).accepts_issued_type(Some("urn:ietf:params:oauth:token-type:refresh_token")));
         assert!(exchange(Some(TokenType::Jwt)).accepts_issued_type(jwt));
         assert!(!exchange(Some(TokenType::Jwt)).accepts_issued_type(access));
+        assert!(!exchange(None).accepts_issued_type(Some("access_token")), "not a URN");
         let obo = BackendGrant::JwtBearer { requested_token_use: None };
         assert!(obo.accepts_issued_type(None));
+        assert!(obo.accepts_issued_type(access));
+        assert!(!obo.accepts_issued_type(Some("urn:ietf:params:oauth:token-type:id_token")));
     }
 
     #[test]

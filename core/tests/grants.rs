@@ -15,8 +15,11 @@ use common::{Fixture, bearer, fixture_at};
 
 const EXCHANGE: [(&str, &str); 2] =
     [("TOKENBRIDGE_BACKEND_GRANT", "token_exchange"), ("TOKENBRIDGE_BACKEND_AUDIENCE", "orders")];
-const ON_BEHALF_OF: [(&str, &str); 2] =
-    [("TOKENBRIDGE_BACKEND_GRANT", "jwt_bearer"), ("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE", "on_behalf_of")];
+const ON_BEHALF_OF: [(&str, &str); 3] = [
+    ("TOKENBRIDGE_BACKEND_GRANT", "jwt_bearer"),
+    ("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE", "on_behalf_of"),
+    ("TOKENBRIDGE_BACKEND_SCOPE", "api://orders/.default"),
+];
 
 fn fixture(set: &[(&str, &str)]) -> Fixture {
     fixture_at(IdpPair::start(), set, &[])
@@ -36,7 +39,7 @@ fn last_log(f: &Fixture) -> String {
 
 #[test]
 fn each_caller_gets_a_backend_token_exchanged_for_its_own_token() {
-    for grant in [&EXCHANGE, &ON_BEHALF_OF] {
+    for grant in [&EXCHANGE[..], &ON_BEHALF_OF[..]] {
         let f = fixture(grant);
         let alice = f.idp.a.issue("alice", "", 3600);
         let bob = f.idp.a.issue("bob", "", 3600);
@@ -187,6 +190,14 @@ fn the_grants_settings_are_checked_and_shown() {
             .contains("TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE must be access_token or jwt")
     );
     assert!(problems(&[EXCHANGE[0], ON_BEHALF_OF[1]]).contains("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE is set, but"));
+    // Entra answers these for every caller: they are configuration problems, not denials.
+    assert!(
+        problems(&ON_BEHALF_OF[..2]).contains("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE = on_behalf_of needs a scope")
+    );
+    assert!(
+        problems(&[ON_BEHALF_OF[0], ("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE", "on-behalf-of"), ON_BEHALF_OF[2]])
+            .contains("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_USE must be on_behalf_of")
+    );
     assert!(problems(&[("TOKENBRIDGE_BACKEND_REQUESTED_TOKEN_TYPE", "jwt")]).contains("does not use it"));
     let shown = config(&[EXCHANGE[0], ("TOKENBRIDGE_BACKEND_SUBJECT_TOKEN_TYPE", "jwt")]).unwrap().to_string();
     assert!(shown.contains("TOKENBRIDGE_BACKEND_GRANT = token_exchange"), "{shown}");
@@ -288,4 +299,38 @@ fn an_exchange_can_name_tokenbridge_as_the_actor_with_its_own_cached_token() {
     let f = fixture(&EXCHANGE);
     backend_token(&f.engine.decide(&bearer(&f.idp.a.issue("alice", "", 3600))));
     assert!(f.idp.b.actors().is_empty());
+}
+
+#[test]
+fn a_refresh_idp_b_refuses_ends_the_callers_old_token_and_only_an_outage_keeps_it() {
+    for (status, body, served) in [
+        (403, r#"{"error":"access_denied"}"#, false),
+        (400, r#"{"error":"unauthorized_client"}"#, false),
+        (503, "{}", true),
+    ] {
+        let f = fixture(&[EXCHANGE[0], ("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "86400")]);
+        let alice = f.idp.a.issue("alice", "", 7200);
+        let first = backend_token(&f.engine.decide(&bearer(&alice)));
+        // Past the early refresh of the fake's one-hour token, before its usable end.
+        f.clock.advance(3200);
+        f.idp.b.set_token_fault(Some(tokenbridge_tests::fake_idp::Fault::Status(status, body.into())));
+        match f.engine.decide(&bearer(&alice)) {
+            Outcome::Allow(grant) if served => assert!(grant.context["back_end_token"].ends_with(&first)),
+            Outcome::Unavailable(cause) if !served => assert_eq!(cause.dependency, Dependency::BackendToken),
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_caller_token_inside_the_clock_leeway_is_exchanged_once_not_per_request() {
+    let f = fixture(&EXCHANGE);
+    let alice = f.idp.a.issue("alice", "", 30);
+    backend_token(&f.engine.decide(&bearer(&alice)));
+    // Past its `exp`, within the 60 s leeway: the validation cache ended with the token.
+    f.clock.advance(40);
+    for _ in 0..3 {
+        backend_token(&f.engine.decide(&bearer(&alice)));
+    }
+    assert_eq!(f.idp.b.token_requests(), 2);
 }
