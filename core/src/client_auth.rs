@@ -1,6 +1,7 @@
 //! How tokenbridge authenticates as a client at IdP A and IdP B: `client_secret_basic` and
-//! `client_secret_post` (RFC 6749 §2.3.1), and `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9),
-//! a JWT signed with our private key, freshly for every call.
+//! `client_secret_post` (RFC 6749 §2.3.1), `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9),
+//! a JWT signed with our private key, freshly for every call, and `tls_client_auth` /
+//! `self_signed_tls_client_auth` (RFC 8705 §2), a client certificate on the TLS connection.
 
 use std::fmt;
 
@@ -27,6 +28,10 @@ pub(crate) enum Method {
     SecretBasic,
     SecretPost,
     PrivateKeyJwt(AssertionSettings),
+    /// RFC 8705 §2.1: a certificate the IdP checks against a PKI (subject or SAN registered).
+    TlsClientAuth,
+    /// RFC 8705 §2.2: a self-signed certificate the IdP matches against the registered one.
+    SelfSignedTlsClientAuth,
 }
 
 impl Method {
@@ -36,12 +41,19 @@ impl Method {
             Method::SecretBasic => "client_secret_basic",
             Method::SecretPost => "client_secret_post",
             Method::PrivateKeyJwt(_) => "private_key_jwt",
+            Method::TlsClientAuth => "tls_client_auth",
+            Method::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
 
     /// Whether a private key authenticates us, rather than a client secret.
     pub(crate) fn uses_key(&self) -> bool {
-        matches!(self, Method::PrivateKeyJwt(_))
+        matches!(self, Method::PrivateKeyJwt(_)) || self.uses_certificate()
+    }
+
+    /// Whether a client certificate (with that key) authenticates us on the TLS connection.
+    pub(crate) fn uses_certificate(&self) -> bool {
+        matches!(self, Method::TlsClientAuth | Method::SelfSignedTlsClientAuth)
     }
 }
 
@@ -202,6 +214,155 @@ pub(crate) fn assertion(
         format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
     let signature = key.sign(message.as_bytes())?;
     Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)))
+}
+
+/// Why a client certificate and key cannot make a TLS identity. Never holds any part of either.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum CertError {
+    #[error("holds no PEM certificate")]
+    NoCertificate,
+    #[error("the certificate is not a readable X.509 certificate")]
+    BadCertificate,
+    #[error("the key is not an unencrypted PEM private key (PKCS#8, RSA or EC)")]
+    NotPemKey,
+    #[error("the key is not of a type TLS can use")]
+    UnsupportedKey,
+    #[error("the key does not belong to the certificate")]
+    KeyMismatch,
+}
+
+impl CertError {
+    /// Whether the key is at fault (rather than the certificate, or the pair).
+    pub(crate) fn is_about_the_key(&self) -> bool {
+        matches!(self, CertError::NotPemKey | CertError::UnsupportedKey)
+    }
+}
+
+/// A client certificate chain and its private key, checked to belong together, ready for a TLS
+/// handshake. Its `Debug` shows the certificate's subject and fingerprint only.
+pub(crate) struct ClientIdentity {
+    pub(crate) cert: ureq::tls::ClientCert,
+    /// The end-entity certificate's subject, e.g. `C=DE, O=Example, CN=tokenbridge`.
+    pub(crate) subject: String,
+    /// Its SHA-256, colon-separated upper-case hex as `openssl x509 -fingerprint` prints it.
+    pub(crate) sha256: String,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientIdentity({}, SHA-256 {})", self.subject, self.sha256)
+    }
+}
+
+impl ClientIdentity {
+    /// Reads the chain (end-entity first) and the key, and checks them the way rustls will at
+    /// the handshake, so that a mismatch is a configuration problem here rather than a failure
+    /// (ureq would panic) at the first connection.
+    pub(crate) fn from_pem(chain: &Secret, key: &Secret) -> Result<Self, CertError> {
+        let Chain { certs, subject, sha256 } = Chain::from_pem(chain)?;
+        // Both read the first private key of the PEM: the one ureq hands rustls is the one checked.
+        let der = PrivateKeyDer::from_pem_slice(key.expose().as_bytes()).map_err(|_| CertError::NotPemKey)?;
+        let key_for_ureq =
+            ureq::tls::PrivateKey::from_pem(key.expose().as_bytes()).map_err(|_| CertError::NotPemKey)?;
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        rustls::sign::CertifiedKey::from_der(certs.clone(), der, &provider).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => CertError::KeyMismatch,
+            rustls::Error::General(_) => CertError::UnsupportedKey,
+            _ => CertError::BadCertificate,
+        })?;
+        let chain: Vec<ureq::tls::Certificate<'static>> =
+            certs.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()).collect();
+        Ok(Self { cert: ureq::tls::ClientCert::new_with_certs(&chain, key_for_ureq), subject, sha256 })
+    }
+}
+
+/// A PEM certificate chain, read: the certificates, and the end-entity one's subject and
+/// SHA-256 (what `check-config` shows of it).
+pub(crate) struct Chain {
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub(crate) subject: String,
+    pub(crate) sha256: String,
+}
+
+impl Chain {
+    pub(crate) fn from_pem(chain: &Secret) -> Result<Self, CertError> {
+        use rustls::pki_types::CertificateDer;
+        // The PEM parser's errors quote the input: none is passed on.
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.expose().as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|_| CertError::NoCertificate)?;
+        let first = certs.first().ok_or(CertError::NoCertificate)?;
+        let subject = subject(first).ok_or(CertError::BadCertificate)?;
+        let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, first.as_ref())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        Ok(Self { certs, subject, sha256 })
+    }
+}
+
+/// The subject of a DER certificate in words: the attributes check-config names (C, ST, L, O, OU,
+/// CN), in order; others as the OID in hex. `None` when the DER is not a certificate.
+fn subject(cert: &[u8]) -> Option<String> {
+    let (certificate, _) = der_item(cert, 0x30)?;
+    let (mut tbs, _) = der_item(certificate, 0x30)?;
+    // version [0] (optional), serialNumber, signature, issuer, validity, then subject.
+    if tbs.first() == Some(&0xa0) {
+        tbs = der_item(tbs, 0xa0)?.1;
+    }
+    for tag in [0x02, 0x30, 0x30, 0x30] {
+        tbs = der_item(tbs, tag)?.1;
+    }
+    let (mut rdns, _) = der_item(tbs, 0x30)?;
+    let mut parts = Vec::new();
+    while !rdns.is_empty() {
+        let (mut set, rest) = der_item(rdns, 0x31)?;
+        rdns = rest;
+        while !set.is_empty() {
+            let (attribute, rest) = der_item(set, 0x30)?;
+            set = rest;
+            let (oid, value) = der_item(attribute, 0x06)?;
+            let (&tag, _) = value.split_first()?;
+            let (text, _) = der_item(value, tag)?;
+            parts.push(format!("{}={}", attribute_name(oid), String::from_utf8_lossy(text)));
+        }
+    }
+    Some(if parts.is_empty() { "(empty subject)".to_string() } else { parts.join(", ") })
+}
+
+fn attribute_name(oid: &[u8]) -> String {
+    match oid {
+        [0x55, 0x04, 0x03] => "CN".into(),
+        [0x55, 0x04, 0x06] => "C".into(),
+        [0x55, 0x04, 0x07] => "L".into(),
+        [0x55, 0x04, 0x08] => "ST".into(),
+        [0x55, 0x04, 0x0a] => "O".into(),
+        [0x55, 0x04, 0x0b] => "OU".into(),
+        _ => oid.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(""),
+    }
+}
+
+/// One DER item with tag `tag` at the start of `der`: (its contents, what follows). Lengths up
+/// to 4 bytes long; anything else, or running past the end, is `None`.
+fn der_item(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = der.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (len <= rest.len()).then(|| rest.split_at(len))
 }
 
 #[cfg(test)]
@@ -369,5 +530,76 @@ mod tests {
         assert!(!is_sha256_thumbprint(&URL_SAFE_NO_PAD.encode([1u8; 20])), "a SHA-1 thumbprint");
         assert!(!is_sha256_thumbprint(&format!("{}=", URL_SAFE_NO_PAD.encode([1u8; 32]))), "padded");
         assert!(!is_sha256_thumbprint(&"ab".repeat(32)), "hex");
+    }
+
+    fn testdata(name: &str) -> Secret {
+        let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        Secret::new(std::fs::read_to_string(path).expect("test certificate or key"))
+    }
+
+    #[test]
+    fn a_certificate_and_its_key_make_a_tls_identity_described_by_subject_and_fingerprint() {
+        let identity = ClientIdentity::from_pem(&testdata("client-cert.pem"), &testdata("client-key.pem")).unwrap();
+        assert_eq!(identity.subject, "C=DE, O=Example Org, CN=tokenbridge-test");
+        // As `openssl x509 -noout -fingerprint -sha256` prints it (testdata/README.md).
+        assert_eq!(
+            identity.sha256,
+            "F2:25:0D:96:05:A2:9D:D7:30:91:2D:08:8A:E0:AC:CA:AE:3B:4C:79:79:98:25:0F:0D:C9:24:8A:97:E2:EA:03"
+        );
+        assert_eq!(identity.cert.certs().len(), 1);
+        let shown = format!("{identity:?}");
+        assert!(shown.starts_with("ClientIdentity(C=DE, O=Example Org, CN=tokenbridge-test, SHA-256 F2:25"), "{shown}");
+        assert!(!shown.contains("PRIVATE"), "{shown}");
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused() {
+        let e = ClientIdentity::from_pem(&testdata("client-cert.pem"), &testdata("other-key.pem")).unwrap_err();
+        assert_eq!(e, CertError::KeyMismatch);
+        assert!(!e.is_about_the_key(), "the pair is at fault: reported at the certificate");
+    }
+
+    #[test]
+    fn what_is_not_a_certificate_or_a_key_is_refused_without_quoting_it() {
+        let (cert, key) = (testdata("client-cert.pem"), testdata("client-key.pem"));
+        let garbage = Secret::new("-----BEGIN CERTIFICATE-----\nhunter2\n-----END CERTIFICATE-----\n");
+        for (chain, key, expected) in [
+            (Secret::new("hunter2"), key.clone(), CertError::NoCertificate),
+            // The key where the certificate should be, and the other way round.
+            (key.clone(), key.clone(), CertError::NoCertificate),
+            (cert.clone(), cert.clone(), CertError::NotPemKey),
+            (cert.clone(), Secret::new("hunter2"), CertError::NotPemKey),
+            (garbage, key.clone(), CertError::BadCertificate),
+            (cert.clone(), pem("PRIVATE KEY", b"hunter2 is no DER"), CertError::UnsupportedKey),
+        ] {
+            let e = ClientIdentity::from_pem(&chain, &key).unwrap_err();
+            assert_eq!(e, expected, "{:?}", chain.expose().get(..30));
+            assert!(!e.to_string().contains("hunter2") && !e.to_string().contains("BEGIN"), "{e}");
+        }
+    }
+
+    #[test]
+    fn reading_a_cut_or_corrupted_certificate_never_panics() {
+        let chain = Chain::from_pem(&testdata("client-cert.pem")).unwrap();
+        let der = chain.certs[0].as_ref().to_vec();
+        for cut in 0..der.len() {
+            assert_eq!(subject(&der[..cut]), None, "cut at {cut}");
+        }
+        for i in 0..der.len() {
+            let mut bent = der.clone();
+            bent[i] ^= 0xff;
+            let _ = subject(&bent);
+        }
+    }
+
+    #[test]
+    fn the_tls_methods_use_the_key_and_a_certificate() {
+        for method in [Method::TlsClientAuth, Method::SelfSignedTlsClientAuth] {
+            assert!(method.uses_key() && method.uses_certificate());
+        }
+        assert_eq!(Method::TlsClientAuth.name(), "tls_client_auth");
+        assert_eq!(Method::SelfSignedTlsClientAuth.name(), "self_signed_tls_client_auth");
+        assert!(!Method::PrivateKeyJwt(AssertionSettings::default()).uses_certificate());
+        assert!(!Method::SecretBasic.uses_key() && !Method::SecretBasic.uses_certificate());
     }
 }

@@ -20,8 +20,11 @@ pub(crate) struct Client {
     pub(crate) client_id: String,
     /// How we authenticate there.
     pub(crate) method: Method,
-    /// What we authenticate with: the client secret, or for `private_key_jwt` the private key.
+    /// What we authenticate with: the client secret, or for `private_key_jwt` and the TLS
+    /// methods the private key.
     pub(crate) credential: SecretRef,
+    /// For the TLS methods (RFC 8705 §2), the certificate chain presented with that key.
+    pub(crate) certificate: Option<SecretRef>,
     /// The settings it was read from, for `check-config`.
     pub(crate) settings: &'static ClientSettings,
 }
@@ -173,10 +176,13 @@ impl Config {
     /// of its own).
     pub fn secrets_from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Vec<(&'static str, SecretRef)> {
         let (config, _) = Self::read(lookup);
-        let credential = |c: Client| (c.credential_setting(), c.credential);
-        let introspection = config.introspection.map(credential);
-        let backend = credential(config.backend);
-        introspection.into_iter().chain([backend]).filter(|(_, secret)| !is_unset(secret)).collect()
+        let credentials = |c: Client| {
+            let (setting, cert_setting) = (c.credential_setting(), c.settings.cert);
+            [(setting, c.credential)].into_iter().chain(c.certificate.map(|cert| (cert_setting, cert)))
+        };
+        let introspection = config.introspection.into_iter().flat_map(credentials);
+        let backend = credentials(config.backend);
+        introspection.chain(backend).filter(|(_, secret)| !is_unset(secret)).collect()
     }
 
     /// Every setting read, with a stand-in where one is invalid, and every problem found.
@@ -622,9 +628,12 @@ impl Reader<'_> {
             None | Some("client_secret_basic") => Method::SecretBasic,
             Some("client_secret_post") => Method::SecretPost,
             Some("private_key_jwt") => Method::PrivateKeyJwt(self.assertion_settings(s)),
+            Some("tls_client_auth") => Method::TlsClientAuth,
+            Some("self_signed_tls_client_auth") => Method::SelfSignedTlsClientAuth,
             Some(other) => {
                 self.problems.push(format!(
-                    "{} must be client_secret_basic, client_secret_post or private_key_jwt, got {other:?}",
+                    "{} must be client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or \
+                     self_signed_tls_client_auth, got {other:?}",
                     s.auth
                 ));
                 Method::SecretBasic
@@ -632,8 +641,16 @@ impl Reader<'_> {
         };
         let (used, unused) = if method.uses_key() { (s.key, s.secret) } else { (s.secret, s.key) };
         let mut unused_settings = vec![unused];
-        if !method.uses_key() {
+        if !matches!(method, Method::PrivateKeyJwt(_)) {
             unused_settings.extend([s.key_id, s.alg, s.audience, s.cert_sha256]);
+        }
+        if !method.uses_certificate() {
+            unused_settings.push(s.cert);
+        }
+        // The certificate travels in the TLS handshake: without TLS there is nothing to present
+        // (check_url lets plain http through on loopback only, for the other methods).
+        if method.uses_certificate() && !endpoint.is_empty() && !endpoint.starts_with("https://") {
+            self.problems.push(format!("{}: must use https when {} is {}", s.url, s.auth, method.name()));
         }
         for name in unused_settings {
             if self.optional(name).is_some() {
@@ -645,7 +662,8 @@ impl Reader<'_> {
             }
         }
         let credential = SecretRef::parse(&self.required(used));
-        Client { endpoint, client_id, method, credential, settings: s }
+        let certificate = method.uses_certificate().then(|| SecretRef::parse(&self.required(s.cert)));
+        Client { endpoint, client_id, method, credential, certificate, settings: s }
     }
 
     /// What `private_key_jwt` puts into each assertion besides the client id.
@@ -853,7 +871,7 @@ mod tests {
 
     #[test]
     fn an_unknown_client_authentication_method_is_a_problem() {
-        for value in ["client_secret_jwt", "Client_Secret_Post", "tls_client_auth", "none"] {
+        for value in ["client_secret_jwt", "Client_Secret_Post", "TLS_CLIENT_AUTH", "none"] {
             let err = Config::from_lookup(&lookup(&with(&[("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", value)])))
                 .err()
                 .unwrap_or_else(|| panic!("{value} accepted"));
@@ -948,5 +966,114 @@ mod tests {
             assert!(shown.contains(line), "{line:?} missing from\n{shown}");
         }
         assert!(!shown.contains("TOKENBRIDGE_BACKEND_CLIENT_SECRET"), "{shown}");
+    }
+
+    /// MINIMAL with IdP `who` (INTROSPECTION or BACKEND) on `method`, with a certificate and key.
+    fn tls_pairs(who: &str, method: &'static str) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = MINIMAL
+            .iter()
+            .filter(|(k, _)| *k != format!("TOKENBRIDGE_{who}_CLIENT_SECRET"))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in [("CLIENT_AUTH", method), ("CLIENT_CERT", "file:/run/cert.pem"), ("CLIENT_KEY", "env:KEY_PEM")] {
+            pairs.push((format!("TOKENBRIDGE_{who}_{k}"), v.to_string()));
+        }
+        pairs
+    }
+
+    fn read_pairs(pairs: &[(String, String)]) -> Result<Config, ConfigErrors> {
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Config::from_lookup(&lookup(&borrowed))
+    }
+
+    #[test]
+    fn the_tls_methods_take_a_certificate_and_the_key_instead_of_the_secret_at_either_idp() {
+        for who in ["INTROSPECTION", "BACKEND"] {
+            for (name, method) in [
+                ("tls_client_auth", Method::TlsClientAuth),
+                ("self_signed_tls_client_auth", Method::SelfSignedTlsClientAuth),
+            ] {
+                let pairs = tls_pairs(who, name);
+                let c = read_pairs(&pairs).unwrap_or_else(|e| panic!("{who} {name}: {e}"));
+                let client = if who == "BACKEND" { c.backend } else { c.introspection.unwrap() };
+                assert_eq!(client.method, method);
+                assert_eq!(client.credential, SecretRef::Env("KEY_PEM".into()));
+                assert_eq!(client.certificate, Some(SecretRef::File("/run/cert.pem".into())));
+                let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let secrets = Config::secrets_from_lookup(&lookup(&borrowed));
+                let key = format!("TOKENBRIDGE_{who}_CLIENT_KEY");
+                let cert = format!("TOKENBRIDGE_{who}_CLIENT_CERT");
+                assert!(
+                    secrets.iter().any(|(s, r)| *s == key && *r == SecretRef::Env("KEY_PEM".into())),
+                    "{secrets:?}"
+                );
+                assert!(secrets.iter().any(|(s, _)| *s == cert), "{secrets:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_tls_method_needs_the_certificate_and_the_key() {
+        let mut pairs = tls_pairs("BACKEND", "tls_client_auth");
+        pairs.retain(|(k, _)| !k.ends_with("_CLIENT_CERT") && !k.ends_with("_CLIENT_KEY"));
+        let err = read_pairs(&pairs).err().unwrap();
+        assert_eq!(
+            err.0,
+            ["TOKENBRIDGE_BACKEND_CLIENT_KEY is required", "TOKENBRIDGE_BACKEND_CLIENT_CERT is required"]
+        );
+    }
+
+    #[test]
+    fn a_tls_method_refuses_a_plain_http_endpoint_even_on_loopback() {
+        let mut pairs = tls_pairs("INTROSPECTION", "self_signed_tls_client_auth");
+        for (k, v) in &mut pairs {
+            if k == "TOKENBRIDGE_INTROSPECTION_URL" {
+                *v = "http://127.0.0.1:9000/introspect".into();
+            }
+        }
+        let err = read_pairs(&pairs).err().unwrap();
+        assert_eq!(
+            err.0,
+            [
+                "TOKENBRIDGE_INTROSPECTION_URL: must use https when TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH is self_signed_tls_client_auth"
+            ]
+        );
+    }
+
+    #[test]
+    fn settings_a_tls_method_does_not_use_are_problems_and_so_is_a_certificate_without_one() {
+        let mut pairs = tls_pairs("BACKEND", "tls_client_auth");
+        pairs.push(("TOKENBRIDGE_BACKEND_CLIENT_SECRET".into(), "s".into()));
+        pairs.push(("TOKENBRIDGE_BACKEND_CLIENT_KEY_ID".into(), "k1".into()));
+        pairs.push(("TOKENBRIDGE_INTROSPECTION_CLIENT_CERT".into(), "file:/c.pem".into()));
+        let err = read_pairs(&pairs).err().unwrap();
+        assert_eq!(
+            err.0,
+            [
+                "TOKENBRIDGE_INTROSPECTION_CLIENT_CERT is set, but TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH is client_secret_basic, which does not use it",
+                "TOKENBRIDGE_BACKEND_CLIENT_SECRET is set, but TOKENBRIDGE_BACKEND_CLIENT_AUTH is tls_client_auth, which does not use it",
+                "TOKENBRIDGE_BACKEND_CLIENT_KEY_ID is set, but TOKENBRIDGE_BACKEND_CLIENT_AUTH is tls_client_auth, which does not use it",
+            ]
+        );
+    }
+
+    #[test]
+    fn display_names_a_tls_method_and_shows_no_literal_key() {
+        let mut pairs = tls_pairs("BACKEND", "tls_client_auth");
+        pairs.retain(|(k, _)| !k.ends_with("_CLIENT_KEY"));
+        pairs.push((
+            "TOKENBRIDGE_BACKEND_CLIENT_KEY".into(),
+            "-----BEGIN PRIVATE KEY-----\nhunter2\n-----END PRIVATE KEY-----".into(),
+        ));
+        let shown = read_pairs(&pairs).unwrap().to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        for line in [
+            "TOKENBRIDGE_BACKEND_CLIENT_AUTH = tls_client_auth\n",
+            "TOKENBRIDGE_BACKEND_CLIENT_KEY = <redacted literal>\n",
+            "TOKENBRIDGE_BACKEND_CLIENT_CERT = file:/run/cert.pem\n",
+        ] {
+            assert!(shown.contains(line), "{line:?} missing from\n{shown}");
+        }
+        assert!(!shown.contains("ASSERTION"), "{shown}");
     }
 }

@@ -99,14 +99,18 @@ fn write_grant(f: &mut fmt::Formatter<'_>, grant: &BackendGrant) -> fmt::Result 
     }
 }
 
-/// A client's endpoint, id, authentication method and credential (redacted), and for
-/// `private_key_jwt` what its assertions carry.
+/// A client's endpoint, id, authentication method and credential (redacted), for
+/// `private_key_jwt` what its assertions carry, and for the TLS methods the certificate's reference.
 fn write_client(f: &mut fmt::Formatter<'_>, client: &Client) -> fmt::Result {
     let s = client.settings;
     writeln!(f, "{} = {}", s.url, client.endpoint)?;
     writeln!(f, "{} = {}", s.id, client.client_id)?;
     writeln!(f, "{} = {}", s.auth, client.method.name())?;
     writeln!(f, "{} = {:?}", client.credential_setting(), client.credential)?;
+    if let Some(certificate) = &client.certificate {
+        // The reference only: its subject and fingerprint need it resolved (`check-config` adds them).
+        writeln!(f, "{} = {:?}", s.cert, certificate)?;
+    }
     if let Method::PrivateKeyJwt(a) = &client.method {
         let or = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.to_string());
         writeln!(f, "{} = {}", s.key_id, or(&a.key_id, "(none)"))?;

@@ -176,6 +176,15 @@ impl Engine {
         endpoints.into_iter().flatten().filter_map(|e| e.check_secret(&self.secrets, now)).collect()
     }
 
+    /// For `check-config`: the client certificate each endpoint with a TLS method presents,
+    /// resolved now and described (subject, SHA-256 fingerprint), as `(setting, description)`.
+    pub fn describe_certificates(&self) -> Vec<(&'static str, String)> {
+        let Ok(stages) = &self.setup else { return Vec::new() };
+        let endpoints = [stages.validation.introspection(), Some(stages.backends[0].endpoint())];
+        let now = self.clock.now();
+        endpoints.into_iter().flatten().filter_map(|e| e.describe_certificate(&self.secrets, now)).collect()
+    }
+
     /// Resolves these secrets now with this engine's resolvers, reporting each that cannot be
     /// had; for `check-config` when the configuration is invalid but its secret settings
     /// ([`Config::secrets_from_lookup`]) can still be checked.

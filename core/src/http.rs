@@ -24,6 +24,8 @@ pub(crate) struct Answer {
 
 pub(crate) struct HttpClient {
     agent: ureq::Agent,
+    /// `TOKENBRIDGE_CA_BUNDLE`'s roots, for the agents that present a client certificate.
+    roots: Option<Vec<Vec<u8>>>,
     connect_timeout: Duration,
     call_timeout: Duration,
     max_body: u64,
@@ -40,7 +42,14 @@ impl HttpClient {
         roots: Option<&[Vec<u8>]>,
     ) -> Self {
         let agent = agent(roots, connect_timeout, call_timeout);
-        Self { agent, connect_timeout, call_timeout, max_body }
+        Self { agent, roots: roots.map(<[_]>::to_vec), connect_timeout, call_timeout, max_body }
+    }
+
+    /// An agent like this client's own that presents `cert` on every TLS connection
+    /// (`tls_client_auth`). Built once per identity by the caller and kept: it holds the
+    /// connection pool, and the TLS configuration is built at its first connection.
+    pub(crate) fn agent_presenting(&self, cert: ureq::tls::ClientCert) -> ureq::Agent {
+        agent_with_identity(self.roots.as_deref(), Some(cert), self.connect_timeout, self.call_timeout)
     }
 
     /// The time one call may take: the configured timeout, cut short by the deadline.
@@ -56,17 +65,19 @@ impl HttpClient {
     }
 
     /// POSTs a form, with this `Authorization` header when given (`client_secret_basic`); the
-    /// other client authentication methods travel in the form itself.
+    /// other client authentication methods travel in the form itself, or for `tls_client_auth`
+    /// on the TLS connection of `via`, an agent from [`HttpClient::agent_presenting`].
     pub(crate) fn post_form(
         &self,
         url: &str,
         authorization: Option<&str>,
         form: &[(&str, &str)],
         deadline: Option<Instant>,
+        via: Option<&ureq::Agent>,
     ) -> Result<Answer, Failure> {
         let budget = self.budget(deadline)?;
-        let mut request = self
-            .agent
+        let mut request = via
+            .unwrap_or(&self.agent)
             .post(url)
             .config()
             .timeout_global(Some(budget))
@@ -120,6 +131,18 @@ impl HttpClient {
 /// answers, not errors; no redirects (one from an IdP or a secret store is a misconfiguration or
 /// an attack). The timeouts are defaults that each call cuts to its own budget.
 pub(crate) fn agent(roots: Option<&[Vec<u8>]>, connect_timeout: Duration, call_timeout: Duration) -> ureq::Agent {
+    agent_with_identity(roots, None, connect_timeout, call_timeout)
+}
+
+/// [`agent`], presenting `client_cert` when the server asks for one. The certificate and key
+/// must have been checked to belong together ([`crate::client_auth::ClientIdentity`]): ureq
+/// panics at the first handshake otherwise.
+fn agent_with_identity(
+    roots: Option<&[Vec<u8>]>,
+    client_cert: Option<ureq::tls::ClientCert>,
+    connect_timeout: Duration,
+    call_timeout: Duration,
+) -> ureq::Agent {
     // rustls on aws-lc-rs, the provider jsonwebtoken verifies with: one crypto library linked.
     // ureq has no provider of its own (feature `rustls-no-provider`), so an agent built without
     // this one would panic on its first TLS connection.
@@ -130,8 +153,9 @@ pub(crate) fn agent(roots: Option<&[Vec<u8>]>, connect_timeout: Duration, call_t
             roots.iter().map(|der| ureq::tls::Certificate::from_der(der).to_owned()).collect();
         tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
     }
+    let config_tls = tls.client_cert(client_cert).build();
     let config = ureq::Agent::config_builder()
-        .tls_config(tls.build())
+        .tls_config(config_tls)
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("tokenbridge/", env!("CARGO_PKG_VERSION")))
@@ -225,6 +249,24 @@ mod tests {
             let agent = agent(roots, Duration::from_secs(1), Duration::from_secs(1));
             assert!(agent.config().tls_config().unversioned_rustls_crypto_provider().is_some());
         }
+    }
+
+    #[test]
+    fn an_agent_presenting_a_certificate_keeps_the_roots_provider_and_limits() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata");
+        let read = |name: &str| crate::secret::Secret::new(std::fs::read_to_string(format!("{dir}/{name}")).unwrap());
+        let identity =
+            crate::client_auth::ClientIdentity::from_pem(&read("client-cert.pem"), &read("client-key.pem")).unwrap();
+        let root = vec![0u8; 4];
+        let c = HttpClient::new(Duration::from_secs(1), Duration::from_secs(5), 1024, Some(&[root][..]));
+        let agent = c.agent_presenting(identity.cert);
+        let config = agent.config();
+        assert!(config.tls_config().unversioned_rustls_crypto_provider().is_some());
+        assert_eq!(config.tls_config().client_cert().map(|c| c.certs().len()), Some(1));
+        assert!(matches!(config.tls_config().root_certs(), ureq::tls::RootCerts::Specific(r) if r.len() == 1));
+        assert_eq!(config.max_redirects(), 0);
+        assert_eq!(config.timeouts().global, Some(Duration::from_secs(5)));
+        assert!(c.agent.config().tls_config().client_cert().is_none(), "the shared agent presents none");
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(crate) struct ClientSettings {
     pub(crate) alg: &'static str,
     pub(crate) audience: &'static str,
     pub(crate) cert_sha256: &'static str,
+    pub(crate) cert: &'static str,
 }
 
 pub(crate) const INTROSPECTION_CLIENT: ClientSettings = ClientSettings {
@@ -45,6 +46,7 @@ pub(crate) const INTROSPECTION_CLIENT: ClientSettings = ClientSettings {
     alg: "TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_ALG",
     audience: "TOKENBRIDGE_INTROSPECTION_CLIENT_ASSERTION_AUDIENCE",
     cert_sha256: "TOKENBRIDGE_INTROSPECTION_CLIENT_CERT_SHA256",
+    cert: "TOKENBRIDGE_INTROSPECTION_CLIENT_CERT",
 };
 
 pub(crate) const BACKEND_CLIENT: ClientSettings = ClientSettings {
@@ -57,6 +59,7 @@ pub(crate) const BACKEND_CLIENT: ClientSettings = ClientSettings {
     alg: "TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_ALG",
     audience: "TOKENBRIDGE_BACKEND_CLIENT_ASSERTION_AUDIENCE",
     cert_sha256: "TOKENBRIDGE_BACKEND_CLIENT_CERT_SHA256",
+    cert: "TOKENBRIDGE_BACKEND_CLIENT_CERT",
 };
 
 /// Every setting the core reads; docs/configuration.md mirrors this list (a test checks it).
@@ -78,13 +81,19 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH",
         None,
         Some("client_secret_basic"),
-        "how we authenticate at IdP A: client_secret_basic, client_secret_post or private_key_jwt",
+        "how we authenticate at IdP A: client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
     ),
     s(
         "TOKENBRIDGE_INTROSPECTION_CLIENT_KEY",
         None,
         None,
-        "our PEM private key at IdP A for private_key_jwt (literal or reference)",
+        "our PEM private key at IdP A for private_key_jwt and the TLS methods (literal or reference)",
+    ),
+    s(
+        "TOKENBRIDGE_INTROSPECTION_CLIENT_CERT",
+        None,
+        None,
+        "our PEM client certificate chain at IdP A for the TLS methods (literal or reference)",
     ),
     s("TOKENBRIDGE_INTROSPECTION_CLIENT_KEY_ID", None, None, "kid of the client assertions at IdP A"),
     s(
@@ -135,13 +144,19 @@ pub(crate) const SETTINGS: &[Setting] = &[
         "TOKENBRIDGE_BACKEND_CLIENT_AUTH",
         None,
         Some("client_secret_basic"),
-        "how we authenticate at IdP B: client_secret_basic, client_secret_post or private_key_jwt",
+        "how we authenticate at IdP B: client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
     ),
     s(
         "TOKENBRIDGE_BACKEND_CLIENT_KEY",
         None,
         None,
-        "our PEM private key at IdP B for private_key_jwt (literal or reference)",
+        "our PEM private key at IdP B for private_key_jwt and the TLS methods (literal or reference)",
+    ),
+    s(
+        "TOKENBRIDGE_BACKEND_CLIENT_CERT",
+        None,
+        None,
+        "our PEM client certificate chain at IdP B for the TLS methods (literal or reference)",
     ),
     s("TOKENBRIDGE_BACKEND_CLIENT_KEY_ID", None, None, "kid of the client assertions at IdP B"),
     s(

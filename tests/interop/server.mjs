@@ -11,10 +11,13 @@
 //    "jwks_uri":"…"}
 // --clients (or $INTEROP_CLIENTS, a JSON text): the clients, a JSON array of
 //   {"client_id","client_secret","grant_types":[…],"scope":"a b","introspect":true,"ttl":seconds,
-//    "redirect_uris":[…],"token_endpoint_auth_method":"…","jwks":{"keys":[…]}}
+//    "redirect_uris":[…],"token_endpoint_auth_method":"…","jwks":{"keys":[…]},
+//    "tls_client_auth_subject_dn":"CN=…","certificate":"<PEM>"}
 // A client authenticates with client_secret_basic unless `token_endpoint_auth_method` names
 // another method (client_secret_post, private_key_jwt: then `jwks` holds its public keys and
-// `client_secret` is left out), at every endpoint alike. `introspect` lets a client introspect every
+// `client_secret` is left out), at every endpoint alike. With $INTEROP_TLS (below) there are
+// the RFC 8705 methods too: tls_client_auth (a certificate from the CA, whose subject is
+// `tls_client_auth_subject_dn`) and self_signed_tls_client_auth (the registered `certificate`). `introspect` lets a client introspect every
 // client's tokens (a resource server); any other client may introspect only its own. `ttl` is
 // the lifetime of its client_credentials tokens (default 600 s). Secrets must be visible ASCII
 // (RFC 6749 Appendix A): the server refuses others.
@@ -31,11 +34,17 @@
 // the callers of another instance (IdP A), see registerCallerGrants below. A client may then
 // also carry "subject_scope": it exchanges only caller tokens that hold that scope.
 //
+// $INTEROP_TLS, a JSON text {"cert","key","ca"} (PEM file paths): serve HTTPS with that
+// certificate (the issuer is then https://127.0.0.1:PORT), asking every client for a certificate
+// but requiring none (a client_secret_basic caller has none); one is "authorized" when `ca` signed
+// it, which tls_client_auth requires.
+//
 // The process exits when its stdin closes, so a test process that dies takes it along.
 
-import { createPublicKey, generateKeyPairSync, randomUUID, verify as cryptoVerify } from 'node:crypto';
+import { X509Certificate, createPublicKey, generateKeyPairSync, randomUUID, verify as cryptoVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { parseArgs } from 'node:util';
 
 import Provider, { errors } from 'oidc-provider';
@@ -71,12 +80,36 @@ const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 const actors = new WeakMap();
 const subjectScopes = new Map(clients.filter((c) => c.subject_scope).map((c) => [c.client_id, c.subject_scope]));
 
-const server = createServer();
+const tls = process.env.INTEROP_TLS ? JSON.parse(process.env.INTEROP_TLS) : undefined;
+const server = tls
+  ? createTlsServer({
+    cert: readFileSync(tls.cert),
+    key: readFileSync(tls.key),
+    ca: readFileSync(tls.ca),
+    requestCert: true,
+    // oidc-provider decides per client method; a self-signed certificate must get that far.
+    rejectUnauthorized: false,
+  })
+  : createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(Number(args.port), '127.0.0.1', resolve);
 });
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
+
+// The client's certificate on this request's TLS connection, as PEM; undefined without one.
+function peerCertificate(ctx) {
+  const peer = ctx.req.socket.getPeerCertificate?.();
+  if (!peer?.raw) return undefined;
+  return new X509Certificate(peer.raw).toString();
+}
+
+// A self-signed client's registered certificate as the JWKS oidc-provider matches it against
+// (by the x5t#S256 of its x5c).
+function certificateJwks(pem) {
+  const cert = new X509Certificate(pem);
+  return { keys: [{ ...cert.publicKey.export({ format: 'jwk' }), x5c: [cert.raw.toString('base64')] }] };
+}
 
 // A key of this instance's own instead of oidc-provider's fixed development keys, which every
 // instance would share.
@@ -92,14 +125,30 @@ const provider = new Provider(issuer, {
     redirect_uris: c.redirect_uris ?? [],
     token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
     ...(c.jwks ? { jwks: c.jwks } : {}),
+    ...(c.certificate ? { jwks: certificateJwks(c.certificate) } : {}),
+    ...(c.tls_client_auth_subject_dn ? { tls_client_auth_subject_dn: c.tls_client_auth_subject_dn } : {}),
     ...(c.scope ? { scope: c.scope } : {}),
   })),
   scopes: [...scopes],
+  // oidc-provider's default list, and the RFC 8705 methods on HTTPS (enabling mTLS alone does
+  // not add them).
+  clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt',
+    ...(tls ? ['tls_client_auth', 'self_signed_tls_client_auth'] : [])],
   jwks: { keys: [signingKey] },
   features: {
     // The development login and consent pages, for clients that use the authorization code flow.
     devInteractions: { enabled: clients.some((c) => c.redirect_uris) },
     clientCredentials: { enabled: true },
+    mTLS: {
+      enabled: Boolean(tls),
+      tlsClientAuth: Boolean(tls),
+      selfSignedTlsClientAuth: Boolean(tls),
+      getCertificate: peerCertificate,
+      // Node verified the chain against `ca` during the handshake.
+      certificateAuthorized: (ctx) => ctx.req.socket.authorized === true,
+      certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
+        && new X509Certificate(peerCertificate(ctx)).subject === expected,
+    },
     introspection: {
       enabled: true,
       // A resource server (tokenbridge at IdP A) may introspect every client's tokens; other

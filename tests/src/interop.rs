@@ -572,6 +572,94 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Certificates for an oidc-provider that serves HTTPS and authenticates clients by theirs
+/// (RFC 8705), made with the `openssl` CLI in a directory of their own: a CA, the server's
+/// certificate for 127.0.0.1, a client certificate the CA signed ([`MTLS_SUBJECT`]), a
+/// self-signed client certificate, and a self-signed impostor with the CA-signed one's subject.
+/// Each `(cert, key)` is a pair of PEM file paths.
+pub struct MtlsPki {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub server: (PathBuf, PathBuf),
+    pub ca_signed: (PathBuf, PathBuf),
+    pub self_signed: (PathBuf, PathBuf),
+    pub impostor: (PathBuf, PathBuf),
+}
+
+/// The subject of [`MtlsPki::ca_signed`] (and of the impostor), as oidc-provider registers it.
+pub const MTLS_SUBJECT: &str = "CN=tokenbridge-mtls";
+
+impl MtlsPki {
+    /// Panics when openssl cannot make them: the interop suite needs it, and must not skip.
+    pub fn make() -> MtlsPki {
+        let dir = std::env::temp_dir().join(format!("tb-interop-mtls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory for the test certificates");
+        let path = |name: &str| dir.join(name);
+        let pair = |name: &str| (path(&format!("{name}.pem")), path(&format!("{name}.key")));
+        let pki = MtlsPki {
+            ca: path("ca.pem"),
+            server: pair("server"),
+            ca_signed: pair("ca-signed"),
+            self_signed: pair("self-signed"),
+            impostor: pair("impostor"),
+            dir: dir.clone(),
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"];
+        let self_signed = |subject: &str, (cert, key): &(PathBuf, PathBuf), ext: &str| {
+            openssl(
+                &[&["req", "-x509", "-subj", subject, "-addext", ext][..], &ec].concat(),
+                &[("-keyout", key), ("-out", cert)],
+            )
+        };
+        let ca_key = path("ca.key");
+        self_signed(
+            "/CN=tokenbridge interop CA",
+            &(pki.ca.clone(), ca_key.clone()),
+            "basicConstraints=critical,CA:TRUE",
+        );
+        let leaf = "basicConstraints=critical,CA:FALSE";
+        self_signed("/CN=tokenbridge-self-signed", &pki.self_signed, leaf);
+        // The CA-signed certificate's subject without the CA's signature: refused by its issuer.
+        self_signed(&format!("/{MTLS_SUBJECT}"), &pki.impostor, leaf);
+        let signed = |subject: &str, (cert, key): &(PathBuf, PathBuf), ext: &str| {
+            let (csr, extfile) = (cert.with_extension("csr"), cert.with_extension("ext"));
+            std::fs::write(&extfile, format!("{ext}\nbasicConstraints=critical,CA:FALSE\n")).expect("extension file");
+            openssl(&[&["req", "-subj", subject][..], &ec[..5]].concat(), &[("-keyout", key), ("-out", &csr)]);
+            openssl(
+                &["x509", "-req", "-CAcreateserial", "-days", "2"],
+                &[("-in", &csr), ("-CA", &pki.ca), ("-CAkey", &ca_key), ("-extfile", &extfile), ("-out", cert)],
+            );
+        };
+        signed("/CN=127.0.0.1", &pki.server, "subjectAltName=IP:127.0.0.1");
+        signed(&format!("/{MTLS_SUBJECT}"), &pki.ca_signed, "extendedKeyUsage=clientAuth");
+        pki
+    }
+
+    /// `INTEROP_TLS` for `tests/interop/server.mjs`: serve with the server certificate, and
+    /// take client certificates the CA signed as verified.
+    pub fn server_env(&self) -> Value {
+        json!({"cert": self.server.0, "key": self.server.1, "ca": self.ca})
+    }
+}
+
+impl Drop for MtlsPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `openssl args files…`, panicking with its stderr when it fails.
+fn openssl(args: &[&str], files: &[(&str, &Path)]) {
+    let mut command = Command::new("openssl");
+    command.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    for (flag, path) in files {
+        command.arg(flag).arg(path);
+    }
+    let output =
+        command.output().unwrap_or_else(|e| panic!("openssl {args:?} (needed by the mTLS interop tests): {e}"));
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -643,26 +643,28 @@ const EC_KEY_ID: &str = "tb-b-key-1";
 /// side: RSA keys at A (RS256 or PS256 as configured), an EC P-256 key at B. Started once per
 /// test process; it exits when the process does (its stdin closes).
 struct MethodsServer {
-    routes: Value,
+    provider: Provider,
     rsa: tokenbridge_tests::fake_idp::ClientKey,
     ec: tokenbridge_tests::fake_idp::ClientKey,
+}
+
+/// A running oidc-provider for the client authentication tests, with [`METHODS_CALLER`] (a
+/// client_secret_basic caller) and [`POST_AT_A`] (a resource server) among its clients.
+struct Provider {
+    routes: Value,
+    /// The test's own client of the server (trusting its CA when it serves HTTPS).
+    agent: ureq::Agent,
     _process: std::sync::Mutex<(std::process::Child, Option<std::process::ChildStdin>)>,
 }
 
 fn methods_server() -> &'static MethodsServer {
-    use std::io::BufRead;
     use tokenbridge_tests::fake_idp::ClientKey;
     static SERVER: std::sync::OnceLock<MethodsServer> = std::sync::OnceLock::new();
     SERVER.get_or_init(|| {
-        let node = interop::prerequisites().unwrap_or_else(|why| panic!("the interop suite cannot run: {why}"));
         let (rsa, ec) = (ClientKey::rsa("RS256"), ClientKey::ec());
         let mut ec_jwk = ec.jwk();
         ec_jwk["kid"] = EC_KEY_ID.into();
         let clients = json!([
-            {"client_id": METHODS_CALLER.0, "client_secret": METHODS_CALLER.1, "grant_types": ["client_credentials"],
-             "scope": CALLER_SCOPES},
-            {"client_id": POST_AT_A.0, "client_secret": POST_AT_A.1, "introspect": true,
-             "token_endpoint_auth_method": "client_secret_post"},
             {"client_id": POST_AT_B.0, "client_secret": POST_AT_B.1, "grant_types": ["client_credentials"],
              "scope": BACKEND_SCOPE, "token_endpoint_auth_method": "client_secret_post"},
             {"client_id": JWT_AT_A, "introspect": true, "token_endpoint_auth_method": "private_key_jwt",
@@ -670,10 +672,33 @@ fn methods_server() -> &'static MethodsServer {
             {"client_id": JWT_AT_B, "grant_types": ["client_credentials"], "scope": BACKEND_SCOPE,
              "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [ec_jwk]}},
         ]);
-        let mut child = std::process::Command::new(node)
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+        MethodsServer { provider: Provider::start(clients, None, agent), rsa, ec }
+    })
+}
+
+impl Provider {
+    /// Starts oidc-provider with `clients` besides the caller and the resource server, on
+    /// HTTPS when `tls` gives its `INTEROP_TLS`, and builds tokenbridge meanwhile.
+    fn start(clients: Value, tls: Option<Value>, agent: ureq::Agent) -> Provider {
+        use std::io::BufRead;
+        let node = interop::prerequisites().unwrap_or_else(|why| panic!("the interop suite cannot run: {why}"));
+        let mut all = json!([
+            {"client_id": METHODS_CALLER.0, "client_secret": METHODS_CALLER.1, "grant_types": ["client_credentials"],
+             "scope": CALLER_SCOPES},
+            {"client_id": POST_AT_A.0, "client_secret": POST_AT_A.1, "introspect": true,
+             "token_endpoint_auth_method": "client_secret_post"},
+        ]);
+        all.as_array_mut().expect("an array").extend(clients.as_array().cloned().unwrap_or_default());
+        let mut command = std::process::Command::new(node);
+        command
             .args(["server.mjs", "--port=0"])
             .current_dir(interop::project_dir())
-            .env("INTEROP_CLIENTS", clients.to_string())
+            .env("INTEROP_CLIENTS", all.to_string());
+        if let Some(tls) = tls {
+            command.env("INTEROP_TLS", tls.to_string());
+        }
+        let mut child = command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
@@ -692,23 +717,21 @@ fn methods_server() -> &'static MethodsServer {
         let line = rx.recv_timeout(Duration::from_secs(30)).expect("the methods server printed its routes");
         let routes: Value = serde_json::from_str(&line).expect("routes JSON");
         tokenbridge_tests::harness::binary();
-        MethodsServer { routes, rsa, ec, _process: std::sync::Mutex::new((child, stdin)) }
-    })
-}
+        Provider { routes, agent, _process: std::sync::Mutex::new((child, stdin)) }
+    }
 
-impl MethodsServer {
     fn route(&self, name: &str) -> String {
         self.routes[name].as_str().unwrap_or_else(|| panic!("no {name}")).to_string()
     }
 
     /// A fresh client_credentials token of the caller.
     fn caller_token(&self) -> String {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", METHODS_CALLER.0, METHODS_CALLER.1))
         );
-        let mut response = agent
+        let mut response = self
+            .agent
             .post(&self.route("token_endpoint"))
             .header("Authorization", basic)
             .send_form([("grant_type", "client_credentials"), ("scope", CALLER_SCOPES)])
@@ -721,8 +744,8 @@ impl MethodsServer {
     /// The server's introspection answer for `token`, asked as the client_secret_post client
     /// at A (a resource server: it may introspect every client's tokens).
     fn introspect(&self, token: &str) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-        let mut response = agent
+        let mut response = self
+            .agent
             .post(&self.route("introspection_endpoint"))
             .send_form([("token", token), ("client_id", POST_AT_A.0), ("client_secret", POST_AT_A.1)])
             .expect("introspection request");
@@ -744,8 +767,7 @@ impl MethodsServer {
 /// Two callers in a row are allowed (the second decision makes new IdP calls, with new
 /// assertions where there are any), the backend token is for `backend_client`, and nothing of
 /// the credentials is in the answers or the log.
-fn assert_methods_allow(env: &[(String, String)], backend_client: &str, credentials: &[&str]) {
-    let server = methods_server();
+fn assert_methods_allow(server: &Provider, env: &[(String, String)], backend_client: &str, credentials: &[&str]) {
     for (mode, mut tb) in both(env) {
         for _ in 0..2 {
             let answer = tb.ask(&server.caller_token());
@@ -767,7 +789,7 @@ fn assert_methods_allow(env: &[(String, String)], backend_client: &str, credenti
 #[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn client_secret_post_is_accepted_by_oidc_provider_at_idp_a_and_idp_b() {
     let server = methods_server();
-    let env = server.env(&[
+    let env = server.provider.env(&[
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", POST_AT_A.0),
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", POST_AT_A.1),
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "client_secret_post"),
@@ -775,14 +797,14 @@ fn client_secret_post_is_accepted_by_oidc_provider_at_idp_a_and_idp_b() {
         ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", POST_AT_B.1),
         ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "client_secret_post"),
     ]);
-    assert_methods_allow(&env, POST_AT_B.0, &[POST_AT_A.1, POST_AT_B.1]);
+    assert_methods_allow(&server.provider, &env, POST_AT_B.0, &[POST_AT_A.1, POST_AT_B.1]);
 }
 
 #[test]
 #[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn private_key_jwt_is_accepted_by_oidc_provider_at_idp_a_and_idp_b() {
     let server = methods_server();
-    let issuer = server.route("issuer");
+    let issuer = server.provider.route("issuer");
     let base = [
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", JWT_AT_A),
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
@@ -803,8 +825,8 @@ fn private_key_jwt_is_accepted_by_oidc_provider_at_idp_a_and_idp_b() {
         ],
     ];
     for extra in variants {
-        let env = with(server.env(&base), extra);
-        assert_methods_allow(&env, JWT_AT_B, &["PRIVATE KEY", "eyJ"]);
+        let env = with(server.provider.env(&base), extra);
+        assert_methods_allow(&server.provider, &env, JWT_AT_B, &["PRIVATE KEY", "eyJ"]);
     }
 }
 
@@ -812,10 +834,10 @@ fn private_key_jwt_is_accepted_by_oidc_provider_at_idp_a_and_idp_b() {
 #[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
 fn oidc_provider_refuses_tokenbridge_when_it_authenticates_by_another_method() {
     let server = methods_server();
-    let token = server.caller_token();
+    let token = server.provider.caller_token();
     // (oidc-provider takes client_secret_basic for a client_secret_post client and the other way
     // round, so the mismatches here are between a secret and a key.)
-    let jwt_client_by_basic = server.env(&[
+    let jwt_client_by_basic = server.provider.env(&[
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", JWT_AT_A),
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", "a-secret-it-never-had"),
         ("TOKENBRIDGE_BACKEND_CLIENT_ID", POST_AT_B.0),
@@ -823,7 +845,7 @@ fn oidc_provider_refuses_tokenbridge_when_it_authenticates_by_another_method() {
         ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "client_secret_post"),
     ]);
     assert_client_rejected(&jwt_client_by_basic, &token, "introspection_client_rejected", POST_AT_A.1);
-    let jwt_client_by_post = server.env(&[
+    let jwt_client_by_post = server.provider.env(&[
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", POST_AT_A.0),
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", POST_AT_A.1),
         ("TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH", "client_secret_post"),
@@ -1137,4 +1159,134 @@ fn token_exchange_with_tokenbridge_as_the_actor_gives_backend_tokens_for_the_cal
         let outcomes: Vec<_> = tb.log().iter().map(|l| l["outcome"].as_str().unwrap_or("-").to_string()).collect();
         assert_eq!(outcomes, ["allow"; 3], "{mode:?}");
     }
+}
+
+// RFC 8705 client authentication: tokenbridge presents a client certificate on the TLS
+// connection to an oidc-provider that serves HTTPS (its certificate from a private CA, trusted
+// through TOKENBRIDGE_CA_BUNDLE) and authenticates tokenbridge's clients by their certificates:
+// tls_client_auth (a certificate the CA signed, with the registered subject) and
+// self_signed_tls_client_auth (the registered certificate itself).
+
+const TLS_AT_A: &str = "tb-a-tls-client-auth";
+const TLS_AT_B: &str = "tb-b-tls-client-auth";
+const SELF_SIGNED_AT_A: &str = "tb-a-self-signed-tls-client-auth";
+const SELF_SIGNED_AT_B: &str = "tb-b-self-signed-tls-client-auth";
+
+/// The HTTPS oidc-provider, with its certificates.
+struct MtlsServer {
+    provider: Provider,
+    pki: interop::MtlsPki,
+}
+
+fn mtls_server() -> &'static MtlsServer {
+    static SERVER: std::sync::OnceLock<MtlsServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let pki = interop::MtlsPki::make();
+        let self_signed = std::fs::read_to_string(&pki.self_signed.0).expect("the self-signed certificate");
+        let clients = json!([
+            {"client_id": TLS_AT_A, "introspect": true, "token_endpoint_auth_method": "tls_client_auth",
+             "tls_client_auth_subject_dn": interop::MTLS_SUBJECT},
+            {"client_id": TLS_AT_B, "grant_types": ["client_credentials"], "scope": BACKEND_SCOPE,
+             "token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": interop::MTLS_SUBJECT},
+            {"client_id": SELF_SIGNED_AT_A, "introspect": true,
+             "token_endpoint_auth_method": "self_signed_tls_client_auth", "certificate": self_signed},
+            {"client_id": SELF_SIGNED_AT_B, "grant_types": ["client_credentials"], "scope": BACKEND_SCOPE,
+             "token_endpoint_auth_method": "self_signed_tls_client_auth", "certificate": self_signed},
+        ]);
+        let provider = Provider::start(clients, Some(pki.server_env()), trusting(&pki.ca));
+        MtlsServer { provider, pki }
+    })
+}
+
+/// The test's own HTTPS client, trusting only the CA at `ca`.
+fn trusting(ca: &std::path::Path) -> ureq::Agent {
+    let pem = std::fs::read(ca).expect("the test CA");
+    let ca = ureq::tls::Certificate::from_pem(&pem).expect("the test CA's PEM");
+    let tls = ureq::tls::TlsConfig::builder()
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&[ca]))
+        .build();
+    ureq::Agent::config_builder().tls_config(tls).http_status_as_error(false).build().new_agent()
+}
+
+impl MtlsServer {
+    /// tokenbridge's settings: `method` with `client` and the certificate and key `(cert, key)` at
+    /// each IdP (`who` = INTROSPECTION or BACKEND), the CA trusted. IdP A's key is given as a
+    /// literal PEM, the rest as `file:` references.
+    fn env(&self, sides: [(&str, &str, &str, &(std::path::PathBuf, std::path::PathBuf)); 2]) -> Vec<(String, String)> {
+        let mut env = self.provider.env(&[("TOKENBRIDGE_CA_BUNDLE", &self.pki.ca.display().to_string())]);
+        for (who, method, client, (cert, key)) in sides {
+            let key = if who == "INTROSPECTION" {
+                std::fs::read_to_string(key).expect("the client key")
+            } else {
+                format!("file:{}", key.display())
+            };
+            env = with(
+                env,
+                &[
+                    (&format!("TOKENBRIDGE_{who}_CLIENT_AUTH"), method),
+                    (&format!("TOKENBRIDGE_{who}_CLIENT_ID"), client),
+                    (&format!("TOKENBRIDGE_{who}_CLIENT_CERT"), &format!("file:{}", cert.display())),
+                    (&format!("TOKENBRIDGE_{who}_CLIENT_KEY"), &key),
+                ],
+            );
+        }
+        env
+    }
+
+    /// What must never be in an answer or a log: PEM armour, and a line of each key's body.
+    fn key_material(&self) -> Vec<String> {
+        let mut material = vec!["PRIVATE KEY".to_string(), "BEGIN CERTIFICATE".to_string()];
+        for (_, key) in [&self.pki.ca_signed, &self.pki.self_signed, &self.pki.impostor] {
+            let pem = std::fs::read_to_string(key).expect("a client key");
+            material.extend(pem.lines().filter(|l| !l.starts_with("-----")).map(str::to_string));
+        }
+        material
+    }
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn tls_client_auth_at_idp_a_and_self_signed_tls_client_auth_at_idp_b_are_accepted_by_oidc_provider() {
+    let server = mtls_server();
+    let env = server.env([
+        ("INTROSPECTION", "tls_client_auth", TLS_AT_A, &server.pki.ca_signed),
+        ("BACKEND", "self_signed_tls_client_auth", SELF_SIGNED_AT_B, &server.pki.self_signed),
+    ]);
+    let material = server.key_material();
+    let material: Vec<&str> = material.iter().map(String::as_str).collect();
+    assert_methods_allow(&server.provider, &env, SELF_SIGNED_AT_B, &material);
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn self_signed_tls_client_auth_at_idp_a_and_tls_client_auth_at_idp_b_are_accepted_by_oidc_provider() {
+    let server = mtls_server();
+    let env = server.env([
+        ("INTROSPECTION", "self_signed_tls_client_auth", SELF_SIGNED_AT_A, &server.pki.self_signed),
+        ("BACKEND", "tls_client_auth", TLS_AT_B, &server.pki.ca_signed),
+    ]);
+    let material = server.key_material();
+    let material: Vec<&str> = material.iter().map(String::as_str).collect();
+    assert_methods_allow(&server.provider, &env, TLS_AT_B, &material);
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn a_certificate_oidc_provider_does_not_accept_is_unavailable_as_client_rejected_at_either_idp() {
+    let server = mtls_server();
+    let token = server.provider.caller_token();
+    let good_a = ("INTROSPECTION", "tls_client_auth", TLS_AT_A, &server.pki.ca_signed);
+    let good_b = ("BACKEND", "self_signed_tls_client_auth", SELF_SIGNED_AT_B, &server.pki.self_signed);
+    let key_line = |key: &std::path::Path| {
+        let pem = std::fs::read_to_string(key).expect("a client key");
+        pem.lines().nth(1).expect("a key line").to_string()
+    };
+    // At A, the CA-signed certificate's subject on a certificate the CA never signed.
+    let impostor = server.env([("INTROSPECTION", "tls_client_auth", TLS_AT_A, &server.pki.impostor), good_b]);
+    assert_client_rejected(&impostor, &token, "introspection_client_rejected", &key_line(&server.pki.impostor.1));
+    // At B, a valid certificate, but not the one registered for the self-signed client.
+    let unregistered =
+        server.env([good_a, ("BACKEND", "self_signed_tls_client_auth", SELF_SIGNED_AT_B, &server.pki.ca_signed)]);
+    assert_client_rejected(&unregistered, &token, "backend_token_client_rejected", &key_line(&server.pki.ca_signed.1));
 }

@@ -245,3 +245,63 @@ fn token_exchange_writes_no_caller_token_anywhere_even_when_idp_b_echoes_it() {
     assert_eq!(outage.answers[0]["error"], "unavailable", "{}", outage.stdout);
     s.scan("exchange failure", &(outage.stdout + &outage.stderr));
 }
+
+/// With `tls_client_auth` at IdP B, neither the key nor any PEM reaches an answer, a log line or
+/// check-config: with a key that does not fit the certificate (Unavailable, and a problem in
+/// check-config), and with the right one (check-config then names the certificate by subject and
+/// fingerprint). Nothing listens at the https endpoint: the handshake is not what is tested here.
+#[test]
+fn tls_client_auth_writes_no_key_and_no_pem_anywhere() {
+    let s = Scenario::new();
+    let pki = tokenbridge_tests::interop::MtlsPki::make();
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).expect("a test certificate or key");
+    let (cert, key, other_key) = (read(&pki.ca_signed.0), read(&pki.ca_signed.1), read(&pki.impostor.1));
+    let env_with_key = |key: &str| {
+        let mut env: Vec<(String, String)> = s
+            .env
+            .iter()
+            .filter(|(k, _)| k != "TOKENBRIDGE_BACKEND_CLIENT_SECRET" && k != "TOKENBRIDGE_BACKEND_TOKEN_URL")
+            .cloned()
+            .collect();
+        for (name, value) in [
+            ("TOKENBRIDGE_BACKEND_TOKEN_URL", "https://127.0.0.1:9/token"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_AUTH", "tls_client_auth"),
+            ("TOKENBRIDGE_BACKEND_CLIENT_CERT", cert.as_str()),
+            ("TOKENBRIDGE_BACKEND_CLIENT_KEY", key),
+        ] {
+            env.push((name.into(), value.into()));
+        }
+        env
+    };
+    let scan = |place: &str, text: &str| {
+        s.scan(place, text);
+        assert!(!text.contains("-----BEGIN"), "{place} holds a PEM:\n{text}");
+        for pem in [&cert, &key, &other_key] {
+            for line in pem.lines().filter(|l| !l.starts_with("-----") && l.len() > 16) {
+                assert!(!text.contains(line), "{place} holds certificate or key material:\n{text}");
+            }
+        }
+    };
+
+    let mismatched = env_with_key(&other_key);
+    let run = stdio(&mismatched, &token_payload(&s.good));
+    assert_eq!(run.answers[0]["error"], "unavailable", "{}", run.stdout);
+    assert!(run.stderr.contains("TOKENBRIDGE_BACKEND_CLIENT_CERT"), "the log names the setting:\n{}", run.stderr);
+    scan("tls_client_auth with a mismatched key, stdio", &(run.stdout + &run.stderr));
+    let report = tokenbridge_tests::harness::run(&["check-config"], &mismatched, "");
+    assert!(report.stdout.contains("the key does not belong to the certificate"), "{}", report.stdout);
+    scan("tls_client_auth with a mismatched key, check-config", &(report.stdout + &report.stderr));
+
+    let matching = env_with_key(&key);
+    let run = stdio(&matching, &token_payload(&s.good));
+    assert_eq!(run.answers[0]["error"], "unavailable", "{}", run.stdout);
+    scan("tls_client_auth, stdio", &(run.stdout + &run.stderr));
+    let report = tokenbridge_tests::harness::run(&["check-config"], &matching, "");
+    assert!(report.stdout.contains("TOKENBRIDGE_BACKEND_CLIENT_AUTH = tls_client_auth\n"), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("TOKENBRIDGE_BACKEND_CLIENT_CERT: subject CN=tokenbridge-mtls, SHA-256 "),
+        "{}",
+        report.stdout
+    );
+    scan("tls_client_auth check-config", &(report.stdout + &report.stderr));
+}

@@ -263,6 +263,9 @@ fn check_config() -> ExitCode {
     let mut problems: Vec<String> = match engine.config() {
         Ok(config) => {
             print!("{config}");
+            for (setting, certificate) in engine.describe_certificates() {
+                println!("{setting}: {certificate}");
+            }
             let secrets = engine.check_secrets();
             let keys = engine.check_keys(std::time::Duration::from_secs(5));
             let (refused, notes): (Vec<_>, Vec<_>) = engine
