@@ -649,7 +649,9 @@ impl Reader<'_> {
         }
         // The certificate travels in the TLS handshake: without TLS there is nothing to present
         // (check_url lets plain http through on loopback only, for the other methods).
-        if method.uses_certificate() && !endpoint.is_empty() && !endpoint.starts_with("https://") {
+        let scheme = endpoint.parse::<http::Uri>().ok().and_then(|u| u.scheme_str().map(str::to_string));
+        // (An endpoint that does not parse, or has no scheme, is already reported by check_url.)
+        if method.uses_certificate() && scheme.is_some_and(|s| s != "https") {
             self.problems.push(format!("{}: must use https when {} is {}", s.url, s.auth, method.name()));
         }
         for name in unused_settings {
@@ -1038,6 +1040,12 @@ mod tests {
                 "TOKENBRIDGE_INTROSPECTION_URL: must use https when TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH is self_signed_tls_client_auth"
             ]
         );
+        for (k, v) in &mut pairs {
+            if k == "TOKENBRIDGE_INTROSPECTION_URL" {
+                *v = "HTTPS://idp-a.example/introspect".into();
+            }
+        }
+        assert!(read_pairs(&pairs).is_ok(), "the scheme is case-insensitive");
     }
 
     #[test]

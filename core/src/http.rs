@@ -207,10 +207,34 @@ fn classify(e: ureq::Error) -> Failure {
         ureq::Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
             Failure::Timeout
         }
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|inner| refuses_our_certificate(inner)) => {
+            Failure::ClientRejected
+        }
+        ureq::Error::Rustls(tls) if refuses_our_certificate(&tls) => Failure::ClientRejected,
         ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
         ureq::Error::Protocol(_) | ureq::Error::BadUri(_) | ureq::Error::Http(_) => Failure::Malformed,
         _ => Failure::Unreachable,
     }
+}
+
+/// Whether `e` is the TLS peer's alert that it will not take our client certificate (or wants
+/// one): an IdP refusing our client in the handshake, as `invalid_client` does in HTTP, so that
+/// the credential is fetched again (`tls_client_auth`), not retried as an outage.
+fn refuses_our_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e.downcast_ref::<rustls::Error>(),
+        Some(rustls::Error::AlertReceived(
+            A::BadCertificate
+                | A::CertificateRequired
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::UnsupportedCertificate
+                | A::AccessDenied
+        ))
+    )
 }
 
 /// Characters left as they are by `application/x-www-form-urlencoded`; all others are encoded.
@@ -267,6 +291,18 @@ mod tests {
         assert_eq!(config.max_redirects(), 0);
         assert_eq!(config.timeouts().global, Some(Duration::from_secs(5)));
         assert!(c.agent.config().tls_config().client_cert().is_none(), "the shared agent presents none");
+    }
+
+    #[test]
+    fn a_handshake_alert_about_our_certificate_is_a_client_rejection_and_others_are_not() {
+        let alert = |a| std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::AlertReceived(a));
+        for refusal in [rustls::AlertDescription::CertificateRequired, rustls::AlertDescription::UnknownCA] {
+            assert_eq!(classify(ureq::Error::Io(alert(refusal))), Failure::ClientRejected);
+            assert_eq!(classify(ureq::Error::Rustls(rustls::Error::AlertReceived(refusal))), Failure::ClientRejected);
+        }
+        assert_eq!(classify(ureq::Error::Io(alert(rustls::AlertDescription::HandshakeFailure))), Failure::Unreachable);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify(ureq::Error::Io(refused)), Failure::Unreachable);
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! |---|---|
 //! | [`Engine`], [`EngineBuilder`] | decides; built from a [`Config`] (or its [`ConfigErrors`]), with a log sink and secret resolvers |
 //! | [`global`], [`set_global`] | the process's one engine |
-//! | [`Engine::check_secrets`], [`Engine::check_keys`], [`Engine::check_auth_methods`] | `check-config`'s [`SecretProblem`]s, [`KeysProblem`]s and [`AuthMethodCheck`]s |
+//! | [`Engine::check_secrets`], [`Engine::check_keys`], [`Engine::check_auth_methods`], [`Engine::describe_certificates`] | `check-config`'s [`SecretProblem`]s, [`KeysProblem`]s and [`AuthMethodCheck`]s, and the client certificates it names |
 //! | [`Request`], [`Route`] | what the gateway asks: the credential, the route, the deadline |
 //! | [`Outcome`]: [`Grant`], [`Denial`], [`Cause`] ([`Dependency`], [`Failure`]) | the answer |
 //! | [`rfc3339`], [`UnixTime`] | times as gateways write them |

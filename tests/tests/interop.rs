@@ -1290,3 +1290,76 @@ fn a_certificate_oidc_provider_does_not_accept_is_unavailable_as_client_rejected
         server.env([good_a, ("BACKEND", "self_signed_tls_client_auth", SELF_SIGNED_AT_B, &server.pki.ca_signed)]);
     assert_client_rejected(&unregistered, &token, "backend_token_client_rejected", &key_line(&server.pki.ca_signed.1));
 }
+
+/// `openssl s_server` requiring a client certificate the test CA signed (`-Verify`, and
+/// `-verify_return_error`, without which it only reports a bad one), answering
+/// every request with its status page: a TLS terminator that refuses a client in the handshake.
+struct VerifyingTlsServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl VerifyingTlsServer {
+    fn start(pki: &interop::MtlsPki) -> VerifyingTlsServer {
+        let port = tokenbridge_tests::http_server::free_port();
+        let child = std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-www",
+                "-Verify",
+                "1",
+                "-verify_return_error",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("-cert")
+            .arg(&pki.server.0)
+            .arg("-key")
+            .arg(&pki.server.1)
+            .arg("-CAfile")
+            .arg(&pki.ca)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        let server = VerifyingTlsServer { child, url: format!("https://127.0.0.1:{port}/token") };
+        assert!(tokenbridge_tests::harness::wait_for_port(port, Duration::from_secs(5)), "s_server listens");
+        server
+    }
+}
+
+impl Drop for VerifyingTlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[cfg_attr(not(interop), ignore = "needs Node.js 20.12+ and `npm ci` in tests/interop")]
+fn a_certificate_refused_in_the_tls_handshake_is_client_rejected_not_an_outage() {
+    let server = mtls_server();
+    let terminator = VerifyingTlsServer::start(&server.pki);
+    let token = server.provider.caller_token();
+    let at_terminator = |pair| {
+        let env = server.env([
+            ("INTROSPECTION", "tls_client_auth", TLS_AT_A, &server.pki.ca_signed),
+            ("BACKEND", "tls_client_auth", TLS_AT_B, pair),
+        ]);
+        with(env, &[("TOKENBRIDGE_BACKEND_TOKEN_URL", &terminator.url)])
+    };
+    let impostor_key = std::fs::read_to_string(&server.pki.impostor.1).expect("the impostor's key");
+    let key_line = impostor_key.lines().nth(1).expect("a key line").to_string();
+    assert_client_rejected(&at_terminator(&server.pki.impostor), &token, "backend_token_client_rejected", &key_line);
+    // The CA's certificate gets through the handshake; s_server answers GETs only, so the POST
+    // then waits for an answer until tokenbridge's timeout.
+    let env = with(at_terminator(&server.pki.ca_signed), &[("TOKENBRIDGE_TIMEOUT_MS", "1000")]);
+    let (_, mut tb) = both(&env).remove(0);
+    let answer = tb.ask(&token);
+    assert_eq!(
+        (answer["error"].as_str(), answer["cause"].as_str()),
+        (Some("unavailable"), Some("backend_token_timeout"))
+    );
+}
