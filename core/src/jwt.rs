@@ -172,10 +172,19 @@ fn read_header(header: &Map<String, Value>) -> Result<Header, Reason> {
 /// verification does not rebuild the key).
 struct Key {
     kid: Option<String>,
+    /// The issuer the key is published for (Entra's JWK `issuer` member), when it names one.
+    issuer: Option<String>,
     verifiers: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl Key {
+    /// Entra publishes a tenant's own key in the shared JWKS under that tenant's issuer: such a
+    /// key signs for that issuer only. A key for the `{tenantid}` template (or naming none)
+    /// may sign for any issuer configured to use this JWKS.
+    fn signs_for(&self, iss: Option<&str>) -> bool {
+        self.issuer.as_deref().is_none_or(|own| own.contains(TENANT_PLACEHOLDER) || Some(own) == iss)
+    }
+
     fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
         self.verifiers.iter().find(|(a, _)| *a == alg).map(|(_, key)| key)
     }
@@ -195,12 +204,18 @@ impl KeySet {
         let items = doc.get("keys").and_then(Value::as_array).ok_or(Failure::Malformed)?;
         let keys = items
             .iter()
-            .filter_map(|item| serde_json::from_value::<Jwk>(item.clone()).ok())
-            .filter(may_verify)
-            .filter_map(|jwk| {
+            .filter_map(|item| Some((serde_json::from_value::<Jwk>(item.clone()).ok()?, item)))
+            .filter(|(jwk, _)| may_verify(jwk))
+            .filter_map(|(jwk, item)| {
+                // A key whose `issuer` is not text is not one this code understands.
+                let issuer = match item.get("issuer") {
+                    None => None,
+                    Some(Value::String(issuer)) => Some(issuer.clone()),
+                    Some(_) => return None,
+                };
                 let verifiers: Vec<_> =
                     key_algorithms(&jwk)?.into_iter().filter_map(|alg| Some((alg, parsed_key(&jwk, alg)?))).collect();
-                (!verifiers.is_empty()).then(|| Key { kid: jwk.common.key_id.clone(), verifiers })
+                (!verifiers.is_empty()).then(|| Key { kid: jwk.common.key_id.clone(), issuer, verifiers })
             })
             .collect();
         Ok(KeySet { keys })
@@ -313,7 +328,8 @@ pub(crate) fn verify(
     let Some((message, signature)) = token.rsplit_once('.') else { return Err(Reason::BadSignature) };
     let signature = base64_part(signature).ok_or(Reason::BadSignature)?;
     let signed = |key: &Key| key.verifier(alg).is_some_and(|k| k.verify_sig(message.as_bytes(), &signature).is_ok());
-    if !keys.candidates(peeked.header.kid.as_deref(), alg).any(signed) {
+    let for_issuer = |key: &&Key| key.signs_for(peeked.issuer.as_deref());
+    if !keys.candidates(peeked.header.kid.as_deref(), alg).filter(for_issuer).any(signed) {
         return Err(Reason::BadSignature);
     }
     let claims = &peeked.claims;

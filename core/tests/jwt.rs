@@ -906,3 +906,30 @@ fn concurrent_forged_signatures_under_a_known_kid_make_one_refetch() {
     }
     assert_eq!(f.issuer.jwks_requests(), 2, "the first load and one refetch, shared");
 }
+
+/// Entra's shared JWKS lists a tenant's own key under that tenant's issuer: it verifies that
+/// issuer's tokens only, while a key for the `{tenantid}` template verifies every tenant's.
+#[test]
+fn a_key_published_for_one_issuer_verifies_only_that_issuers_tokens() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = entra(&[&key]);
+    let publish_for = |issuer: serde_json::Value| {
+        let mut jwk = key.jwk.clone();
+        jwk["issuer"] = issuer;
+        f.issuer.publish_raw(vec![jwk, SigningKey::ec("other", Algorithm::ES256).jwk]);
+        f.clock.advance(301); // past the keys' lifetime, so the new document is read
+    };
+    let t1 = |sub: &str| {
+        let mut claims = tenant_claims(&f, "t1", Some("t1"));
+        claims["sub"] = json!(sub);
+        key.sign(&claims)
+    };
+    publish_for(json!(format!("{}/t2/v2.0", f.issuer.url)));
+    assert_denied(&f, f.decide(&t1("alice")), "bad_signature");
+    publish_for(json!(format!("{}/t1/v2.0", f.issuer.url)));
+    assert!(matches!(f.decide(&t1("bob")), Outcome::Allow(_)));
+    publish_for(json!(format!("{}/{{tenantid}}/v2.0", f.issuer.url)));
+    assert!(matches!(f.decide(&t1("carol")), Outcome::Allow(_)));
+    publish_for(json!(5));
+    assert_eq!(f.decide(&t1("dave")), Outcome::Deny(Denial::InvalidToken));
+}
