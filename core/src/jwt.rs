@@ -178,11 +178,17 @@ struct Key {
 }
 
 impl Key {
-    /// Entra publishes a tenant's own key in the shared JWKS under that tenant's issuer: such a
-    /// key signs for that issuer only. A key for the `{tenantid}` template (or naming none)
-    /// may sign for any issuer configured to use this JWKS.
-    fn signs_for(&self, iss: Option<&str>) -> bool {
-        self.issuer.as_deref().is_none_or(|own| own.contains(TENANT_PLACEHOLDER) || Some(own) == iss)
+    /// Entra's shared JWKS names, per key, the issuer it signs for (its `issuer` member): a
+    /// tenant's own key signs for that issuer only, and a `{tenantid}` key for the issuer it
+    /// spells with the token's `tid`. A key naming none signs for the issuer using this JWKS.
+    fn signs_for(&self, iss: Option<&str>, tid: Option<&str>) -> bool {
+        match self.issuer.as_deref() {
+            None => true,
+            Some(own) if own.contains(TENANT_PLACEHOLDER) => {
+                tid.is_some_and(|tid| Some(own.replace(TENANT_PLACEHOLDER, tid).as_str()) == iss)
+            }
+            Some(own) => Some(own) == iss,
+        }
     }
 
     fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
@@ -328,7 +334,8 @@ pub(crate) fn verify(
     let Some((message, signature)) = token.rsplit_once('.') else { return Err(Reason::BadSignature) };
     let signature = base64_part(signature).ok_or(Reason::BadSignature)?;
     let signed = |key: &Key| key.verifier(alg).is_some_and(|k| k.verify_sig(message.as_bytes(), &signature).is_ok());
-    let for_issuer = |key: &&Key| key.signs_for(peeked.issuer.as_deref());
+    let tid = peeked.claims.get("tid").and_then(Value::as_str);
+    let for_issuer = |key: &&Key| key.signs_for(peeked.issuer.as_deref(), tid);
     if !keys.candidates(peeked.header.kid.as_deref(), alg).filter(for_issuer).any(signed) {
         return Err(Reason::BadSignature);
     }

@@ -800,8 +800,8 @@ fn accepted_client_ids_stand_in_for_the_audience_only_where_tokens_are_verified_
     assert!(introspected.contains("need the tokens verified here"), "{introspected}");
 }
 
-/// Entra's JWKS lists its keys without `alg` (and with `x5t`, `x5c`, `issuer`): each key then
-/// verifies the algorithms of its family.
+/// Entra's JWKS lists its keys without `alg` (and with `x5t`, `x5c`): each key then verifies the
+/// algorithms of its family.
 #[test]
 fn a_jwks_key_without_alg_as_entra_publishes_it_verifies() {
     let key = SigningKey::rsa("k", Algorithm::RS256);
@@ -812,7 +812,6 @@ fn a_jwks_key_without_alg_as_entra_publishes_it_verifies() {
     members.insert("use".into(), json!("sig"));
     members.insert("x5t".into(), json!("k"));
     members.insert("x5c".into(), json!(["MIIC"]));
-    members.insert("issuer".into(), json!("https://login.microsoftonline.com/{tenantid}/v2.0"));
     f.issuer.publish_raw(vec![jwk]);
     assert_allowed(&f.decide(&f.valid(&key)));
     assert_allowed(&f.decide(&SigningKey::rsa("k", Algorithm::PS256).sign(&f.issuer.claims(
@@ -908,7 +907,8 @@ fn concurrent_forged_signatures_under_a_known_kid_make_one_refetch() {
 }
 
 /// Entra's shared JWKS lists a tenant's own key under that tenant's issuer: it verifies that
-/// issuer's tokens only, while a key for the `{tenantid}` template verifies every tenant's.
+/// issuer's tokens only, and a key for the `{tenantid}` template those of the issuer it spells
+/// with the token's `tid`.
 #[test]
 fn a_key_published_for_one_issuer_verifies_only_that_issuers_tokens() {
     let key = SigningKey::rsa("k", Algorithm::RS256);
@@ -930,6 +930,8 @@ fn a_key_published_for_one_issuer_verifies_only_that_issuers_tokens() {
     assert!(matches!(f.decide(&t1("bob")), Outcome::Allow(_)));
     publish_for(json!(format!("{}/{{tenantid}}/v2.0", f.issuer.url)));
     assert!(matches!(f.decide(&t1("carol")), Outcome::Allow(_)));
+    publish_for(json!(format!("{}/{{tenantid}}/v1.0", f.issuer.url)));
+    assert_denied(&f, f.decide(&t1("erin")), "bad_signature");
     publish_for(json!(5));
     assert_eq!(f.decide(&t1("dave")), Outcome::Deny(Denial::InvalidToken));
 }
