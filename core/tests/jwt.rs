@@ -935,3 +935,20 @@ fn a_key_published_for_one_issuer_verifies_only_that_issuers_tokens() {
     publish_for(json!(5));
     assert_eq!(f.decide(&t1("dave")), Outcome::Deny(Denial::InvalidToken));
 }
+
+#[test]
+fn the_effective_configuration_shows_the_tenants_and_client_ids_an_issuer_accepts() {
+    let env: HashMap<&str, &str> = [
+        ("TOKENBRIDGE_BACKEND_TOKEN_URL", "https://b.example/t"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_ID", "b"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "s"),
+        ("TOKENBRIDGE_ISSUERS", r#"[{"issuer":"https://login.microsoftonline.com/{tenantid}/v2.0","tenants":["t1","t2"],"audiences":["api"],"jwks_url":"https://login.microsoftonline.com/common/discovery/v2.0/keys"},{"issuer":"https://cognito-idp.eu-west-1.amazonaws.com/pool","client_ids":["app1"]}]"#),
+    ]
+    .into_iter()
+    .collect();
+    let shown =
+        Config::from_lookup(&|k| env.get(k).map(|v| v.to_string())).map_err(|e| e.to_string()).unwrap().to_string();
+    assert!(shown.contains("{tenantid}/v2.0 = verified locally, audiences [api]"), "{shown}");
+    assert!(shown.contains(", tenants [t1 t2]"), "{shown}");
+    assert!(shown.contains(", access tokens of the clients [app1]"), "{shown}");
+}
