@@ -501,7 +501,9 @@ impl Jwks {
         // Some IdPs (OCI IAM identity domains) rotate a key and keep its `kid`: a known `kid`
         // that does not verify asks for the keys again, under the same once-per-window limit
         // as an unknown `kid`, so forged signatures cost the IdP at most one request a window.
-        if result == Err(Reason::BadSignature) && peeked.header.kid.is_some() && !refetched {
+        // Keys this request has just loaded (or waited for) are the newest there are.
+        let just_loaded = refetched || matches!(how, Lookup::Miss | Lookup::Shared);
+        if result == Err(Reason::BadSignature) && peeked.header.kid.is_some() && !just_loaded {
             self.refetch_once_per_window(at.now);
             let (again, again_how) = self.keys(at.http, at.now, at.budget)?;
             if !Arc::ptr_eq(&again, &keys) {

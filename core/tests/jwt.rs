@@ -952,3 +952,26 @@ fn the_effective_configuration_shows_the_tenants_and_client_ids_an_issuer_accept
     assert!(shown.contains(", tenants [t1 t2]"), "{shown}");
     assert!(shown.contains(", access tokens of the clients [app1]"), "{shown}");
 }
+
+#[test]
+fn a_forged_signature_checked_against_keys_just_fetched_makes_no_refetch() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert_denied(&f, f.decide(&f.valid(&SigningKey::ec("k", Algorithm::ES256))), "bad_signature");
+    assert_eq!(f.issuer.jwks_requests(), 1);
+}
+
+#[test]
+fn client_ids_and_tenants_are_refused_when_every_token_is_introspected() {
+    let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
+    let refused = issuer_config(&[
+        ("TOKENBRIDGE_ISSUER", cognito),
+        ("TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "app1"),
+        ("TOKENBRIDGE_MODE", "introspection"),
+        ("TOKENBRIDGE_INTROSPECTION_URL", "https://a.example/i"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", "a"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", "s"),
+    ])
+    .unwrap_err();
+    assert!(refused.contains("need the tokens verified here"), "{refused}");
+}
