@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::client_auth::{self, Alg, AssertionSettings, Method};
 use crate::grant::{BackendGrant, TokenType};
-use crate::jwt::Issuer;
+use crate::jwt::{Issuer, TENANT_PLACEHOLDER};
 use crate::policy::Policy;
 use crate::secret::SecretRef;
 use crate::settings::{BACKEND_CLIENT, ClientSettings, INTROSPECTION_CLIENT, SETTINGS, Setting};
@@ -371,6 +371,12 @@ struct IssuerDoc {
     mode: Option<String>,
     #[serde(default)]
     require_at_jwt: bool,
+    /// Cognito: the app clients whose access tokens are accepted (`client_id`).
+    #[serde(default)]
+    client_ids: Vec<String>,
+    /// For an issuer written with `{tenantid}`: the tenants accepted.
+    #[serde(default)]
+    tenants: Vec<String>,
 }
 
 struct Reader<'a> {
@@ -463,12 +469,7 @@ impl Reader<'_> {
         };
         let mut issuers = Vec::new();
         if let Some(issuer) = self.optional("TOKENBRIDGE_ISSUER") {
-            let audiences: Vec<String> = self
-                .optional("TOKENBRIDGE_AUDIENCE")
-                .unwrap_or_default()
-                .split_ascii_whitespace()
-                .map(str::to_string)
-                .collect();
+            let audiences = self.words("TOKENBRIDGE_AUDIENCE");
             let require_at_jwt = match self.optional("TOKENBRIDGE_JWT_TYP").as_deref() {
                 None => false,
                 Some(t) if t.eq_ignore_ascii_case("at+jwt") => true,
@@ -478,7 +479,10 @@ impl Reader<'_> {
                 }
             };
             let jwks_url = self.optional("TOKENBRIDGE_JWKS_URL");
-            issuers.push(self.issuer(issuer, audiences, audience_check, jwks_url, true, require_at_jwt));
+            let client_ids = self.words("TOKENBRIDGE_ACCEPTED_CLIENT_IDS");
+            let tenants = self.words("TOKENBRIDGE_TENANTS");
+            let issuer = Issuer { issuer, audiences, jwks_url, local: true, require_at_jwt, client_ids, tenants };
+            issuers.push(self.issuer(issuer, audience_check));
         }
         if let Some(json) = self.optional("TOKENBRIDGE_ISSUERS") {
             match serde_json::from_str::<Vec<IssuerDoc>>(&json) {
@@ -495,7 +499,16 @@ impl Reader<'_> {
                             }
                         };
                         let check = d.audience_check.unwrap_or(audience_check);
-                        issuers.push(self.issuer(d.issuer, d.audiences, check, d.jwks_url, local, d.require_at_jwt));
+                        let issuer = Issuer {
+                            issuer: d.issuer,
+                            audiences: d.audiences,
+                            jwks_url: d.jwks_url,
+                            local,
+                            require_at_jwt: d.require_at_jwt,
+                            client_ids: d.client_ids,
+                            tenants: d.tenants,
+                        };
+                        issuers.push(self.issuer(issuer, check));
                     }
                 }
                 Err(e) => self.problems.push(format!("TOKENBRIDGE_ISSUERS is not a valid JSON list of issuers: {e}")),
@@ -504,29 +517,70 @@ impl Reader<'_> {
         issuers
     }
 
-    fn issuer(
-        &mut self,
-        issuer: String,
-        audiences: Vec<String>,
-        audience_check: bool,
-        jwks_url: Option<String>,
-        local: bool,
-        require_at_jwt: bool,
-    ) -> Issuer {
-        let shown = shown_url(&issuer);
-        if let Err(why) = check_url(&issuer) {
+    /// A space-separated list.
+    fn words(&mut self, name: &str) -> Vec<String> {
+        self.optional(name).unwrap_or_default().split_ascii_whitespace().map(str::to_string).collect()
+    }
+
+    /// One issuer, checked; its audiences dropped when the check is off.
+    fn issuer(&mut self, mut issuer: Issuer, audience_check: bool) -> Issuer {
+        // A template is checked as a URL with a tenant in it (braces are not URL characters).
+        let url = issuer.issuer.replace(TENANT_PLACEHOLDER, "common");
+        let checked = check_url(&url);
+        // A good URL is shown whole, so a template is shown as written.
+        let shown = if checked.is_ok() { issuer.issuer.clone() } else { shown_url(&url) };
+        if let Err(why) = checked {
             self.problems.push(format!("issuer {shown}: {why}"));
         }
-        if let Some(Err(why)) = jwks_url.as_deref().map(check_url) {
+        if let Some(Err(why)) = issuer.jwks_url.as_deref().map(check_url) {
             self.problems.push(format!("JWKS URL of {shown}: {why}"));
         }
-        if local && audience_check && audiences.is_empty() {
+        if issuer.local && audience_check && issuer.audiences.is_empty() && issuer.client_ids.is_empty() {
             self.problems.push(format!(
                 "issuer {shown}: an audience is required (TOKENBRIDGE_AUDIENCE), or switch the check off explicitly with TOKENBRIDGE_AUDIENCE_CHECK=off"
             ));
         }
-        let audiences = if audience_check { audiences } else { Vec::new() };
-        Issuer { issuer, audiences, jwks_url, local, require_at_jwt }
+        self.issuer_presets_checked(&issuer, &shown);
+        if !audience_check {
+            issuer.audiences = Vec::new();
+        }
+        issuer
+    }
+
+    /// The Cognito and Entra options: only where tokenbridge verifies the tokens itself, and a
+    /// tenant template only with the tenants it accepts and the JWKS they share.
+    fn issuer_presets_checked(&mut self, issuer: &Issuer, shown: &str) {
+        let template = issuer.is_template();
+        // In introspection mode IdP A judges every token, so these checks would not be made.
+        let introspected = !issuer.local || self.optional("TOKENBRIDGE_MODE").as_deref() == Some("introspection");
+        if introspected && (template || !issuer.client_ids.is_empty()) {
+            self.problems.push(format!(
+                "issuer {shown}: client_ids and {TENANT_PLACEHOLDER} need the tokens verified here (mode jwt)"
+            ));
+        }
+        if template && issuer.tenants.is_empty() {
+            self.problems.push(format!(
+                "issuer {shown}: {TENANT_PLACEHOLDER} needs the tenants it accepts (tenants, TOKENBRIDGE_TENANTS); no tenant is accepted implicitly"
+            ));
+        }
+        if template && issuer.jwks_url.is_none() {
+            self.problems.push(format!(
+                "issuer {shown}: {TENANT_PLACEHOLDER} needs the JWKS URL its tenants share (jwks_url, TOKENBRIDGE_JWKS_URL)"
+            ));
+        }
+        if !template && !issuer.tenants.is_empty() {
+            self.problems
+                .push(format!("issuer {shown}: tenants are given, but the issuer has no {TENANT_PLACEHOLDER}"));
+        }
+        // A tenant id is a GUID (or a name such as a domain): nothing that could change which
+        // issuer the template spells.
+        let tenant_ok = |t: &String| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if let Some(bad) = issuer.tenants.iter().find(|t| !tenant_ok(t)) {
+            self.problems.push(format!("issuer {shown}: tenant {bad:?} may hold only letters, digits, '-' and '.'"));
+        }
+        if issuer.client_ids.iter().any(String::is_empty) {
+            self.problems.push(format!("issuer {shown}: an empty client id"));
+        }
     }
 
     /// The backend grant and its own settings.

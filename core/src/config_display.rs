@@ -63,12 +63,14 @@ impl fmt::Display for Config {
         for i in &c.issuers {
             writeln!(
                 f,
-                "issuer {} = {}, audiences [{}], keys {}{}",
+                "issuer {} = {}, audiences [{}], keys {}{}{}{}",
                 i.issuer,
                 if i.local { "verified locally" } else { "introspected" },
                 if i.audiences.is_empty() { "not checked".to_string() } else { i.audiences.join(" ") },
                 i.jwks_url.as_deref().unwrap_or("discovered"),
-                if i.require_at_jwt { ", at+jwt required" } else { "" }
+                if i.require_at_jwt { ", at+jwt required" } else { "" },
+                listed(", tenants", &i.tenants),
+                listed(", access tokens of the clients", &i.client_ids),
             )?;
         }
         writeln!(f, "policy:\n{}", c.policy.describe())?;
@@ -119,4 +121,9 @@ fn write_client(f: &mut fmt::Formatter<'_>, client: &Client) -> fmt::Result {
         writeln!(f, "{} = {}", s.cert_sha256, or(&a.cert_sha256, "(none)"))?;
     }
     Ok(())
+}
+
+/// `label [a b]`, or nothing for an empty list.
+fn listed(label: &str, items: &[String]) -> String {
+    if items.is_empty() { String::new() } else { format!("{label} [{}]", items.join(" ")) }
 }

@@ -60,6 +60,33 @@ pub struct Issuer {
     pub local: bool,
     /// Require the `at+jwt` type (RFC 9068).
     pub require_at_jwt: bool,
+    /// Amazon Cognito access tokens name their app client in `client_id`, not `aud`: when set,
+    /// `client_id` must be one of these and `token_use` must be `access` (an ID token is not).
+    pub client_ids: Vec<String>,
+    /// For an issuer written with [`TENANT_PLACEHOLDER`] (Entra multi-tenant), the tenants
+    /// accepted; empty for an ordinary issuer. No tenant is ever accepted implicitly.
+    pub tenants: Vec<String>,
+}
+
+/// Where a multi-tenant issuer (Entra) has the tenant id, e.g.
+/// `https://login.microsoftonline.com/{tenantid}/v2.0`.
+pub const TENANT_PLACEHOLDER: &str = "{tenantid}";
+
+impl Issuer {
+    /// An issuer written with the tenant placeholder, standing for one issuer per tenant.
+    pub(crate) fn is_template(&self) -> bool {
+        self.issuer.contains(TENANT_PLACEHOLDER)
+    }
+
+    /// The issuer as tenant `tenant` writes it.
+    fn for_tenant(&self, tenant: &str) -> String {
+        self.issuer.replace(TENANT_PLACEHOLDER, tenant)
+    }
+
+    /// Whether `iss` names this issuer: exactly, or for a template, as one of its tenants.
+    pub(crate) fn names(&self, iss: &str) -> bool {
+        if self.is_template() { self.tenants.iter().any(|t| self.for_tenant(t) == iss) } else { self.issuer == iss }
+    }
 }
 
 /// What a JWT's unverified parts say, enough to choose how to validate it. Each part is decoded
@@ -117,13 +144,18 @@ fn base64_part(part: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()
 }
 
-/// The header, checked: a known `alg`, text `typ` and `kid`, and no `crit`.
+/// The header, checked: a known `alg`, text `typ` and `kid`, no `crit`, and no `nonce`.
 /// tokenbridge implements no JWS extension, so RFC 7515 §4.1.11 has it reject every `crit`
 /// (an empty one is invalid by itself); `b64` (RFC 7797) changes what is signed and must be
 /// critical, so it is refused with or without `crit`.
 fn read_header(header: &Map<String, Value>) -> Result<Header, Reason> {
     if header.contains_key("crit") || header.contains_key("b64") {
         return Err(Reason::CriticalHeader);
+    }
+    // Entra signs Microsoft Graph's tokens over a transformed `nonce`: only Graph can verify
+    // them, so they are refused as what they are, before any key is looked up.
+    if header.contains_key("nonce") {
+        return Err(Reason::GraphToken);
     }
     let text = |name| match header.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -140,10 +172,25 @@ fn read_header(header: &Map<String, Value>) -> Result<Header, Reason> {
 /// verification does not rebuild the key).
 struct Key {
     kid: Option<String>,
+    /// The issuer the key is published for (Entra's JWK `issuer` member), when it names one.
+    issuer: Option<String>,
     verifiers: Vec<(Algorithm, ParsedPublicKey)>,
 }
 
 impl Key {
+    /// Entra's shared JWKS names, per key, the issuer it signs for (its `issuer` member): a
+    /// tenant's own key signs for that issuer only, and a `{tenantid}` key for the issuer it
+    /// spells with the token's `tid`. A key naming none signs for the issuer using this JWKS.
+    fn signs_for(&self, iss: Option<&str>, tid: Option<&str>) -> bool {
+        match self.issuer.as_deref() {
+            None => true,
+            Some(own) if own.contains(TENANT_PLACEHOLDER) => {
+                tid.is_some_and(|tid| Some(own.replace(TENANT_PLACEHOLDER, tid).as_str()) == iss)
+            }
+            Some(own) => Some(own) == iss,
+        }
+    }
+
     fn verifier(&self, alg: Algorithm) -> Option<&ParsedPublicKey> {
         self.verifiers.iter().find(|(a, _)| *a == alg).map(|(_, key)| key)
     }
@@ -163,12 +210,18 @@ impl KeySet {
         let items = doc.get("keys").and_then(Value::as_array).ok_or(Failure::Malformed)?;
         let keys = items
             .iter()
-            .filter_map(|item| serde_json::from_value::<Jwk>(item.clone()).ok())
-            .filter(may_verify)
-            .filter_map(|jwk| {
+            .filter_map(|item| Some((serde_json::from_value::<Jwk>(item.clone()).ok()?, item)))
+            .filter(|(jwk, _)| may_verify(jwk))
+            .filter_map(|(jwk, item)| {
+                // A key whose `issuer` is not text is not one this code understands.
+                let issuer = match item.get("issuer") {
+                    None => None,
+                    Some(Value::String(issuer)) => Some(issuer.clone()),
+                    Some(_) => return None,
+                };
                 let verifiers: Vec<_> =
                     key_algorithms(&jwk)?.into_iter().filter_map(|alg| Some((alg, parsed_key(&jwk, alg)?))).collect();
-                (!verifiers.is_empty()).then(|| Key { kid: jwk.common.key_id.clone(), verifiers })
+                (!verifiers.is_empty()).then(|| Key { kid: jwk.common.key_id.clone(), issuer, verifiers })
             })
             .collect();
         Ok(KeySet { keys })
@@ -281,14 +334,15 @@ pub(crate) fn verify(
     let Some((message, signature)) = token.rsplit_once('.') else { return Err(Reason::BadSignature) };
     let signature = base64_part(signature).ok_or(Reason::BadSignature)?;
     let signed = |key: &Key| key.verifier(alg).is_some_and(|k| k.verify_sig(message.as_bytes(), &signature).is_ok());
-    if !keys.candidates(peeked.header.kid.as_deref(), alg).any(signed) {
+    let tid = peeked.claims.get("tid").and_then(Value::as_str);
+    let for_issuer = |key: &&Key| key.signs_for(peeked.issuer.as_deref(), tid);
+    if !keys.candidates(peeked.header.kid.as_deref(), alg).filter(for_issuer).any(signed) {
         return Err(Reason::BadSignature);
     }
     let claims = &peeked.claims;
     match &peeked.issuer {
         None => return Err(Reason::MissingClaim),
-        Some(iss) if *iss != issuer.issuer => return Err(Reason::WrongIssuer),
-        Some(_) => {}
+        Some(iss) => issuer_checked(iss, claims, issuer)?,
     }
     if !issuer.audiences.is_empty() {
         match introspection::audiences(claims) {
@@ -300,7 +354,42 @@ pub(crate) fn verify(
             Ok(_) => {}
         }
     }
+    if !issuer.client_ids.is_empty() {
+        client_checked(claims, &issuer.client_ids)?;
+    }
     identity(claims, now, leeway, claim_names)
+}
+
+/// `iss` must be the issuer; for a tenant template, the template with the token's own `tid`
+/// substituted, that tenant being one of those accepted.
+fn issuer_checked(iss: &str, claims: &Map<String, Value>, issuer: &Issuer) -> Result<(), Reason> {
+    if !issuer.is_template() {
+        return if iss == issuer.issuer { Ok(()) } else { Err(Reason::WrongIssuer) };
+    }
+    let tid = required_text(claims, "tid")?;
+    if !issuer.tenants.iter().any(|t| t == tid) {
+        return Err(Reason::TenantNotAllowed);
+    }
+    if issuer.for_tenant(tid) == iss { Ok(()) } else { Err(Reason::WrongIssuer) }
+}
+
+/// Cognito's access-token checks: `token_use` is `access` (checked first, so an ID token is
+/// named as one) and `client_id` is an accepted app client.
+fn client_checked(claims: &Map<String, Value>, client_ids: &[String]) -> Result<(), Reason> {
+    if required_text(claims, "token_use")? != "access" {
+        return Err(Reason::NotAnAccessToken);
+    }
+    let client_id = required_text(claims, "client_id")?;
+    if client_ids.iter().any(|c| c == client_id) { Ok(()) } else { Err(Reason::ClientNotAllowed) }
+}
+
+/// A claim that must be present, as a string.
+fn required_text<'a>(claims: &'a Map<String, Value>, name: &str) -> Result<&'a str, Reason> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Err(Reason::MissingClaim),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Reason::MalformedClaim),
+    }
 }
 
 fn is_at_jwt(typ: &str) -> bool {
@@ -364,8 +453,8 @@ pub struct KeysProblem {
 }
 
 /// An issuer's keys: fetched at start-up or first use, refreshed per `Cache-Control: max-age`
-/// (or the default), refetched once on an unknown `kid` (then a penalty window), kept when a
-/// refresh fails.
+/// (or the default), refetched once on an unknown `kid` or a known one that does not verify
+/// (then a penalty window), kept when a refresh fails.
 pub(crate) struct Jwks {
     pub issuer: Issuer,
     keys: Cache<(), Arc<KeySet>, Cause>,
@@ -389,28 +478,45 @@ impl Jwks {
     /// Verifies a JWT of this issuer: `Ok(Verdict)`, or `Err(cause)` when the keys needed to
     /// decide cannot be had.
     pub(crate) fn validate(&self, token: &str, peeked: &Peek, at: &At<'_>) -> Result<Verdict, Cause> {
-        let (mut keys, how) = self.keys(at.http, at.now, at.budget)?;
+        let (mut keys, mut how) = self.keys(at.http, at.now, at.budget)?;
+        let mut refetched = false;
         if let Some(kid) = peeked.header.kid.as_deref().filter(|kid| !keys.has_kid(kid)) {
             self.refetch_once_per_window(at.now);
             // Read again whoever claimed the refetch: one in flight is waited for (until this
             // request's own deadline), a finished one is used, and within the penalty window
             // after it the cached keys answer without asking the IdP.
-            let (refetched, how) = self.keys(at.http, at.now, at.budget)?;
-            if !refetched.has_kid(kid) {
-                return match how {
+            let (refetched_keys, refetched_how) = self.keys(at.http, at.now, at.budget)?;
+            if !refetched_keys.has_kid(kid) {
+                return match refetched_how {
                     // Keys that could not be refreshed may lack a key the IdP has since
                     // published: an outage, not a verdict on the token.
                     Lookup::Stale(cause) => Err(cause),
                     _ => Ok(Verdict::Invalid(Reason::UnknownKey)),
                 };
             }
-            keys = refetched;
+            (keys, how, refetched) = (refetched_keys, refetched_how, true);
         }
-        match (verify(token, peeked, &self.issuer, &keys, at.now, at.leeway, at.claim_names), how) {
+        let verified = |keys: &KeySet| verify(token, peeked, &self.issuer, keys, at.now, at.leeway, at.claim_names);
+        let mut result = verified(&keys);
+        // Some IdPs (OCI IAM identity domains) rotate a key and keep its `kid`: a known `kid`
+        // that does not verify asks for the keys again, under the same once-per-window limit
+        // as an unknown `kid`, so forged signatures cost the IdP at most one request a window.
+        // Keys this request has just loaded (or waited for) are the newest there are.
+        let just_loaded = refetched || matches!(how, Lookup::Miss | Lookup::Shared);
+        if result == Err(Reason::BadSignature) && peeked.header.kid.is_some() && !just_loaded {
+            self.refetch_once_per_window(at.now);
+            let (again, again_how) = self.keys(at.http, at.now, at.budget)?;
+            if !Arc::ptr_eq(&again, &keys) {
+                result = verified(&again);
+            }
+            how = again_how;
+        }
+        match (result, how) {
             (Ok(identity), _) => Ok(Verdict::Active(identity)),
-            // A token without a `kid` that no kept key verifies, while the keys could not be
-            // refreshed, may be signed with a key published since: an outage, not a verdict.
-            (Err(Reason::BadSignature), Lookup::Stale(cause)) if peeked.header.kid.is_none() => Err(cause),
+            // A signature that no kept key verifies, while the keys could not be refreshed,
+            // may be by a key published (or rotated under its `kid`) since: an outage, not a
+            // verdict.
+            (Err(Reason::BadSignature), Lookup::Stale(cause)) => Err(cause),
             (Err(reason), _) => Ok(Verdict::Invalid(reason)),
         }
     }

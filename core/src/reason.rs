@@ -45,6 +45,12 @@ pub enum Reason {
     BadSignature,
     WrongIssuer,
     WrongAudience,
+    /// A multi-tenant issuer's token from a tenant not accepted (its `tid`).
+    TenantNotAllowed,
+    /// A Cognito access token whose `client_id` is not an accepted app client.
+    ClientNotAllowed,
+    /// A token for Microsoft Graph (a `nonce` JOSE header): only Graph can verify it.
+    GraphToken,
     /// In `auto` mode, a JWT that IdP A vouched for as a locally verified issuer's.
     NotVerifiedLocally,
     /// Valid at IdP A, but IdP B refused to exchange it (token exchange, on-behalf-of).
@@ -81,6 +87,9 @@ impl Reason {
             Reason::BadSignature => "bad_signature",
             Reason::WrongIssuer => "wrong_issuer",
             Reason::WrongAudience => "wrong_audience",
+            Reason::TenantNotAllowed => "tenant_not_allowed",
+            Reason::ClientNotAllowed => "client_not_allowed",
+            Reason::GraphToken => "graph_token",
             Reason::NotVerifiedLocally => "not_verified_locally",
             Reason::BackendRefusedCallerToken => "backend_refused_caller_token",
         }

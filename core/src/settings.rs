@@ -127,6 +127,13 @@ pub(crate) const SETTINGS: &[Setting] = &[
     s("TOKENBRIDGE_AUDIENCE_CHECK", None, Some("on"), "off to accept JWTs without checking the audience"),
     s("TOKENBRIDGE_JWKS_URL", None, None, "its JWKS; discovered from the issuer when unset"),
     s("TOKENBRIDGE_JWT_TYP", None, None, "at+jwt to require RFC 9068 access tokens"),
+    s(
+        "TOKENBRIDGE_ACCEPTED_CLIENT_IDS",
+        None,
+        None,
+        "Cognito: app clients (client_id) whose access tokens are accepted",
+    ),
+    s("TOKENBRIDGE_TENANTS", None, None, "tenants an issuer written with {tenantid} accepts (Entra multi-tenant)"),
     s("TOKENBRIDGE_ISSUERS", None, None, "several issuers, as a JSON array (docs/jwt-and-policy.md)"),
     s("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", None, Some("300"), "JWKS lifetime when it sends no Cache-Control max-age"),
     s("TOKENBRIDGE_POLICY", None, None, "per-route policy, JSON (docs/jwt-and-policy.md)"),

@@ -166,7 +166,7 @@ impl Validation {
                 };
             }
         };
-        match peeked.issuer.as_ref().and_then(|i| self.jwks.get(i)) {
+        match peeked.issuer.as_deref().and_then(|i| self.issuer_named(i)) {
             Some(jwks) if jwks.issuer.local && mode != Mode::Introspection => Path::Local(jwks, Box::new(peeked)),
             None if mode == Mode::Jwt => Path::Reject(Reason::UnknownIssuer),
             _ => Path::Introspect { named: peeked.issuer, jwt: true },
@@ -174,7 +174,14 @@ impl Validation {
     }
 
     fn is_local(&self, issuer: &str) -> bool {
-        self.jwks.get(issuer).is_some_and(|j| j.issuer.local)
+        self.issuer_named(issuer).is_some_and(|j| j.issuer.local)
+    }
+
+    /// The configured issuer an `iss` names: the one spelt so, else a tenant template with one
+    /// of its accepted tenants substituted. A template is never named by its own spelling.
+    fn issuer_named(&self, iss: &str) -> Option<&Jwks> {
+        let exact = self.jwks.get(iss).filter(|j| !j.issuer.is_template());
+        exact.or_else(|| self.jwks.values().find(|j| j.issuer.is_template() && j.issuer.names(iss)))
     }
 
     /// A verdict from the cache, or `load`'s, kept until the token's expiry (at most the
@@ -245,7 +252,7 @@ impl Validation {
         let named: Vec<&Jwks> = [named_by_token, identity.issuer.as_deref()]
             .into_iter()
             .flatten()
-            .filter_map(|n| self.jwks.get(n))
+            .filter_map(|n| self.issuer_named(n))
             .collect();
         let accepted = if named_by_token.is_none() && identity.issuer.is_none() {
             let audiences: Vec<String> =

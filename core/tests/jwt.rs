@@ -23,13 +23,18 @@ struct Fixture {
 }
 
 fn fixture(keys: &[&SigningKey], extra: &[(&str, &str)]) -> Fixture {
+    fixture_with(keys, |_| extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+/// A fixture whose extra settings may name the fake issuer (its URL, its JWKS).
+fn fixture_with(keys: &[&SigningKey], extra: impl FnOnce(&FakeIssuer) -> Vec<(String, String)>) -> Fixture {
     let idp = IdpPair::start();
     let issuer = FakeIssuer::start(keys);
     let mut env: HashMap<String, String> = idp.env().into_iter().collect();
     env.insert("TOKENBRIDGE_ISSUER".into(), issuer.url.clone());
     env.insert("TOKENBRIDGE_AUDIENCE".into(), "api".into());
     env.insert("TOKENBRIDGE_MODE".into(), "jwt".into());
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env.extend(extra(&issuer));
     let clock = Arc::new(ManualClock::at(unix_now()));
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = log.clone();
@@ -643,4 +648,330 @@ fn in_auto_mode_a_local_issuers_jwt_never_dodges_its_checks_through_introspectio
     // An opaque token of the same issuer is IdP A's to vouch for, as before.
     f.idp.a.add_token("opaque-of-the-local-issuer", vouched);
     assert!(matches!(f.decide("opaque-of-the-local-issuer"), Outcome::Allow(_)));
+}
+
+/// Amazon Cognito access tokens: no `aud`, the app client in `client_id`, `token_use: access`.
+fn cognito_claims(f: &Fixture, client_id: &str, token_use: &str) -> serde_json::Value {
+    let now = f.now();
+    json!({"iss": f.issuer.url, "sub": "alice", "client_id": client_id, "token_use": token_use,
+           "scope": "orders.read", "iat": now, "exp": now + 600, "jti": "j"})
+}
+
+#[test]
+fn a_cognito_access_token_is_accepted_by_its_client_id_without_an_audience() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_AUDIENCE", ""), ("TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "app1 app2")]);
+    for client in ["app1", "app2"] {
+        match f.decide(&key.sign(&cognito_claims(&f, client, "access"))) {
+            Outcome::Allow(g) => assert_eq!((g.principal.as_str(), g.client_id.as_deref()), ("alice", Some(client))),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_denied(&f, f.decide(&key.sign(&cognito_claims(&f, "other-app", "access"))), "client_not_allowed");
+}
+
+#[test]
+fn a_cognito_id_token_or_a_token_without_token_use_is_refused() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = fixture(&[&key], &[("TOKENBRIDGE_AUDIENCE", ""), ("TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "app1")]);
+    // Cognito's ID token names the app client in `aud` and says `token_use: id`.
+    let mut id_token = cognito_claims(&f, "app1", "id");
+    id_token.as_object_mut().unwrap().remove("client_id");
+    id_token["aud"] = json!("app1");
+    assert_denied(&f, f.decide(&key.sign(&id_token)), "not_an_access_token");
+    let mut without = cognito_claims(&f, "app1", "access");
+    without.as_object_mut().unwrap().remove("token_use");
+    assert_denied(&f, f.decide(&key.sign(&without)), "missing_claim");
+    let mut typed = cognito_claims(&f, "app1", "access");
+    typed["token_use"] = json!(["access"]);
+    assert_denied(&f, f.decide(&key.sign(&typed)), "malformed_claim");
+    let mut no_client = cognito_claims(&f, "app1", "access");
+    no_client.as_object_mut().unwrap().remove("client_id");
+    assert_denied(&f, f.decide(&key.sign(&no_client)), "missing_claim");
+}
+
+#[test]
+fn client_ids_in_issuers_apply_to_that_issuer_and_stand_in_for_its_audience() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = fixture_with(&[&key], |issuer| {
+        let issuers = json!([{"issuer": format!("{}/pool", issuer.url), "jwks_url": issuer.jwks_url(),
+                              "client_ids": ["app1"]}]);
+        vec![("TOKENBRIDGE_ISSUERS".into(), issuers.to_string())]
+    });
+    let mut claims = cognito_claims(&f, "app1", "access");
+    claims["iss"] = json!(format!("{}/pool", f.issuer.url));
+    assert_allowed(&f.decide(&key.sign(&claims)));
+    claims["token_use"] = json!("id");
+    assert_denied(&f, f.decide(&key.sign(&claims)), "not_an_access_token");
+    // The other issuer (TOKENBRIDGE_ISSUER) still wants its audience, and no client check.
+    assert_allowed(&f.decide(&f.valid(&key)));
+}
+
+/// Entra's multi-tenant issuer, with tenants `t1` and `t2` accepted and the shared JWKS.
+fn entra(keys: &[&SigningKey]) -> Fixture {
+    fixture_with(keys, |issuer| {
+        let issuers = json!([{"issuer": format!("{}/{{tenantid}}/v2.0", issuer.url), "tenants": ["t1", "t2"],
+                              "audiences": ["api"], "jwks_url": issuer.jwks_url()}]);
+        vec![("TOKENBRIDGE_ISSUERS".into(), issuers.to_string())]
+    })
+}
+
+fn tenant_claims(f: &Fixture, iss_tenant: &str, tid: Option<&str>) -> serde_json::Value {
+    let mut claims = f.issuer.claims("api", "alice", "orders.read", f.now());
+    claims["iss"] = json!(format!("{}/{iss_tenant}/v2.0", f.issuer.url));
+    if let Some(tid) = tid {
+        claims["tid"] = json!(tid);
+    }
+    claims
+}
+
+#[test]
+fn a_multi_tenant_issuer_accepts_the_listed_tenants_each_under_its_own_issuer() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = entra(&[&key]);
+    assert_allowed(&f.decide(&key.sign(&tenant_claims(&f, "t1", Some("t1")))));
+    assert_allowed(&f.decide(&key.sign(&tenant_claims(&f, "t2", Some("t2")))));
+    // Another tenant is not accepted implicitly, however good its signature.
+    assert_denied(&f, f.decide(&key.sign(&tenant_claims(&f, "t3", Some("t3")))), "unknown_issuer");
+}
+
+#[test]
+fn a_multi_tenant_token_must_name_its_tenant_in_tid_as_in_iss() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = entra(&[&key]);
+    assert_denied(&f, f.decide(&key.sign(&tenant_claims(&f, "t1", Some("t2")))), "wrong_issuer");
+    assert_denied(&f, f.decide(&key.sign(&tenant_claims(&f, "t1", Some("t3")))), "tenant_not_allowed");
+    assert_denied(&f, f.decide(&key.sign(&tenant_claims(&f, "t1", None))), "missing_claim");
+    let mut typed = tenant_claims(&f, "t1", None);
+    typed["tid"] = json!(["t1"]);
+    assert_denied(&f, f.decide(&key.sign(&typed)), "malformed_claim");
+    // The template's own spelling names no tenant.
+    let literal = tenant_claims(&f, "{tenantid}", Some("{tenantid}"));
+    assert_denied(&f, f.decide(&key.sign(&literal)), "unknown_issuer");
+}
+
+/// The configuration of a lone issuer with these extra settings, as its problems or `Ok`.
+fn issuer_config(extra: &[(&str, &str)]) -> Result<(), String> {
+    let env: HashMap<&str, &str> = [
+        ("TOKENBRIDGE_BACKEND_TOKEN_URL", "https://b.example/t"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_ID", "b"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "s"),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .collect();
+    Config::from_lookup(&|k| env.get(k).map(|v| v.to_string())).map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_tenant_template_needs_its_tenants_and_its_jwks_url() {
+    let entra = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    let keys = "https://login.microsoftonline.com/common/discovery/v2.0/keys";
+    let base = [("TOKENBRIDGE_ISSUER", entra), ("TOKENBRIDGE_AUDIENCE", "api")];
+    let with = |extra: &[(&'static str, &'static str)]| issuer_config(&[&base[..], extra].concat());
+    assert!(with(&[("TOKENBRIDGE_TENANTS", "t1"), ("TOKENBRIDGE_JWKS_URL", keys)]).is_ok());
+    let no_tenants = with(&[("TOKENBRIDGE_JWKS_URL", keys)]).unwrap_err();
+    assert!(no_tenants.contains("no tenant is accepted implicitly"), "{no_tenants}");
+    let no_jwks = with(&[("TOKENBRIDGE_TENANTS", "t1")]).unwrap_err();
+    assert!(no_jwks.contains("needs the JWKS URL"), "{no_jwks}");
+    let bad = with(&[("TOKENBRIDGE_TENANTS", "t1 x/y"), ("TOKENBRIDGE_JWKS_URL", keys)]).unwrap_err();
+    assert!(bad.contains("tenant \"x/y\""), "{bad}");
+    let stray = issuer_config(&[
+        ("TOKENBRIDGE_ISSUER", "https://idp.example"),
+        ("TOKENBRIDGE_AUDIENCE", "api"),
+        ("TOKENBRIDGE_TENANTS", "t1"),
+    ])
+    .unwrap_err();
+    assert!(stray.contains("has no {tenantid}"), "{stray}");
+}
+
+#[test]
+fn accepted_client_ids_stand_in_for_the_audience_only_where_tokens_are_verified_here() {
+    let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
+    assert!(issuer_config(&[("TOKENBRIDGE_ISSUER", cognito), ("TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "app1")]).is_ok());
+    let issuers = format!(r#"[{{"issuer":"{cognito}","mode":"introspection","client_ids":["app1"]}}]"#);
+    let introspected = issuer_config(&[
+        ("TOKENBRIDGE_ISSUERS", &issuers),
+        ("TOKENBRIDGE_INTROSPECTION_URL", "https://a.example/i"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", "a"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", "s"),
+    ])
+    .unwrap_err();
+    assert!(introspected.contains("need the tokens verified here"), "{introspected}");
+}
+
+/// Entra's JWKS lists its keys without `alg` (and with `x5t`, `x5c`): each key then verifies the
+/// algorithms of its family.
+#[test]
+fn a_jwks_key_without_alg_as_entra_publishes_it_verifies() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = fixture(&[&key], &[]);
+    let mut jwk = key.jwk.clone();
+    let members = jwk.as_object_mut().unwrap();
+    members.remove("alg");
+    members.insert("use".into(), json!("sig"));
+    members.insert("x5t".into(), json!("k"));
+    members.insert("x5c".into(), json!(["MIIC"]));
+    f.issuer.publish_raw(vec![jwk]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    assert_allowed(&f.decide(&SigningKey::rsa("k", Algorithm::PS256).sign(&f.issuer.claims(
+        "api",
+        "alice",
+        "",
+        f.now(),
+    ))));
+}
+
+/// Tokens for Microsoft Graph carry a `nonce` header and are signed over a transformed nonce:
+/// refused as such, and without fetching any key.
+#[test]
+fn a_graph_token_is_refused_before_any_key_is_fetched() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = fixture(&[&key], &[]);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("k".into());
+    header.extras.insert("nonce".to_string(), json!("AQABAAAAAAB"));
+    let graph = key.sign_with(header, &f.issuer.claims("api", "alice", "", f.now()));
+    assert_denied(&f, f.decide(&graph), "graph_token");
+    assert_eq!((f.issuer.discovery_requests(), f.issuer.jwks_requests()), (0, 0));
+}
+
+/// OCI IAM identity domains may rotate a key and keep its `kid`.
+#[test]
+fn a_key_rotated_under_the_same_kid_is_picked_up_on_its_first_use() {
+    let old = SigningKey::ec("k", Algorithm::ES256);
+    let new = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&old], &[]);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.publish(&[&new]);
+    assert_allowed(&f.decide(&f.valid(&new)));
+    assert_eq!(f.issuer.jwks_requests(), 2, "one refetch for the signature");
+}
+
+#[test]
+fn forged_signatures_under_a_known_kid_cost_the_idp_one_request_per_penalty_window() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    for _ in 0..30 {
+        let forger = SigningKey::ec("k", Algorithm::ES256);
+        assert_denied(&f, f.decide(&f.valid(&forger)), "bad_signature");
+    }
+    assert_eq!(f.issuer.jwks_requests(), 2, "the first load and one refetch");
+    f.clock.advance(11);
+    assert_denied(&f, f.decide(&f.valid(&SigningKey::ec("k", Algorithm::ES256))), "bad_signature");
+    assert_eq!(f.issuer.jwks_requests(), 3);
+}
+
+#[test]
+fn unknown_kids_and_forged_signatures_share_one_refetch_window() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    assert_denied(&f, f.decide(&f.valid(&SigningKey::ec("stranger", Algorithm::ES256))), "unknown_key");
+    assert_denied(&f, f.decide(&f.valid(&SigningKey::ec("k", Algorithm::ES256))), "bad_signature");
+    assert_eq!(f.issuer.jwks_requests(), 2);
+    f.clock.advance(11);
+    assert_denied(&f, f.decide(&f.valid(&SigningKey::ec("k", Algorithm::ES256))), "bad_signature");
+    assert_denied(&f, f.decide(&f.valid(&SigningKey::ec("stranger-2", Algorithm::ES256))), "unknown_key");
+    assert_eq!(f.issuer.jwks_requests(), 3);
+}
+
+#[test]
+fn a_key_rotated_under_its_kid_while_the_jwks_is_down_is_unavailable_not_denied() {
+    let old = SigningKey::ec("k", Algorithm::ES256);
+    let new = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&old], &[("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "3600")]);
+    assert_allowed(&f.decide(&f.valid(&old)));
+    f.issuer.publish(&[&new]);
+    f.issuer.set_down(true);
+    let token = f.valid(&new);
+    assert_unavailable_jwks(f.decide(&token));
+    f.issuer.set_down(false);
+    f.clock.advance(11);
+    assert_allowed(&f.decide(&token));
+}
+
+#[test]
+fn concurrent_forged_signatures_under_a_known_kid_make_one_refetch() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert_allowed(&f.decide(&f.valid(&key)));
+    f.issuer.set_jwks_delay(Duration::from_millis(300));
+    let forged: Vec<String> =
+        (0..8).map(|i| key_token(&f, &SigningKey::ec("k", Algorithm::ES256), &format!("m{i}"))).collect();
+    for outcome in f.decide_together(&forged) {
+        assert_eq!(outcome, Outcome::Deny(Denial::InvalidToken));
+    }
+    assert_eq!(f.issuer.jwks_requests(), 2, "the first load and one refetch, shared");
+}
+
+/// Entra's shared JWKS lists a tenant's own key under that tenant's issuer: it verifies that
+/// issuer's tokens only, and a key for the `{tenantid}` template those of the issuer it spells
+/// with the token's `tid`.
+#[test]
+fn a_key_published_for_one_issuer_verifies_only_that_issuers_tokens() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let f = entra(&[&key]);
+    let publish_for = |issuer: serde_json::Value| {
+        let mut jwk = key.jwk.clone();
+        jwk["issuer"] = issuer;
+        f.issuer.publish_raw(vec![jwk, SigningKey::ec("other", Algorithm::ES256).jwk]);
+        f.clock.advance(301); // past the keys' lifetime, so the new document is read
+    };
+    let t1 = |sub: &str| {
+        let mut claims = tenant_claims(&f, "t1", Some("t1"));
+        claims["sub"] = json!(sub);
+        key.sign(&claims)
+    };
+    publish_for(json!(format!("{}/t2/v2.0", f.issuer.url)));
+    assert_denied(&f, f.decide(&t1("alice")), "bad_signature");
+    publish_for(json!(format!("{}/t1/v2.0", f.issuer.url)));
+    assert!(matches!(f.decide(&t1("bob")), Outcome::Allow(_)));
+    publish_for(json!(format!("{}/{{tenantid}}/v2.0", f.issuer.url)));
+    assert!(matches!(f.decide(&t1("carol")), Outcome::Allow(_)));
+    publish_for(json!(format!("{}/{{tenantid}}/v1.0", f.issuer.url)));
+    assert_denied(&f, f.decide(&t1("erin")), "bad_signature");
+    publish_for(json!(5));
+    assert_eq!(f.decide(&t1("dave")), Outcome::Deny(Denial::InvalidToken));
+}
+
+#[test]
+fn the_effective_configuration_shows_the_tenants_and_client_ids_an_issuer_accepts() {
+    let env: HashMap<&str, &str> = [
+        ("TOKENBRIDGE_BACKEND_TOKEN_URL", "https://b.example/t"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_ID", "b"),
+        ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", "s"),
+        ("TOKENBRIDGE_ISSUERS", r#"[{"issuer":"https://login.microsoftonline.com/{tenantid}/v2.0","tenants":["t1","t2"],"audiences":["api"],"jwks_url":"https://login.microsoftonline.com/common/discovery/v2.0/keys"},{"issuer":"https://cognito-idp.eu-west-1.amazonaws.com/pool","client_ids":["app1"]}]"#),
+    ]
+    .into_iter()
+    .collect();
+    let shown =
+        Config::from_lookup(&|k| env.get(k).map(|v| v.to_string())).map_err(|e| e.to_string()).unwrap().to_string();
+    assert!(shown.contains("{tenantid}/v2.0 = verified locally, audiences [api]"), "{shown}");
+    assert!(shown.contains(", tenants [t1 t2]"), "{shown}");
+    assert!(shown.contains(", access tokens of the clients [app1]"), "{shown}");
+}
+
+#[test]
+fn a_forged_signature_checked_against_keys_just_fetched_makes_no_refetch() {
+    let key = SigningKey::ec("k", Algorithm::ES256);
+    let f = fixture(&[&key], &[]);
+    assert_denied(&f, f.decide(&f.valid(&SigningKey::ec("k", Algorithm::ES256))), "bad_signature");
+    assert_eq!(f.issuer.jwks_requests(), 1);
+}
+
+#[test]
+fn client_ids_and_tenants_are_refused_when_every_token_is_introspected() {
+    let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
+    let refused = issuer_config(&[
+        ("TOKENBRIDGE_ISSUER", cognito),
+        ("TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "app1"),
+        ("TOKENBRIDGE_MODE", "introspection"),
+        ("TOKENBRIDGE_INTROSPECTION_URL", "https://a.example/i"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_ID", "a"),
+        ("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET", "s"),
+    ])
+    .unwrap_err();
+    assert!(refused.contains("need the tokens verified here"), "{refused}");
 }

@@ -41,7 +41,15 @@ pub fn claim_names() -> Vec<String> {
 
 /// The issuer of the JWT targets; `require_at_jwt` as asked.
 pub fn issuer(require_at_jwt: bool) -> Issuer {
-    Issuer { issuer: ISSUER.into(), audiences: vec![AUDIENCE.into()], jwks_url: None, local: true, require_at_jwt }
+    Issuer {
+        issuer: ISSUER.into(),
+        audiences: vec![AUDIENCE.into()],
+        jwks_url: None,
+        local: true,
+        require_at_jwt,
+        client_ids: Vec::new(),
+        tenants: Vec::new(),
+    }
 }
 
 fn key() -> &'static Ed25519KeyPair {
