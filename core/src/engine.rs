@@ -317,11 +317,9 @@ impl Engine {
         };
         trace.principal = Some(identity.principal.clone());
         trace.client_id = identity.client_id.clone();
-        if let Err(denial) = rule.check(&identity) {
-            if denial == Denial::InvalidToken {
-                trace.reason = Some(Reason::IssuerOrAudienceNotAcceptedHere);
-            }
-            return Some(Outcome::Deny(denial));
+        if let Some(refusal) = rule.refusal(&identity) {
+            trace.reason = Some(refusal.reason());
+            return Some(Outcome::Deny(rule.denial(refusal)));
         }
         // Validation may have waited on IdPs for up to the call timeout: the backend token's
         // usable end, and the grant's expiry, are judged by the time now.

@@ -4,6 +4,7 @@
 //! time; no release build compiles it.
 
 pub use crate::bearer::{Credential, MAX_TOKEN_LEN, extract as extract_bearer};
+pub use crate::claims::{Condition, Facts, Wanted};
 pub use crate::introspection::{Identity, Verdict};
 pub use crate::jwt::Issuer;
 pub use crate::policy::{Policy, Rule, ScopeMatch};
@@ -25,7 +26,7 @@ pub fn introspection_answer(
     claim_names: &[String],
     required_token_type: Option<&str>,
 ) -> Result<Verdict, Failure> {
-    introspection::read_answer(status, body, now, leeway, claim_names, required_token_type)
+    introspection::read_answer(status, body, now, leeway, &Wanted::context(claim_names), required_token_type)
 }
 
 /// A backend token read from a token endpoint answer, with the times the engine derives from it.
@@ -173,7 +174,8 @@ pub fn jwt_verify_with(
     leeway: i64,
     claim_names: &[String],
 ) -> Result<Identity, &'static str> {
-    jwt::verify(&token.token, &token.peek, issuer, &keys.0, now, leeway, claim_names).map_err(Reason::as_str)
+    jwt::verify(&token.token, &token.peek, issuer, &keys.0, now, leeway, &Wanted::context(claim_names))
+        .map_err(Reason::as_str)
 }
 
 /// [`jwt_verify_with`] from the token's text and the JWKS document's bytes: a JWT refused

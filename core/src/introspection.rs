@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::claims::{Facts, Wanted};
 use crate::clock::UnixTime;
 use crate::outcome::Failure;
 use crate::reason::Reason;
@@ -23,6 +24,8 @@ pub struct Identity {
     pub audiences: Vec<String>,
     /// The configured context claims that the token carries, as strings.
     pub claims: BTreeMap<String, String>,
+    /// The values the policy's claim conditions read.
+    pub facts: Facts,
     /// Verified here from a JWT's signature, rather than by asking the IdP.
     pub verified_locally: bool,
 }
@@ -42,7 +45,7 @@ pub(crate) fn read_answer(
     body: &[u8],
     now: UnixTime,
     leeway: i64,
-    claim_names: &[String],
+    wanted: &Wanted,
     required_token_type: Option<&str>,
 ) -> Result<Verdict, Failure> {
     if status == 400 && crate::backend::error_code(body).as_deref() == Some("unsupported_token_type") {
@@ -94,7 +97,8 @@ pub(crate) fn read_answer(
         expires_at: exp,
         issuer,
         audiences,
-        claims: context_claims(&answer, claim_names),
+        claims: context_claims(&answer, &wanted.context),
+        facts: Facts::read(&answer, &wanted.conditions),
         verified_locally: false,
     }))
 }
@@ -167,7 +171,7 @@ mod tests {
     const NOW: UnixTime = 1_800_000_000;
 
     fn read(body: &str) -> Result<Verdict, Failure> {
-        read_answer(200, body.as_bytes(), NOW, 30, &[], None)
+        read_answer(200, body.as_bytes(), NOW, 30, &Wanted::default(), None)
     }
 
     fn active(body: &str) -> Identity {
@@ -208,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_required_token_type_refuses_answers_without_it() {
-        let read_typed = |body: &str| read_answer(200, body.as_bytes(), NOW, 30, &[], Some("Bearer"));
+        let read_typed = |body: &str| read_answer(200, body.as_bytes(), NOW, 30, &Wanted::default(), Some("Bearer"));
         assert!(matches!(read_typed(r#"{"active":true,"sub":"a","token_type":"bearer"}"#), Ok(Verdict::Active(_))));
         assert_eq!(read_typed(r#"{"active":true,"sub":"a"}"#), Ok(Verdict::Invalid(Reason::NotAnAccessToken)));
         assert_eq!(
@@ -220,8 +224,14 @@ mod tests {
     #[test]
     fn a_token_the_idp_will_not_introspect_is_invalid_not_unavailable() {
         let body = br#"{"error":"unsupported_token_type","error_description":"..."}"#;
-        assert_eq!(read_answer(400, body, NOW, 0, &[], None), Ok(Verdict::Invalid(Reason::UnsupportedTokenType)));
-        assert_eq!(read_answer(400, br#"{"error":"invalid_request"}"#, NOW, 0, &[], None), Err(Failure::Status(400)));
+        assert_eq!(
+            read_answer(400, body, NOW, 0, &Wanted::default(), None),
+            Ok(Verdict::Invalid(Reason::UnsupportedTokenType))
+        );
+        assert_eq!(
+            read_answer(400, br#"{"error":"invalid_request"}"#, NOW, 0, &Wanted::default(), None),
+            Err(Failure::Status(400))
+        );
     }
 
     #[test]
@@ -291,8 +301,11 @@ mod tests {
 
     #[test]
     fn non_200_is_a_failure_not_a_verdict() {
-        assert_eq!(read_answer(503, b"", NOW, 0, &[], None), Err(Failure::Status(503)));
-        assert_eq!(read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0, &[], None), Err(Failure::ClientRejected));
+        assert_eq!(read_answer(503, b"", NOW, 0, &Wanted::default(), None), Err(Failure::Status(503)));
+        assert_eq!(
+            read_answer(401, br#"{"error":"invalid_client"}"#, NOW, 0, &Wanted::default(), None),
+            Err(Failure::ClientRejected)
+        );
     }
 
     #[test]
@@ -300,7 +313,9 @@ mod tests {
         let names = ["email".to_string(), "groups".to_string(), "address".to_string(), "n".to_string()];
         let body = r#"{"active":true,"sub":"a","iss":"https://idp","aud":["api","other"],"email":"a@x",
                        "groups":["g1",2],"address":{"city":"x"},"n":5}"#;
-        let Ok(Verdict::Active(i)) = read_answer(200, body.as_bytes(), NOW, 0, &names, None) else { panic!() };
+        let Ok(Verdict::Active(i)) = read_answer(200, body.as_bytes(), NOW, 0, &Wanted::context(&names), None) else {
+            panic!()
+        };
         assert_eq!(i.issuer.as_deref(), Some("https://idp"));
         assert_eq!(i.audiences, ["api", "other"]);
         assert_eq!(i.claims.get("email").map(String::as_str), Some("a@x"));

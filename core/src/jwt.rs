@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::budget::Budget;
 use crate::cache::{Cache, Entry, Lookup};
+use crate::claims::{Facts, Wanted};
 use crate::clock::UnixTime;
 use crate::http::HttpClient;
 use crate::introspection::{self, Identity, Verdict};
@@ -45,7 +46,7 @@ pub(crate) struct At<'a> {
     pub now: UnixTime,
     pub budget: Budget,
     pub leeway: i64,
-    pub claim_names: &'a [String],
+    pub wanted: &'a Wanted,
 }
 
 /// One trusted issuer.
@@ -322,7 +323,7 @@ pub(crate) fn verify(
     keys: &KeySet,
     now: UnixTime,
     leeway: i64,
-    claim_names: &[String],
+    wanted: &Wanted,
 ) -> Result<Identity, Reason> {
     let alg = peeked.header.alg;
     if !ALLOWED.contains(&alg) {
@@ -357,7 +358,7 @@ pub(crate) fn verify(
     if !issuer.client_ids.is_empty() {
         client_checked(claims, &issuer.client_ids)?;
     }
-    identity(claims, now, leeway, claim_names)
+    identity(claims, now, leeway, wanted)
 }
 
 /// `iss` must be the issuer; for a tenant template, the template with the token's own `tid`
@@ -397,12 +398,7 @@ fn is_at_jwt(typ: &str) -> bool {
 }
 
 /// The identity in verified claims, after the time checks.
-fn identity(
-    claims: &Map<String, Value>,
-    now: UnixTime,
-    leeway: i64,
-    claim_names: &[String],
-) -> Result<Identity, Reason> {
+fn identity(claims: &Map<String, Value>, now: UnixTime, leeway: i64, wanted: &Wanted) -> Result<Identity, Reason> {
     // A claim of the wrong type is a malformed token, never a claim to skip.
     let time = |k: &str| match claims.get(k) {
         None | Some(Value::Null) => Ok(None),
@@ -439,7 +435,8 @@ fn identity(
         expires_at: Some(exp),
         issuer: text("iss")?,
         audiences: introspection::audiences(claims).unwrap_or_default(),
-        claims: introspection::context_claims(claims, claim_names),
+        claims: introspection::context_claims(claims, &wanted.context),
+        facts: Facts::read(claims, &wanted.conditions),
         verified_locally: true,
     })
 }
@@ -496,7 +493,7 @@ impl Jwks {
             }
             (keys, how, refetched) = (refetched_keys, refetched_how, true);
         }
-        let verified = |keys: &KeySet| verify(token, peeked, &self.issuer, keys, at.now, at.leeway, at.claim_names);
+        let verified = |keys: &KeySet| verify(token, peeked, &self.issuer, keys, at.now, at.leeway, at.wanted);
         let mut result = verified(&keys);
         // Some IdPs (OCI IAM identity domains) rotate a key and keep its `kid`: a known `kid`
         // that does not verify asks for the keys again, under the same once-per-window limit

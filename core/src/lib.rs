@@ -46,6 +46,7 @@ mod backend;
 mod bearer;
 mod budget;
 mod cache;
+mod claims;
 mod client_auth;
 mod clock;
 mod config;

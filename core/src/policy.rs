@@ -7,19 +7,22 @@
 //!    {"method": "GET",  "path": "/orders/*",  "scopes": ["orders.read"]},
 //!    {"method": "POST", "path": "/orders",    "scopes": ["orders.write"], "issuers": ["https://idp.example"]},
 //!    {"method": "*",    "path": "/admin/**",  "scopes": ["admin", "root"], "scope_match": "any", "introspect": true},
-//!    {"method": "*",    "path": "/hr/**",     "scopes": ["hr"], "backend": "hr"}
+//!    {"method": "*",    "path": "/hr/**",     "scopes": ["hr"], "backend": "hr",
+//!     "claims": [{"claim": "/realm_access/roles", "contains_any": ["hr-staff"]}]}
 //!  ],
 //!  "backends": {"hr": {"grant": "token_exchange", "audience": "hr-api"}},
 //!  "default": "deny"}
 //! ```
 //!
 //! A route's `backend` names the token IdP B is asked for on it; without one, the backend
-//! token is the one `TOKENBRIDGE_BACKEND_*` describes.
+//! token is the one `TOKENBRIDGE_BACKEND_*` describes. A route's `claims` are conditions on
+//! the token's claims that must all hold (see `claims`).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::claims::Condition;
 use crate::introspection::Identity;
 use crate::outcome::{Denial, Route};
 use crate::reason::Reason;
@@ -39,6 +42,8 @@ pub struct Rule {
     /// The policy's backend the backend token is asked for (an index into
     /// [`Policy::backends`]); `None`: the configured default backend.
     pub backend: Option<usize>,
+    /// Conditions on the token's claims, all of which must hold.
+    pub claims: Vec<Condition>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -66,19 +71,22 @@ struct RuleDoc {
     #[serde(default)]
     introspect: bool,
     backend: Option<String>,
+    #[serde(default)]
+    claims: Vec<serde_json::Value>,
 }
 
 impl RuleDoc {
     /// The rule, its backend resolved among `backends`' names.
     fn rule(self, backends: &[(String, BackendDoc)]) -> Result<Rule, String> {
-        let RuleDoc { scopes, scope_match, issuers, audiences, introspect, backend, .. } = self;
+        let RuleDoc { scopes, scope_match, issuers, audiences, introspect, backend, claims, .. } = self;
+        let claims = claims.iter().map(Condition::parse).collect::<Result<Vec<_>, _>>()?;
         let backend = match backend {
             None => None,
             Some(name) => Some(backends.iter().position(|(n, _)| *n == name).ok_or_else(|| {
                 format!("a policy route names backend {name:?}, which the policy's \"backends\" do not define")
             })?),
         };
-        Ok(Rule { scopes, scope_match, issuers, audiences, introspect, backend })
+        Ok(Rule { scopes, scope_match, issuers, audiences, introspect, backend, claims })
     }
 }
 
@@ -144,7 +152,7 @@ impl Policy {
             Some(Fallback::Rule(r)) if r.method.is_some() || r.path.is_some() => {
                 return Err("the policy default applies to every other route: it takes no method or path".into());
             }
-            Some(Fallback::Rule(r)) => Some(r.rule(&backends)?),
+            Some(Fallback::Rule(r)) => Some(r.rule(&backends).map_err(|e| format!("policy default: {e}"))?),
         };
         let mut routes = Vec::new();
         for r in doc.routes {
@@ -178,7 +186,9 @@ impl Policy {
                     earlier + 1
                 ));
             }
-            routes.push((method, segments, r.rule(&backends)?));
+            let rule =
+                r.rule(&backends).map_err(|e| format!("policy route {} ({method} {path}): {e}", routes.len() + 1))?;
+            routes.push((method, segments, rule));
         }
         let named = |i: usize| routes.iter().map(|(_, _, r)| r).chain(&default).any(|r| r.backend == Some(i));
         if let Some((unused, _)) = backends.iter().enumerate().find(|(i, _)| !named(*i)).map(|(_, b)| b) {
@@ -196,6 +206,18 @@ impl Policy {
     /// reuse one decision for other routes.
     pub fn has_routes(&self) -> bool {
         !self.routes.is_empty()
+    }
+
+    /// Every claim a condition reads (JSON Pointers), once each.
+    pub fn claim_pointers(&self) -> Vec<String> {
+        let mut pointers = Vec::new();
+        for rule in self.routes.iter().map(|(_, _, r)| r).chain(&self.default) {
+            rule.claims.iter().for_each(|c| c.pointers(&mut pointers));
+        }
+        let mut pointers: Vec<String> = pointers.into_iter().map(str::to_string).collect();
+        pointers.sort();
+        pointers.dedup();
+        pointers
     }
 
     /// Whether any route asks for introspection of valid JWTs.
@@ -246,6 +268,10 @@ impl Policy {
             if r.introspect {
                 parts.push("introspect".into());
             }
+            if !r.claims.is_empty() {
+                let conditions: Vec<String> = r.claims.iter().map(Condition::describe).collect();
+                parts.push(format!("claims {}", conditions.join(" and ")));
+            }
             if let Some((name, _)) = r.backend.and_then(|i| self.backends.get(i)) {
                 parts.push(format!("backend {name}"));
             }
@@ -263,19 +289,63 @@ impl Policy {
 
 impl Rule {
     /// `Ok` if the identity satisfies the rule, else the denial to give.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn check(&self, identity: &Identity) -> Result<(), Denial> {
+        self.refusal(identity).map_or(Ok(()), |r| Err(self.denial(r)))
+    }
+
+    /// Which of the rule's requirements the identity fails first, if any.
+    pub fn refusal(&self, identity: &Identity) -> Option<Refusal> {
         if !self.issuers.is_empty() && !identity.issuer.as_ref().is_some_and(|i| self.issuers.contains(i)) {
-            return Err(Denial::InvalidToken);
+            return Some(Refusal::IssuerOrAudience);
         }
         if !self.audiences.is_empty() && !identity.audiences.iter().any(|a| self.audiences.contains(a)) {
-            return Err(Denial::InvalidToken);
+            return Some(Refusal::IssuerOrAudience);
         }
         let has = |s: &String| identity.scopes.contains(s);
-        let ok = match self.scope_match {
+        let scoped = match self.scope_match {
             ScopeMatch::All => self.scopes.iter().all(has),
             ScopeMatch::Any => self.scopes.is_empty() || self.scopes.iter().any(has),
         };
-        if ok { Ok(()) } else { Err(Denial::InsufficientScope { required: self.scopes.clone() }) }
+        if !scoped {
+            return Some(Refusal::Scopes);
+        }
+        if !self.claims.iter().all(|c| c.holds(&identity.facts)) {
+            return Some(Refusal::Claims);
+        }
+        None
+    }
+
+    /// The answer to a refusal: a token from elsewhere is invalid here (401); a token short of
+    /// the route's scopes or claims is forbidden (403), naming the scopes when those are short.
+    pub fn denial(&self, refusal: Refusal) -> Denial {
+        match refusal {
+            Refusal::IssuerOrAudience => Denial::InvalidToken,
+            Refusal::Scopes => Denial::InsufficientScope { required: self.scopes.clone() },
+            Refusal::Claims => Denial::InsufficientScope { required: Vec::new() },
+        }
+    }
+}
+
+/// The requirement of a rule a token fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Another issuer or audience than the route accepts.
+    IssuerOrAudience,
+    /// Short of the route's scopes.
+    Scopes,
+    /// A claim condition does not hold.
+    Claims,
+}
+
+impl Refusal {
+    /// The `reason` the decision log gives.
+    pub fn reason(self) -> Reason {
+        match self {
+            Refusal::IssuerOrAudience => Reason::IssuerOrAudienceNotAcceptedHere,
+            Refusal::Scopes => Reason::InsufficientScope,
+            Refusal::Claims => Reason::ClaimConditionFailed,
+        }
     }
 }
 
@@ -363,6 +433,7 @@ mod tests {
             issuer: Some("https://idp.example".into()),
             audiences: vec!["api".into()],
             claims: Default::default(),
+            facts: Default::default(),
             verified_locally: false,
         }
     }
@@ -573,6 +644,43 @@ mod tests {
             let doc = format!(r#"{{"routes":[{{"path":"{unreachable}"}}]}}"#);
             assert!(Policy::from_json(&doc).unwrap_err().contains("can never match"), "{unreachable}");
         }
+    }
+
+    #[test]
+    fn claim_conditions_are_a_routes_and_read_once() {
+        let doc = r#"{"routes": [
+            {"path": "/hr/**", "scopes": ["hr"], "claims": [{"claim": "/groups", "contains_any": ["hr"]}]},
+            {"path": "/ops/**", "claims": [{"any": [{"claim": "/groups", "contains_any": ["ops"]}, {"claim": "/acr", "equals": "mfa"}]}]}
+        ], "default": {"claims": [{"claim": "/tid", "exists": true}]}}"#;
+        let p = Policy::from_json(doc).unwrap();
+        assert_eq!(p.claim_pointers(), ["/acr", "/groups", "/tid"]);
+        let hr = p.rule_for(&route("GET", "/hr/x")).unwrap();
+        let mut who = identity(&["hr"]);
+        assert_eq!(hr.refusal(&who), Some(Refusal::Claims));
+        assert_eq!(hr.check(&who), Err(Denial::InsufficientScope { required: vec![] }));
+        who.facts =
+            crate::claims::Facts::read(serde_json::json!({"groups": ["hr"]}).as_object().unwrap(), &p.claim_pointers());
+        assert_eq!(hr.refusal(&who), None);
+        assert_eq!(hr.refusal(&identity(&[])), Some(Refusal::Scopes), "scopes are checked first");
+        assert!(
+            p.describe().contains(
+                "* /ops/** → scopes all of [], claims (/groups contains any of [\"ops\"] or /acr equals \"mfa\")"
+            ),
+            "{}",
+            p.describe()
+        );
+        assert!(p.describe().contains("anything else → scopes all of [], claims /tid exists"), "{}", p.describe());
+    }
+
+    #[test]
+    fn a_bad_claim_condition_names_its_route() {
+        let err = Policy::from_json(
+            r#"{"routes": [{"path": "/a"}, {"path": "/b", "claims": [{"claim": "g", "exists": true}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("policy route 2 (* /b): claim \"g\""), "{err}");
+        let err = Policy::from_json(r#"{"default": {"claims": [{"claim": "/g", "equals": []}]}}"#).unwrap_err();
+        assert!(err.starts_with("policy default: claim /g: equals"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum Reason {
     MethodUnknown,
     /// Valid, but lacking a scope the route requires.
     InsufficientScope,
+    /// A claim condition of the route does not hold for the token.
+    ClaimConditionFailed,
     /// The route's issuers or audiences do not include the token's.
     IssuerOrAudienceNotAcceptedHere,
     // IdP A's verdict.
@@ -67,6 +69,7 @@ impl Reason {
             Reason::AmbiguousPath => "ambiguous_path",
             Reason::MethodUnknown => "method_unknown",
             Reason::InsufficientScope => "insufficient_scope",
+            Reason::ClaimConditionFailed => "claim_condition_failed",
             Reason::IssuerOrAudienceNotAcceptedHere => "issuer_or_audience_not_accepted_here",
             Reason::Inactive => "inactive",
             Reason::Expired => "expired",

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::budget::Budget;
 use crate::cache::{Cache, Entry};
+use crate::claims::Wanted;
 use crate::clock::UnixTime;
 use crate::config::{Config, Mode};
 use crate::idp::{Endpoint, Idp};
@@ -55,7 +56,7 @@ pub(crate) struct Validation {
     introspection_token_type: Option<String>,
     lifetimes: Lifetimes,
     leeway: i64,
-    context_claims: Vec<String>,
+    wanted: Wanted,
 }
 
 impl Validation {
@@ -72,7 +73,7 @@ impl Validation {
                 inactive_ttl: config.cache_inactive_ttl,
             },
             leeway: config.leeway,
-            context_claims: config.context_claims.clone(),
+            wanted: Wanted { context: config.context_claims.clone(), conditions: config.policy.claim_pointers() },
         }
     }
 
@@ -104,13 +105,8 @@ impl Validation {
             }
             Path::Reject(why) => Ok(Verdict::Invalid(why)),
             Path::Local(jwks, peeked) => {
-                let at = jwt::At {
-                    http: &idp.http,
-                    now: budget.now,
-                    budget,
-                    leeway: self.leeway,
-                    claim_names: &self.context_claims,
-                };
+                let at =
+                    jwt::At { http: &idp.http, now: budget.now, budget, leeway: self.leeway, wanted: &self.wanted };
                 jwks.validate(token, &peeked, &at)
             }
         })?;
@@ -229,7 +225,7 @@ impl Validation {
         let form = [("token", token), ("token_type_hint", "access_token")];
         idp.call(endpoint, &form, budget, trace, |a| {
             let required_type = self.introspection_token_type.as_deref();
-            introspection::read_answer(a.status, &a.body, now, self.leeway, &self.context_claims, required_type)
+            introspection::read_answer(a.status, &a.body, now, self.leeway, &self.wanted, required_type)
         })
     }
 

@@ -975,3 +975,38 @@ fn client_ids_and_tenants_are_refused_when_every_token_is_introspected() {
     .unwrap_err();
     assert!(refused.contains("need the tokens verified here"), "{refused}");
 }
+
+/// A route's claim conditions read the verified JWT's own claims (nested, namespaced), and the
+/// verdict cache keeps what they read: a second request decides from the cache alone.
+#[test]
+fn claim_conditions_read_the_verified_jwt() {
+    let key = SigningKey::rsa("k1", Algorithm::RS256);
+    let policy = r#"{"routes": [{"path": "/hr/**", "claims": [
+        {"claim": "/realm_access/roles", "contains_any": ["hr"]},
+        {"any": [{"claim": "/acr", "one_of": ["mfa"]}, {"claim": "/amr", "contains_all": ["hwk", "pin"]}]}
+    ]}], "default": {"scopes": []}}"#;
+    let f = fixture(&[&key], &[("TOKENBRIDGE_POLICY", policy)]);
+    let token = |extra: serde_json::Value| {
+        let mut claims = f.issuer.claims("api", "alice", "orders.read", f.now());
+        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        key.sign(&claims)
+    };
+    let at = |token: &str, path: &str| {
+        let route = Route { method: Some("GET".into()), path: Some(path.into()), ..Route::default() };
+        f.engine.decide(&Request { route, ..Request::bearer(format!("Bearer {token}")) })
+    };
+    let hr_mfa = token(json!({"realm_access": {"roles": ["hr"]}, "acr": "mfa"}));
+    let hr_keys = token(json!({"realm_access": {"roles": ["hr"]}, "amr": ["pin", "hwk"]}));
+    let hr_pin = token(json!({"realm_access": {"roles": ["hr"]}, "amr": ["pin"]}));
+    let not_hr = token(json!({"realm_access": {"roles": ["user"]}, "acr": "mfa"}));
+    assert_allowed(&at(&hr_mfa, "/hr/payroll"));
+    assert_allowed(&at(&hr_keys, "/hr/payroll"));
+    for refused in [&hr_pin, &not_hr] {
+        assert_eq!(at(refused, "/hr/payroll"), Outcome::Deny(Denial::InsufficientScope { required: vec![] }));
+        assert!(f.log.lock().unwrap().last().unwrap().contains("\"reason\":\"claim_condition_failed\""));
+        assert_allowed(&at(refused, "/public"));
+    }
+    let route = Route { method: Some("GET".into()), path: Some("/hr/x".into()), ..Route::default() };
+    let cached = f.engine.decide_now(&Request { route, ..Request::bearer(format!("Bearer {not_hr}")) });
+    assert_eq!(cached, Some(Outcome::Deny(Denial::InsufficientScope { required: vec![] })));
+}

@@ -254,3 +254,81 @@ fn look_alikes_of_a_guarded_route_are_refused_through_every_adapter() {
         }
     }
 }
+
+/// A route's claim conditions through every adapter that carries a route: the token whose
+/// claims hold is allowed, and tokens whose claims only look alike (a string for an array, a
+/// nested array, a space-separated string) are refused with 403, never 401.
+#[test]
+fn claim_conditions_decide_a_route_through_every_adapter() {
+    use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
+    const CLAIMS_POLICY: &str = r#"{"routes": [
+        {"path": "/hr/**", "claims": [{"claim": "/realm_access/roles", "contains_any": ["hr"]},
+                                      {"claim": "/https:~1~1example.com~1tier", "gte": 2}]}
+    ], "default": {"scopes": []}}"#;
+    let idp = IdpPair::start();
+    let answer = |roles: Value, tier: Value| {
+        json!({"active": true, "sub": "alice", "scope": "read", "exp": unix_now() + 600,
+               "realm_access": {"roles": roles}, "https://example.com/tier": tier})
+    };
+    let tokens = [
+        ("holds", answer(json!(["user", "hr"]), json!(3)), true),
+        ("lone string role", answer(json!("hr"), json!(2)), true),
+        ("missing role", answer(json!(["user"]), json!(3)), false),
+        ("nested array", answer(json!([["hr"]]), json!(3)), false),
+        ("space-separated", answer(json!("hr user"), json!(3)), false),
+        ("tier as a string", answer(json!(["hr"]), json!("3")), false),
+        ("tier too low", answer(json!(["hr"]), json!(1)), false),
+    ];
+    for (i, (_, answer, _)) in tokens.iter().enumerate() {
+        idp.a.add_token(&format!("claims-token-{i}"), answer.clone());
+    }
+    let mut env = idp.env();
+    env.push(("TOKENBRIDGE_POLICY".into(), CLAIMS_POLICY.into()));
+    let mut fn_agent = FnAgent::start(&env);
+    let server = HttpServer::start(&env);
+    let api = FakeRuntimeApi::start();
+    let _function = api.start_function(&env);
+    let lines: Vec<String> =
+        (0..tokens.len()).map(|i| routed(&format!("claims-token-{i}"), "GET", "/hr/payroll")).collect();
+    let stdio_run = stdio(&env, &lines.join("\n"));
+
+    for (i, (what, _, holds)) in tokens.iter().enumerate() {
+        let token = format!("claims-token-{i}");
+        let payload = routed(&token, "GET", "/hr/payroll");
+        let fn_reply = fn_agent.call(payload.as_bytes(), Framing::Chunked, Duration::from_secs(30)).json();
+        let forward = format!(
+            "GET /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Uri: /hr/payroll\r\n\r\n"
+        );
+        let forward = raw_exchange(&server.addr, forward.as_bytes()).unwrap().0;
+        let [_, v2] = lambda_events(&token, "/hr/payroll");
+        let v2 = api.invoke(&v2, Duration::from_secs(20));
+        let expected = if *holds { 200 } else { 403 };
+        assert_eq!(stdio_run.answers[i]["active"], *holds, "stdio, {what}: {}", stdio_run.answers[i]);
+        assert_eq!(fn_reply["active"], *holds, "Fn socket, {what}");
+        assert_eq!(forward, expected, "forward-auth, {what}");
+        assert!(matches!(&v2, Answer::Response(a) if a["isAuthorized"] == *holds), "Lambda HTTP API, {what}: {v2:?}");
+        if !holds {
+            assert_eq!(
+                challenge(&stdio_run.answers[i]),
+                "Bearer realm=\"tokenbridge\", error=\"insufficient_scope\"",
+                "a failed condition is forbidden, not unauthenticated: {what}"
+            );
+        }
+    }
+    assert!(
+        stdio_run.stderr.matches("\"reason\":\"claim_condition_failed\"").count() >= 5,
+        "the decision log names the failed condition: {}",
+        stdio_run.stderr
+    );
+    // Elsewhere the default applies: the claims are the route's, not the token's everywhere.
+    let elsewhere = stdio(&env, &routed("claims-token-2", "GET", "/public"));
+    assert_eq!(elsewhere.answers[0]["active"], true);
+    let run = harness::run(&["check-config"], &env, "");
+    assert!(
+        run.stdout.contains(
+            r#"* /hr/** → scopes all of [], claims /realm_access/roles contains any of ["hr"] and /https:~1~1example.com~1tier >= 2"#
+        ),
+        "{}",
+        run.stdout
+    );
+}

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use tokenbridge_core::Route;
-use tokenbridge_core::fuzzing::{Identity, Policy};
+use tokenbridge_core::fuzzing::{Facts, Identity, Policy};
 
 /// The checks of the target on one input; panics on a broken invariant.
 pub fn check(data: &[u8]) {
@@ -14,6 +14,16 @@ pub fn check(data: &[u8]) {
     assert_eq!(policy.has_routes(), !routes.is_empty());
     let _ = policy.describe();
 
+    // Claims of every shape a condition could be confused by: strings where arrays are
+    // expected, nested arrays, objects, nulls, numbers at the edges.
+    let claims = serde_json::json!({
+        "groups": ["admin", ["ops"], {"x": 1}, null, 5, true],
+        "role": "admin",
+        "realm_access": {"roles": ["hr"]},
+        "n": 18, "big": u64::MAX, "neg": -1, "f": 2.5, "s": "18", "nul": null, "obj": {}
+    });
+    let claims = claims.as_object().expect("an object");
+    let pointers = policy.claim_pointers();
     let identity = Identity {
         principal: "alice".into(),
         client_id: Some("app".into()),
@@ -22,6 +32,7 @@ pub fn check(data: &[u8]) {
         issuer: Some("https://idp.example".into()),
         audiences: vec!["api".into()],
         claims: Default::default(),
+        facts: Facts::read(claims, &pointers),
         verified_locally: false,
     };
     let fixed = [
@@ -35,7 +46,10 @@ pub fn check(data: &[u8]) {
     for (method, path) in fixed {
         let route = Route { method: method.map(Into::into), path: path.map(Into::into), ..Route::default() };
         if let Ok(rule) = policy.rule_for(&route) {
-            let _ = rule.check(&identity);
+            // The refusal and the denial agree: no refusal is an allow, and a refusal never is.
+            assert_eq!(rule.check(&identity).is_ok(), rule.refusal(&identity).is_none());
+            let bare = Identity { facts: Facts::default(), ..identity.clone() };
+            let _ = rule.check(&bare);
         }
     }
     // Without routes, every request gets the default.
