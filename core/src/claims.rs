@@ -458,4 +458,104 @@ mod tests {
         ]}));
         assert_eq!(c.describe(), r#"(/groups contains any of ["a" "b"] or (/age >= 18 and /x is absent))"#);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn scalar_value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                "[a-c]{0,2}".prop_map(Value::from),
+                (-3i64..3).prop_map(Value::from),
+                prop_oneof![Just(2.5f64), Just(-0.0f64), Just(1.0f64)].prop_map(Value::from),
+                Just(Value::from(u64::MAX)),
+                any::<bool>().prop_map(Value::from),
+            ]
+        }
+
+        /// Any claim value: scalars, null, and arrays and objects nested a few levels.
+        fn claim_value() -> impl Strategy<Value = Value> {
+            prop_oneof![scalar_value(), Just(Value::Null)].prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-c]", inner, 0..3)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn test_of() -> impl Strategy<Value = Test> {
+            let list = || prop::collection::vec(scalar_value(), 1..3);
+            prop_oneof![
+                scalar_value().prop_map(Test::Equals),
+                list().prop_map(Test::OneOf),
+                list().prop_map(Test::ContainsAny),
+                list().prop_map(Test::ContainsAll),
+                Just(Test::Exists),
+                Just(Test::Absent),
+                (any::<bool>(), any::<bool>(), -3i64..3).prop_map(|(greater, or_equal, n)| Test::Compare {
+                    expect: if greater { Ordering::Greater } else { Ordering::Less },
+                    or_equal,
+                    than: n.into(),
+                }),
+            ]
+        }
+
+        fn is_scalar(v: &Value) -> bool {
+            scalar(v).is_some()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            /// What each test may hold on: a type it cannot evaluate never passes it.
+            #[test]
+            fn no_test_passes_a_claim_of_a_type_it_cannot_evaluate(value in proptest::option::of(claim_value()), test in test_of()) {
+                let passes = test.passes(value.as_ref());
+                match (&test, value.as_ref()) {
+                    (Test::Absent, v) => prop_assert_eq!(passes, v.is_none()),
+                    (Test::Exists, v) => prop_assert_eq!(passes, v.is_some_and(|v| !v.is_null())),
+                    (_, None) => prop_assert!(!passes, "a missing claim passes {test:?}"),
+                    (Test::Equals(_) | Test::OneOf(_), Some(v)) if !is_scalar(v) => prop_assert!(!passes),
+                    (Test::Compare { .. }, Some(v)) if !v.is_number() => prop_assert!(!passes),
+                    (Test::ContainsAny(_) | Test::ContainsAll(_), Some(Value::Array(items)))
+                        if !items.iter().any(is_scalar) => prop_assert!(!passes, "nested arrays, objects or nulls only"),
+                    (Test::ContainsAny(_) | Test::ContainsAll(_), Some(v)) if !v.is_array() && !is_scalar(v) => {
+                        prop_assert!(!passes)
+                    }
+                    _ => {}
+                }
+            }
+
+            /// Wrapping a claim in another array never makes a scalar test pass, and a contains
+            /// test on an array passes exactly when it passes on the array's scalar items.
+            #[test]
+            fn arrays_are_never_read_as_their_items(value in claim_value(), test in test_of()) {
+                let wrapped = Value::Array(vec![Value::Array(vec![value.clone()])]);
+                if !matches!(test, Test::Exists | Test::Absent) {
+                    prop_assert!(!test.passes(Some(&wrapped)), "{test:?} passed [[{value}]]");
+                }
+                if let (Test::ContainsAny(_) | Test::ContainsAll(_), Value::Array(items)) = (&test, &value) {
+                    let scalars = Value::Array(items.iter().filter(|v| is_scalar(v)).cloned().collect());
+                    prop_assert_eq!(test.passes(Some(&value)), test.passes(Some(&scalars)));
+                }
+            }
+
+            /// `all` and `any` are conjunction and disjunction of their parts, at any depth.
+            #[test]
+            fn combinations_are_and_and_or(values in prop::collection::vec(proptest::option::of(claim_value()), 3), tests in prop::collection::vec(test_of(), 3)) {
+                let pointers = ["/a", "/b", "/c"];
+                let claims: Map<String, Value> = pointers.iter().zip(&values)
+                    .filter_map(|(p, v)| Some((p[1..].to_string(), v.clone()?))).collect();
+                let facts = Facts::read(&claims, &pointers.map(str::to_string));
+                let parts: Vec<Condition> = pointers.iter().zip(&tests)
+                    .map(|(p, t)| Condition::Claim { pointer: p.to_string(), test: t.clone() }).collect();
+                let each: Vec<bool> = parts.iter().map(|c| c.holds(&facts)).collect();
+                prop_assert_eq!(Condition::All(parts.clone()).holds(&facts), each.iter().all(|b| *b));
+                prop_assert_eq!(Condition::Any(parts.clone()).holds(&facts), each.iter().any(|b| *b));
+                let nested = Condition::Any(vec![Condition::All(parts[..2].to_vec()), parts[2].clone()]);
+                prop_assert_eq!(nested.holds(&facts), (each[0] && each[1]) || each[2]);
+            }
+        }
+    }
 }
