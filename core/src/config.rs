@@ -149,6 +149,11 @@ impl Config {
         &self.context_key
     }
 
+    /// The claims the context carries (`TOKENBRIDGE_CONTEXT_CLAIMS`), by name.
+    pub fn context_claims(&self) -> &[String] {
+        &self.context_claims
+    }
+
     /// Whether the policy names routes: an allow then holds for one route, not every route.
     pub fn has_route_policies(&self) -> bool {
         self.policy.has_routes()

@@ -404,3 +404,38 @@ fn through_nginx_what_nginx_sends_for_a_chunked_upload_or_tabs_and_padding_in_va
     assert_eq!(status, 200, "{body}\n{}", nginx.error_log());
     assert_eq!(backend.hits(), 2);
 }
+
+/// Identity headers are named by the deployment, may carry a context claim, and hold values the
+/// IdP chose only in an encoding no gateway can split, fold or trim.
+#[test]
+fn identity_headers_are_configurable_and_header_safe_whatever_the_claims_hold() {
+    let idp = IdpPair::start();
+    let token = "configured-identity";
+    idp.a.add_token(
+        token,
+        json!({"active": true, "sub": "eve\r\nX-Admin: 1", "scope": "a b", "client_id": "app",
+               "email": " zoë@example.com", "exp": tokenbridge_tests::fake_idp::unix_now() + 600}),
+    );
+    let mut env = idp.env();
+    env.push(("TOKENBRIDGE_CONTEXT_CLAIMS".into(), "email".into()));
+    env.push(("TOKENBRIDGE_HTTP_IDENTITY_HEADERS".into(), "X-User=principal X-User-Email=claim:email".into()));
+    let server = HttpServer::start(&env);
+    let (status, headers, body) = get(&server.addr, "/auth", &[("Authorization", &bearer(token))]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "x-user"), Some("eve%0D%0AX-Admin: 1"), "{headers:?}");
+    assert_eq!(header(&headers, "x-user-email"), Some("%20zo%C3%AB@example.com"), "{headers:?}");
+    assert_eq!(header(&headers, "x-admin"), None);
+    assert_eq!(header(&headers, "x-auth-principal"), None, "the default names are replaced, not added to");
+    assert!(header(&headers, "authorization").is_some_and(|v| v.starts_with("Bearer backend-")));
+
+    for (setting, says) in [
+        ("Authorization=principal", "Authorization is a header gateways or backends read for something else"),
+        ("X-Email=claim:email", "claim:email is not one of TOKENBRIDGE_CONTEXT_CLAIMS"),
+    ] {
+        let mut bad = idp.env();
+        bad.push(("TOKENBRIDGE_HTTP_IDENTITY_HEADERS".into(), setting.into()));
+        let run = tokenbridge_tests::harness::run(&["check-config"], &bad, "");
+        assert!(!run.success, "{setting}");
+        assert!(run.stdout.contains(says), "{setting}: {}", run.stdout);
+    }
+}

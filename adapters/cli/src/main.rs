@@ -167,8 +167,10 @@ fn http() -> Result<ExitCode> {
                            "workers": workers, "max_connections": max_connections})
     );
     let (engine, log) = server_engine()?;
+    // After the engine is installed with its log writer: this reads the configuration.
+    let identity = http_identity_headers()?;
     warm_in_background();
-    server::serve(engine, listener, server::limits(workers, max_connections)).context("serving HTTP")?;
+    server::serve(engine, listener, server::limits(workers, max_connections), identity).context("serving HTTP")?;
     log.drain(std::time::Duration::from_secs(1));
     eprintln!("{}", serde_json::json!({"level": "info", "event": "stopped"}));
     Ok(ExitCode::SUCCESS)
@@ -178,6 +180,14 @@ fn http() -> Result<ExitCode> {
 fn http_listen_address() -> Result<std::net::SocketAddr> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     Ok(tokenbridge_http::server::listen_address(env)?)
+}
+
+/// The identity headers of a forward-auth allow (`TOKENBRIDGE_HTTP_IDENTITY_HEADERS`).
+#[cfg(feature = "http")]
+fn http_identity_headers() -> Result<tokenbridge_http::identity::IdentityHeaders> {
+    let setting = std::env::var("TOKENBRIDGE_HTTP_IDENTITY_HEADERS").ok();
+    let claims = engine().config().map(|c| c.context_claims().to_vec()).unwrap_or_default();
+    Ok(tokenbridge_http::identity::IdentityHeaders::parse(setting.as_deref(), &claims)?)
 }
 
 /// Decisions `tokenbridge http` runs at once.
@@ -306,6 +316,8 @@ fn adapter_problems() -> Vec<String> {
         http_workers().map(drop),
         #[cfg(feature = "http")]
         http_max_connections().map(drop),
+        #[cfg(feature = "http")]
+        http_identity_headers().map(drop),
         #[cfg(feature = "lambda")]
         lambda_options().map(drop),
     ];

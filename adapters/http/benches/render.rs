@@ -16,7 +16,11 @@ fn http(c: &mut Criterion) {
         expires_at: 1_800_000_000,
         context: BTreeMap::from([("back_end_token".to_string(), format!("Bearer {}", "b".repeat(40)))]),
     });
-    let rendering = Rendering { realm: "tokenbridge", context_key: "back_end_token" };
+    let rendering = Rendering {
+        realm: "tokenbridge",
+        context_key: "back_end_token",
+        identity: &tokenbridge_http::identity::IdentityHeaders::default(),
+    };
     c.bench_function("http/render_forward_allow", |b| {
         b.iter(|| {
             let reply = render_forward(black_box(&outcome), &rendering);

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 use tokenbridge_core::{Outcome, Request, Route, rfc3339};
 use tokenbridge_wire as gateway;
 
+use crate::identity::IdentityHeaders;
+
 /// A request as the routing reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -57,6 +59,8 @@ pub struct Rendering<'a> {
     pub realm: &'a str,
     /// Context key of the backend token.
     pub context_key: &'a str,
+    /// The identity headers of an allow.
+    pub identity: &'a IdentityHeaders,
 }
 
 /// Seconds a client is asked to wait when the IdP did not say.
@@ -148,13 +152,10 @@ pub fn render_forward(outcome: &Outcome, r: &Rendering<'_>) -> Reply {
             if let Some(token) = grant.context.get(r.context_key) {
                 headers.push(("Authorization".to_string(), token.clone()));
             }
-            headers.push(("X-Auth-Principal".to_string(), grant.principal.clone()));
-            headers.push(("X-Auth-Scopes".to_string(), grant.scopes.join(" ")));
-            if let Some(client_id) = &grant.client_id {
-                headers.push(("X-Auth-Client-Id".to_string(), client_id.clone()));
-            }
-            // Values come from the IdP: a header never carries a byte that could split it.
+            // IdP B's token is visible ASCII (the core checks it); the identity values are
+            // encoded so that none can split, fold or lose a byte.
             headers.retain(|(_, v)| is_header_safe(v));
+            headers.extend(r.identity.render(grant));
             let body = json!({"active": true, "principal": grant.principal, "scope": grant.scopes,
                               "expiresAt": rfc3339(grant.expires_at)});
             Reply { status: 200, headers, body }
@@ -197,8 +198,10 @@ mod tests {
     use std::collections::BTreeMap;
     use tokenbridge_core::{Cause, Denial, Dependency, Failure, Grant};
 
+    static IDENTITY: std::sync::LazyLock<IdentityHeaders> = std::sync::LazyLock::new(IdentityHeaders::default);
+
     fn rendering() -> Rendering<'static> {
-        Rendering { realm: "api", context_key: "back_end_token" }
+        Rendering { realm: "api", context_key: "back_end_token", identity: &IDENTITY }
     }
 
     fn grant(principal: &str) -> Grant {
@@ -229,9 +232,10 @@ mod tests {
     }
 
     #[test]
-    fn identity_values_that_could_split_a_header_are_left_out() {
+    fn identity_values_that_could_split_a_header_are_encoded() {
         let reply = render_forward(&Outcome::Allow(grant("eve\r\nX-Admin: 1")), &rendering());
-        assert_eq!(header(&reply, "X-Auth-Principal"), None);
+        assert_eq!(header(&reply, "X-Auth-Principal"), Some("eve%0D%0AX-Admin: 1"));
+        assert_eq!(header(&reply, "X-Admin"), None);
         assert_eq!(header(&reply, "Authorization"), Some("Bearer backend-xyz"));
     }
 

@@ -6,8 +6,10 @@
 //! ```
 //! use tokenbridge_core::{Denial, Outcome};
 //! use tokenbridge_http::forward::{Rendering, render_forward};
+//! use tokenbridge_http::identity::IdentityHeaders;
 //!
-//! let r = Rendering { realm: "api", context_key: "back_end_token" };
+//! let identity = IdentityHeaders::default();
+//! let r = Rendering { realm: "api", context_key: "back_end_token", identity: &identity };
 //! let reply = render_forward(&Outcome::Deny(Denial::InvalidToken), &r);
 //! assert_eq!(reply.status, 401);
 //! ```
@@ -18,4 +20,5 @@
 #![forbid(unsafe_code)]
 
 pub mod forward;
+pub mod identity;
 pub mod server;

@@ -12,6 +12,7 @@ use tokenbridge_serve::{Handler, Limits, Listener, Refusal, Response};
 use tokenbridge_wire as gateway;
 
 use crate::forward::{self, HttpRequest, Rendering, Reply};
+use crate::identity::IdentityHeaders;
 
 /// Largest body read (`POST /authorize` payloads are a few KiB).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -54,23 +55,30 @@ pub fn limits(workers: usize, max_connections: usize) -> Limits {
 }
 
 /// Serves until SIGTERM or SIGINT, then finishes the requests in flight and returns.
-pub fn serve(engine: &'static Engine, listener: TcpListener, limits: Limits) -> io::Result<()> {
-    tokenbridge_serve::serve(Listener::Tcp(listener), Arc::new(Routes { engine }), limits)
+pub fn serve(
+    engine: &'static Engine,
+    listener: TcpListener,
+    limits: Limits,
+    identity: IdentityHeaders,
+) -> io::Result<()> {
+    tokenbridge_serve::serve(Listener::Tcp(listener), Arc::new(Routes { engine, identity }), limits)
 }
 
 struct Routes {
     engine: &'static Engine,
+    identity: IdentityHeaders,
 }
 
 impl Handler for Routes {
     fn handle(&self, head: &http::request::Parts, body: &[u8]) -> Response {
         let request = HttpRequest::from_parts(head, body);
-        to_response(&answer(self.engine, &request))
+        to_response(&answer(self.engine, &self.identity, &request))
     }
 
     fn answer_now(&self, head: &http::request::Parts, body: &[u8]) -> Option<Response> {
         let request = HttpRequest::from_parts(head, body);
-        answer_with(self.engine, &request, &|decision| self.engine.decide_now(decision)).map(|r| to_response(&r))
+        answer_with(self.engine, &self.identity, &request, &|decision| self.engine.decide_now(decision))
+            .map(|r| to_response(&r))
     }
 
     fn refuse(&self, why: &Refusal) -> Response {
@@ -90,16 +98,21 @@ impl Handler for Routes {
 }
 
 /// Routes one request.
-pub fn answer(engine: &Engine, request: &HttpRequest) -> Reply {
-    answer_with(engine, request, &|decision| Some(engine.decide(decision)))
+pub fn answer(engine: &Engine, identity: &IdentityHeaders, request: &HttpRequest) -> Reply {
+    answer_with(engine, identity, request, &|decision| Some(engine.decide(decision)))
         .unwrap_or_else(|| Reply::json(500, json!({"error": "internal_error"})))
 }
 
 /// Routes one request, deciding with `decide`; `None` when `decide` gives no outcome.
-fn answer_with(engine: &Engine, request: &HttpRequest, decide: &dyn Fn(&Request) -> Option<Outcome>) -> Option<Reply> {
+fn answer_with(
+    engine: &Engine,
+    identity: &IdentityHeaders,
+    request: &HttpRequest,
+    decide: &dyn Fn(&Request) -> Option<Outcome>,
+) -> Option<Reply> {
     let rendering = engine.config().map_or_else(
-        |_| Rendering { realm: "", context_key: "" },
-        |c| Rendering { realm: c.realm(), context_key: c.context_key() },
+        |_| Rendering { realm: "", context_key: "", identity },
+        |c| Rendering { realm: c.realm(), context_key: c.context_key(), identity },
     );
     let path = request.target.split('?').next().unwrap_or("");
     match (request.method.as_str(), path) {

@@ -54,7 +54,11 @@ fn check_active(data: &[u8], identity: &Identity, required: Option<&str>) {
 fn render(identity: &Identity) {
     let g = grant(&identity.principal, &identity.scopes, identity.client_id.as_deref(), &identity.claims);
     let outcome = Outcome::Allow(g);
-    let rendering = Rendering { realm: "tokenbridge", context_key: "back_end_token" };
+    let rendering = Rendering {
+        realm: "tokenbridge",
+        context_key: "back_end_token",
+        identity: &tokenbridge_http::identity::IdentityHeaders::default(),
+    };
     let reply = forward::render_forward(&outcome, &rendering);
     assert_eq!(reply.status, 200);
     for (name, value) in &reply.headers {
