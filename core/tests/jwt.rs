@@ -975,3 +975,45 @@ fn client_ids_and_tenants_are_refused_when_every_token_is_introspected() {
     .unwrap_err();
     assert!(refused.contains("need the tokens verified here"), "{refused}");
 }
+
+/// `TOKENBRIDGE_ACCEPTED_CLIENT_IDS` and `TOKENBRIDGE_TENANTS` belong to `TOKENBRIDGE_ISSUER`:
+/// set beside `TOKENBRIDGE_ISSUERS` alone they restrict nothing, so a Cognito ID token (its app
+/// client in `aud`, `token_use: id`) would pass an issuer whose audience check is off.
+#[test]
+fn accepted_client_ids_or_tenants_without_tokenbridge_issuer_are_a_configuration_problem() {
+    let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
+    let issuers = format!(r#"[{{"issuer":"{cognito}","audience_check":false}}]"#);
+    assert!(issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers)]).is_ok());
+    for setting in ["TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "TOKENBRIDGE_TENANTS"] {
+        let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers), (setting, "app1")]).unwrap_err();
+        assert!(problem.contains(&format!("{setting} is set, but TOKENBRIDGE_ISSUER is not")), "{problem}");
+    }
+}
+
+#[test]
+fn a_cognito_id_token_is_not_accepted_through_client_ids_given_beside_tokenbridge_issuers() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let (idp, issuer) = (IdpPair::start(), FakeIssuer::start(&[&key]));
+    let issuers = json!([{"issuer": issuer.url, "jwks_url": issuer.jwks_url(), "audience_check": false}]);
+    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
+    env.insert("TOKENBRIDGE_MODE".into(), "jwt".into());
+    env.insert("TOKENBRIDGE_ISSUERS".into(), issuers.to_string());
+    env.insert("TOKENBRIDGE_ACCEPTED_CLIENT_IDS".into(), "app1".into());
+    let engine = Engine::builder(Config::from_lookup(&|k| env.get(k).cloned())).build();
+    let now = unix_now();
+    let id_token = json!({"iss": issuer.url, "sub": "alice", "aud": "app1", "token_use": "id",
+                          "iat": now, "exp": now + 600});
+    let request = Request::bearer(format!("Bearer {}", key.sign(&id_token)));
+    assert!(!matches!(engine.decide(&request), Outcome::Allow(_)), "an ID token is no access token");
+}
+
+#[test]
+fn a_tenant_that_is_empty_or_a_dot_segment_is_a_configuration_problem() {
+    let entra = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    let keys = "https://login.microsoftonline.com/common/discovery/v2.0/keys";
+    for tenant in ["", ".", ".."] {
+        let issuers = json!([{"issuer": entra, "tenants": [tenant], "audiences": ["api"], "jwks_url": keys}]);
+        let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers.to_string())]).unwrap_err();
+        assert!(problem.contains(&format!("tenant {tenant:?}")), "{tenant:?}: {problem}");
+    }
+}
