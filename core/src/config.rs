@@ -483,6 +483,16 @@ impl Reader<'_> {
             let tenants = self.words("TOKENBRIDGE_TENANTS");
             let issuer = Issuer { issuer, audiences, jwks_url, local: true, require_at_jwt, client_ids, tenants };
             issuers.push(self.issuer(issuer, audience_check));
+        } else {
+            // These restrict TOKENBRIDGE_ISSUER only: ignored, they would loosen what the
+            // operator meant to restrict (TOKENBRIDGE_ISSUERS takes them per issuer).
+            for name in ["TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "TOKENBRIDGE_TENANTS"] {
+                if self.optional(name).is_some() {
+                    self.problems.push(format!(
+                        "{name} is set, but TOKENBRIDGE_ISSUER is not; in TOKENBRIDGE_ISSUERS give each issuer its own"
+                    ));
+                }
+            }
         }
         if let Some(json) = self.optional("TOKENBRIDGE_ISSUERS") {
             match serde_json::from_str::<Vec<IssuerDoc>>(&json) {
@@ -574,9 +584,15 @@ impl Reader<'_> {
         }
         // A tenant id is a GUID (or a name such as a domain): nothing that could change which
         // issuer the template spells.
-        let tenant_ok = |t: &String| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        // Nor empty, nor a dot segment, which would make the issuer another path.
+        let tenant_ok = |t: &String| {
+            !matches!(t.as_str(), "" | "." | "..")
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        };
         if let Some(bad) = issuer.tenants.iter().find(|t| !tenant_ok(t)) {
-            self.problems.push(format!("issuer {shown}: tenant {bad:?} may hold only letters, digits, '-' and '.'"));
+            self.problems.push(format!(
+                "issuer {shown}: tenant {bad:?} must be non-empty, not '.' or '..', and hold only letters, digits, '-' and '.'"
+            ));
         }
         if issuer.client_ids.iter().any(String::is_empty) {
             self.problems.push(format!("issuer {shown}: an empty client id"));
