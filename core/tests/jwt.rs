@@ -1017,3 +1017,33 @@ fn a_tenant_that_is_empty_or_a_dot_segment_is_a_configuration_problem() {
         assert!(problem.contains(&format!("tenant {tenant:?}")), "{tenant:?}: {problem}");
     }
 }
+
+/// One issuer configured twice (`TOKENBRIDGE_ISSUER` and an entry of `TOKENBRIDGE_ISSUERS`, or
+/// two entries) keeps one of them only: the other's `client_ids`, `tenants` or audiences would
+/// be dropped without a word, so it is a configuration problem.
+#[test]
+fn an_issuer_configured_twice_is_a_configuration_problem_not_the_last_one_winning() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let (idp, issuer) = (IdpPair::start(), FakeIssuer::start(&[&key]));
+    let again = json!([{"issuer": issuer.url, "jwks_url": issuer.jwks_url(), "audience_check": false}]);
+    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
+    env.insert("TOKENBRIDGE_MODE".into(), "jwt".into());
+    env.insert("TOKENBRIDGE_ISSUER".into(), issuer.url.clone());
+    env.insert("TOKENBRIDGE_JWKS_URL".into(), issuer.jwks_url());
+    env.insert("TOKENBRIDGE_ACCEPTED_CLIENT_IDS".into(), "app1".into());
+    env.insert("TOKENBRIDGE_ISSUERS".into(), again.to_string());
+    let config = Config::from_lookup(&|k| env.get(k).cloned());
+    let problems = config.as_ref().err().map(ToString::to_string).unwrap_or_default();
+    assert!(problems.contains("is configured more than once"), "{problems:?}");
+    let engine = Engine::builder(config).build();
+    let now = unix_now();
+    let id_token = json!({"iss": issuer.url, "sub": "alice", "aud": "app1", "token_use": "id",
+                          "iat": now, "exp": now + 600});
+    let outcome = engine.decide(&Request::bearer(format!("Bearer {}", key.sign(&id_token))));
+    assert!(!matches!(outcome, Outcome::Allow(_)), "the ID token passed the second entry");
+
+    let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
+    let two = format!(r#"[{{"issuer":"{cognito}","client_ids":["app1"]}},{{"issuer":"{cognito}","audiences":["x"]}}]"#);
+    let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &two)]).unwrap_err();
+    assert!(problem.contains(&format!("issuer {cognito} is configured more than once")), "{problem}");
+}
