@@ -524,6 +524,13 @@ impl Reader<'_> {
                 Err(e) => self.problems.push(format!("TOKENBRIDGE_ISSUERS is not a valid JSON list of issuers: {e}")),
             }
         }
+        // Issuers are kept by name: a second entry would silently replace the first, with its
+        // client_ids, tenants and audiences.
+        for (i, issuer) in issuers.iter().enumerate() {
+            if issuers[..i].iter().any(|earlier| earlier.issuer == issuer.issuer) {
+                self.problems.push(format!("issuer {} is configured more than once", shown_url(&issuer.issuer)));
+            }
+        }
         issuers
     }
 
