@@ -1047,3 +1047,24 @@ fn an_issuer_configured_twice_is_a_configuration_problem_not_the_last_one_winnin
     let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &two)]).unwrap_err();
     assert!(problem.contains(&format!("issuer {cognito} is configured more than once")), "{problem}");
 }
+
+/// A tenant's issuer spelt by a `{tenantid}` entry and by another entry (an exact issuer, or a
+/// second template) is one issuer configured twice: which entry judged its tokens would depend
+/// on the order of a hash map.
+#[test]
+fn a_tenant_issuer_that_two_entries_name_is_a_configuration_problem() {
+    let keys = "https://login.microsoftonline.com/common/discovery/v2.0/keys";
+    let template = json!({"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0", "tenants": ["t1", "t2"],
+                          "audiences": ["api"], "jwks_url": keys});
+    let exact = json!({"issuer": "https://login.microsoftonline.com/t2/v2.0", "audience_check": false, "jwks_url": keys});
+    let overlapping = json!({"issuer": "https://login.microsoftonline.com/t1/{tenantid}", "tenants": ["v2.0"],
+                             "audiences": ["other"], "jwks_url": keys});
+    for (other, named) in [(&exact, "https://login.microsoftonline.com/t2/v2.0"), (&overlapping, "https://login.microsoftonline.com/t1/v2.0")] {
+        for issuers in [json!([template, other]), json!([other, template])] {
+            let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers.to_string())]).unwrap_err();
+            assert!(problem.contains(&format!("{named} is configured more than once")), "{problem}");
+        }
+    }
+    let apart = json!([template, {"issuer": "https://login.microsoftonline.com/t3/v2.0", "audiences": ["api"], "jwks_url": keys}]);
+    assert!(issuer_config(&[("TOKENBRIDGE_ISSUERS", &apart.to_string())]).is_ok());
+}
