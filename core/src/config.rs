@@ -356,6 +356,15 @@ fn is_unset(secret: &SecretRef) -> bool {
     matches!(secret, SecretRef::Literal(value) if value.expose().is_empty())
 }
 
+/// The issuers an entry stands for: itself, or for a `{tenantid}` template one per tenant (and
+/// the template's own spelling, which a second identical template would repeat).
+fn spelt_issuers(issuer: &Issuer) -> Vec<String> {
+    let tenants = issuer.tenants.iter().filter(|_| issuer.is_template());
+    std::iter::once(issuer.issuer.clone())
+        .chain(tenants.map(|t| issuer.issuer.replace(TENANT_PLACEHOLDER, t)))
+        .collect()
+}
+
 /// One entry of `TOKENBRIDGE_ISSUERS`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -525,10 +534,12 @@ impl Reader<'_> {
             }
         }
         // Issuers are kept by name: a second entry would silently replace the first, with its
-        // client_ids, tenants and audiences.
+        // client_ids, tenants and audiences; and a tenant's issuer that two entries spell would
+        // be judged by whichever a hash map finds first.
         for (i, issuer) in issuers.iter().enumerate() {
-            if issuers[..i].iter().any(|earlier| earlier.issuer == issuer.issuer) {
-                self.problems.push(format!("issuer {} is configured more than once", shown_url(&issuer.issuer)));
+            let named_before = |spelt: &String| issuers[..i].iter().any(|e| e.issuer == *spelt || e.names(spelt));
+            if let Some(spelt) = spelt_issuers(issuer).into_iter().find(named_before) {
+                self.problems.push(format!("issuer {} is configured more than once", shown_url(&spelt)));
             }
         }
         issuers

@@ -1056,10 +1056,14 @@ fn a_tenant_issuer_that_two_entries_name_is_a_configuration_problem() {
     let keys = "https://login.microsoftonline.com/common/discovery/v2.0/keys";
     let template = json!({"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0", "tenants": ["t1", "t2"],
                           "audiences": ["api"], "jwks_url": keys});
-    let exact = json!({"issuer": "https://login.microsoftonline.com/t2/v2.0", "audience_check": false, "jwks_url": keys});
+    let exact =
+        json!({"issuer": "https://login.microsoftonline.com/t2/v2.0", "audience_check": false, "jwks_url": keys});
     let overlapping = json!({"issuer": "https://login.microsoftonline.com/t1/{tenantid}", "tenants": ["v2.0"],
                              "audiences": ["other"], "jwks_url": keys});
-    for (other, named) in [(&exact, "https://login.microsoftonline.com/t2/v2.0"), (&overlapping, "https://login.microsoftonline.com/t1/v2.0")] {
+    for (other, named) in [
+        (&exact, "https://login.microsoftonline.com/t2/v2.0"),
+        (&overlapping, "https://login.microsoftonline.com/t1/v2.0"),
+    ] {
         for issuers in [json!([template, other]), json!([other, template])] {
             let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers.to_string())]).unwrap_err();
             assert!(problem.contains(&format!("{named} is configured more than once")), "{problem}");
