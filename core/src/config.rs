@@ -361,6 +361,15 @@ fn is_unset(secret: &SecretRef) -> bool {
     matches!(secret, SecretRef::Literal(value) if value.expose().is_empty())
 }
 
+/// The issuers an entry stands for: itself, or for a `{tenantid}` template one per tenant (and
+/// the template's own spelling, which a second identical template would repeat).
+fn spelt_issuers(issuer: &Issuer) -> Vec<String> {
+    let tenants = issuer.tenants.iter().filter(|_| issuer.is_template());
+    std::iter::once(issuer.issuer.clone())
+        .chain(tenants.map(|t| issuer.issuer.replace(TENANT_PLACEHOLDER, t)))
+        .collect()
+}
+
 /// One entry of `TOKENBRIDGE_ISSUERS`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -488,6 +497,16 @@ impl Reader<'_> {
             let tenants = self.words("TOKENBRIDGE_TENANTS");
             let issuer = Issuer { issuer, audiences, jwks_url, local: true, require_at_jwt, client_ids, tenants };
             issuers.push(self.issuer(issuer, audience_check));
+        } else {
+            // These restrict TOKENBRIDGE_ISSUER only: ignored, they would loosen what the
+            // operator meant to restrict (TOKENBRIDGE_ISSUERS takes them per issuer).
+            for name in ["TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "TOKENBRIDGE_TENANTS"] {
+                if self.optional(name).is_some() {
+                    self.problems.push(format!(
+                        "{name} is set, but TOKENBRIDGE_ISSUER is not; in TOKENBRIDGE_ISSUERS give each issuer its own"
+                    ));
+                }
+            }
         }
         if let Some(json) = self.optional("TOKENBRIDGE_ISSUERS") {
             match serde_json::from_str::<Vec<IssuerDoc>>(&json) {
@@ -517,6 +536,15 @@ impl Reader<'_> {
                     }
                 }
                 Err(e) => self.problems.push(format!("TOKENBRIDGE_ISSUERS is not a valid JSON list of issuers: {e}")),
+            }
+        }
+        // Issuers are kept by name: a second entry would silently replace the first, with its
+        // client_ids, tenants and audiences; and a tenant's issuer that two entries spell would
+        // be judged by whichever a hash map finds first.
+        for (i, issuer) in issuers.iter().enumerate() {
+            let named_before = |spelt: &String| issuers[..i].iter().any(|e| e.issuer == *spelt || e.names(spelt));
+            if let Some(spelt) = spelt_issuers(issuer).into_iter().find(named_before) {
+                self.problems.push(format!("issuer {} is configured more than once", shown_url(&spelt)));
             }
         }
         issuers
@@ -579,9 +607,15 @@ impl Reader<'_> {
         }
         // A tenant id is a GUID (or a name such as a domain): nothing that could change which
         // issuer the template spells.
-        let tenant_ok = |t: &String| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        // Nor empty, nor a dot segment, which would make the issuer another path.
+        let tenant_ok = |t: &String| {
+            !matches!(t.as_str(), "" | "." | "..")
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        };
         if let Some(bad) = issuer.tenants.iter().find(|t| !tenant_ok(t)) {
-            self.problems.push(format!("issuer {shown}: tenant {bad:?} may hold only letters, digits, '-' and '.'"));
+            self.problems.push(format!(
+                "issuer {shown}: tenant {bad:?} must be non-empty, not '.' or '..', and hold only letters, digits, '-' and '.'"
+            ));
         }
         if issuer.client_ids.iter().any(String::is_empty) {
             self.problems.push(format!("issuer {shown}: an empty client id"));

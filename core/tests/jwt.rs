@@ -1010,3 +1010,100 @@ fn claim_conditions_read_the_verified_jwt() {
     let cached = f.engine.decide_now(&Request { route, ..Request::bearer(format!("Bearer {not_hr}")) });
     assert_eq!(cached, Some(Outcome::Deny(Denial::InsufficientScope { required: vec![] })));
 }
+
+/// `TOKENBRIDGE_ACCEPTED_CLIENT_IDS` and `TOKENBRIDGE_TENANTS` belong to `TOKENBRIDGE_ISSUER`:
+/// set beside `TOKENBRIDGE_ISSUERS` alone they restrict nothing, so a Cognito ID token (its app
+/// client in `aud`, `token_use: id`) would pass an issuer whose audience check is off.
+#[test]
+fn accepted_client_ids_or_tenants_without_tokenbridge_issuer_are_a_configuration_problem() {
+    let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
+    let issuers = format!(r#"[{{"issuer":"{cognito}","audience_check":false}}]"#);
+    assert!(issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers)]).is_ok());
+    for setting in ["TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "TOKENBRIDGE_TENANTS"] {
+        let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers), (setting, "app1")]).unwrap_err();
+        assert!(problem.contains(&format!("{setting} is set, but TOKENBRIDGE_ISSUER is not")), "{problem}");
+    }
+}
+
+#[test]
+fn a_cognito_id_token_is_not_accepted_through_client_ids_given_beside_tokenbridge_issuers() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let (idp, issuer) = (IdpPair::start(), FakeIssuer::start(&[&key]));
+    let issuers = json!([{"issuer": issuer.url, "jwks_url": issuer.jwks_url(), "audience_check": false}]);
+    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
+    env.insert("TOKENBRIDGE_MODE".into(), "jwt".into());
+    env.insert("TOKENBRIDGE_ISSUERS".into(), issuers.to_string());
+    env.insert("TOKENBRIDGE_ACCEPTED_CLIENT_IDS".into(), "app1".into());
+    let engine = Engine::builder(Config::from_lookup(&|k| env.get(k).cloned())).build();
+    let now = unix_now();
+    let id_token = json!({"iss": issuer.url, "sub": "alice", "aud": "app1", "token_use": "id",
+                          "iat": now, "exp": now + 600});
+    let request = Request::bearer(format!("Bearer {}", key.sign(&id_token)));
+    assert!(!matches!(engine.decide(&request), Outcome::Allow(_)), "an ID token is no access token");
+}
+
+#[test]
+fn a_tenant_that_is_empty_or_a_dot_segment_is_a_configuration_problem() {
+    let entra = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    let keys = "https://login.microsoftonline.com/common/discovery/v2.0/keys";
+    for tenant in ["", ".", ".."] {
+        let issuers = json!([{"issuer": entra, "tenants": [tenant], "audiences": ["api"], "jwks_url": keys}]);
+        let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers.to_string())]).unwrap_err();
+        assert!(problem.contains(&format!("tenant {tenant:?}")), "{tenant:?}: {problem}");
+    }
+}
+
+/// One issuer configured twice (`TOKENBRIDGE_ISSUER` and an entry of `TOKENBRIDGE_ISSUERS`, or
+/// two entries) keeps one of them only: the other's `client_ids`, `tenants` or audiences would
+/// be dropped without a word, so it is a configuration problem.
+#[test]
+fn an_issuer_configured_twice_is_a_configuration_problem_not_the_last_one_winning() {
+    let key = SigningKey::rsa("k", Algorithm::RS256);
+    let (idp, issuer) = (IdpPair::start(), FakeIssuer::start(&[&key]));
+    let again = json!([{"issuer": issuer.url, "jwks_url": issuer.jwks_url(), "audience_check": false}]);
+    let mut env: HashMap<String, String> = idp.env().into_iter().collect();
+    env.insert("TOKENBRIDGE_MODE".into(), "jwt".into());
+    env.insert("TOKENBRIDGE_ISSUER".into(), issuer.url.clone());
+    env.insert("TOKENBRIDGE_JWKS_URL".into(), issuer.jwks_url());
+    env.insert("TOKENBRIDGE_ACCEPTED_CLIENT_IDS".into(), "app1".into());
+    env.insert("TOKENBRIDGE_ISSUERS".into(), again.to_string());
+    let config = Config::from_lookup(&|k| env.get(k).cloned());
+    let problems = config.as_ref().err().map(ToString::to_string).unwrap_or_default();
+    assert!(problems.contains("is configured more than once"), "{problems:?}");
+    let engine = Engine::builder(config).build();
+    let now = unix_now();
+    let id_token = json!({"iss": issuer.url, "sub": "alice", "aud": "app1", "token_use": "id",
+                          "iat": now, "exp": now + 600});
+    let outcome = engine.decide(&Request::bearer(format!("Bearer {}", key.sign(&id_token))));
+    assert!(!matches!(outcome, Outcome::Allow(_)), "the ID token passed the second entry");
+
+    let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
+    let two = format!(r#"[{{"issuer":"{cognito}","client_ids":["app1"]}},{{"issuer":"{cognito}","audiences":["x"]}}]"#);
+    let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &two)]).unwrap_err();
+    assert!(problem.contains(&format!("issuer {cognito} is configured more than once")), "{problem}");
+}
+
+/// A tenant's issuer spelt by a `{tenantid}` entry and by another entry (an exact issuer, or a
+/// second template) is one issuer configured twice: which entry judged its tokens would depend
+/// on the order of a hash map.
+#[test]
+fn a_tenant_issuer_that_two_entries_name_is_a_configuration_problem() {
+    let keys = "https://login.microsoftonline.com/common/discovery/v2.0/keys";
+    let template = json!({"issuer": "https://login.microsoftonline.com/{tenantid}/v2.0", "tenants": ["t1", "t2"],
+                          "audiences": ["api"], "jwks_url": keys});
+    let exact =
+        json!({"issuer": "https://login.microsoftonline.com/t2/v2.0", "audience_check": false, "jwks_url": keys});
+    let overlapping = json!({"issuer": "https://login.microsoftonline.com/t1/{tenantid}", "tenants": ["v2.0"],
+                             "audiences": ["other"], "jwks_url": keys});
+    for (other, named) in [
+        (&exact, "https://login.microsoftonline.com/t2/v2.0"),
+        (&overlapping, "https://login.microsoftonline.com/t1/v2.0"),
+    ] {
+        for issuers in [json!([template, other]), json!([other, template])] {
+            let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers.to_string())]).unwrap_err();
+            assert!(problem.contains(&format!("{named} is configured more than once")), "{problem}");
+        }
+    }
+    let apart = json!([template, {"issuer": "https://login.microsoftonline.com/t3/v2.0", "audiences": ["api"], "jwks_url": keys}]);
+    assert!(issuer_config(&[("TOKENBRIDGE_ISSUERS", &apart.to_string())]).is_ok());
+}
