@@ -498,9 +498,16 @@ impl Reader<'_> {
             let issuer = Issuer { issuer, audiences, jwks_url, local: true, require_at_jwt, client_ids, tenants };
             issuers.push(self.issuer(issuer, audience_check));
         } else {
-            // These restrict TOKENBRIDGE_ISSUER only: ignored, they would loosen what the
-            // operator meant to restrict (TOKENBRIDGE_ISSUERS takes them per issuer).
-            for name in ["TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "TOKENBRIDGE_TENANTS"] {
+            // These describe TOKENBRIDGE_ISSUER only: ignored, they would loosen what the
+            // operator meant to restrict (an audience, a token type, client ids, tenants) or
+            // send key lookups elsewhere (TOKENBRIDGE_ISSUERS takes them per issuer).
+            for name in [
+                "TOKENBRIDGE_ACCEPTED_CLIENT_IDS",
+                "TOKENBRIDGE_TENANTS",
+                "TOKENBRIDGE_AUDIENCE",
+                "TOKENBRIDGE_JWT_TYP",
+                "TOKENBRIDGE_JWKS_URL",
+            ] {
                 if self.optional(name).is_some() {
                     self.problems.push(format!(
                         "{name} is set, but TOKENBRIDGE_ISSUER is not; in TOKENBRIDGE_ISSUERS give each issuer its own"

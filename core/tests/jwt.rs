@@ -1011,16 +1011,24 @@ fn claim_conditions_read_the_verified_jwt() {
     assert_eq!(cached, Some(Outcome::Deny(Denial::InsufficientScope { required: vec![] })));
 }
 
-/// `TOKENBRIDGE_ACCEPTED_CLIENT_IDS` and `TOKENBRIDGE_TENANTS` belong to `TOKENBRIDGE_ISSUER`:
-/// set beside `TOKENBRIDGE_ISSUERS` alone they restrict nothing, so a Cognito ID token (its app
-/// client in `aud`, `token_use: id`) would pass an issuer whose audience check is off.
+/// `TOKENBRIDGE_ACCEPTED_CLIENT_IDS`, `TOKENBRIDGE_TENANTS`, `TOKENBRIDGE_AUDIENCE`,
+/// `TOKENBRIDGE_JWT_TYP` and `TOKENBRIDGE_JWKS_URL` belong to `TOKENBRIDGE_ISSUER`: set beside
+/// `TOKENBRIDGE_ISSUERS` alone they restrict nothing, so a Cognito ID token (its app client in
+/// `aud`, `token_use: id`) would pass an issuer whose audience check is off, and an ignored
+/// `at+jwt` requirement would accept ID tokens.
 #[test]
-fn accepted_client_ids_or_tenants_without_tokenbridge_issuer_are_a_configuration_problem() {
+fn settings_of_tokenbridge_issuer_without_it_are_a_configuration_problem() {
     let cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example";
     let issuers = format!(r#"[{{"issuer":"{cognito}","audience_check":false}}]"#);
     assert!(issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers)]).is_ok());
-    for setting in ["TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "TOKENBRIDGE_TENANTS"] {
-        let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers), (setting, "app1")]).unwrap_err();
+    for (setting, value) in [
+        ("TOKENBRIDGE_ACCEPTED_CLIENT_IDS", "app1"),
+        ("TOKENBRIDGE_TENANTS", "t1"),
+        ("TOKENBRIDGE_AUDIENCE", "api"),
+        ("TOKENBRIDGE_JWT_TYP", "at+jwt"),
+        ("TOKENBRIDGE_JWKS_URL", "https://keys.example/jwks"),
+    ] {
+        let problem = issuer_config(&[("TOKENBRIDGE_ISSUERS", &issuers), (setting, value)]).unwrap_err();
         assert!(problem.contains(&format!("{setting} is set, but TOKENBRIDGE_ISSUER is not")), "{problem}");
     }
 }
