@@ -10,8 +10,8 @@ use crate::grant::{BackendGrant, TokenType};
 use crate::jwt::{Issuer, TENANT_PLACEHOLDER};
 use crate::policy::Policy;
 use crate::secret::SecretRef;
-use crate::settings::{BACKEND_CLIENT, ClientSettings, INTROSPECTION_CLIENT, SETTINGS, Setting};
-use crate::url_rules::{check_url, shown_url};
+use crate::settings::{BACKEND_CLIENT, ClientSettings, INTROSPECTION_CLIENT, JWKS_CLIENT, SETTINGS, Setting};
+use crate::url_rules::{check_url, same_origin, shown_url};
 
 /// An OAuth client of ours at an IdP.
 #[derive(Clone)]
@@ -36,6 +36,26 @@ impl Client {
     }
 }
 
+/// A bearer token for the JWKS at one origin (OCI IAM identity domains serve theirs only to an
+/// authenticated client): got by client_credentials at `client.endpoint`, on that origin.
+#[derive(Clone)]
+pub(crate) struct JwksAuth {
+    /// Our client at the token endpoint: configured on its own, or borrowed.
+    pub(crate) client: Client,
+    /// `scope` of the grant, when set.
+    pub(crate) scope: Option<String>,
+    /// When the client is the introspection or backend client, that client's settings.
+    pub(crate) borrowed: Option<&'static ClientSettings>,
+}
+
+impl JwksAuth {
+    /// Whether the JWKS at `jwks_url` is fetched with this token: only on the token endpoint's
+    /// own origin, so the token goes to no one but the domain that issued it.
+    pub(crate) fn covers(&self, jwks_url: Option<&str>) -> bool {
+        jwks_url.is_some_and(|url| same_origin(url, &self.client.endpoint))
+    }
+}
+
 /// Validated settings. Build with [`Config::from_env`] or [`Config::from_lookup`]; `Display`
 /// shows every effective setting, secrets redacted (`tokenbridge check-config`).
 #[derive(Clone)]
@@ -55,6 +75,8 @@ pub struct Config {
     pub(crate) context_claims: Vec<String>,
     /// JWKS lifetime when its answer has no `Cache-Control: max-age`, in seconds.
     pub(crate) jwks_max_age: i64,
+    /// The bearer token the JWKS at one origin is fetched with, when one is needed.
+    pub(crate) jwks_auth: Option<JwksAuth>,
     /// IdP B's token endpoint and our client there.
     pub(crate) backend: Client,
     /// The grant asked of IdP B: client_credentials, or one that carries the caller on.
@@ -182,7 +204,9 @@ impl Config {
         };
         let introspection = config.introspection.into_iter().flat_map(credentials);
         let backend = credentials(config.backend);
-        introspection.chain(backend).filter(|(_, secret)| !is_unset(secret)).collect()
+        // A borrowed client's credential is already listed under its own setting.
+        let jwks = config.jwks_auth.filter(|j| j.borrowed.is_none()).into_iter().flat_map(|j| credentials(j.client));
+        introspection.chain(backend).chain(jwks).filter(|(_, secret)| !is_unset(secret)).collect()
     }
 
     /// Every setting read, with a stand-in where one is invalid, and every problem found.
@@ -197,6 +221,7 @@ impl Config {
                 .push(format!("TOKENBRIDGE_MODE={} needs TOKENBRIDGE_ISSUER or TOKENBRIDGE_ISSUERS", mode.as_str()));
         }
         let backend = r.client(&BACKEND_CLIENT);
+        let jwks_auth = r.jwks_auth(introspection.as_ref(), &backend, &issuers);
         let backend_grant = r.backend_grant();
         let backend_params = [
             ("scope", "TOKENBRIDGE_BACKEND_SCOPE"),
@@ -237,6 +262,7 @@ impl Config {
             policy,
             context_claims,
             jwks_max_age: r.number("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", 60, 86_400),
+            jwks_auth,
             backend,
             backend_grant,
             backend_params,
@@ -581,6 +607,51 @@ impl Reader<'_> {
         if issuer.client_ids.iter().any(String::is_empty) {
             self.problems.push(format!("issuer {shown}: an empty client id"));
         }
+    }
+
+    /// `TOKENBRIDGE_JWKS_TOKEN_URL` and the client there: its own settings when any is given,
+    /// else the introspection client or the backend client on the same origin (an identity
+    /// domain's app usually introspects, or gets backend tokens, there already).
+    fn jwks_auth(&mut self, introspection: Option<&Client>, backend: &Client, issuers: &[Issuer]) -> Option<JwksAuth> {
+        let s = &JWKS_CLIENT;
+        let client_settings = [s.id, s.secret, s.auth, s.key, s.cert, s.key_id, s.alg, s.audience, s.cert_sha256];
+        // Read raw: `optional` would also answer a setting's default.
+        let given = |r: &Self, name: &str| (r.lookup)(name).is_some_and(|v| !v.trim().is_empty());
+        let own = client_settings.iter().any(|name| given(self, name));
+        let scope = self.optional("TOKENBRIDGE_JWKS_SCOPE");
+        if !given(self, s.url) {
+            let stray = client_settings.iter().copied().chain(["TOKENBRIDGE_JWKS_SCOPE"]).filter(|n| given(self, n));
+            let stray: Vec<&str> = stray.collect();
+            for name in stray {
+                self.problems.push(format!("{name} is set, but {} is not", s.url));
+            }
+            return None;
+        }
+        let (client, borrowed) = if own {
+            (self.client(s), None)
+        } else {
+            let url = self.url(s.url);
+            let shown = shown_url(&url);
+            let Some(at_origin) = introspection.into_iter().chain([backend]).find(|c| same_origin(&c.endpoint, &url))
+            else {
+                self.problems.push(format!(
+                    "{}: neither the introspection client nor the backend client is at the origin of {shown}: set {} and its credential",
+                    s.url, s.id
+                ));
+                return None;
+            };
+            (Client { endpoint: url, ..at_origin.clone() }, Some(at_origin.settings))
+        };
+        let auth = JwksAuth { client, scope, borrowed };
+        if !issuers.iter().any(|i| i.local && auth.covers(i.jwks_url.as_deref())) && check_url(&auth.client.endpoint).is_ok()
+        {
+            self.problems.push(format!(
+                "{}: no issuer verified here has its JWKS URL (jwks_url, TOKENBRIDGE_JWKS_URL) at the origin of {}; \
+                 the bearer token is sent to no other",
+                s.url, auth.client.endpoint
+            ));
+        }
+        Some(auth)
     }
 
     /// The backend grant and its own settings.

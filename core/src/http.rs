@@ -92,17 +92,30 @@ impl HttpClient {
 
     /// GETs a public JSON document (discovery, JWKS).
     pub(crate) fn get(&self, url: &str, deadline: Option<Instant>) -> Result<Answer, Failure> {
+        self.get_authorized(url, None, deadline)
+    }
+
+    /// GETs a JSON document, with this `Authorization` header when given (a JWKS that only an
+    /// authenticated client may read).
+    pub(crate) fn get_authorized(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<Answer, Failure> {
         let budget = self.budget(deadline)?;
-        let response = self
+        let mut request = self
             .agent
             .get(url)
             .config()
             .timeout_global(Some(budget))
             .timeout_connect(Some(self.connect_timeout.min(budget)))
             .build()
-            .header("Accept", "application/json")
-            .call();
-        self.read(response, budget)
+            .header("Accept", "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
+        }
+        self.read(request.call(), budget)
     }
 
     fn read(
