@@ -910,6 +910,124 @@ mod tests {
         assert!(Config::from_lookup(&lookup(&pairs)).is_ok());
     }
 
+    /// MINIMAL at an identity domain: introspection there, its JWT issuer's keys there too.
+    fn idcs(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut pairs: Vec<(&str, &str)> = MINIMAL
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "TOKENBRIDGE_INTROSPECTION_URL")
+            .chain([
+                ("TOKENBRIDGE_INTROSPECTION_URL", "https://idcs-1.identity.oraclecloud.com/oauth2/v1/introspect"),
+                ("TOKENBRIDGE_ISSUER", "https://identity.oraclecloud.com/"),
+                ("TOKENBRIDGE_AUDIENCE", "api"),
+                ("TOKENBRIDGE_JWKS_URL", "https://idcs-1.identity.oraclecloud.com/admin/v1/SigningCert/jwk"),
+                ("TOKENBRIDGE_JWKS_SCOPE", "urn:opc:idm:__myscopes__"),
+            ])
+            .collect();
+        pairs.extend(extra.iter().copied());
+        pairs
+    }
+
+    const IDCS_TOKEN: (&str, &str) =
+        ("TOKENBRIDGE_JWKS_TOKEN_URL", "https://IDCS-1.identity.oraclecloud.com:443/oauth2/v1/token");
+
+    #[test]
+    fn the_jwks_token_borrows_the_introspection_client_at_the_same_origin() {
+        let c = Config::from_lookup(&lookup(&idcs(&[IDCS_TOKEN]))).unwrap();
+        let auth = c.jwks_auth.as_ref().expect("an authenticated JWKS fetch");
+        assert_eq!(auth.client.endpoint, IDCS_TOKEN.1);
+        assert_eq!(auth.client.client_id, "a-client");
+        assert_eq!(auth.client.credential, SecretRef::parse("a-secret-value"));
+        assert_eq!(auth.borrowed.map(|s| s.id), Some("TOKENBRIDGE_INTROSPECTION_CLIENT_ID"));
+        assert_eq!(auth.scope.as_deref(), Some("urn:opc:idm:__myscopes__"));
+        assert!(auth.covers(c.issuers[0].jwks_url.as_deref()));
+        let shown = c.to_string();
+        for line in [
+            "TOKENBRIDGE_JWKS_CLIENT_ID = (the introspection client at the same origin: TOKENBRIDGE_INTROSPECTION_CLIENT_ID)\n",
+            "TOKENBRIDGE_JWKS_SCOPE = urn:opc:idm:__myscopes__\n",
+            "/admin/v1/SigningCert/jwk (with a bearer token from TOKENBRIDGE_JWKS_TOKEN_URL)",
+        ] {
+            assert!(shown.contains(line), "{line:?} missing from\n{shown}");
+        }
+        let secrets = Config::secrets_from_lookup(&lookup(&idcs(&[IDCS_TOKEN])));
+        assert_eq!(secrets.len(), 2, "the borrowed secret is resolved once: {secrets:?}");
+    }
+
+    #[test]
+    fn the_jwks_token_borrows_the_backend_client_when_only_it_is_at_that_origin() {
+        let mut pairs = idcs(&[("TOKENBRIDGE_JWKS_TOKEN_URL", "https://idp-b.example/token")]);
+        pairs.retain(|(k, _)| *k != "TOKENBRIDGE_JWKS_URL");
+        pairs.push(("TOKENBRIDGE_JWKS_URL", "https://idp-b.example/jwks"));
+        let c = Config::from_lookup(&lookup(&pairs)).unwrap();
+        let auth = c.jwks_auth.unwrap();
+        assert_eq!((auth.client.client_id.as_str(), auth.borrowed.map(|s| s.id)), ("b-client", Some("TOKENBRIDGE_BACKEND_CLIENT_ID")));
+    }
+
+    #[test]
+    fn a_jwks_client_of_its_own_takes_every_client_setting_and_its_secret_is_never_shown() {
+        let pairs = idcs(&[
+            IDCS_TOKEN,
+            ("TOKENBRIDGE_JWKS_CLIENT_ID", "jwks-reader"),
+            ("TOKENBRIDGE_JWKS_CLIENT_SECRET", "hunter2-jwks"),
+            ("TOKENBRIDGE_JWKS_CLIENT_AUTH", "client_secret_post"),
+        ]);
+        let c = Config::from_lookup(&lookup(&pairs)).unwrap();
+        let auth = c.jwks_auth.as_ref().unwrap();
+        assert_eq!((auth.client.client_id.as_str(), &auth.client.method), ("jwks-reader", &Method::SecretPost));
+        assert!(auth.borrowed.is_none());
+        let shown = c.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("TOKENBRIDGE_JWKS_CLIENT_SECRET = <redacted literal>\n"), "{shown}");
+        let secrets = Config::secrets_from_lookup(&lookup(&pairs));
+        assert_eq!(secrets.last().map(|(s, _)| *s), Some("TOKENBRIDGE_JWKS_CLIENT_SECRET"));
+
+        let without_secret: Vec<_> = pairs.into_iter().filter(|(k, _)| *k != "TOKENBRIDGE_JWKS_CLIENT_SECRET").collect();
+        let err = Config::from_lookup(&lookup(&without_secret)).err().unwrap();
+        assert_eq!(err.0, ["TOKENBRIDGE_JWKS_CLIENT_SECRET is required"]);
+    }
+
+    #[test]
+    fn a_jwks_token_url_must_be_https_on_the_origin_of_a_local_issuers_jwks_with_a_client_there() {
+        let problems = |extra: &[(&'static str, &'static str)]| {
+            Config::from_lookup(&lookup(&idcs(extra))).err().map(|e| e.0).unwrap_or_default()
+        };
+        assert_eq!(
+            problems(&[("TOKENBRIDGE_JWKS_TOKEN_URL", "http://idcs-1.identity.oraclecloud.com/oauth2/v1/token")]),
+            [
+                "TOKENBRIDGE_JWKS_TOKEN_URL: must use https; plain http is allowed only on loopback (http://idcs-1.identity.oraclecloud.com)",
+                "TOKENBRIDGE_JWKS_TOKEN_URL: neither the introspection client nor the backend client is at the origin of http://idcs-1.identity.oraclecloud.com/…: set TOKENBRIDGE_JWKS_CLIENT_ID and its credential",
+            ]
+        );
+        let other_domain = [
+            ("TOKENBRIDGE_JWKS_TOKEN_URL", "https://idcs-2.identity.oraclecloud.com/oauth2/v1/token"),
+            ("TOKENBRIDGE_JWKS_CLIENT_ID", "jwks-reader"),
+            ("TOKENBRIDGE_JWKS_CLIENT_SECRET", "s"),
+        ];
+        assert_eq!(
+            problems(&other_domain),
+            [
+                "TOKENBRIDGE_JWKS_TOKEN_URL: no issuer verified here has its JWKS URL (jwks_url, TOKENBRIDGE_JWKS_URL) at the origin of https://idcs-2.identity.oraclecloud.com/oauth2/v1/token; the bearer token is sent to no other"
+            ]
+        );
+        let p = problems(&[("TOKENBRIDGE_JWKS_TOKEN_URL", "https://idcs-2.identity.oraclecloud.com/oauth2/v1/token")]);
+        assert!(p[0].contains("neither the introspection client nor the backend client"), "{p:?}");
+    }
+
+    #[test]
+    fn jwks_client_settings_without_the_token_url_are_problems() {
+        let pairs = idcs(&[("TOKENBRIDGE_JWKS_CLIENT_ID", "jwks-reader")]);
+        assert_eq!(
+            Config::from_lookup(&lookup(&pairs)).err().unwrap().0,
+            [
+                "TOKENBRIDGE_JWKS_CLIENT_ID is set, but TOKENBRIDGE_JWKS_TOKEN_URL is not",
+                "TOKENBRIDGE_JWKS_SCOPE is set, but TOKENBRIDGE_JWKS_TOKEN_URL is not",
+            ]
+        );
+        let plain = Config::from_lookup(&lookup(MINIMAL)).unwrap();
+        assert!(plain.jwks_auth.is_none());
+        assert!(plain.to_string().contains("TOKENBRIDGE_JWKS_TOKEN_URL = (unset: every JWKS is fetched without a token)\n"));
+    }
+
     #[test]
     fn alias_and_name_disagreeing_is_a_problem() {
         let mut pairs = MINIMAL.to_vec();

@@ -52,6 +52,11 @@ impl HttpClient {
         agent_with_identity(self.roots.as_deref(), Some(cert), self.connect_timeout, self.call_timeout)
     }
 
+    /// The configured timeout of one call.
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.call_timeout
+    }
+
     /// The time one call may take: the configured timeout, cut short by the deadline.
     pub(crate) fn budget(&self, deadline: Option<Instant>) -> Result<Duration, Failure> {
         let Some(deadline) = deadline else {

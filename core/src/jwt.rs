@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
@@ -533,7 +533,8 @@ impl Jwks {
 
     /// Loads the keys now (start-up warm-up, `check-config`), or says why they cannot be had.
     pub(crate) fn warm(&self, idp: &Idp, now: UnixTime, deadline: Instant) -> Result<(), Cause> {
-        match self.keys(idp, now, Budget::new(now, Some(deadline), Duration::ZERO))? {
+        // The call timeout bounds the bearer token's call, as any IdP call's (`Idp::call`).
+        match self.keys(idp, now, Budget::new(now, Some(deadline), idp.http.call_timeout()))? {
             (_, Lookup::Stale(cause)) => Err(cause),
             _ => Ok(()),
         }
