@@ -466,16 +466,17 @@ impl FakeIdp {
     /// The JWKS, to a bearer of a token issued here with the JWKS's scope.
     fn signing_certs(&self, request: tiny_http::Request) {
         self.jwks_requests.fetch_add(1, Ordering::SeqCst);
-        let fault = self.lock().jwks_fault.clone();
-        let Some(request) = play(fault, request, || b"{\"keys\":[]}".to_vec()) else { return };
         let header = request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.to_string());
         let bearer = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")).map(str::to_string);
-        let mut state = self.lock();
+        // Recorded whatever the answer, so that tests can look for every token sent.
+        self.lock().jwks_bearers.extend(bearer.clone());
+        let fault = self.lock().jwks_fault.clone();
+        let Some(request) = play(fault, request, || b"{\"keys\":[]}".to_vec()) else { return };
+        let state = self.lock();
         let Some((keys, needed)) = state.jwks.clone() else {
             drop(state);
             return respond(request, 404, json!({"error":"not_found"}).to_string(), None);
         };
-        state.jwks_bearers.extend(bearer.clone());
         let scope = bearer.as_ref().and_then(|b| state.own_token_scopes.get(b).cloned());
         drop(state);
         match scope {
