@@ -93,12 +93,42 @@ impl JwksBearer {
                         Issued::Refused => Err(Failure::Status(a.status)),
                     }
                 })?;
-                Ok(Entry {
-                    fresh_until: token.refresh_at(REFRESH_MARGIN, LAST_SECONDS),
-                    usable_until: token.usable_until(LAST_SECONDS),
-                    value: token,
-                })
+                Ok(kept(token))
             },
         )
+    }
+}
+
+/// How long a token is kept: sent until its last seconds, asked for again a while before.
+fn kept(token: BackendToken) -> Entry<BackendToken> {
+    Entry {
+        fresh_until: token.refresh_at(REFRESH_MARGIN, LAST_SECONDS),
+        usable_until: token.usable_until(LAST_SECONDS),
+        value: token,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn token(life: i64) -> BackendToken {
+        BackendToken { access_token: Secret::new("t"), issued_at: 1_000, expires_at: 1_000 + life }
+    }
+
+    #[test]
+    fn a_token_is_kept_until_shortly_before_it_expires_and_renewed_before_that() {
+        // An identity domain's hour-long token: renewed 6 minutes (a tenth) before its last 10 s.
+        let hour = kept(token(3_600));
+        assert_eq!((hour.fresh_until, hour.usable_until), (1_000 + 3_230, 1_000 + 3_590));
+        // A short one is not asked for again in the first half of the time it is sent.
+        let minute = kept(token(60));
+        assert_eq!((minute.fresh_until, minute.usable_until), (1_000 + 25, 1_000 + 50));
+        for life in [1, 2, 5, 20, 300, 86_400] {
+            let entry = kept(token(life));
+            let (fresh, usable) = (entry.fresh_until, entry.usable_until);
+            assert!(1_000 <= fresh && fresh <= usable && usable <= 1_000 + life, "life {life}: {fresh} {usable}");
+        }
     }
 }
