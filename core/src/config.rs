@@ -643,7 +643,8 @@ impl Reader<'_> {
             (Client { endpoint: url, ..at_origin.clone() }, Some(at_origin.settings))
         };
         let auth = JwksAuth { client, scope, borrowed };
-        if !issuers.iter().any(|i| i.local && auth.covers(i.jwks_url.as_deref())) && check_url(&auth.client.endpoint).is_ok()
+        if !issuers.iter().any(|i| i.local && auth.covers(i.jwks_url.as_deref()))
+            && check_url(&auth.client.endpoint).is_ok()
         {
             self.problems.push(format!(
                 "{}: no issuer verified here has its JWKS URL (jwks_url, TOKENBRIDGE_JWKS_URL) at the origin of {}; \
@@ -960,7 +961,10 @@ mod tests {
         pairs.push(("TOKENBRIDGE_JWKS_URL", "https://idp-b.example/jwks"));
         let c = Config::from_lookup(&lookup(&pairs)).unwrap();
         let auth = c.jwks_auth.unwrap();
-        assert_eq!((auth.client.client_id.as_str(), auth.borrowed.map(|s| s.id)), ("b-client", Some("TOKENBRIDGE_BACKEND_CLIENT_ID")));
+        assert_eq!(
+            (auth.client.client_id.as_str(), auth.borrowed.map(|s| s.id)),
+            ("b-client", Some("TOKENBRIDGE_BACKEND_CLIENT_ID"))
+        );
     }
 
     #[test]
@@ -981,7 +985,8 @@ mod tests {
         let secrets = Config::secrets_from_lookup(&lookup(&pairs));
         assert_eq!(secrets.last().map(|(s, _)| *s), Some("TOKENBRIDGE_JWKS_CLIENT_SECRET"));
 
-        let without_secret: Vec<_> = pairs.into_iter().filter(|(k, _)| *k != "TOKENBRIDGE_JWKS_CLIENT_SECRET").collect();
+        let without_secret: Vec<_> =
+            pairs.into_iter().filter(|(k, _)| *k != "TOKENBRIDGE_JWKS_CLIENT_SECRET").collect();
         let err = Config::from_lookup(&lookup(&without_secret)).err().unwrap();
         assert_eq!(err.0, ["TOKENBRIDGE_JWKS_CLIENT_SECRET is required"]);
     }
@@ -1025,7 +1030,9 @@ mod tests {
         );
         let plain = Config::from_lookup(&lookup(MINIMAL)).unwrap();
         assert!(plain.jwks_auth.is_none());
-        assert!(plain.to_string().contains("TOKENBRIDGE_JWKS_TOKEN_URL = (unset: every JWKS is fetched without a token)\n"));
+        assert!(
+            plain.to_string().contains("TOKENBRIDGE_JWKS_TOKEN_URL = (unset: every JWKS is fetched without a token)\n")
+        );
     }
 
     #[test]

@@ -125,13 +125,8 @@ impl Validation {
             }
             Path::Reject(why) => Ok(Verdict::Invalid(why)),
             Path::Local(jwks, peeked) => {
-                let at = jwt::At {
-                    idp,
-                    now: budget.now,
-                    budget,
-                    leeway: self.leeway,
-                    claim_names: &self.context_claims,
-                };
+                let at =
+                    jwt::At { idp, now: budget.now, budget, leeway: self.leeway, claim_names: &self.context_claims };
                 jwks.validate(token, &peeked, &at)
             }
         })?;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use tokenbridge_tests::fake_idp::{A_CLIENT, B_CLIENT, ClientAuth, ClientKey, unix_now};
-use tokenbridge_tests::jwt_keys::{SigningKey, access_claims};
 use tokenbridge_tests::fn_agent::{FnAgent, Framing};
 use tokenbridge_tests::http_server::{HttpServer, raw_exchange};
+use tokenbridge_tests::jwt_keys::{SigningKey, access_claims};
 use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
 use tokenbridge_tests::{Fault, IdpPair, stdio, token_payload};
 
