@@ -6,21 +6,29 @@
 //! backend token ([`read_grant_answer`]). It is kept until shortly before it expires; a JWKS
 //! endpoint that answers 401 to a kept token has it dropped and asked for once more.
 
+use std::sync::Mutex;
+
 use crate::backend::{BackendToken, Issued, read_grant_answer};
 use crate::budget::Budget;
 use crate::cache::{Cache, Entry, Lookup};
+use crate::clock::UnixTime;
 use crate::config::JwksAuth;
 use crate::grant::BackendGrant;
 use crate::http::Answer;
 use crate::idp::{Endpoint, Idp};
 use crate::log::Trace;
 use crate::outcome::{Cause, Dependency, Failure};
+use crate::sync::lock;
 
 /// A token is asked for again this long (or a tenth of its life, when that is longer) before it
 /// stops being sent.
 const REFRESH_MARGIN: i64 = 30;
 /// A token is not sent in its last seconds: clocks differ, and the JWKS answer takes a moment.
 const LAST_SECONDS: i64 = 10;
+/// A refused token is replaced at most this often: a JWKS that refuses every token (while no
+/// keys are held, each decision asks it again) costs the token endpoint one request per window,
+/// not one per decision.
+const REPLACED_AT_MOST_EVERY: i64 = 10;
 
 /// The token endpoint, our client there, and the token it gave.
 pub(crate) struct JwksBearer {
@@ -28,6 +36,8 @@ pub(crate) struct JwksBearer {
     /// `grant_type=client_credentials`, and the `scope` when one is configured.
     form: Vec<(&'static str, String)>,
     token: Cache<(), BackendToken, Cause>,
+    /// Until when a token refused by the JWKS is not replaced again.
+    no_replacement_until: Mutex<UnixTime>,
     /// Lifetime assumed for an answer without `expires_in`.
     default_ttl: i64,
 }
@@ -40,6 +50,7 @@ impl JwksBearer {
             endpoint: Endpoint::new(Dependency::Jwks, &auth.client),
             form: BackendGrant::ClientCredentials.form(&scope),
             token: Cache::new(1),
+            no_replacement_until: Mutex::new(UnixTime::MIN),
             default_ttl,
         }
     }
@@ -50,12 +61,12 @@ impl JwksBearer {
     }
 
     /// GETs `url` with the bearer token. A 401 to a token kept from earlier (revoked, or the
-    /// domain's clock ahead of ours) drops it and asks once more with a new one; a 401 to a token
-    /// just issued is the answer, as another would fare no better.
+    /// domain's clock ahead of ours) drops it and asks once more with a new one, at most once per
+    /// window; a 401 to a token just issued is the answer, as another would fare no better.
     pub(crate) fn get(&self, idp: &Idp, url: &str, budget: Budget) -> Result<Answer, Cause> {
         let (token, how) = self.token(idp, budget)?;
         let answer = self.get_with(idp, url, &token, budget)?;
-        if answer.status != 401 || matches!(how, Lookup::Miss | Lookup::Shared) {
+        if answer.status != 401 || matches!(how, Lookup::Miss | Lookup::Shared) || !self.may_replace(budget.now) {
             return Ok(answer);
         }
         // Dropped only while it is still the one refused: a concurrent fetch may have replaced it.
@@ -64,6 +75,16 @@ impl JwksBearer {
         }
         let (token, _) = self.token(idp, budget)?;
         self.get_with(idp, url, &token, budget)
+    }
+
+    /// Whether a refused token may be replaced now; claims the window if so.
+    fn may_replace(&self, now: UnixTime) -> bool {
+        let mut until = lock(&self.no_replacement_until);
+        let free = now >= *until;
+        if free {
+            *until = now.saturating_add(REPLACED_AT_MOST_EVERY);
+        }
+        free
     }
 
     fn get_with(&self, idp: &Idp, url: &str, token: &BackendToken, budget: Budget) -> Result<Answer, Cause> {

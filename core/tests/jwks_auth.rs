@@ -120,6 +120,25 @@ fn a_jwks_refusing_a_new_token_and_its_replacement_is_unavailable_not_a_deny() {
     assert_allowed(&f.engine.decide(&bearer(&token(&f, &key, "carol"))), "carol");
 }
 
+/// Without keys held, every decision asks the JWKS again: one refusing every token costs the
+/// token endpoint one new token per 10 s, not one per decision.
+#[test]
+fn a_jwks_refusing_every_token_has_it_replaced_at_most_once_per_window() {
+    let key = SigningKey::ec("k1", Algorithm::ES256);
+    let f = domain(&key);
+    f.idp.a.set_jwks_fault(Some(Fault::Status(401, "{}".into())));
+    for sub in ["alice", "bob", "carol", "dave"] {
+        assert_unavailable(&f.engine.decide(&bearer(&token(&f, &key, sub))), Failure::Status(401));
+    }
+    // The first token was just issued (kept, not replaced); the second decision replaced it.
+    assert_eq!((f.idp.a.token_requests(), f.idp.a.jwks_requests()), (2, 5));
+    f.clock.advance(11);
+    assert_unavailable(&f.engine.decide(&bearer(&token(&f, &key, "erin"))), Failure::Status(401));
+    assert_eq!((f.idp.a.token_requests(), f.idp.a.jwks_requests()), (3, 7));
+    f.idp.a.set_jwks_fault(None);
+    assert_allowed(&f.engine.decide(&bearer(&token(&f, &key, "frank"))), "frank");
+}
+
 #[test]
 fn a_token_endpoint_outage_is_unavailable_and_the_caller_allowed_once_it_is_back() {
     let key = SigningKey::ec("k1", Algorithm::ES256);
