@@ -10,8 +10,8 @@ use crate::grant::{BackendGrant, TokenType};
 use crate::jwt::{Issuer, TENANT_PLACEHOLDER};
 use crate::policy::Policy;
 use crate::secret::SecretRef;
-use crate::settings::{BACKEND_CLIENT, ClientSettings, INTROSPECTION_CLIENT, SETTINGS, Setting};
-use crate::url_rules::{check_url, shown_url};
+use crate::settings::{BACKEND_CLIENT, ClientSettings, INTROSPECTION_CLIENT, JWKS_CLIENT, SETTINGS, Setting};
+use crate::url_rules::{check_url, same_origin, shown_url};
 
 /// An OAuth client of ours at an IdP.
 #[derive(Clone)]
@@ -36,6 +36,26 @@ impl Client {
     }
 }
 
+/// A bearer token for the JWKS at one origin (OCI IAM identity domains serve theirs only to an
+/// authenticated client): got by client_credentials at `client.endpoint`, on that origin.
+#[derive(Clone)]
+pub(crate) struct JwksAuth {
+    /// Our client at the token endpoint: configured on its own, or borrowed.
+    pub(crate) client: Client,
+    /// `scope` of the grant, when set.
+    pub(crate) scope: Option<String>,
+    /// When the client is the introspection or backend client, that client's settings.
+    pub(crate) borrowed: Option<&'static ClientSettings>,
+}
+
+impl JwksAuth {
+    /// Whether the JWKS at `jwks_url` is fetched with this token: only on the token endpoint's
+    /// own origin, so the token goes to no one but the domain that issued it.
+    pub(crate) fn covers(&self, jwks_url: Option<&str>) -> bool {
+        jwks_url.is_some_and(|url| same_origin(url, &self.client.endpoint))
+    }
+}
+
 /// Validated settings. Build with [`Config::from_env`] or [`Config::from_lookup`]; `Display`
 /// shows every effective setting, secrets redacted (`tokenbridge check-config`).
 #[derive(Clone)]
@@ -55,6 +75,8 @@ pub struct Config {
     pub(crate) context_claims: Vec<String>,
     /// JWKS lifetime when its answer has no `Cache-Control: max-age`, in seconds.
     pub(crate) jwks_max_age: i64,
+    /// The bearer token the JWKS at one origin is fetched with, when one is needed.
+    pub(crate) jwks_auth: Option<JwksAuth>,
     /// IdP B's token endpoint and our client there.
     pub(crate) backend: Client,
     /// The grant asked of IdP B: client_credentials, or one that carries the caller on.
@@ -187,7 +209,9 @@ impl Config {
         };
         let introspection = config.introspection.into_iter().flat_map(credentials);
         let backend = credentials(config.backend);
-        introspection.chain(backend).filter(|(_, secret)| !is_unset(secret)).collect()
+        // A borrowed client's credential is already listed under its own setting.
+        let jwks = config.jwks_auth.filter(|j| j.borrowed.is_none()).into_iter().flat_map(|j| credentials(j.client));
+        introspection.chain(backend).chain(jwks).filter(|(_, secret)| !is_unset(secret)).collect()
     }
 
     /// Every setting read, with a stand-in where one is invalid, and every problem found.
@@ -202,6 +226,7 @@ impl Config {
                 .push(format!("TOKENBRIDGE_MODE={} needs TOKENBRIDGE_ISSUER or TOKENBRIDGE_ISSUERS", mode.as_str()));
         }
         let backend = r.client(&BACKEND_CLIENT);
+        let jwks_auth = r.jwks_auth(introspection.as_ref(), &backend, &issuers);
         let backend_grant = r.backend_grant();
         let backend_params = [
             ("scope", "TOKENBRIDGE_BACKEND_SCOPE"),
@@ -242,6 +267,7 @@ impl Config {
             policy,
             context_claims,
             jwks_max_age: r.number("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", 60, 86_400),
+            jwks_auth,
             backend,
             backend_grant,
             backend_params,
@@ -629,6 +655,52 @@ impl Reader<'_> {
         }
     }
 
+    /// `TOKENBRIDGE_JWKS_TOKEN_URL` and the client there: its own settings when any is given,
+    /// else the introspection client or the backend client on the same origin (an identity
+    /// domain's app usually introspects, or gets backend tokens, there already).
+    fn jwks_auth(&mut self, introspection: Option<&Client>, backend: &Client, issuers: &[Issuer]) -> Option<JwksAuth> {
+        let s = &JWKS_CLIENT;
+        let client_settings = [s.id, s.secret, s.auth, s.key, s.cert, s.key_id, s.alg, s.audience, s.cert_sha256];
+        // Read raw: `optional` would also answer a setting's default.
+        let given = |r: &Self, name: &str| (r.lookup)(name).is_some_and(|v| !v.trim().is_empty());
+        let own = client_settings.iter().any(|name| given(self, name));
+        let scope = self.optional("TOKENBRIDGE_JWKS_SCOPE");
+        if !given(self, s.url) {
+            let stray = client_settings.iter().copied().chain(["TOKENBRIDGE_JWKS_SCOPE"]).filter(|n| given(self, n));
+            let stray: Vec<&str> = stray.collect();
+            for name in stray {
+                self.problems.push(format!("{name} is set, but {} is not", s.url));
+            }
+            return None;
+        }
+        let (client, borrowed) = if own {
+            (self.client(s), None)
+        } else {
+            let url = self.url(s.url);
+            let shown = shown_url(&url);
+            let Some(at_origin) = introspection.into_iter().chain([backend]).find(|c| same_origin(&c.endpoint, &url))
+            else {
+                self.problems.push(format!(
+                    "{}: neither the introspection client nor the backend client is at the origin of {shown}: set {} and its credential",
+                    s.url, s.id
+                ));
+                return None;
+            };
+            (Client { endpoint: url, ..at_origin.clone() }, Some(at_origin.settings))
+        };
+        let auth = JwksAuth { client, scope, borrowed };
+        if !issuers.iter().any(|i| i.local && auth.covers(i.jwks_url.as_deref()))
+            && check_url(&auth.client.endpoint).is_ok()
+        {
+            self.problems.push(format!(
+                "{}: no issuer verified here has its JWKS URL (jwks_url, TOKENBRIDGE_JWKS_URL) at the origin of {}; \
+                 the bearer token is sent to no other",
+                s.url, auth.client.endpoint
+            ));
+        }
+        Some(auth)
+    }
+
     /// The backend grant and its own settings.
     fn backend_grant(&mut self) -> BackendGrant {
         let values = GrantValues {
@@ -883,6 +955,130 @@ mod tests {
         let mut pairs = MINIMAL.to_vec();
         pairs.extend([("TOKENBRIDGE_CONTEXT_CLAIMS", "sub email groups")]);
         assert!(Config::from_lookup(&lookup(&pairs)).is_ok());
+    }
+
+    /// MINIMAL at an identity domain: introspection there, its JWT issuer's keys there too.
+    fn idcs(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut pairs: Vec<(&str, &str)> = MINIMAL
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "TOKENBRIDGE_INTROSPECTION_URL")
+            .chain([
+                ("TOKENBRIDGE_INTROSPECTION_URL", "https://idcs-1.identity.oraclecloud.com/oauth2/v1/introspect"),
+                ("TOKENBRIDGE_ISSUER", "https://identity.oraclecloud.com/"),
+                ("TOKENBRIDGE_AUDIENCE", "api"),
+                ("TOKENBRIDGE_JWKS_URL", "https://idcs-1.identity.oraclecloud.com/admin/v1/SigningCert/jwk"),
+                ("TOKENBRIDGE_JWKS_SCOPE", "urn:opc:idm:__myscopes__"),
+            ])
+            .collect();
+        pairs.extend(extra.iter().copied());
+        pairs
+    }
+
+    const IDCS_TOKEN: (&str, &str) =
+        ("TOKENBRIDGE_JWKS_TOKEN_URL", "https://IDCS-1.identity.oraclecloud.com:443/oauth2/v1/token");
+
+    #[test]
+    fn the_jwks_token_borrows_the_introspection_client_at_the_same_origin() {
+        let c = Config::from_lookup(&lookup(&idcs(&[IDCS_TOKEN]))).unwrap();
+        let auth = c.jwks_auth.as_ref().expect("an authenticated JWKS fetch");
+        assert_eq!(auth.client.endpoint, IDCS_TOKEN.1);
+        assert_eq!(auth.client.client_id, "a-client");
+        assert_eq!(auth.client.credential, SecretRef::parse("a-secret-value"));
+        assert_eq!(auth.borrowed.map(|s| s.id), Some("TOKENBRIDGE_INTROSPECTION_CLIENT_ID"));
+        assert_eq!(auth.scope.as_deref(), Some("urn:opc:idm:__myscopes__"));
+        assert!(auth.covers(c.issuers[0].jwks_url.as_deref()));
+        let shown = c.to_string();
+        for line in [
+            "TOKENBRIDGE_JWKS_CLIENT_ID = (the introspection client at the same origin: TOKENBRIDGE_INTROSPECTION_CLIENT_ID)\n",
+            "TOKENBRIDGE_JWKS_SCOPE = urn:opc:idm:__myscopes__\n",
+            "/admin/v1/SigningCert/jwk (with a bearer token from TOKENBRIDGE_JWKS_TOKEN_URL)",
+        ] {
+            assert!(shown.contains(line), "{line:?} missing from\n{shown}");
+        }
+        let secrets = Config::secrets_from_lookup(&lookup(&idcs(&[IDCS_TOKEN])));
+        assert_eq!(secrets.len(), 2, "the borrowed secret is resolved once: {secrets:?}");
+    }
+
+    #[test]
+    fn the_jwks_token_borrows_the_backend_client_when_only_it_is_at_that_origin() {
+        let mut pairs = idcs(&[("TOKENBRIDGE_JWKS_TOKEN_URL", "https://idp-b.example/token")]);
+        pairs.retain(|(k, _)| *k != "TOKENBRIDGE_JWKS_URL");
+        pairs.push(("TOKENBRIDGE_JWKS_URL", "https://idp-b.example/jwks"));
+        let c = Config::from_lookup(&lookup(&pairs)).unwrap();
+        let auth = c.jwks_auth.unwrap();
+        assert_eq!(
+            (auth.client.client_id.as_str(), auth.borrowed.map(|s| s.id)),
+            ("b-client", Some("TOKENBRIDGE_BACKEND_CLIENT_ID"))
+        );
+    }
+
+    #[test]
+    fn a_jwks_client_of_its_own_takes_every_client_setting_and_its_secret_is_never_shown() {
+        let pairs = idcs(&[
+            IDCS_TOKEN,
+            ("TOKENBRIDGE_JWKS_CLIENT_ID", "jwks-reader"),
+            ("TOKENBRIDGE_JWKS_CLIENT_SECRET", "hunter2-jwks"),
+            ("TOKENBRIDGE_JWKS_CLIENT_AUTH", "client_secret_post"),
+        ]);
+        let c = Config::from_lookup(&lookup(&pairs)).unwrap();
+        let auth = c.jwks_auth.as_ref().unwrap();
+        assert_eq!((auth.client.client_id.as_str(), &auth.client.method), ("jwks-reader", &Method::SecretPost));
+        assert!(auth.borrowed.is_none());
+        let shown = c.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("TOKENBRIDGE_JWKS_CLIENT_SECRET = <redacted literal>\n"), "{shown}");
+        let secrets = Config::secrets_from_lookup(&lookup(&pairs));
+        assert_eq!(secrets.last().map(|(s, _)| *s), Some("TOKENBRIDGE_JWKS_CLIENT_SECRET"));
+
+        let without_secret: Vec<_> =
+            pairs.into_iter().filter(|(k, _)| *k != "TOKENBRIDGE_JWKS_CLIENT_SECRET").collect();
+        let err = Config::from_lookup(&lookup(&without_secret)).err().unwrap();
+        assert_eq!(err.0, ["TOKENBRIDGE_JWKS_CLIENT_SECRET is required"]);
+    }
+
+    #[test]
+    fn a_jwks_token_url_must_be_https_on_the_origin_of_a_local_issuers_jwks_with_a_client_there() {
+        let problems = |extra: &[(&'static str, &'static str)]| {
+            Config::from_lookup(&lookup(&idcs(extra))).err().map(|e| e.0).unwrap_or_default()
+        };
+        assert_eq!(
+            problems(&[("TOKENBRIDGE_JWKS_TOKEN_URL", "http://idcs-1.identity.oraclecloud.com/oauth2/v1/token")]),
+            [
+                "TOKENBRIDGE_JWKS_TOKEN_URL: must use https; plain http is allowed only on loopback (http://idcs-1.identity.oraclecloud.com)",
+                "TOKENBRIDGE_JWKS_TOKEN_URL: neither the introspection client nor the backend client is at the origin of http://idcs-1.identity.oraclecloud.com/…: set TOKENBRIDGE_JWKS_CLIENT_ID and its credential",
+            ]
+        );
+        let other_domain = [
+            ("TOKENBRIDGE_JWKS_TOKEN_URL", "https://idcs-2.identity.oraclecloud.com/oauth2/v1/token"),
+            ("TOKENBRIDGE_JWKS_CLIENT_ID", "jwks-reader"),
+            ("TOKENBRIDGE_JWKS_CLIENT_SECRET", "s"),
+        ];
+        assert_eq!(
+            problems(&other_domain),
+            [
+                "TOKENBRIDGE_JWKS_TOKEN_URL: no issuer verified here has its JWKS URL (jwks_url, TOKENBRIDGE_JWKS_URL) at the origin of https://idcs-2.identity.oraclecloud.com/oauth2/v1/token; the bearer token is sent to no other"
+            ]
+        );
+        let p = problems(&[("TOKENBRIDGE_JWKS_TOKEN_URL", "https://idcs-2.identity.oraclecloud.com/oauth2/v1/token")]);
+        assert!(p[0].contains("neither the introspection client nor the backend client"), "{p:?}");
+    }
+
+    #[test]
+    fn jwks_client_settings_without_the_token_url_are_problems() {
+        let pairs = idcs(&[("TOKENBRIDGE_JWKS_CLIENT_ID", "jwks-reader")]);
+        assert_eq!(
+            Config::from_lookup(&lookup(&pairs)).err().unwrap().0,
+            [
+                "TOKENBRIDGE_JWKS_CLIENT_ID is set, but TOKENBRIDGE_JWKS_TOKEN_URL is not",
+                "TOKENBRIDGE_JWKS_SCOPE is set, but TOKENBRIDGE_JWKS_TOKEN_URL is not",
+            ]
+        );
+        let plain = Config::from_lookup(&lookup(MINIMAL)).unwrap();
+        assert!(plain.jwks_auth.is_none());
+        assert!(
+            plain.to_string().contains("TOKENBRIDGE_JWKS_TOKEN_URL = (unset: every JWKS is fetched without a token)\n")
+        );
     }
 
     #[test]

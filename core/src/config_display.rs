@@ -4,8 +4,9 @@
 use std::fmt;
 
 use crate::client_auth::Method;
-use crate::config::{Client, Config};
+use crate::config::{Client, Config, JwksAuth};
 use crate::grant::BackendGrant;
+use crate::settings::INTROSPECTION_CLIENT;
 
 impl Config {
     fn backend_param(&self, name: &str) -> String {
@@ -60,14 +61,17 @@ impl fmt::Display for Config {
         for (k, v) in lines {
             writeln!(f, "{k} = {v}")?;
         }
+        write_jwks_auth(f, c.jwks_auth.as_ref())?;
         for i in &c.issuers {
+            let bearer = c.jwks_auth.as_ref().is_some_and(|a| i.local && a.covers(i.jwks_url.as_deref()));
             writeln!(
                 f,
-                "issuer {} = {}, audiences [{}], keys {}{}{}{}",
+                "issuer {} = {}, audiences [{}], keys {}{}{}{}{}",
                 i.issuer,
                 if i.local { "verified locally" } else { "introspected" },
                 if i.audiences.is_empty() { "not checked".to_string() } else { i.audiences.join(" ") },
                 i.jwks_url.as_deref().unwrap_or("discovered"),
+                if bearer { " (with a bearer token from TOKENBRIDGE_JWKS_TOKEN_URL)" } else { "" },
                 if i.require_at_jwt { ", at+jwt required" } else { "" },
                 listed(", tenants", &i.tenants),
                 listed(", access tokens of the clients", &i.client_ids),
@@ -80,6 +84,22 @@ impl fmt::Display for Config {
         }
         Ok(())
     }
+}
+
+/// The JWKS bearer token's endpoint, scope and client: its own settings, or the client borrowed.
+fn write_jwks_auth(f: &mut fmt::Formatter<'_>, auth: Option<&JwksAuth>) -> fmt::Result {
+    let Some(auth) = auth else {
+        return writeln!(f, "TOKENBRIDGE_JWKS_TOKEN_URL = (unset: every JWKS is fetched without a token)");
+    };
+    match auth.borrowed {
+        None => write_client(f, &auth.client)?,
+        Some(settings) => {
+            writeln!(f, "TOKENBRIDGE_JWKS_TOKEN_URL = {}", auth.client.endpoint)?;
+            let whose = if settings.url == INTROSPECTION_CLIENT.url { "introspection" } else { "backend" };
+            writeln!(f, "TOKENBRIDGE_JWKS_CLIENT_ID = (the {whose} client at the same origin: {})", settings.id)?;
+        }
+    }
+    writeln!(f, "TOKENBRIDGE_JWKS_SCOPE = {}", auth.scope.as_deref().unwrap_or("(unset)"))
 }
 
 /// The settings of the chosen backend grant, and only those.

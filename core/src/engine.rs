@@ -171,7 +171,11 @@ impl Engine {
     /// With an invalid configuration there is nothing to resolve: see [`Engine::check_secret_refs`].
     pub fn check_secrets(&self) -> Vec<SecretProblem> {
         let Ok(stages) = &self.setup else { return Vec::new() };
-        let endpoints = [stages.validation.introspection(), Some(stages.backends[0].endpoint())];
+        let endpoints = [
+            stages.validation.introspection(),
+            Some(stages.backends[0].endpoint()),
+            stages.validation.jwks_token_endpoint(),
+        ];
         let now = self.clock.now();
         endpoints.into_iter().flatten().filter_map(|e| e.check_secret(&self.secrets, now)).collect()
     }
@@ -180,7 +184,11 @@ impl Engine {
     /// resolved now and described (subject, SHA-256 fingerprint), as `(setting, description)`.
     pub fn describe_certificates(&self) -> Vec<(&'static str, String)> {
         let Ok(stages) = &self.setup else { return Vec::new() };
-        let endpoints = [stages.validation.introspection(), Some(stages.backends[0].endpoint())];
+        let endpoints = [
+            stages.validation.introspection(),
+            Some(stages.backends[0].endpoint()),
+            stages.validation.jwks_token_endpoint(),
+        ];
         let now = self.clock.now();
         endpoints.into_iter().flatten().filter_map(|e| e.describe_certificate(&self.secrets, now)).collect()
     }
@@ -226,9 +234,12 @@ impl Engine {
         let issuers: Vec<&str> = config.issuers.iter().map(|i| i.issuer.as_str()).collect();
         let http = &stages.idp.http;
         let introspection = config.introspection.as_ref().map(|c| (c, EndpointKind::Introspection));
+        // A borrowed client's method is checked where it is configured.
+        let jwks = config.jwks_auth.as_ref().filter(|j| j.borrowed.is_none()).map(|j| (&j.client, EndpointKind::Token));
         introspection
             .into_iter()
             .chain([(&config.backend, EndpointKind::Token)])
+            .chain(jwks)
             .map(|(client, kind)| auth_methods::check(http, client, kind, &issuers, until))
             .collect()
     }

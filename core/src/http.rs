@@ -52,6 +52,11 @@ impl HttpClient {
         agent_with_identity(self.roots.as_deref(), Some(cert), self.connect_timeout, self.call_timeout)
     }
 
+    /// The configured timeout of one call.
+    pub(crate) fn call_timeout(&self) -> Duration {
+        self.call_timeout
+    }
+
     /// The time one call may take: the configured timeout, cut short by the deadline.
     pub(crate) fn budget(&self, deadline: Option<Instant>) -> Result<Duration, Failure> {
         let Some(deadline) = deadline else {
@@ -92,17 +97,30 @@ impl HttpClient {
 
     /// GETs a public JSON document (discovery, JWKS).
     pub(crate) fn get(&self, url: &str, deadline: Option<Instant>) -> Result<Answer, Failure> {
+        self.get_authorized(url, None, deadline)
+    }
+
+    /// GETs a JSON document, with this `Authorization` header when given (a JWKS that only an
+    /// authenticated client may read).
+    pub(crate) fn get_authorized(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<Answer, Failure> {
         let budget = self.budget(deadline)?;
-        let response = self
+        let mut request = self
             .agent
             .get(url)
             .config()
             .timeout_global(Some(budget))
             .timeout_connect(Some(self.connect_timeout.min(budget)))
             .build()
-            .header("Accept", "application/json")
-            .call();
-        self.read(response, budget)
+            .header("Accept", "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
+        }
+        self.read(request.call(), budget)
     }
 
     fn read(

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
@@ -17,7 +17,9 @@ use crate::cache::{Cache, Entry, Lookup};
 use crate::claims::{Facts, Wanted};
 use crate::clock::UnixTime;
 use crate::http::HttpClient;
+use crate::idp::Idp;
 use crate::introspection::{self, Identity, Verdict};
+use crate::jwks_auth::JwksBearer;
 use crate::outcome::{Cause, Dependency, Failure};
 use crate::reason::Reason;
 use crate::sync::lock;
@@ -39,10 +41,10 @@ const ALLOWED: [Algorithm; 9] = [
 /// asking the IdP for this long (a flood of forged `kid`s costs the IdP one request).
 pub const UNKNOWN_KID_PENALTY: i64 = 10;
 
-/// The circumstances of one validation: the client to fetch keys with, the time, how long the
+/// The circumstances of one validation: the IdP client to fetch keys with, the time, how long the
 /// request may wait, and what to read from the claims.
 pub(crate) struct At<'a> {
-    pub http: &'a HttpClient,
+    pub idp: &'a Idp,
     pub now: UnixTime,
     pub budget: Budget,
     pub leeway: i64,
@@ -459,6 +461,8 @@ pub(crate) struct Jwks {
     discovered: Cache<(), String, Cause>,
     penalty_until: Mutex<UnixTime>,
     default_max_age: i64,
+    /// The bearer token its configured JWKS URL is fetched with, when it asks for one.
+    bearer: Option<Arc<JwksBearer>>,
 }
 
 impl Jwks {
@@ -469,20 +473,26 @@ impl Jwks {
             discovered: Cache::new(1),
             penalty_until: Mutex::new(UnixTime::MIN),
             default_max_age,
+            bearer: None,
         }
+    }
+
+    /// Fetches the configured JWKS URL with `bearer`'s token (never a discovered one).
+    pub(crate) fn fetched_with(&mut self, bearer: Arc<JwksBearer>) {
+        self.bearer = Some(bearer);
     }
 
     /// Verifies a JWT of this issuer: `Ok(Verdict)`, or `Err(cause)` when the keys needed to
     /// decide cannot be had.
     pub(crate) fn validate(&self, token: &str, peeked: &Peek, at: &At<'_>) -> Result<Verdict, Cause> {
-        let (mut keys, mut how) = self.keys(at.http, at.now, at.budget)?;
+        let (mut keys, mut how) = self.keys(at.idp, at.now, at.budget)?;
         let mut refetched = false;
         if let Some(kid) = peeked.header.kid.as_deref().filter(|kid| !keys.has_kid(kid)) {
             self.refetch_once_per_window(at.now);
             // Read again whoever claimed the refetch: one in flight is waited for (until this
             // request's own deadline), a finished one is used, and within the penalty window
             // after it the cached keys answer without asking the IdP.
-            let (refetched_keys, refetched_how) = self.keys(at.http, at.now, at.budget)?;
+            let (refetched_keys, refetched_how) = self.keys(at.idp, at.now, at.budget)?;
             if !refetched_keys.has_kid(kid) {
                 return match refetched_how {
                     // Keys that could not be refreshed may lack a key the IdP has since
@@ -502,7 +512,7 @@ impl Jwks {
         let just_loaded = refetched || matches!(how, Lookup::Miss | Lookup::Shared);
         if result == Err(Reason::BadSignature) && peeked.header.kid.is_some() && !just_loaded {
             self.refetch_once_per_window(at.now);
-            let (again, again_how) = self.keys(at.http, at.now, at.budget)?;
+            let (again, again_how) = self.keys(at.idp, at.now, at.budget)?;
             if !Arc::ptr_eq(&again, &keys) {
                 result = verified(&again);
             }
@@ -519,8 +529,9 @@ impl Jwks {
     }
 
     /// Loads the keys now (start-up warm-up, `check-config`), or says why they cannot be had.
-    pub(crate) fn warm(&self, http: &HttpClient, now: UnixTime, deadline: Instant) -> Result<(), Cause> {
-        match self.keys(http, now, Budget::new(now, Some(deadline), Duration::ZERO))? {
+    pub(crate) fn warm(&self, idp: &Idp, now: UnixTime, deadline: Instant) -> Result<(), Cause> {
+        // The call timeout bounds the bearer token's call, as any IdP call's (`Idp::call`).
+        match self.keys(idp, now, Budget::new(now, Some(deadline), idp.http.call_timeout()))? {
             (_, Lookup::Stale(cause)) => Err(cause),
             _ => Ok(()),
         }
@@ -542,7 +553,7 @@ impl Jwks {
         }
     }
 
-    fn keys(&self, http: &HttpClient, now: UnixTime, budget: Budget) -> Result<(Arc<KeySet>, Lookup<Cause>), Cause> {
+    fn keys(&self, idp: &Idp, now: UnixTime, budget: Budget) -> Result<(Arc<KeySet>, Lookup<Cause>), Cause> {
         let cause = |f| Cause::new(Dependency::Jwks, f);
         let timed_out = budget.waited_too_long(Dependency::Jwks);
         self.keys.get_or_load(
@@ -551,8 +562,11 @@ impl Jwks {
             || budget.wait_until(),
             timed_out,
             || {
-                let url = self.jwks_url(http, now, budget)?;
-                let answer = http.get(&url, budget.deadline()).map_err(cause)?;
+                let url = self.jwks_url(&idp.http, now, budget)?;
+                let answer = match (&self.bearer, &self.issuer.jwks_url) {
+                    (Some(bearer), Some(_)) => bearer.get(idp, &url, budget)?,
+                    _ => idp.http.get(&url, budget.deadline()).map_err(cause)?,
+                };
                 if answer.status != 200 {
                     return Err(Cause { retry_after: answer.retry_after, ..cause(Failure::Status(answer.status)) });
                 }

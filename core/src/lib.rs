@@ -59,6 +59,7 @@ mod http;
 mod idp;
 mod introspection;
 mod json;
+mod jwks_auth;
 mod jwt;
 mod log;
 mod outcome;

@@ -62,6 +62,21 @@ pub(crate) const BACKEND_CLIENT: ClientSettings = ClientSettings {
     cert: "TOKENBRIDGE_BACKEND_CLIENT_CERT",
 };
 
+/// Our client at the token endpoint where a JWKS bearer token is got (OCI IAM identity domains),
+/// when it is not the introspection or backend client.
+pub(crate) const JWKS_CLIENT: ClientSettings = ClientSettings {
+    url: "TOKENBRIDGE_JWKS_TOKEN_URL",
+    id: "TOKENBRIDGE_JWKS_CLIENT_ID",
+    secret: "TOKENBRIDGE_JWKS_CLIENT_SECRET",
+    auth: "TOKENBRIDGE_JWKS_CLIENT_AUTH",
+    key: "TOKENBRIDGE_JWKS_CLIENT_KEY",
+    key_id: "TOKENBRIDGE_JWKS_CLIENT_KEY_ID",
+    alg: "TOKENBRIDGE_JWKS_CLIENT_ASSERTION_ALG",
+    audience: "TOKENBRIDGE_JWKS_CLIENT_ASSERTION_AUDIENCE",
+    cert_sha256: "TOKENBRIDGE_JWKS_CLIENT_CERT_SHA256",
+    cert: "TOKENBRIDGE_JWKS_CLIENT_CERT",
+};
+
 /// Every setting the core reads; docs/configuration.md mirrors this list (a test checks it).
 pub(crate) const SETTINGS: &[Setting] = &[
     s(
@@ -136,6 +151,37 @@ pub(crate) const SETTINGS: &[Setting] = &[
     s("TOKENBRIDGE_TENANTS", None, None, "tenants an issuer written with {tenantid} accepts (Entra multi-tenant)"),
     s("TOKENBRIDGE_ISSUERS", None, None, "several issuers, as a JSON array (docs/jwt-and-policy.md)"),
     s("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", None, Some("300"), "JWKS lifetime when it sends no Cache-Control max-age"),
+    s(
+        "TOKENBRIDGE_JWKS_TOKEN_URL",
+        None,
+        None,
+        "token endpoint of a bearer token (client_credentials) for the JWKS at its origin (OCI IAM identity domains)",
+    ),
+    s("TOKENBRIDGE_JWKS_SCOPE", None, None, "scope of that grant (identity domains: urn:opc:idm:__myscopes__)"),
+    s(
+        "TOKENBRIDGE_JWKS_CLIENT_ID",
+        None,
+        None,
+        "our client id there (default: the introspection or backend client at that origin)",
+    ),
+    s("TOKENBRIDGE_JWKS_CLIENT_SECRET", None, None, "our client secret there (literal or reference)"),
+    s(
+        "TOKENBRIDGE_JWKS_CLIENT_AUTH",
+        None,
+        None,
+        "how we authenticate there, as TOKENBRIDGE_INTROSPECTION_CLIENT_AUTH",
+    ),
+    s("TOKENBRIDGE_JWKS_CLIENT_KEY", None, None, "our PEM private key there (literal or reference)"),
+    s("TOKENBRIDGE_JWKS_CLIENT_CERT", None, None, "our PEM client certificate chain there (literal or reference)"),
+    s("TOKENBRIDGE_JWKS_CLIENT_KEY_ID", None, None, "kid of the client assertions there"),
+    s("TOKENBRIDGE_JWKS_CLIENT_ASSERTION_ALG", None, None, "RS256, PS256 or ES256 (default: from the key)"),
+    s(
+        "TOKENBRIDGE_JWKS_CLIENT_ASSERTION_AUDIENCE",
+        None,
+        None,
+        "aud of the client assertions there (default: the endpoint's URL)",
+    ),
+    s("TOKENBRIDGE_JWKS_CLIENT_CERT_SHA256", None, None, "x5t#S256 header of the client assertions there"),
     s("TOKENBRIDGE_POLICY", None, None, "per-route policy, JSON (docs/jwt-and-policy.md)"),
     s("TOKENBRIDGE_POLICY_FILE", None, None, "per-route policy, path of a JSON file"),
     s("TOKENBRIDGE_CONTEXT_CLAIMS", None, None, "space-separated claims forwarded as context values"),

@@ -89,6 +89,18 @@ pub(crate) fn shown_url(url: &str) -> String {
     }
 }
 
+/// Whether two valid URLs are on one origin (scheme, host and port, RFC 6454), compared as a
+/// client connects to them: scheme and host in any case, a default port written or not.
+pub(crate) fn same_origin(a: &str, b: &str) -> bool {
+    let key = |url: &str| {
+        let uri = url.parse::<http::Uri>().ok().filter(|_| check_url(url).is_ok())?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Some((scheme, uri.host()?.to_ascii_lowercase(), port))
+    };
+    key(a).is_some_and(|a| key(b) == Some(a))
+}
+
 fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -127,6 +139,23 @@ mod tests {
         let with_password = check_url("https://user:hunter2@idp.example/t").unwrap_err();
         assert_eq!(with_password, UrlError::Credentials);
         assert!(!with_password.to_string().contains("hunter2"), "{with_password}");
+    }
+
+    #[test]
+    fn one_origin_is_one_scheme_host_and_port_whatever_the_case_or_default_port() {
+        let token = "https://idcs-1.identity.oraclecloud.com/oauth2/v1/token";
+        assert!(same_origin(token, "https://IDCS-1.identity.oraclecloud.com:443/admin/v1/SigningCert/jwk"));
+        assert!(same_origin("http://127.0.0.1:8080/token", "http://127.0.0.1:8080/jwks"));
+        for other in [
+            "https://idcs-2.identity.oraclecloud.com/admin/v1/SigningCert/jwk",
+            "https://idcs-1.identity.oraclecloud.com:8443/admin/v1/SigningCert/jwk",
+            "https://idcs-1.identity.oraclecloud.com.evil.example/admin/v1/SigningCert/jwk",
+            "http://127.0.0.1:8081/jwks",
+            "not a url",
+        ] {
+            assert!(!same_origin(token, other), "{other}");
+        }
+        assert!(!same_origin("http://idp.example/t", "http://idp.example/j"), "only URLs tokenbridge accepts");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! JWT of a local issuer, else introspected at IdP A (RFC 7662).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::budget::Budget;
@@ -11,6 +12,7 @@ use crate::clock::UnixTime;
 use crate::config::{Config, Mode};
 use crate::idp::{Endpoint, Idp};
 use crate::introspection::{self, Identity, Verdict};
+use crate::jwks_auth::JwksBearer;
 use crate::jwt::{self, Jwks, Peek, Unreadable};
 use crate::log::Trace;
 use crate::outcome::{Cause, Dependency, Failure};
@@ -53,6 +55,9 @@ pub(crate) struct Validation {
     /// Verdicts by what was asked and the token's SHA-256.
     verdicts: Cache<(Check, [u8; 32]), Verdict, Cause>,
     introspection: Option<Endpoint>,
+    /// The bearer token some issuers' JWKS are fetched with.
+    jwks_bearer: Option<Arc<JwksBearer>>,
+    jwks_client_borrowed: bool,
     introspection_token_type: Option<String>,
     lifetimes: Lifetimes,
     leeway: i64,
@@ -61,9 +66,19 @@ pub(crate) struct Validation {
 
 impl Validation {
     pub(crate) fn new(config: &Config) -> Self {
+        let mut jwks = jwt::by_issuer(config.issuers.clone(), config.jwks_max_age);
+        let jwks_bearer = config.jwks_auth.as_ref().map(|auth| {
+            let bearer = Arc::new(JwksBearer::new(auth, config.backend_default_ttl));
+            for issuer in jwks.values_mut().filter(|j| auth.covers(j.issuer.jwks_url.as_deref())) {
+                issuer.fetched_with(bearer.clone());
+            }
+            bearer
+        });
         Self {
             mode: config.mode,
-            jwks: jwt::by_issuer(config.issuers.clone(), config.jwks_max_age),
+            jwks,
+            jwks_bearer,
+            jwks_client_borrowed: config.jwks_auth.as_ref().is_some_and(|a| a.borrowed.is_some()),
             verdicts: Cache::new(config.cache_capacity),
             introspection: config.introspection.as_ref().map(|c| Endpoint::new(Dependency::Introspection, c)),
             introspection_token_type: config.introspection_token_type.clone(),
@@ -80,6 +95,12 @@ impl Validation {
     /// IdP A, when tokens may be introspected.
     pub(crate) fn introspection(&self) -> Option<&Endpoint> {
         self.introspection.as_ref()
+    }
+
+    /// The token endpoint of the JWKS bearer token when its client is configured on its own (a
+    /// borrowed client's credential is checked as the introspection or backend client's).
+    pub(crate) fn jwks_token_endpoint(&self) -> Option<&Endpoint> {
+        self.jwks_bearer.as_deref().filter(|_| !self.jwks_client_borrowed).map(JwksBearer::endpoint)
     }
 
     /// The issuers whose JWTs are verified here.
@@ -106,7 +127,7 @@ impl Validation {
             Path::Reject(why) => Ok(Verdict::Invalid(why)),
             Path::Local(jwks, peeked) => {
                 let at =
-                    jwt::At { http: &idp.http, now: budget.now, budget, leeway: self.leeway, wanted: &self.wanted };
+                    jwt::At { idp, now: budget.now, budget, leeway: self.leeway, wanted: &self.wanted };
                 jwks.validate(token, &peeked, &at)
             }
         })?;
@@ -264,7 +285,7 @@ impl Validation {
     /// Loads every local issuer's keys now, all by `deadline`; each issuer that cannot be had,
     /// with why.
     pub(crate) fn load_keys(&self, idp: &Idp, now: UnixTime, deadline: Instant) -> Vec<(&Jwks, Cause)> {
-        self.local_issuers().filter_map(|j| j.warm(&idp.http, now, deadline).err().map(|c| (j, c))).collect()
+        self.local_issuers().filter_map(|j| j.warm(idp, now, deadline).err().map(|c| (j, c))).collect()
     }
 
     /// Whether every local issuer's keys are held.

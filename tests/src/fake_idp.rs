@@ -4,7 +4,8 @@
 //! client authentication by the method each client is registered with (`client_secret_basic`,
 //! `client_secret_post` or `private_key_jwt`, exactly one per request, as RFC 6749 §2.3
 //! demands), with faults a real IdP will not produce on demand (the fake issuer of `jwt_keys`
-//! plays the same faults at its JWKS).
+//! plays the same faults at its JWKS). Like an OCI IAM identity domain, it can also serve a JWKS
+//! (`GET /admin/v1/SigningCert/jwk`) only to a bearer of a client_credentials token it issued.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -169,6 +170,14 @@ struct State {
     /// The `issued_token_type` an exchange answers with instead of the requested one (or
     /// access_token); `Some(None)` leaves it out.
     issued_token_type: Option<Option<String>>,
+    /// The `scope` each client_credentials token was asked for with.
+    own_token_scopes: HashMap<String, Option<String>>,
+    /// The keys of its JWKS, and the scope a bearer token must have been issued with to read
+    /// them; `None`: no JWKS is served.
+    jwks: Option<(Vec<Value>, String)>,
+    jwks_fault: Option<Fault>,
+    /// Every bearer token presented at the JWKS, oldest first.
+    jwks_bearers: Vec<String>,
 }
 
 /// One fake IdP. Dropping it stops nothing: its thread ends with the test process.
@@ -179,6 +188,8 @@ pub struct FakeIdp {
     introspections: Arc<AtomicUsize>,
     token_requests: Arc<AtomicUsize>,
     rejected_auth: Arc<AtomicUsize>,
+    jwks_requests: Arc<AtomicUsize>,
+    jwks_refused: Arc<AtomicUsize>,
     serial: Arc<AtomicU64>,
 }
 
@@ -251,6 +262,8 @@ impl FakeIdp {
             introspections: Arc::default(),
             token_requests: Arc::default(),
             rejected_auth: Arc::default(),
+            jwks_requests: Arc::default(),
+            jwks_refused: Arc::default(),
             serial: Arc::default(),
         };
         let server = Arc::new(server);
@@ -272,6 +285,44 @@ impl FakeIdp {
     }
     pub fn token_url(&self) -> String {
         format!("{}/token", self.url)
+    }
+
+    /// Where it serves its JWKS (see [`FakeIdp::serve_jwks`]), as an identity domain does.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/admin/v1/SigningCert/jwk", self.url)
+    }
+
+    /// Serves these public JWKs at [`FakeIdp::jwks_url`] to a bearer of a client_credentials
+    /// token this IdP issued with `scope` among its scopes; 401 to any other request, 403 to a
+    /// token issued without that scope. Called again, it publishes new keys (rotation).
+    pub fn serve_jwks(&self, keys: &[&Value], scope: &str) {
+        self.lock().jwks = Some((keys.iter().map(|k| (*k).clone()).collect(), scope.to_string()));
+    }
+
+    /// What the JWKS does instead of its normal job; `None` serves it again.
+    pub fn set_jwks_fault(&self, fault: Option<Fault>) {
+        self.lock().jwks_fault = fault;
+    }
+
+    /// Forgets every client_credentials token issued so far: the JWKS refuses them (401), as
+    /// after a revocation or a restart.
+    pub fn revoke_issued_tokens(&self) {
+        let mut state = self.lock();
+        state.own_tokens.clear();
+        state.own_token_scopes.clear();
+    }
+
+    /// JWKS requests, and those refused for their bearer token.
+    pub fn jwks_requests(&self) -> usize {
+        self.jwks_requests.load(Ordering::SeqCst)
+    }
+    pub fn jwks_refused(&self) -> usize {
+        self.jwks_refused.load(Ordering::SeqCst)
+    }
+
+    /// Every bearer token presented at the JWKS, oldest first.
+    pub fn jwks_bearers(&self) -> Vec<String> {
+        self.lock().jwks_bearers.clone()
     }
 
     /// Registers (or re-registers) a `client_secret_basic` client.
@@ -394,6 +445,7 @@ impl FakeIdp {
             (tiny_http::Method::Post, "/introspect") => (&self.introspections, self.lock().introspect_fault.clone()),
             (tiny_http::Method::Post, "/token") => (&self.token_requests, self.lock().token_fault.clone()),
             (tiny_http::Method::Get, "/.well-known/openid-configuration") => return self.discovery(request),
+            (tiny_http::Method::Get, "/admin/v1/SigningCert/jwk") => return self.signing_certs(request),
             _ => return respond(request, 404, json!({"error":"not_found"}).to_string(), None),
         };
         counter.fetch_add(1, Ordering::SeqCst);
@@ -408,6 +460,35 @@ impl FakeIdp {
         match answer {
             Ok(v) => respond(request, 200, v.to_string(), None),
             Err(v) => respond(request, 400, v.to_string(), None),
+        }
+    }
+
+    /// The JWKS, to a bearer of a token issued here with the JWKS's scope.
+    fn signing_certs(&self, request: tiny_http::Request) {
+        self.jwks_requests.fetch_add(1, Ordering::SeqCst);
+        let header = request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.to_string());
+        let bearer = header.as_deref().and_then(|h| h.strip_prefix("Bearer ")).map(str::to_string);
+        // Recorded whatever the answer, so that tests can look for every token sent.
+        self.lock().jwks_bearers.extend(bearer.clone());
+        let fault = self.lock().jwks_fault.clone();
+        let Some(request) = play(fault, request, || b"{\"keys\":[]}".to_vec()) else { return };
+        let state = self.lock();
+        let Some((keys, needed)) = state.jwks.clone() else {
+            drop(state);
+            return respond(request, 404, json!({"error":"not_found"}).to_string(), None);
+        };
+        let scope = bearer.as_ref().and_then(|b| state.own_token_scopes.get(b).cloned());
+        drop(state);
+        match scope {
+            None => {
+                self.jwks_refused.fetch_add(1, Ordering::SeqCst);
+                respond(request, 401, json!({"error":"invalid_token"}).to_string(), None)
+            }
+            Some(scope) if !scope.as_deref().unwrap_or_default().split(' ').any(|s| s == needed) => {
+                self.jwks_refused.fetch_add(1, Ordering::SeqCst);
+                respond(request, 403, json!({"error":"insufficient_scope"}).to_string(), None)
+            }
+            Some(_) => respond(request, 200, json!({ "keys": keys }).to_string(), None),
         }
     }
 
@@ -555,6 +636,7 @@ impl FakeIdp {
         state.issued.push((form["grant_type"].clone(), form.get("audience").cloned()));
         if caller.is_none() {
             state.own_tokens.insert(token.clone());
+            state.own_token_scopes.insert(token.clone(), form.get("scope").cloned());
         }
         if let Some(caller) = caller {
             state.exchanged.push((caller.clone(), token));

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
-use tokenbridge_tests::fake_idp::{A_CLIENT, B_CLIENT, ClientAuth, ClientKey};
+use tokenbridge_tests::fake_idp::{A_CLIENT, B_CLIENT, ClientAuth, ClientKey, unix_now};
 use tokenbridge_tests::fn_agent::{FnAgent, Framing};
 use tokenbridge_tests::http_server::{HttpServer, raw_exchange};
+use tokenbridge_tests::jwt_keys::{SigningKey, access_claims};
 use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
 use tokenbridge_tests::{Fault, IdpPair, stdio, token_payload};
 
@@ -304,4 +306,68 @@ fn tls_client_auth_writes_no_key_and_no_pem_anywhere() {
         report.stdout
     );
     scan("tls_client_auth check-config", &(report.stdout + &report.stderr));
+}
+
+/// An identity domain's JWKS read with a bearer token from its token endpoint, by a client of its
+/// own: neither the token nor that client's secret reaches an answer, a log line or check-config
+/// — when the keys load, when the token endpoint echoes the secret in its refusal, and when the
+/// JWKS echoes an earlier token in its own.
+#[test]
+fn an_authenticated_jwks_fetch_writes_no_bearer_token_and_no_client_secret_anywhere() {
+    const ISSUER: &str = "https://identity.oraclecloud.com/";
+    const SCOPE: &str = "urn:opc:idm:__myscopes__";
+    const JWKS_SECRET: &str = "jwks-s3cret-4b1e";
+    let s = Scenario::new();
+    s.idp.a.add_client("jwks-reader", JWKS_SECRET);
+    let key = SigningKey::ec("k1", Algorithm::ES256);
+    s.idp.a.serve_jwks(&[&key.jwk], SCOPE);
+    let mut env = s.env.clone();
+    for (name, value) in [
+        ("TOKENBRIDGE_ISSUER", ISSUER.to_string()),
+        ("TOKENBRIDGE_AUDIENCE", "api".into()),
+        ("TOKENBRIDGE_JWKS_URL", s.idp.a.jwks_url()),
+        ("TOKENBRIDGE_JWKS_TOKEN_URL", s.idp.a.token_url()),
+        ("TOKENBRIDGE_JWKS_SCOPE", SCOPE.into()),
+        ("TOKENBRIDGE_JWKS_CLIENT_ID", "jwks-reader".into()),
+        ("TOKENBRIDGE_JWKS_CLIENT_SECRET", JWKS_SECRET.into()),
+    ] {
+        env.push((name.into(), value));
+    }
+    let jwt = key.sign(&access_claims(ISSUER, "api", "alice", "orders.read", unix_now()));
+    let scan = |place: &str, text: &str| {
+        s.scan(place, text);
+        assert!(!text.contains(JWKS_SECRET), "{place} leaks the JWKS client's secret:\n{text}");
+        assert!(!text.contains("jwks-s3cret"), "{place} leaks part of the JWKS client's secret:\n{text}");
+        for bearer in s.idp.a.jwks_bearers() {
+            assert!(!text.contains(&bearer), "{place} leaks the JWKS bearer token {bearer:?}:\n{text}");
+        }
+        assert!(!text.contains("backend-"), "{place} holds an issued token:\n{text}");
+    };
+
+    let run = stdio(&env, &[token_payload(&jwt), token_payload(&s.forged)].join("\n"));
+    assert_eq!(run.answers[0]["active"], true, "{}", run.stdout);
+    assert_eq!(s.idp.a.jwks_bearers().len(), 1, "the keys were read with a bearer token");
+    let backend = run.answers[0]["context"]["back_end_token"].as_str().unwrap_or_default().to_string();
+    scan("authenticated JWKS, stdio", &(run.stdout.replace(&backend, "") + &run.stderr));
+    let report = tokenbridge_tests::harness::run(&["check-config"], &env, "");
+    assert!(report.stdout.contains("configuration OK"), "{}", report.stdout);
+    assert!(report.stdout.contains("TOKENBRIDGE_JWKS_CLIENT_SECRET = <redacted literal>"), "{}", report.stdout);
+    scan("authenticated JWKS, check-config", &(report.stdout + &report.stderr));
+
+    let echo = format!(r#"{{"error":"invalid_client","error_description":"{JWKS_SECRET}"}}"#);
+    s.idp.a.set_token_fault(Some(Fault::Status(401, echo)));
+    let refused = stdio(&env, &token_payload(&jwt));
+    assert_eq!(refused.answers[0]["error"], "unavailable", "{}", refused.stdout);
+    assert!(refused.stderr.contains("jwks_client_rejected"), "{}", refused.stderr);
+    scan("JWKS client refused, stdio", &(refused.stdout + &refused.stderr));
+    let report = tokenbridge_tests::harness::run(&["check-config"], &env, "");
+    assert!(report.stdout.contains("rejected our client credentials"), "{}", report.stdout);
+    scan("JWKS client refused, check-config", &(report.stdout + &report.stderr));
+
+    s.idp.a.set_token_fault(None);
+    let earlier = s.idp.a.jwks_bearers().concat();
+    s.idp.a.set_jwks_fault(Some(Fault::Status(401, format!(r#"{{"error":"invalid_token","token":"{earlier}"}}"#))));
+    let refused = stdio(&env, &token_payload(&jwt));
+    assert_eq!(refused.answers[0]["error"], "unavailable", "{}", refused.stdout);
+    scan("JWKS refusing the token, stdio", &(refused.stdout + &refused.stderr));
 }
