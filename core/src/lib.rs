@@ -51,6 +51,7 @@ mod client_auth;
 mod clock;
 mod config;
 mod config_display;
+mod dpop;
 mod engine;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -76,6 +76,8 @@ const DEFAULT_RETRY_AFTER: u64 = 5;
 /// the client, and nothing here can tell which part the gateway wrote.
 pub fn forward_request(request: &HttpRequest) -> Result<Request, Reply> {
     let credential = single(request, "authorization")?;
+    // RFC 9449 §4.3: a request with more than one DPoP header is refused.
+    let dpop = single(request, "dpop")?;
     let sources = [
         pair(single(request, "x-forwarded-method")?, single(request, "x-forwarded-uri")?)?,
         pair(single(request, "x-original-method")?, original_uri(request)?)?,
@@ -95,6 +97,7 @@ pub fn forward_request(request: &HttpRequest) -> Result<Request, Reply> {
     Ok(Request {
         credential: credential.map(str::to_string),
         route: Route { method: method.map(str::to_string), path: path.map(str::to_string), ..Route::default() },
+        dpop: dpop.map(str::to_string),
         ..Request::default()
     })
 }
