@@ -10,6 +10,7 @@ use crate::auth_methods::{self, AuthMethodCheck, EndpointKind};
 use crate::backend::{BackendToken, BackendTokens, Caller, Issued};
 use crate::bearer::{self, Credential};
 use crate::budget::Budget;
+use crate::certificate;
 use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::config::{Config, ConfigErrors};
 use crate::dpop::{self, Scheme};
@@ -341,6 +342,11 @@ impl Engine {
         if let Err(why) = dpop::bound(proof.as_ref(), identity.cnf.as_deref()) {
             trace.reason = Some(why);
             return Some(Outcome::Deny(dpop::denial(why)));
+        }
+        // RFC 8705 §3: a certificate-bound token without its certificate is an invalid token.
+        if let Err(why) = certificate::bound(request.client_certificate.as_ref(), identity.cnf.as_deref()) {
+            trace.reason = Some(why);
+            return Some(Outcome::Deny(Denial::InvalidToken));
         }
         // Validation may have waited on IdPs for up to the call timeout: the backend token's
         // usable end, and the grant's expiry, are judged by the time now.

@@ -19,6 +19,9 @@ pub struct Request {
     pub route: Route,
     /// The request's `DPoP` proof header (RFC 9449), when it sent one.
     pub dpop: Option<String>,
+    /// The client certificate of the caller's mutual TLS connection, as the gateway that
+    /// terminated it reports it (RFC 8705 §3), when the deployment passes one.
+    pub client_certificate: Option<crate::ClientCertificate>,
 }
 
 impl fmt::Debug for Request {
@@ -30,6 +33,7 @@ impl fmt::Debug for Request {
             .field("call_id", &self.call_id)
             .field("route", &self.route)
             .field("dpop", &self.dpop.as_ref().map(|_| "<proof>"))
+            .field("client_certificate", &self.client_certificate)
             .finish()
     }
 }

@@ -75,6 +75,11 @@ pub enum Reason {
     DpopRequired,
     /// A DPoP request with a token that is not bound to any key.
     DpopTokenNotBound,
+    // Certificate-bound tokens (RFC 8705 §3).
+    /// A token bound to a client certificate, on a request that came with none.
+    CertificateMissing,
+    /// A token bound to another client certificate than the request's.
+    CertificateMismatch,
     /// Valid at IdP A, but IdP B refused to exchange it (token exchange, on-behalf-of).
     BackendRefusedCallerToken,
 }
@@ -124,6 +129,8 @@ impl Reason {
             Reason::DpopBoundTokenAsBearer => "dpop_bound_token_as_bearer",
             Reason::DpopRequired => "dpop_required",
             Reason::DpopTokenNotBound => "dpop_token_not_bound",
+            Reason::CertificateMissing => "certificate_missing",
+            Reason::CertificateMismatch => "certificate_mismatch",
         }
     }
 }
