@@ -1,4 +1,4 @@
-//! Bearer credential extraction (RFC 6750 §2.1).
+//! Credential extraction: `Bearer` (RFC 6750 §2.1) and `DPoP` (RFC 9449 §7.1) access tokens.
 
 /// What the caller's credential turned out to be.
 #[derive(Debug, PartialEq, Eq)]
@@ -9,6 +9,9 @@ pub enum Credential<'a> {
     Malformed,
     /// A syntactically valid bearer token (the `b64token` of RFC 6750).
     Bearer(&'a str),
+    /// A syntactically valid token under the `DPoP` scheme: sender-constrained, it comes with a
+    /// proof of possession of the key it is bound to.
+    Dpop(&'a str),
 }
 
 /// Longest token accepted; anything longer is refused before it reaches an IdP or a cache.
@@ -26,11 +29,18 @@ pub fn extract(value: Option<&str>) -> Credential<'_> {
     let Some((scheme, rest)) = value.split_once(' ') else {
         return Credential::Malformed;
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let token = rest.trim_start_matches(' ');
+    if !is_b64token(token) {
         return Credential::Malformed;
     }
-    let token = rest.trim_start_matches(' ');
-    if is_b64token(token) { Credential::Bearer(token) } else { Credential::Malformed }
+    // Authentication schemes compare without regard to case (RFC 9110 §11.1).
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Credential::Bearer(token)
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Credential::Dpop(token)
+    } else {
+        Credential::Malformed
+    }
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
@@ -108,6 +118,15 @@ mod tests {
         ] {
             assert_eq!(extract(Some(v)), Credential::Malformed, "{v:?}");
         }
+    }
+
+    #[test]
+    fn dpop_is_a_scheme_of_its_own_in_any_case() {
+        for v in ["DPoP abc", "dpop abc", "DPOP   abc"] {
+            assert_eq!(extract(Some(v)), Credential::Dpop("abc"), "{v:?}");
+        }
+        assert_eq!(extract(Some("DPoP a b")), Credential::Malformed);
+        assert_eq!(extract(Some("DPoP")), Credential::Malformed);
     }
 
     #[test]

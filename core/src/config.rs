@@ -77,6 +77,8 @@ pub struct Config {
     pub(crate) jwks_max_age: i64,
     /// The bearer token the JWKS at one origin is fetched with, when one is needed.
     pub(crate) jwks_auth: Option<JwksAuth>,
+    /// DPoP (RFC 9449): the default mode, the API's origins, the proof window.
+    pub(crate) dpop: crate::dpop::Settings,
     /// IdP B's token endpoint and our client there.
     pub(crate) backend: Client,
     /// The grant asked of IdP B: client_credentials, or one that carries the caller on.
@@ -257,6 +259,7 @@ impl Config {
             .collect();
         let context_key = r.text("TOKENBRIDGE_CONTEXT_KEY");
         r.refuse_reserved_claims(&context_claims, &context_key);
+        let dpop = r.dpop(policy.uses_dpop());
         let connect_ms = r.number("TOKENBRIDGE_CONNECT_TIMEOUT_MS", 1, 60_000);
         let call_ms = r.number("TOKENBRIDGE_TIMEOUT_MS", 1, 300_000);
         let config = Config {
@@ -268,6 +271,7 @@ impl Config {
             context_claims,
             jwks_max_age: r.number("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", 60, 86_400),
             jwks_auth,
+            dpop,
             backend,
             backend_grant,
             backend_params,
@@ -584,6 +588,43 @@ impl Reader<'_> {
     }
 
     /// A space-separated list.
+    /// The DPoP settings; `in_policy`: some policy route sets a DPoP mode of its own.
+    fn dpop(&mut self, in_policy: bool) -> crate::dpop::Settings {
+        use crate::dpop::Mode;
+        let mode = match self.optional("TOKENBRIDGE_DPOP") {
+            None => Mode::Off,
+            Some(text) => Mode::parse(&text).unwrap_or_else(|| {
+                self.problems.push(format!("TOKENBRIDGE_DPOP must be off, allowed or required, got {text:?}"));
+                Mode::Off
+            }),
+        };
+        let mut origins = Vec::new();
+        for origin in self.words("TOKENBRIDGE_DPOP_ORIGINS") {
+            let trimmed = origin.trim_end_matches('/').to_string();
+            match check_url(&trimmed) {
+                Err(why) => self.problems.push(format!("TOKENBRIDGE_DPOP_ORIGINS: {why}")),
+                Ok(()) if crate::dpop::normalise_uri(&trimmed).is_none() => self.problems.push(format!(
+                    "TOKENBRIDGE_DPOP_ORIGINS: {} is not an origin (scheme://host[:port][/base-path], no query)",
+                    shown_url(&trimmed)
+                )),
+                Ok(()) => origins.push(trimmed),
+            }
+        }
+        if (mode != Mode::Off || in_policy) && origins.is_empty() {
+            self.problems.push(
+                "DPoP is on (TOKENBRIDGE_DPOP or a policy route's dpop), but TOKENBRIDGE_DPOP_ORIGINS does not say \
+                 where clients call the API, which every proof's htu must name"
+                    .into(),
+            );
+        }
+        crate::dpop::Settings {
+            mode,
+            origins,
+            max_age: self.number("TOKENBRIDGE_DPOP_MAX_AGE_SECONDS", 1, 3_600),
+            replay_capacity: self.number("TOKENBRIDGE_DPOP_REPLAY_CAPACITY", 1, 100_000_000) as usize,
+        }
+    }
+
     fn words(&mut self, name: &str) -> Vec<String> {
         self.optional(name).unwrap_or_default().split_ascii_whitespace().map(str::to_string).collect()
     }

@@ -57,6 +57,10 @@ impl fmt::Display for Config {
             ("TOKENBRIDGE_TOKEN_ARGUMENT", c.token_argument.clone()),
             ("TOKENBRIDGE_CONTEXT_CLAIMS", c.context_claims.join(" ")),
             ("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", c.jwks_max_age.to_string()),
+            ("TOKENBRIDGE_DPOP", c.dpop.mode.as_str().to_string()),
+            ("TOKENBRIDGE_DPOP_ORIGINS", c.dpop.origins.join(" ")),
+            ("TOKENBRIDGE_DPOP_MAX_AGE_SECONDS", c.dpop.max_age.to_string()),
+            ("TOKENBRIDGE_DPOP_REPLAY_CAPACITY", c.dpop.replay_capacity.to_string()),
         ];
         for (k, v) in lines {
             writeln!(f, "{k} = {v}")?;

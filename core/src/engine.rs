@@ -10,8 +10,10 @@ use crate::auth_methods::{self, AuthMethodCheck, EndpointKind};
 use crate::backend::{BackendToken, BackendTokens, Caller, Issued};
 use crate::bearer::{self, Credential};
 use crate::budget::Budget;
+use crate::certificate;
 use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::config::{Config, ConfigErrors};
+use crate::dpop::{self, Scheme};
 use crate::http::HttpClient;
 use crate::idp::Idp;
 use crate::introspection::{Identity, Verdict};
@@ -38,6 +40,8 @@ struct Stages {
     validation: Validation,
     /// The default backend first, then the policy's (a rule's `backend` + 1).
     backends: Vec<BackendTokens>,
+    /// DPoP proofs already used.
+    replays: dpop::Replays,
 }
 
 impl Stages {
@@ -99,6 +103,7 @@ impl EngineBuilder {
             ),
             validation: Validation::new(&config),
             backends: BackendTokens::all(&config),
+            replays: dpop::Replays::new(config.dpop.replay_capacity),
             config,
         });
         Engine { setup, clock: self.clock, secrets, sink: self.sink }
@@ -302,8 +307,10 @@ impl Engine {
                 trace.reason = Some(Reason::MalformedToken);
                 return Some(Outcome::Deny(Denial::InvalidToken));
             }
-            Credential::Bearer(token) => token,
+            Credential::Bearer(token) => (token, Scheme::Bearer),
+            Credential::Dpop(token) => (token, Scheme::Dpop),
         };
+        let (token, scheme) = token;
         let hash = log::token_hash(token);
         trace.token = Some(log::fingerprint_of(&hash));
         let rule = match stages.config.policy.rule_for(&request.route) {
@@ -314,6 +321,17 @@ impl Engine {
             }
         };
         let budget = Budget::new(self.clock.now(), request.deadline, stages.config.call_timeout);
+        // A proof is checked before anyone is asked about the token: a forgery costs no IdP call.
+        let settings = &stages.config.dpop;
+        let mode = rule.dpop.unwrap_or(settings.mode);
+        let leeway = stages.config.leeway;
+        let proof = match dpop::presented(settings, mode, scheme, request, token, budget.now, leeway) {
+            Ok(proof) => proof,
+            Err(why) => {
+                trace.reason = Some(why);
+                return Some(Outcome::Deny(dpop::denial(why)));
+            }
+        };
         let verdict = match wait {
             Wait::Allowed => stages.validation.validate(&stages.idp, token, hash, rule.introspect, budget, trace),
             Wait::Never => Ok(stages.validation.cache_hit(hash, rule.introspect, budget.now, trace)?),
@@ -332,6 +350,15 @@ impl Engine {
             trace.reason = Some(refusal.reason());
             return Some(Outcome::Deny(rule.denial(refusal)));
         }
+        if let Err(why) = dpop::bound(proof.as_ref(), identity.cnf.as_deref()) {
+            trace.reason = Some(why);
+            return Some(Outcome::Deny(dpop::denial(why)));
+        }
+        // RFC 8705 §3: a certificate-bound token without its certificate is an invalid token.
+        if let Err(why) = certificate::bound(request.client_certificate.as_ref(), identity.cnf.as_deref()) {
+            trace.reason = Some(why);
+            return Some(Outcome::Deny(Denial::InvalidToken));
+        }
         // Validation may have waited on IdPs for up to the call timeout: the backend token's
         // usable end, and the grant's expiry, are judged by the time now.
         let budget = budget.later(self.clock.now());
@@ -341,7 +368,26 @@ impl Engine {
             Wait::Never => Ok(stages.backend(rule).cache_hit(&caller, budget.now, trace)?),
         };
         Some(match backend {
-            Ok(Issued::Token(backend)) => Outcome::Allow(grant(&stages.config, identity, &backend, budget.now)),
+            Ok(Issued::Token(backend)) => {
+                // A proof is spent by the allow it earns (not before, so that a decision retried
+                // from the caches alone does not see its own proof as a replay).
+                match proof.as_ref().map(|p| stages.replays.record(p, budget.now)) {
+                    None | Some(dpop::Use::First) => {}
+                    Some(dpop::Use::Replayed) => {
+                        trace.reason = Some(Reason::DpopProofReplayed);
+                        return Some(Outcome::Deny(Denial::InvalidDpopProof));
+                    }
+                    Some(dpop::Use::Full) => {
+                        return Some(Outcome::Unavailable(Cause::new(Dependency::DpopReplays, Failure::Full)));
+                    }
+                }
+                let mut grant = grant(&stages.config, identity, &backend, budget.now);
+                if proof.is_some() {
+                    // The allow holds for this one request: no gateway may reuse it for another.
+                    grant.expires_at = budget.now;
+                }
+                Outcome::Allow(grant)
+            }
             Ok(Issued::Refused) => {
                 trace.reason = Some(Reason::BackendRefusedCallerToken);
                 Outcome::Deny(Denial::InvalidToken)

@@ -196,3 +196,20 @@ pub fn jwt_verify(
     let keys = JwksKeys::read(jwks).map_err(|_| "bad_jwks")?;
     jwt_verify_with(&token, &keys, issuer, now, leeway, claim_names)
 }
+
+/// A DPoP proof (RFC 9449) checked as the engine checks it, for a `method` request to `uris`
+/// (normalised) presented with `access_token`; `Ok` is the proof key's thumbprint.
+pub fn dpop_check(
+    proof: &str,
+    method: &str,
+    uris: &[String],
+    access_token: &str,
+    now: UnixTime,
+    max_age: i64,
+    leeway: i64,
+) -> Result<String, Reason> {
+    let expected = crate::dpop::Expected { method, uris, access_token, now, max_age, leeway };
+    crate::dpop::check(proof, &expected).map(|p| p.jkt)
+}
+
+pub use crate::dpop::{access_token_hash as dpop_ath, normalise_uri as dpop_normalise_uri};

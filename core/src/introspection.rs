@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::claims::{Facts, Wanted};
 use crate::clock::UnixTime;
+use crate::dpop::Confirmation;
 use crate::outcome::Failure;
 use crate::reason::Reason;
 
@@ -26,6 +27,9 @@ pub struct Identity {
     pub claims: BTreeMap<String, String>,
     /// The values the policy's claim conditions read.
     pub facts: Facts,
+    /// What the token is bound to (`cnf`), if anything (boxed: most tokens are bound to nothing,
+    /// and every verdict in the cache carries this).
+    pub cnf: Option<Box<Confirmation>>,
     /// Verified here from a JWT's signature, rather than by asking the IdP.
     pub verified_locally: bool,
 }
@@ -99,6 +103,7 @@ pub(crate) fn read_answer(
         audiences,
         claims: context_claims(&answer, &wanted.context),
         facts: Facts::read(&answer, &wanted.conditions),
+        cnf: Confirmation::read(&answer).map_err(|()| Failure::Malformed)?,
         verified_locally: false,
     }))
 }

@@ -16,6 +16,7 @@ use crate::budget::Budget;
 use crate::cache::{Cache, Entry, Lookup};
 use crate::claims::{Facts, Wanted};
 use crate::clock::UnixTime;
+use crate::dpop::Confirmation;
 use crate::http::HttpClient;
 use crate::idp::Idp;
 use crate::introspection::{self, Identity, Verdict};
@@ -25,7 +26,7 @@ use crate::reason::Reason;
 use crate::sync::lock;
 
 /// The asymmetric algorithms accepted; `none` and HMAC never are.
-const ALLOWED: [Algorithm; 9] = [
+pub(crate) const ALLOWED: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
@@ -142,7 +143,7 @@ pub(crate) fn peek(token: &str) -> Result<Peek, Unreadable> {
 
 /// One base64url part (RFC 7515 §2: no padding). Its JSON, header or claims, must name no
 /// member twice (RFC 7515 §4: reject, rather than guess which one counts).
-fn base64_part(part: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_part(part: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()
 }
@@ -254,7 +255,7 @@ fn may_verify(jwk: &Jwk) -> bool {
 
 /// The algorithms a key may verify: its declared `alg` if it has one (and it is allowed), else
 /// every allowed algorithm of its family.
-fn key_algorithms(jwk: &Jwk) -> Option<Vec<Algorithm>> {
+pub(crate) fn key_algorithms(jwk: &Jwk) -> Option<Vec<Algorithm>> {
     use jsonwebtoken::jwk::AlgorithmParameters as P;
     let family = match &jwk.algorithm {
         P::RSA(_) => AlgorithmFamily::Rsa,
@@ -283,7 +284,7 @@ fn key_algorithms(jwk: &Jwk) -> Option<Vec<Algorithm>> {
 /// The key's material, parsed for verifying `alg`: an RSA modulus and exponent, or an EC or
 /// Ed25519 point on the curve `alg` names (a `crv` that does not match it is refused, whatever
 /// the point's size says).
-fn parsed_key(jwk: &Jwk, alg: Algorithm) -> Option<ParsedPublicKey> {
+pub(crate) fn parsed_key(jwk: &Jwk, alg: Algorithm) -> Option<ParsedPublicKey> {
     let part = |b64: &str| base64_part(b64).filter(|bytes| !bytes.is_empty());
     match (&jwk.algorithm, alg) {
         (AlgorithmParameters::RSA(rsa), _) => {
@@ -439,6 +440,7 @@ fn identity(claims: &Map<String, Value>, now: UnixTime, leeway: i64, wanted: &Wa
         audiences: introspection::audiences(claims).unwrap_or_default(),
         claims: introspection::context_claims(claims, &wanted.context),
         facts: Facts::read(claims, &wanted.conditions),
+        cnf: Confirmation::read(claims).map_err(|()| Reason::MalformedClaim)?,
         verified_locally: true,
     })
 }

@@ -29,7 +29,7 @@
 //! | [`Engine`], [`EngineBuilder`] | decides; built from a [`Config`] (or its [`ConfigErrors`]), with a log sink and secret resolvers |
 //! | [`global`], [`set_global`] | the process's one engine |
 //! | [`Engine::check_secrets`], [`Engine::check_keys`], [`Engine::check_auth_methods`], [`Engine::describe_certificates`] | `check-config`'s [`SecretProblem`]s, [`KeysProblem`]s and [`AuthMethodCheck`]s, and the client certificates it names |
-//! | [`Request`], [`Route`] | what the gateway asks: the credential, the route, the deadline |
+//! | [`Request`], [`Route`], [`ClientCertificate`] ([`BadCertificate`]) | what the gateway asks: the credential (and its DPoP proof, or the mutual TLS certificate it came with), the route, the deadline |
 //! | [`Outcome`]: [`Grant`], [`Denial`], [`Cause`] ([`Dependency`], [`Failure`]) | the answer |
 //! | [`rfc3339`], [`UnixTime`] | times as gateways write them |
 //! | [`SecretResolver`], [`Secret`], [`SecretRef`], [`SecretError`] | platform secret references, resolved by adapters |
@@ -46,11 +46,13 @@ mod backend;
 mod bearer;
 mod budget;
 mod cache;
+mod certificate;
 mod claims;
 mod client_auth;
 mod clock;
 mod config;
 mod config_display;
+mod dpop;
 mod engine;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -77,6 +79,7 @@ mod url_rules;
 mod validation;
 
 pub use auth_methods::AuthMethodCheck;
+pub use certificate::{BadCertificate, ClientCertificate};
 pub use clock::UnixTime;
 pub use config::{Config, ConfigErrors};
 pub use engine::{Engine, EngineBuilder, global, set_global};

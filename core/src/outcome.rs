@@ -17,6 +17,11 @@ pub struct Request {
     pub call_id: Option<String>,
     /// Route information, when the platform gives it (method, path, extra arguments).
     pub route: Route,
+    /// The request's `DPoP` proof header (RFC 9449), when it sent one.
+    pub dpop: Option<String>,
+    /// The client certificate of the caller's mutual TLS connection, as the gateway that
+    /// terminated it reports it (RFC 8705 §3), when the deployment passes one.
+    pub client_certificate: Option<crate::ClientCertificate>,
 }
 
 impl fmt::Debug for Request {
@@ -27,6 +32,8 @@ impl fmt::Debug for Request {
             .field("deadline", &self.deadline)
             .field("call_id", &self.call_id)
             .field("route", &self.route)
+            .field("dpop", &self.dpop.as_ref().map(|_| "<proof>"))
+            .field("client_certificate", &self.client_certificate)
             .finish()
     }
 }
@@ -93,6 +100,11 @@ pub enum Denial {
     InvalidToken,
     /// Valid, but lacking scopes the route requires (all of `required`).
     InsufficientScope { required: Vec<String> },
+    /// A DPoP request whose proof is missing, malformed, for another request, replayed, or made
+    /// with another key than the token's (RFC 9449 §7.1).
+    InvalidDpopProof,
+    /// The route takes DPoP-bound tokens only, and a bearer token came.
+    DpopRequired,
 }
 
 impl Denial {
@@ -102,6 +114,8 @@ impl Denial {
             Denial::MissingToken => None,
             Denial::InvalidToken => Some("invalid_token"),
             Denial::InsufficientScope { .. } => Some("insufficient_scope"),
+            Denial::InvalidDpopProof => Some("invalid_dpop_proof"),
+            Denial::DpopRequired => Some("invalid_token"),
         }
     }
 
@@ -116,7 +130,8 @@ impl Denial {
     /// The `WWW-Authenticate` challenge, e.g.
     /// `Bearer realm="api", error="insufficient_scope", scope="read write"`.
     pub fn challenge(&self, realm: &str) -> String {
-        let mut out = format!("Bearer realm=\"{}\"", quote_safe(realm));
+        let scheme = if self.is_dpop() { "DPoP" } else { "Bearer" };
+        let mut out = format!("{scheme} realm=\"{}\"", quote_safe(realm));
         if let Some(code) = self.error_code() {
             out.push_str(&format!(", error=\"{code}\""));
         }
@@ -127,7 +142,15 @@ impl Denial {
             }
             _ => {}
         }
+        if self.is_dpop() {
+            out.push_str(&format!(", algs=\"{}\"", crate::dpop::ALGS));
+        }
         out
+    }
+
+    /// Whether the challenge is DPoP's (RFC 9449 §7.1) rather than a bearer token's.
+    fn is_dpop(&self) -> bool {
+        matches!(self, Denial::InvalidDpopProof | Denial::DpopRequired)
     }
 }
 
@@ -176,6 +199,8 @@ pub enum Dependency {
     BackendToken,
     /// An issuer's JWKS (or its discovery document).
     Jwks,
+    /// The DPoP proofs already used, remembered to refuse replays.
+    DpopReplays,
 }
 
 impl Dependency {
@@ -186,6 +211,7 @@ impl Dependency {
             Dependency::Introspection => "introspection",
             Dependency::BackendToken => "backend_token",
             Dependency::Jwks => "jwks",
+            Dependency::DpopReplays => "dpop_replays",
         }
     }
 
@@ -196,6 +222,7 @@ impl Dependency {
             Dependency::Introspection => "introspection endpoint (IdP A)",
             Dependency::BackendToken => "backend token endpoint (IdP B)",
             Dependency::Jwks => "JWKS endpoint",
+            Dependency::DpopReplays => "DPoP replay cache",
         }
     }
 }
@@ -221,6 +248,8 @@ pub enum Failure {
     IssuerMismatch,
     /// Configuration or secret reference is invalid or cannot be resolved.
     Invalid,
+    /// Holds as much as it may: nothing more can be recorded now.
+    Full,
 }
 
 impl Failure {
@@ -235,6 +264,7 @@ impl Failure {
             Failure::ClientRejected => "client_rejected",
             Failure::IssuerMismatch => "issuer_mismatch",
             Failure::Invalid => "invalid",
+            Failure::Full => "full",
         }
     }
 
@@ -249,6 +279,7 @@ impl Failure {
             Failure::ClientRejected => "rejected our client credentials (invalid_client)".into(),
             Failure::IssuerMismatch => "discovery document names another issuer than the one configured".into(),
             Failure::Invalid => "invalid or unresolvable".into(),
+            Failure::Full => "full".into(),
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Rule {
     pub backend: Option<usize>,
     /// Conditions on the token's claims, all of which must hold.
     pub claims: Vec<Condition>,
+    /// The route's DPoP mode, when it sets one (else `TOKENBRIDGE_DPOP`'s).
+    pub dpop: Option<crate::dpop::Mode>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -73,12 +75,13 @@ struct RuleDoc {
     backend: Option<String>,
     #[serde(default)]
     claims: Vec<serde_json::Value>,
+    dpop: Option<crate::dpop::Mode>,
 }
 
 impl RuleDoc {
     /// The rule, its backend resolved among `backends`' names.
     fn rule(self, backends: &[(String, BackendDoc)]) -> Result<Rule, String> {
-        let RuleDoc { scopes, scope_match, issuers, audiences, introspect, backend, claims, .. } = self;
+        let RuleDoc { scopes, scope_match, issuers, audiences, introspect, backend, claims, dpop, .. } = self;
         let claims = claims.iter().map(Condition::parse).collect::<Result<Vec<_>, _>>()?;
         let backend = match backend {
             None => None,
@@ -86,7 +89,7 @@ impl RuleDoc {
                 format!("a policy route names backend {name:?}, which the policy's \"backends\" do not define")
             })?),
         };
-        Ok(Rule { scopes, scope_match, issuers, audiences, introspect, backend, claims })
+        Ok(Rule { scopes, scope_match, issuers, audiences, introspect, backend, claims, dpop })
     }
 }
 
@@ -220,6 +223,12 @@ impl Policy {
         pointers
     }
 
+    /// Whether any route (or the default) sets a DPoP mode other than off.
+    pub fn uses_dpop(&self) -> bool {
+        let on = |r: &Rule| r.dpop.is_some_and(|m| m != crate::dpop::Mode::Off);
+        self.routes.iter().map(|(_, _, r)| r).chain(&self.default).any(on)
+    }
+
     /// Whether any route asks for introspection of valid JWTs.
     pub fn wants_introspection(&self) -> bool {
         self.routes.iter().any(|(_, _, r)| r.introspect) || self.default.as_ref().is_some_and(|r| r.introspect)
@@ -271,6 +280,9 @@ impl Policy {
             if !r.claims.is_empty() {
                 let conditions: Vec<String> = r.claims.iter().map(Condition::describe).collect();
                 parts.push(format!("claims {}", conditions.join(" and ")));
+            }
+            if let Some(mode) = r.dpop {
+                parts.push(format!("dpop {}", mode.as_str()));
             }
             if let Some((name, _)) = r.backend.and_then(|i| self.backends.get(i)) {
                 parts.push(format!("backend {name}"));
@@ -434,6 +446,7 @@ mod tests {
             audiences: vec!["api".into()],
             claims: Default::default(),
             facts: Default::default(),
+            cnf: Default::default(),
             verified_locally: false,
         }
     }

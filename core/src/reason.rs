@@ -55,6 +55,31 @@ pub enum Reason {
     GraphToken,
     /// In `auto` mode, a JWT that IdP A vouched for as a locally verified issuer's.
     NotVerifiedLocally,
+    // DPoP (RFC 9449).
+    /// The DPoP proof is not a well-formed proof: not a JWS, wrong `typ`, a symmetric or unknown
+    /// `alg`, no public `jwk` (or a private one), a required claim missing or mistyped.
+    DpopProofMalformed,
+    /// The proof's signature does not verify with its own key.
+    DpopProofBadSignature,
+    /// The proof is for another method, URI or access token (`htm`, `htu`, `ath`).
+    DpopProofWrongRequest,
+    /// The proof's `iat` is outside the accepted window.
+    DpopProofExpired,
+    /// The proof was used before.
+    DpopProofReplayed,
+    /// The proof's key is not the one the token is bound to (`cnf.jkt`).
+    DpopKeyMismatch,
+    /// A DPoP-bound token sent as a bearer token.
+    DpopBoundTokenAsBearer,
+    /// The route requires DPoP and the request sent a bearer token, or no proof.
+    DpopRequired,
+    /// A DPoP request with a token that is not bound to any key.
+    DpopTokenNotBound,
+    // Certificate-bound tokens (RFC 8705 §3).
+    /// A token bound to a client certificate, on a request that came with none.
+    CertificateMissing,
+    /// A token bound to another client certificate than the request's.
+    CertificateMismatch,
     /// Valid at IdP A, but IdP B refused to exchange it (token exchange, on-behalf-of).
     BackendRefusedCallerToken,
 }
@@ -95,6 +120,17 @@ impl Reason {
             Reason::GraphToken => "graph_token",
             Reason::NotVerifiedLocally => "not_verified_locally",
             Reason::BackendRefusedCallerToken => "backend_refused_caller_token",
+            Reason::DpopProofMalformed => "dpop_proof_malformed",
+            Reason::DpopProofBadSignature => "dpop_proof_bad_signature",
+            Reason::DpopProofWrongRequest => "dpop_proof_wrong_request",
+            Reason::DpopProofExpired => "dpop_proof_expired",
+            Reason::DpopProofReplayed => "dpop_proof_replayed",
+            Reason::DpopKeyMismatch => "dpop_key_mismatch",
+            Reason::DpopBoundTokenAsBearer => "dpop_bound_token_as_bearer",
+            Reason::DpopRequired => "dpop_required",
+            Reason::DpopTokenNotBound => "dpop_token_not_bound",
+            Reason::CertificateMissing => "certificate_missing",
+            Reason::CertificateMismatch => "certificate_mismatch",
         }
     }
 }

@@ -185,6 +185,10 @@ pub(crate) const SETTINGS: &[Setting] = &[
     s("TOKENBRIDGE_POLICY", None, None, "per-route policy, JSON (docs/jwt-and-policy.md)"),
     s("TOKENBRIDGE_POLICY_FILE", None, None, "per-route policy, path of a JSON file"),
     s("TOKENBRIDGE_CONTEXT_CLAIMS", None, None, "space-separated claims forwarded as context values"),
+    s("TOKENBRIDGE_DPOP", None, Some("off"), "DPoP-bound tokens (RFC 9449): off, allowed or required"),
+    s("TOKENBRIDGE_DPOP_ORIGINS", None, None, "where clients call the API; a DPoP proof's htu names one"),
+    s("TOKENBRIDGE_DPOP_MAX_AGE_SECONDS", None, Some("60"), "how old a DPoP proof's iat may be"),
+    s("TOKENBRIDGE_DPOP_REPLAY_CAPACITY", None, Some("100000"), "used DPoP proofs remembered at most"),
     s("TOKENBRIDGE_BACKEND_TOKEN_URL", Some("back_end_token_endpoint"), None, "token endpoint of IdP B"),
     s("TOKENBRIDGE_BACKEND_CLIENT_ID", Some("back_end_app_client_id"), None, "our client id at IdP B"),
     s(

@@ -227,10 +227,16 @@ impl Stack {
     }
 }
 
+/// Where the gateway tests' clients call the API, as DPoP proofs name it.
+pub const DPOP_ORIGIN: &str = "https://api.example";
+
 fn start_tokenbridge(idp: &IdpPair, addr: &str) -> Supervised {
     let mut env = idp.env();
     env.push(("TOKENBRIDGE_POLICY".into(), POLICY.into()));
     env.push(("TOKENBRIDGE_LISTEN".into(), addr.into()));
+    // DPoP requests are checked (bearer tokens still accepted); clients call https://api.example.
+    env.push(("TOKENBRIDGE_DPOP".into(), "allowed".into()));
+    env.push(("TOKENBRIDGE_DPOP_ORIGINS".into(), DPOP_ORIGIN.into()));
     let process = Supervised::start(&binary(), &["http"], Some(&env), None);
     let listening = process.wait_for_line(Duration::from_secs(60), |l| l.contains("\"event\":\"listening\""));
     assert!(listening.is_some(), "tokenbridge http did not listen:\n{}", process.log());

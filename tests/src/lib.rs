@@ -1,6 +1,7 @@
 //! Test support for tokenbridge: a scriptable fake identity provider, a harness that runs the
 //! built `tokenbridge` binary, and a real authorization server for interop tests.
 
+pub mod dpop;
 pub mod fake_idp;
 pub mod fake_secrets;
 pub mod fn_agent;

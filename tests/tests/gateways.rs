@@ -345,6 +345,45 @@ fn a_large_cookie_beside_a_valid_token_is_no_error(gateway: Gateway) {
     stack.assert_nothing_leaked();
 }
 
+/// A DPoP-bound token with a proof of its key is allowed, and the backend gets the backend
+/// token, not the caller's; the same proof again, or the token as a bearer token, is a 401.
+fn a_dpop_bound_token_with_its_proof_is_allowed_once(gateway: Gateway) {
+    use tokenbridge_tests::dpop::DpopClient;
+    let Some(stack) = Stack::of(gateway) else { return };
+    let _turn = stack.shared();
+    let client = DpopClient::es256();
+    let token = format!("caller-dpop-{}", mark("token").replace('=', "-"));
+    stack.idp.a.add_token(
+        &token,
+        serde_json::json!({"active": true, "sub": "dana", "scope": "orders.read", "exp": unix_now() + 600,
+                           "cnf": {"jkt": client.jkt()}}),
+    );
+    let htu = format!("{}/orders/7", tokenbridge_tests::gateways::DPOP_ORIGIN);
+    let proof = client.proof("GET", &htu, &token, unix_now());
+    let auth = format!("DPoP {token}");
+    let m = mark("dpop");
+    let answer = stack.call("GET", &format!("/orders/7?{m}"), &[("Authorization", &auth), ("DPoP", &proof)]);
+    assert_eq!(answer.0, 200, "{answer:?}\n{}", stack.tokenbridge_log());
+    let seen = only_request(stack, &m);
+    assert!(seen.read_as("authorization")[0].starts_with("Bearer backend-"), "{seen:?}");
+    assert!(seen.headers.iter().all(|(_, v)| !v.contains(&token)), "the caller's token reached the backend: {seen:?}");
+    let m = mark("dpop-replay");
+    let replay = stack.call("GET", &format!("/orders/7?{m}"), &[("Authorization", &auth), ("DPoP", &proof)]);
+    assert_eq!(replay.0, 401, "{replay:?}");
+    let challenge = values(&replay, "www-authenticate");
+    assert_eq!(challenge.len(), 1, "{replay:?}");
+    assert!(
+        challenge[0].starts_with("DPoP ") && challenge[0].contains("error=\"invalid_dpop_proof\""),
+        "{challenge:?}"
+    );
+    none_reached(stack, &m);
+    let m = mark("dpop-as-bearer");
+    let as_bearer = stack.call("GET", &format!("/orders/7?{m}"), &[("Authorization", &bearer(&token))]);
+    assert_eq!(as_bearer.0, 401, "{as_bearer:?}");
+    none_reached(stack, &m);
+    stack.assert_nothing_leaked();
+}
+
 /// The same tests for every gateway, as `<gateway>::<behaviour>`.
 macro_rules! for_each_gateway {
     ($($module:ident => $gateway:expr;)*) => {$(
@@ -362,6 +401,7 @@ macro_rules! for_each_gateway {
             #[test] fn forged_route_and_method_headers_do_not_change_the_decision() { super::forged_route_and_method_headers_do_not_change_the_decision($gateway) }
             #[test] fn paths_a_backend_could_read_as_another_route_do_not_get_past_its_scope() { super::paths_a_backend_could_read_as_another_route_do_not_get_past_its_scope($gateway) }
             #[test] fn a_large_cookie_beside_a_valid_token_is_no_error() { super::a_large_cookie_beside_a_valid_token_is_no_error($gateway) }
+            #[test] fn a_dpop_bound_token_with_its_proof_is_allowed_once() { super::a_dpop_bound_token_with_its_proof_is_allowed_once($gateway) }
         }
     )*};
 }

@@ -439,3 +439,74 @@ fn identity_headers_are_configurable_and_header_safe_whatever_the_claims_hold() 
         assert!(run.stdout.contains(says), "{setting}: {}", run.stdout);
     }
 }
+
+/// A certificate-bound token (RFC 8705 §3) is allowed with its certificate as the gateway
+/// reports it, in each gateway's format, and refused without it, with another, or when the
+/// certificate came in a header the deployment did not name.
+#[test]
+fn a_certificate_bound_token_needs_the_certificate_the_gateway_reports() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let pki = tokenbridge_tests::interop::MtlsPki::make();
+    let pem = |path: &std::path::Path| std::fs::read_to_string(path).expect("a PEM file");
+    let (alice, other) = (pem(&pki.ca_signed.0), pem(&pki.self_signed.0));
+    let der_base64 = |pem: &str| pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>();
+    let thumbprint = |pem: &str| {
+        let der = STANDARD.decode(der_base64(pem)).expect("base64 DER");
+        URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der))
+    };
+    let hex = |pem: &str| {
+        let der = STANDARD.decode(der_base64(pem)).expect("base64 DER");
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let escaped =
+        |pem: &str| percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let idp = IdpPair::start();
+    let token = "certificate-bound";
+    idp.a.add_token(
+        token,
+        json!({"active": true, "sub": "alice", "scope": "orders.read", "client_id": "app",
+               "exp": tokenbridge_tests::fake_idp::unix_now() + 600, "cnf": {"x5t#S256": thumbprint(&alice)}}),
+    );
+    for (setting, name, right, wrong) in [
+        ("X-Client-Cert:pem-urlencoded", "X-Client-Cert", escaped(&alice), escaped(&other)),
+        (
+            "X-Forwarded-Tls-Client-Cert:base64-der",
+            "X-Forwarded-Tls-Client-Cert",
+            der_base64(&alice),
+            der_base64(&other),
+        ),
+        (
+            "x-forwarded-client-cert:xfcc",
+            "X-Forwarded-Client-Cert",
+            format!("Hash={};Subject=\"CN=a\"", hex(&alice)),
+            format!("Hash={}", hex(&other)),
+        ),
+    ] {
+        let mut env = idp.env();
+        env.push(("TOKENBRIDGE_HTTP_CLIENT_CERT".into(), setting.into()));
+        let server = HttpServer::start(&env);
+        let ask = |headers: &[(&str, &str)]| {
+            let mut all = vec![("Authorization", format!("Bearer {token}"))];
+            all.extend(headers.iter().map(|(k, v)| (*k, v.to_string())));
+            let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            get(&server.addr, "/auth", &all)
+        };
+        let (status, _, body) = ask(&[(name, right.as_str())]);
+        assert_eq!(status, 200, "{setting}: {body}");
+        let (status, headers, _) = ask(&[(name, wrong.as_str())]);
+        assert_eq!(status, 401, "{setting}: another certificate");
+        assert!(header(&headers, "www-authenticate").is_some_and(|c| c.contains("invalid_token")));
+        assert_eq!(ask(&[]).0, 401, "{setting}: no certificate");
+        assert_eq!(ask(&[(name, right.as_str()), (name, right.as_str())]).0, 400, "{setting}: twice");
+        assert_eq!(ask(&[(name, "garbage%")]).0, 400, "{setting}: unreadable");
+    }
+    // Without TOKENBRIDGE_HTTP_CLIENT_CERT no header is believed to be the certificate.
+    let server = HttpServer::start(&idp.env());
+    let forged = get(&server.addr, "/auth", &[("Authorization", &bearer(token)), ("X-Client-Cert", &escaped(&alice))]);
+    assert_eq!(forged.0, 401);
+}

@@ -168,9 +168,10 @@ fn http() -> Result<ExitCode> {
     );
     let (engine, log) = server_engine()?;
     // After the engine is installed with its log writer: this reads the configuration.
-    let identity = http_identity_headers()?;
+    let options =
+        tokenbridge_http::server::Options { identity: http_identity_headers()?, client_cert: http_client_cert()? };
     warm_in_background();
-    server::serve(engine, listener, server::limits(workers, max_connections), identity).context("serving HTTP")?;
+    server::serve(engine, listener, server::limits(workers, max_connections), options).context("serving HTTP")?;
     log.drain(std::time::Duration::from_secs(1));
     eprintln!("{}", serde_json::json!({"level": "info", "event": "stopped"}));
     Ok(ExitCode::SUCCESS)
@@ -188,6 +189,13 @@ fn http_identity_headers() -> Result<tokenbridge_http::identity::IdentityHeaders
     let setting = std::env::var("TOKENBRIDGE_HTTP_IDENTITY_HEADERS").ok();
     let claims = engine().config().map(|c| c.context_claims().to_vec()).unwrap_or_default();
     Ok(tokenbridge_http::identity::IdentityHeaders::parse(setting.as_deref(), &claims)?)
+}
+
+/// Where forward-auth reads the caller's mutual TLS certificate (`TOKENBRIDGE_HTTP_CLIENT_CERT`).
+#[cfg(feature = "http")]
+fn http_client_cert() -> Result<Option<tokenbridge_http::client_cert::CertificateSource>> {
+    let setting = std::env::var("TOKENBRIDGE_HTTP_CLIENT_CERT").ok();
+    Ok(tokenbridge_http::client_cert::CertificateSource::parse(setting.as_deref())?)
 }
 
 /// Decisions `tokenbridge http` runs at once.
@@ -318,6 +326,8 @@ fn adapter_problems() -> Vec<String> {
         http_max_connections().map(drop),
         #[cfg(feature = "http")]
         http_identity_headers().map(drop),
+        #[cfg(feature = "http")]
+        http_client_cert().map(drop),
         #[cfg(feature = "lambda")]
         lambda_options().map(drop),
     ];

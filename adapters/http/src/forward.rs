@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use tokenbridge_core::{Outcome, Request, Route, rfc3339};
 use tokenbridge_wire as gateway;
 
+use crate::client_cert::CertificateSource;
 use crate::identity::IdentityHeaders;
 
 /// A request as the routing reads it.
@@ -74,8 +75,20 @@ const DEFAULT_RETRY_AFTER: u64 = 5;
 /// `X-Original-Method`). Refused with a 400 when one of these headers comes twice, a family names
 /// only a method or only a URI, or two sources name different routes: some of it then came from
 /// the client, and nothing here can tell which part the gateway wrote.
-pub fn forward_request(request: &HttpRequest) -> Result<Request, Reply> {
+pub fn forward_request(request: &HttpRequest, certificates: Option<&CertificateSource>) -> Result<Request, Reply> {
     let credential = single(request, "authorization")?;
+    // Read only from the header the deployment names, which its gateway writes (RFC 8705 §3).
+    let client_certificate = match certificates {
+        None => None,
+        Some(source) => match single(request, source.header())? {
+            None => None,
+            Some(value) => source
+                .read(value)
+                .map_err(|_| bad_request("the client certificate header is not in the configured format"))?,
+        },
+    };
+    // RFC 9449 §4.3: a request with more than one DPoP header is refused.
+    let dpop = single(request, "dpop")?;
     let sources = [
         pair(single(request, "x-forwarded-method")?, single(request, "x-forwarded-uri")?)?,
         pair(single(request, "x-original-method")?, original_uri(request)?)?,
@@ -95,6 +108,8 @@ pub fn forward_request(request: &HttpRequest) -> Result<Request, Reply> {
     Ok(Request {
         credential: credential.map(str::to_string),
         route: Route { method: method.map(str::to_string), path: path.map(str::to_string), ..Route::default() },
+        dpop: dpop.map(str::to_string),
+        client_certificate,
         ..Request::default()
     })
 }
@@ -280,7 +295,7 @@ mod tests {
     #[test]
     fn original_method_and_uri_come_from_either_header_family() {
         let raw = "GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\nX-Original-Method: POST\r\nX-Original-URI: /orders/7\r\n\r\n";
-        let request = forward_request(&parse(raw)).unwrap();
+        let request = forward_request(&parse(raw), None).unwrap();
         assert_eq!(request.credential.as_deref(), Some("Bearer t"));
         assert_eq!(request.route.method.as_deref(), Some("POST"));
         assert_eq!(request.route.path.as_deref(), Some("/orders/7"));
@@ -288,14 +303,14 @@ mod tests {
 
     fn forwarded(headers: &str) -> Result<Request, Reply> {
         let raw = format!("GET /auth HTTP/1.1\r\nAuthorization: Bearer t\r\n{headers}\r\n");
-        forward_request(&parse(&raw))
+        forward_request(&parse(&raw), None)
     }
 
     #[test]
     fn without_route_headers_the_route_is_the_request_line_under_auth() {
         let envoy = |line: &str| {
             let raw = format!("{line}\r\nAuthorization: Bearer t\r\n\r\n");
-            forward_request(&parse(&raw)).unwrap()
+            forward_request(&parse(&raw), None).unwrap()
         };
         let request = envoy("DELETE /auth/orders/7?x=1 HTTP/1.1");
         assert_eq!(request.route.method.as_deref(), Some("DELETE"));
@@ -311,7 +326,7 @@ mod tests {
     fn route_headers_cannot_take_over_half_of_a_request_line_route() {
         let envoy = |line: &str, headers: &str| {
             let raw = format!("{line}\r\nAuthorization: Bearer t\r\n{headers}\r\n");
-            forward_request(&parse(&raw))
+            forward_request(&parse(&raw), None)
         };
         for (line, headers) in [
             ("GET /auth/admin/users HTTP/1.1", "X-Original-Method: GET\r\n"),

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client_cert;
 pub mod forward;
 pub mod identity;
 pub mod server;

@@ -11,6 +11,7 @@ use tokenbridge_core::{Engine, Outcome, Request};
 use tokenbridge_serve::{Handler, Limits, Listener, Refusal, Response};
 use tokenbridge_wire as gateway;
 
+use crate::client_cert::CertificateSource;
 use crate::forward::{self, HttpRequest, Rendering, Reply};
 use crate::identity::IdentityHeaders;
 
@@ -55,29 +56,32 @@ pub fn limits(workers: usize, max_connections: usize) -> Limits {
 }
 
 /// Serves until SIGTERM or SIGINT, then finishes the requests in flight and returns.
-pub fn serve(
-    engine: &'static Engine,
-    listener: TcpListener,
-    limits: Limits,
-    identity: IdentityHeaders,
-) -> io::Result<()> {
-    tokenbridge_serve::serve(Listener::Tcp(listener), Arc::new(Routes { engine, identity }), limits)
+pub fn serve(engine: &'static Engine, listener: TcpListener, limits: Limits, options: Options) -> io::Result<()> {
+    tokenbridge_serve::serve(Listener::Tcp(listener), Arc::new(Routes { engine, options }), limits)
+}
+
+/// What a deployment sets about forward-auth: the identity headers of an allow, and where the
+/// caller's mutual TLS certificate is read from.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub identity: IdentityHeaders,
+    pub client_cert: Option<CertificateSource>,
 }
 
 struct Routes {
     engine: &'static Engine,
-    identity: IdentityHeaders,
+    options: Options,
 }
 
 impl Handler for Routes {
     fn handle(&self, head: &http::request::Parts, body: &[u8]) -> Response {
         let request = HttpRequest::from_parts(head, body);
-        to_response(&answer(self.engine, &self.identity, &request))
+        to_response(&answer(self.engine, &self.options, &request))
     }
 
     fn answer_now(&self, head: &http::request::Parts, body: &[u8]) -> Option<Response> {
         let request = HttpRequest::from_parts(head, body);
-        answer_with(self.engine, &self.identity, &request, &|decision| self.engine.decide_now(decision))
+        answer_with(self.engine, &self.options, &request, &|decision| self.engine.decide_now(decision))
             .map(|r| to_response(&r))
     }
 
@@ -98,18 +102,19 @@ impl Handler for Routes {
 }
 
 /// Routes one request.
-pub fn answer(engine: &Engine, identity: &IdentityHeaders, request: &HttpRequest) -> Reply {
-    answer_with(engine, identity, request, &|decision| Some(engine.decide(decision)))
+pub fn answer(engine: &Engine, options: &Options, request: &HttpRequest) -> Reply {
+    answer_with(engine, options, request, &|decision| Some(engine.decide(decision)))
         .unwrap_or_else(|| Reply::json(500, json!({"error": "internal_error"})))
 }
 
 /// Routes one request, deciding with `decide`; `None` when `decide` gives no outcome.
 fn answer_with(
     engine: &Engine,
-    identity: &IdentityHeaders,
+    options: &Options,
     request: &HttpRequest,
     decide: &dyn Fn(&Request) -> Option<Outcome>,
 ) -> Option<Reply> {
+    let identity = &options.identity;
     let rendering = engine.config().map_or_else(
         |_| Rendering { realm: "", context_key: "", identity },
         |c| Rendering { realm: c.realm(), context_key: c.context_key(), identity },
@@ -132,7 +137,7 @@ fn answer_with(
                 Err(e) => Some(forward::render_payload_error(&e)),
             }
         }
-        _ => match forward::forward_request(request) {
+        _ => match forward::forward_request(request, options.client_cert.as_ref()) {
             Ok(mut decision) => {
                 decision.call_id = request_id(request);
                 Some(forward::render_forward(&decide(&decision)?, &rendering))

@@ -83,8 +83,10 @@ fn user_defined(data: &Map<String, Value>, token_argument: &str) -> Request {
     // The route, for per-route policies, when the deployment passes it as arguments. OCI's
     // path parameters (`request.path[rest]`) come without their leading `/`.
     let path = args.get("path").map(|p| if p.starts_with('/') { p.clone() } else { format!("/{p}") });
+    // A DPoP proof (RFC 9449), mapped from `request.headers[DPoP]`.
+    let dpop = args.remove("dpop");
     let route = Route { method: args.get("method").cloned(), path, args };
-    Request { credential, route, ..Request::default() }
+    Request { credential, route, dpop, ..Request::default() }
 }
 
 /// Renders an outcome as the gateway expects it.

@@ -1,4 +1,4 @@
-//! `extract_bearer` (RFC 6750 §2.1) on any `Authorization` value.
+//! `extract_bearer` (RFC 6750 §2.1, RFC 9449 §7.1) on any `Authorization` value.
 
 use tokenbridge_core::fuzzing::{Credential, MAX_TOKEN_LEN, extract_bearer};
 
@@ -9,7 +9,11 @@ pub fn check(data: &[u8]) {
     match extract_bearer(Some(value)) {
         Credential::Missing => assert!(trimmed.is_empty(), "a credential was called missing: {value:?}"),
         Credential::Malformed => assert!(!trimmed.is_empty()),
-        Credential::Bearer(token) => {
+        Credential::Bearer(token) | Credential::Dpop(token) => {
+            let (name, again) = match extract_bearer(Some(value)) {
+                Credential::Dpop(_) => ("dpop", format!("DPoP {token}")),
+                _ => ("bearer", format!("Bearer {token}")),
+            };
             assert!(!token.is_empty() && token.len() <= MAX_TOKEN_LEN, "token length {}", token.len());
             assert!(!token.contains(' '), "a token with a space: {token:?}");
             // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
@@ -19,12 +23,12 @@ pub fn check(data: &[u8]) {
                 body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)),
                 "a token outside the b64token alphabet: {token:?}"
             );
-            // The token is the value's last word, after the scheme `Bearer` and spaces.
+            // The token is the value's last word, after the scheme and spaces.
             let scheme = trimmed.strip_suffix(token).expect("the token ends the value");
             assert!(scheme.ends_with(' '), "no space between scheme and token: {value:?}");
-            assert!(scheme.trim_end_matches(' ').eq_ignore_ascii_case("bearer"), "scheme of {value:?}");
-            // Extracting it again gives the same token.
-            assert_eq!(extract_bearer(Some(&format!("Bearer {token}"))), Credential::Bearer(token));
+            assert!(scheme.trim_end_matches(' ').eq_ignore_ascii_case(name), "scheme of {value:?}");
+            // Extracting it again gives the same token, under the same scheme.
+            assert_eq!(extract_bearer(Some(&again)), extract_bearer(Some(value)));
         }
     }
 }

@@ -3,6 +3,7 @@
 //! enforces is what the tests enforce.
 
 pub mod bearer;
+pub mod dpop_proof;
 pub mod framing;
 pub mod introspection_answer;
 pub mod jwks;
@@ -19,8 +20,9 @@ pub type Check = fn(&[u8]);
 
 /// Every target by name: the name of its `[[bin]]`, of its file in `fuzz_targets/` and of its
 /// directories in `corpus/` and `artifacts/`.
-pub const ALL: [(&str, Check); 11] = [
+pub const ALL: [(&str, Check); 12] = [
     ("bearer", bearer::check),
+    ("dpop_proof", dpop_proof::check),
     ("framing", framing::check),
     ("introspection_answer", introspection_answer::check),
     ("jwks", jwks::check),

@@ -33,6 +33,7 @@ pub fn check(data: &[u8]) {
         audiences: vec!["api".into()],
         claims: Default::default(),
         facts: Facts::read(claims, &pointers),
+        cnf: Default::default(),
         verified_locally: false,
     };
     let fixed = [
