@@ -42,6 +42,18 @@ impl Gateway {
         }
     }
 
+    /// The header and format this gateway reports a mutual TLS client certificate in, as its
+    /// documented setup configures it (`TOKENBRIDGE_HTTP_CLIENT_CERT`); the test stacks have no
+    /// mutual TLS, so any value of it there is a client's forgery.
+    pub fn client_cert_setting(self) -> &'static str {
+        match self {
+            Gateway::Nginx => "X-Client-Cert:pem-urlencoded",
+            Gateway::Envoy => "x-forwarded-client-cert:xfcc",
+            Gateway::Traefik => "X-Forwarded-Tls-Client-Cert:base64-der",
+            Gateway::Caddy => "X-Client-Cert:base64-der",
+        }
+    }
+
     /// The variable `scripts/gateways-install` exports with the binary's path.
     pub fn variable(self) -> &'static str {
         match self {
@@ -124,7 +136,7 @@ impl Stack {
         let idp = IdpPair::start();
         let backend = Backend::start();
         let tokenbridge_addr = format!("127.0.0.1:{}", free_port());
-        let tokenbridge = start_tokenbridge(&idp, &tokenbridge_addr);
+        let tokenbridge = start_tokenbridge(gateway, &idp, &tokenbridge_addr);
         let dir = scratch_dir(gateway.name());
         let port = free_port();
         let process = launch(gateway, program, &dir, port, &tokenbridge_addr, backend.port);
@@ -180,7 +192,7 @@ impl Stack {
         tokenbridge.stop();
         // Started again even when `during` fails, so that the gateway's other tests still run.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(during));
-        *tokenbridge = start_tokenbridge(&self.idp, &self.tokenbridge_addr);
+        *tokenbridge = start_tokenbridge(self.gateway, &self.idp, &self.tokenbridge_addr);
         self.tokenbridge_logs.lock().unwrap_or_else(|p| p.into_inner()).push(tokenbridge.log.clone());
         drop(tokenbridge);
         self.wait_until_routed();
@@ -230,13 +242,14 @@ impl Stack {
 /// Where the gateway tests' clients call the API, as DPoP proofs name it.
 pub const DPOP_ORIGIN: &str = "https://api.example";
 
-fn start_tokenbridge(idp: &IdpPair, addr: &str) -> Supervised {
+fn start_tokenbridge(gateway: Gateway, idp: &IdpPair, addr: &str) -> Supervised {
     let mut env = idp.env();
     env.push(("TOKENBRIDGE_POLICY".into(), POLICY.into()));
     env.push(("TOKENBRIDGE_LISTEN".into(), addr.into()));
     // DPoP requests are checked (bearer tokens still accepted); clients call https://api.example.
     env.push(("TOKENBRIDGE_DPOP".into(), "allowed".into()));
     env.push(("TOKENBRIDGE_DPOP_ORIGINS".into(), DPOP_ORIGIN.into()));
+    env.push(("TOKENBRIDGE_HTTP_CLIENT_CERT".into(), gateway.client_cert_setting().into()));
     let process = Supervised::start(&binary(), &["http"], Some(&env), None);
     let listening = process.wait_for_line(Duration::from_secs(60), |l| l.contains("\"event\":\"listening\""));
     assert!(listening.is_some(), "tokenbridge http did not listen:\n{}", process.log());

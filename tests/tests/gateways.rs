@@ -384,6 +384,38 @@ fn a_dpop_bound_token_with_its_proof_is_allowed_once(gateway: Gateway) {
     stack.assert_nothing_leaked();
 }
 
+/// A certificate-bound token with a client-sent copy of the certificate header (the stacks have
+/// no mutual TLS): the recipe drops the copy, and tokenbridge refuses the token.
+fn a_forged_certificate_header_never_binds(gateway: Gateway) {
+    let Some(stack) = Stack::of(gateway) else { return };
+    let _turn = stack.shared();
+    // Any bytes the header's format reads as a certificate: the binding is to their hash.
+    let der = [0x30u8, 0x00];
+    let sha = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+    let thumbprint = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sha.as_ref());
+    let hex: String = sha.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let token = format!("caller-mtls-{}", mark("token").replace('=', "-"));
+    stack.idp.a.add_token(
+        &token,
+        serde_json::json!({"active": true, "sub": "mallory", "scope": "orders.read", "exp": unix_now() + 600,
+                           "cnf": {"x5t#S256": thumbprint}}),
+    );
+    let (name, value) = match gateway {
+        Gateway::Nginx => {
+            ("X-Client-Cert", "-----BEGIN%20CERTIFICATE-----%0AMAA%3D%0A-----END%20CERTIFICATE-----%0A".to_string())
+        }
+        Gateway::Envoy => ("X-Forwarded-Client-Cert", format!("Hash={hex}")),
+        Gateway::Traefik => ("X-Forwarded-Tls-Client-Cert", "MAA=".to_string()),
+        Gateway::Caddy => ("X-Client-Cert", "MAA=".to_string()),
+    };
+    let m = mark("forged-cert");
+    let answer = stack.call("GET", &format!("/orders/7?{m}"), &[("Authorization", &bearer(&token)), (name, &value)]);
+    assert_eq!(answer.0, 401, "{}: a forged certificate header bound the token: {answer:?}", gateway.name());
+    none_reached(stack, &m);
+    assert!(stack.tokenbridge_log().contains("certificate_missing"), "{}", stack.tokenbridge_log());
+    stack.assert_nothing_leaked();
+}
+
 /// The same tests for every gateway, as `<gateway>::<behaviour>`.
 macro_rules! for_each_gateway {
     ($($module:ident => $gateway:expr;)*) => {$(
@@ -401,6 +433,7 @@ macro_rules! for_each_gateway {
             #[test] fn forged_route_and_method_headers_do_not_change_the_decision() { super::forged_route_and_method_headers_do_not_change_the_decision($gateway) }
             #[test] fn paths_a_backend_could_read_as_another_route_do_not_get_past_its_scope() { super::paths_a_backend_could_read_as_another_route_do_not_get_past_its_scope($gateway) }
             #[test] fn a_large_cookie_beside_a_valid_token_is_no_error() { super::a_large_cookie_beside_a_valid_token_is_no_error($gateway) }
+            #[test] fn a_forged_certificate_header_never_binds() { super::a_forged_certificate_header_never_binds($gateway) }
             #[test] fn a_dpop_bound_token_with_its_proof_is_allowed_once() { super::a_dpop_bound_token_with_its_proof_is_allowed_once($gateway) }
         }
     )*};
