@@ -60,7 +60,7 @@ fn check_with_token_argument(data: &[u8], token_argument: &str) {
     }
     // The request's Debug never shows the credential.
     if request.credential.is_some() && payload["type"] == "TOKEN" {
-        let expected = r#"Request { credential: Some("<redacted>"), deadline: None, call_id: None, route: Route { method: None, path: None, args: {} }, dpop: None }"#;
+        let expected = r#"Request { credential: Some("<redacted>"), deadline: None, call_id: None, route: Route { method: None, path: None, args: {} }, dpop: None, client_certificate: None }"#;
         assert_eq!(format!("{request:?}"), expected);
     }
     for outcome in outcomes(grant("alice", &["orders.read".into()], Some("app"), &Default::default())) {
