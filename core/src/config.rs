@@ -154,6 +154,11 @@ impl Config {
         self.policy.has_routes()
     }
 
+    /// The policy in force (a document's routes, or the required scopes everywhere).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigErrors> {
         Self::from_lookup(&|k| std::env::var(k).ok())

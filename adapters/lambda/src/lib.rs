@@ -19,4 +19,5 @@
 
 pub mod authorizer;
 pub mod extension;
+pub mod iam;
 pub mod runtime;

@@ -1,0 +1,298 @@
+//! A route table judged for one token ([`RouteVerdict`]s, the core's) written as an IAM policy
+//! for a REST API's authorizer cache: Allow statements for the routes the token may call,
+//! Deny statements for those it may not, so that the one answer API Gateway caches per token
+//! is right for every route (docs/lambda.md, "Route policies and the authorizer cache").
+//!
+//! IAM compares a request's method ARN with each `Resource` case-sensitively, `*` matching any
+//! run of characters (`/` included) and `?` any one; an explicit Deny wins, and no Allow is a
+//! deny. The core reads paths otherwise (first matching route, case folded, empty segments
+//! dropped, ambiguous spellings refused), so where the two could differ the policy denies:
+//! - Allows are exact: literal verbs, the core's own (lower-case) spelling of literal
+//!   segments, `*` only for a pattern's `*` and `**`;
+//! - a denied route's Deny covers every spelling the core gives it: `?` for each letter of a
+//!   plain ASCII segment (any case), `*` for other segments;
+//! - with a wildcard in an Allow: Denies of empty segments, a trailing `/`, `%`, `\`, `;`, a
+//!   segment ending in `.` or starting or ending with a space; with a default that is not
+//!   allowed, the spellings where an Allow's `*` spans more than one segment.
+//!
+//! What IAM cannot tell apart is a raw `*` or a raw non-ASCII character inside a segment a `*`
+//! of an Allow matches (IAM has no character classes): the core refuses some of those, the
+//! policy allows them as the route's one segment. See docs/lambda.md.
+
+use tokenbridge_core::RouteVerdict;
+
+/// The methods API Gateway REST APIs route (`ANY` stands for these).
+const VERBS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+
+/// API Gateway's limit on a method ARN when authorization is on ("Amazon API Gateway quotas
+/// and important notes"): no Resource is longer.
+pub const MAX_ARN_BYTES: usize = 1600;
+
+/// What the cached answer's context was made for: the backend whose token it holds, and
+/// whether the token was introspected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub backend: Option<usize>,
+    pub introspected: bool,
+}
+
+/// The statements of a route policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutePolicy {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+    /// No route the token satisfies is denied, for a method ARN spelled as the core reads it
+    /// (lower case, no percent-encoding, no empty segment or trailing `/`, a method the
+    /// policy lists): the policy allows exactly what the engine would.
+    pub exact: bool,
+}
+
+impl RoutePolicy {
+    /// Whether IAM lets this method ARN through: no Deny matches it and some Allow does.
+    pub fn allows(&self, arn: &str) -> bool {
+        !self.deny.iter().any(|d| glob_matches(d, arn)) && self.allow.iter().any(|a| glob_matches(a, arn))
+    }
+}
+
+/// The route policy for the token whose verdicts `table` holds, on the API and stage of
+/// `method_arn`; `None` when the ARN names no API and stage, or a Resource would pass
+/// [`MAX_ARN_BYTES`].
+pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) -> Option<RoutePolicy> {
+    let base = stage_base(method_arn)?;
+    let verbs = verbs(table);
+    let methods_of = |v: &RouteVerdict| match &v.route {
+        Some((method, _)) => route_verbs(method, &verbs),
+        None => verbs.clone(),
+    };
+    let expressible = |v: &RouteVerdict| {
+        v.allowed && v.backend == served.backend && (served.introspected || !v.introspect) && !methods_of(v).is_empty()
+    };
+    let mut exact = true;
+    // (resource, route index): Allows; Denies of routes, with whether they are wider than the
+    // core's own spelling; Denies of `*`s spanning segments.
+    let mut allow: Vec<(String, usize)> = Vec::new();
+    let mut deny: Vec<(String, usize, bool)> = Vec::new();
+    let mut spans: Vec<(String, usize)> = Vec::new();
+    for (index, v) in table.iter().enumerate() {
+        let allowed = expressible(v);
+        exact &= allowed == v.allowed;
+        if v.route.is_none() && !allowed {
+            // A default not allowed is what no Allow reaches.
+            continue;
+        }
+        let segments: &[String] = v.route.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
+        let (paths, canonical) = match v.route {
+            None => (vec!["*".to_string()], vec!["*".to_string()]),
+            Some(_) => (paths(segments, allowed), paths(segments, true)),
+        };
+        for method in methods_of(v) {
+            for (path, canonical) in paths.iter().zip(&canonical) {
+                let resource = format!("{base}/{method}/{path}");
+                if allowed {
+                    spans.extend(spanning(segments, &format!("{base}/{method}")).into_iter().map(|s| (s, index)));
+                    allow.push((resource, index));
+                } else {
+                    // A `*` of a route's Deny also meets what spans segments, or none.
+                    let wider = path != canonical || segments.iter().any(|s| s == "*");
+                    deny.push((resource, index, wider));
+                }
+            }
+        }
+    }
+    // The default is last: when it is not allowed, what an Allow's `*` reaches beyond its
+    // route's segments must be denied.
+    let default_allowed = table.last().is_some_and(expressible);
+    if default_allowed {
+        spans.clear();
+    }
+    // Exact unless a Deny could meet a request, spelled as the core reads it, that an Allow is
+    // for: a Deny wider than its route, over any Allow; a route's own, over an earlier route's
+    // Allow (a later one's route comes second in the core too); a span, over another route's.
+    let meets = |d: &str, pick: &dyn Fn(usize) -> bool| allow.iter().any(|(a, i)| pick(*i) && globs_meet(d, a));
+    exact &= !deny.iter().any(|(d, j, wider)| meets(d, &|i| *wider || i < *j));
+    exact &= !spans.iter().any(|(d, j)| meets(d, &|i| i != *j));
+    let wild = allow.iter().any(|(a, _)| a.contains('*'));
+    let mut out = RoutePolicy { exact, ..RoutePolicy::default() };
+    out.allow = unique(allow.into_iter().map(|(a, _)| a));
+    let spellings = if wild { spellings(&base, &verbs) } else { Vec::new() };
+    out.deny = unique(deny.into_iter().map(|(d, _, _)| d).chain(spans.into_iter().map(|(d, _)| d)).chain(spellings));
+    let too_long = out.allow.iter().chain(&out.deny).any(|r| r.len() > MAX_ARN_BYTES);
+    (!too_long).then_some(out)
+}
+
+/// In first-seen order, without repeats.
+fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// `arn:…:{api}/{stage}` of a method ARN, when both are there and hold no IAM wildcard.
+fn stage_base(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(3, '/');
+    let (api, stage) = (parts.next()?, parts.next()?);
+    let plain = |s: &str| !s.is_empty() && !s.contains(['*', '?']);
+    (plain(api) && plain(stage) && api.starts_with("arn:")).then(|| format!("{api}/{stage}"))
+}
+
+/// Every method the policy can allow: API Gateway's and those routes name.
+fn verbs(table: &[RouteVerdict]) -> Vec<String> {
+    let mut verbs: Vec<String> = VERBS.iter().map(|v| v.to_string()).collect();
+    for v in table {
+        if let Some((method, _)) = &v.route
+            && is_verb(method)
+            && !verbs.contains(method)
+        {
+            verbs.push(method.clone());
+        }
+    }
+    verbs
+}
+
+/// A method IAM can name literally.
+fn is_verb(method: &str) -> bool {
+    !method.is_empty() && method.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// The methods a route covers, among `verbs`: all for `*`/`ANY`, `GET` with `HEAD` (as the
+/// core's routing has it).
+fn route_verbs(method: &str, verbs: &[String]) -> Vec<String> {
+    match method {
+        "*" | "ANY" => verbs.to_vec(),
+        "GET" => vec!["GET".into(), "HEAD".into()],
+        m if is_verb(m) => vec![m.to_string()],
+        // A method IAM cannot name is not among the verbs, so no Allow reaches it.
+        _ => Vec::new(),
+    }
+}
+
+/// A segment with one spelling per case: ASCII letters, digits and `-._~`, which the core
+/// refuses percent-encoded.
+fn is_plain(segment: &str) -> bool {
+    segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// The path parts of a route's Resources: for an Allow, the core's spelling; for a Deny, one
+/// that covers every spelling the core reads as the route's.
+fn paths(segments: &[String], allow: bool) -> Vec<String> {
+    let written: Vec<String> = segments
+        .iter()
+        .filter(|s| *s != "**")
+        .map(|s| match s.as_str() {
+            "*" => "*".to_string(),
+            s if allow => s.to_string(),
+            s if is_plain(s) => s.chars().map(|c| if c.is_ascii_alphabetic() { '?' } else { c }).collect(),
+            _ => "*".to_string(),
+        })
+        .collect();
+    let joined = written.join("/");
+    if segments.last().is_some_and(|s| s == "**") {
+        // `/p/**` is `p` itself and anything under it; `/**` is everything.
+        if written.is_empty() { vec!["*".into()] } else { vec![joined.clone(), format!("{joined}/*")] }
+    } else {
+        vec![joined]
+    }
+}
+
+/// For an Allow of `segments` after `prefix` (`…/{stage}/{VERB}`): the Resources that match
+/// where one of its `*`s spans more than one segment, or none.
+fn spanning(segments: &[String], prefix: &str) -> Vec<String> {
+    let written: Vec<&str> = segments.iter().filter(|s| *s != "**").map(String::as_str).collect();
+    let mut out = Vec::new();
+    // With a final `**`, the Allows are `p` and `p/*`.
+    let forms: &[bool] = if segments.last().is_some_and(|s| s == "**") { &[false, true] } else { &[false] };
+    for &tail in forms {
+        let end = if tail { "/*" } else { "" };
+        // A `*` that only `*`s and the final `/*` follow may span segments: the `**` takes them.
+        let free = |i: usize| tail && written[i..].iter().all(|s| *s == "*");
+        let with = |i: usize, part: &str| {
+            let mut parts = written.clone();
+            parts[i] = part;
+            format!("{prefix}/{}{end}", parts.join("/"))
+        };
+        for i in (0..written.len()).filter(|&i| written[i] == "*") {
+            // An empty match: `GET/` (the root) for `GET/*`; inside a path the Denies of empty
+            // segments and a trailing `/` hold it too.
+            out.push(with(i, ""));
+            if !free(i) {
+                out.push(with(i, "*/*"));
+            }
+        }
+    }
+    out
+}
+
+/// Spellings the core reads otherwise than IAM, denied whenever an Allow has a wildcard: empty
+/// segments, a trailing `/`, percent-encodings, `\`, `;`, a segment ending in `.` (dot
+/// segments too) or starting or ending with a space.
+fn spellings(base: &str, verbs: &[String]) -> Vec<String> {
+    let mut lengths: Vec<usize> = verbs.iter().map(|v| v.len()).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let mut out: Vec<String> = ["*//*", "*%*", "*\\*", "*;*", "*./*", "*.", "*/ *", "* /*", "* "]
+        .iter()
+        .map(|p| format!("{base}/{p}"))
+        .collect();
+    // A `/` ending a path after the verb (`GET/` alone is the root).
+    out.extend(lengths.iter().map(|&n| format!("{base}/{}/?*/", "?".repeat(n))));
+    out
+}
+
+/// IAM's matching of a Resource with a request's ARN: case-sensitive, `*` any run of
+/// characters (`/` included), `?` any one character.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    // reach[j]: the pattern read so far can match t[..j].
+    let mut reach = vec![false; t.len() + 1];
+    reach[0] = true;
+    for &c in &p {
+        let mut next = vec![false; t.len() + 1];
+        for j in 0..=t.len() {
+            if c == '*' {
+                next[j] = reach[j] || (j > 0 && next[j - 1]);
+            } else if j > 0 && reach[j - 1] {
+                next[j] = c == '?' || c == t[j - 1];
+            }
+        }
+        reach = next;
+    }
+    reach[t.len()]
+}
+
+/// Whether some text matches both patterns.
+fn globs_meet(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut seen = vec![vec![false; b.len() + 1]; a.len() + 1];
+    let mut todo = vec![(0, 0)];
+    while let Some((i, j)) = todo.pop() {
+        if std::mem::replace(&mut seen[i][j], true) {
+            continue;
+        }
+        if i == a.len() && j == b.len() {
+            return true;
+        }
+        let (x, y) = (a.get(i), b.get(j));
+        if x == Some(&'*') {
+            todo.push((i + 1, j));
+        }
+        if y == Some(&'*') {
+            todo.push((i, j + 1));
+        }
+        match (x, y) {
+            (Some('*'), Some(c)) if *c != '*' => todo.push((i, j + 1)),
+            (Some(c), Some('*')) if *c != '*' => todo.push((i + 1, j)),
+            (Some(c), Some(d)) if *c != '*' && *d != '*' && (*c == '?' || *d == '?' || c == d) => {
+                todo.push((i + 1, j + 1))
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;
