@@ -69,6 +69,13 @@ pub struct RouteDecision {
     pub context: Option<RouteGrant>,
 }
 
+impl From<Outcome> for RouteDecision {
+    /// A decision without its route table.
+    fn from(outcome: Outcome) -> Self {
+        RouteDecision { outcome, routes: Vec::new(), context: None }
+    }
+}
+
 /// A grant and the route rule's backend and introspection it was made with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteGrant {

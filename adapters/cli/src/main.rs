@@ -227,10 +227,16 @@ fn lambda() -> Result<ExitCode> {
 #[cfg(feature = "lambda")]
 fn lambda_options() -> Result<tokenbridge_lambda::authorizer::Options> {
     use tokenbridge_lambda::authorizer::Options;
-    // With route policies, an allow is for one route: a stage-wide policy cached by API Gateway
-    // would let the same token through every other route unasked.
-    let per_route = engine().config().is_ok_and(|c| c.has_route_policies());
-    let resource_default = if per_route { "method" } else { "stage" };
+    // With route policies, an allow is for some routes: a stage-wide policy cached by API
+    // Gateway would let the same token through every other route unasked. `routes` answers
+    // with a policy for each route of the token, `method` for the ARN called alone.
+    let config = engine().config().ok();
+    let per_route = config.is_some_and(|c| c.has_route_policies());
+    let resource_default = if per_route { "routes" } else { "stage" };
+    let resource = std::env::var("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE").unwrap_or_else(|_| resource_default.into());
+    if !["stage", "method", "routes"].contains(&resource.as_str()) {
+        bail!("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE must be stage, method or routes, got {resource:?}");
+    }
     let setting = |name: &str, default: &str, allowed: [&str; 2]| -> Result<bool> {
         let value = std::env::var(name).unwrap_or_else(|_| default.to_string());
         match allowed.iter().position(|a| *a == value) {
@@ -239,9 +245,12 @@ fn lambda_options() -> Result<tokenbridge_lambda::authorizer::Options> {
         }
     };
     Ok(Options {
-        stage_wide: setting("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE", resource_default, ["stage", "method"])?,
+        stage_wide: resource == "stage",
         http_iam: setting("TOKENBRIDGE_LAMBDA_HTTP_RESPONSE", "simple", ["iam", "simple"])?,
         http_unauthorized_error: setting("TOKENBRIDGE_LAMBDA_HTTP_INVALID_TOKEN", "403", ["401", "403"])?,
+        // Without routes there is one rule: the stage-wide answer is already right everywhere.
+        route_table: resource == "routes" && per_route,
+        realm: config.map_or_else(|| "tokenbridge".into(), |c| c.realm().to_string()),
     })
 }
 
@@ -284,6 +293,10 @@ fn check_config() -> ExitCode {
             errors.0.iter().cloned().chain(secrets.iter().map(ToString::to_string)).collect()
         }
     };
+    #[cfg(feature = "lambda")]
+    for note in lambda_notes() {
+        println!("lambda: {note}");
+    }
     problems.extend(adapter_problems());
     if problems.is_empty() {
         println!("configuration OK");
@@ -295,6 +308,16 @@ fn check_config() -> ExitCode {
         println!("{} problem(s) found", problems.len());
         ExitCode::from(1)
     }
+}
+
+/// How the REST answers of `TOKENBRIDGE_LAMBDA_POLICY_RESOURCE=routes` cover the policy.
+#[cfg(feature = "lambda")]
+fn lambda_notes() -> Vec<String> {
+    let (Ok(options), Ok(config)) = (lambda_options(), engine().config()) else { return Vec::new() };
+    if !options.route_table {
+        return Vec::new();
+    }
+    tokenbridge_lambda::iam::describe(config.policy())
 }
 
 /// What would stop a compiled-in adapter at start, read with the functions the modes use.

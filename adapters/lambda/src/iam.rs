@@ -19,7 +19,7 @@
 //! of an Allow matches (IAM has no character classes): the core refuses some of those, the
 //! policy allows them as the route's one segment. See docs/lambda.md.
 
-use tokenbridge_core::RouteVerdict;
+use tokenbridge_core::{Policy, RouteVerdict};
 
 /// The methods API Gateway REST APIs route (`ANY` stands for these).
 const VERBS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
@@ -129,6 +129,54 @@ fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
         }
     }
     out
+}
+
+/// For `check-config`: what a token's cached answer covers under `policy`, how large its policy
+/// grows (worst of every route allowed, or every route denied), and where it over-denies.
+pub fn describe(policy: &Policy) -> Vec<String> {
+    const SAMPLE: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/";
+    let served = Served { backend: None, introspected: true };
+    let all = policy.route_table(|_| true);
+    let none: Vec<RouteVerdict> = policy.route_table(|_| false);
+    let sizes: Vec<Option<usize>> = [&all, &none]
+        .iter()
+        .map(|table| route_policy(SAMPLE, table, served).map(|p| p.allow.iter().chain(&p.deny).map(|r| r.len() + 3).sum()))
+        .collect();
+    let mut notes = vec![
+        "REST answers hold an IAM policy for every route of the token (Allow for the routes it may call, \
+         Deny for the others), cached by API Gateway per token; all routes of it share one context"
+            .to_string(),
+    ];
+    match sizes.iter().copied().collect::<Option<Vec<usize>>>().and_then(|s| s.into_iter().max()) {
+        Some(bytes) => notes.push(format!(
+            "its Resources take up to about {bytes} bytes (for an API and stage ARN of {} bytes); an answer over \
+             {} bytes falls back to the method ARN alone",
+            SAMPLE.len() - 4,
+            crate::authorizer::MAX_ANSWER_BYTES
+        )),
+        None => notes.push(format!(
+            "a Resource would pass {MAX_ARN_BYTES} bytes: answers fall back to the method ARN alone"
+        )),
+    }
+    if route_policy(SAMPLE, &all, served).is_some_and(|p| !p.exact) {
+        notes.push(
+            "over-denied: routes an earlier, stricter or overlapping route covers in IAM's reading (letters of a \
+             denied route's names become `?`, so same-length names there are denied too)"
+                .into(),
+        );
+    }
+    notes.push(
+        "over-denied always: routes of another backend than the one called, `introspect` routes when the one \
+         called was not introspected, methods other than API Gateway's and the policy's, and paths spelled \
+         otherwise than the core reads them (case, percent-encodings, empty segments, a trailing /)"
+            .into(),
+    );
+    notes.push(
+        "not expressible in IAM: a raw `*` or non-ASCII character within a segment a route's `*` matches is \
+         allowed as that segment"
+            .into(),
+    );
+    notes
 }
 
 /// `arn:…:{api}/{stage}` of a method ARN, when both are there and hold no IAM wildcard.
