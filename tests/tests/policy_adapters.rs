@@ -187,8 +187,28 @@ fn on_the_wire(path: &str) -> String {
     path.bytes().map(|b| if b.is_ascii() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
+fn method_arn(path: &str) -> String {
+    format!("arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET{path}")
+}
+
+/// Whether a REST authorizer's IAM answer lets `arn` through, as API Gateway evaluates it (from
+/// its cache too): no Deny matches and some Allow does.
+fn rest_allows(answer: &Value, arn: &str) -> bool {
+    let resources = |effect: &str| -> Vec<String> {
+        let statements = answer["policyDocument"]["Statement"].as_array().cloned().unwrap_or_default();
+        statements
+            .iter()
+            .filter(|s| s["Effect"] == effect)
+            .flat_map(|s| s["Resource"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect()
+    };
+    let policy = tokenbridge_lambda::iam::RoutePolicy { allow: resources("Allow"), deny: resources("Deny"), exact: false };
+    policy.allows(arn)
+}
+
 fn lambda_events(token: &str, path: &str) -> [Value; 2] {
-    let arn = format!("arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET{path}");
+    let arn = method_arn(path);
     let rest = json!({"type": "TOKEN", "authorizationToken": format!("Bearer {token}"), "methodArn": arn});
     let v2 = json!({"version": "2.0", "type": "REQUEST", "routeArn": arn, "identitySource": [format!("Bearer {token}")],
         "routeKey": "$default", "rawPath": path, "rawQueryString": "", "headers": {},
@@ -234,10 +254,7 @@ fn look_alikes_of_a_guarded_route_are_refused_through_every_adapter() {
             ("forward-auth X-Forwarded-Uri", raw_exchange(&server.addr, headers.as_bytes()).unwrap().0 == 200),
             ("forward-auth /auth/<path>", raw_exchange(&server.addr, envoy.as_bytes()).unwrap().0 == 200),
             ("POST /authorize", authorize.0 == 200 && authorize.2.contains("\"active\":true")),
-            (
-                "Lambda REST methodArn",
-                matches!(&rest, Answer::Response(a) if a["policyDocument"]["Statement"][0]["Effect"] == "Allow"),
-            ),
+            ("Lambda REST methodArn", matches!(&rest, Answer::Response(a) if rest_allows(a, &method_arn(path)))),
             ("Lambda HTTP API rawPath", matches!(&v2, Answer::Response(a) if a["isAuthorized"] == true)),
         ]
     };
@@ -252,5 +269,13 @@ fn look_alikes_of_a_guarded_route_are_refused_through_every_adapter() {
         for (adapter, allowed) in allowed_by(i + 2, path, &mut fn_agent) {
             assert!(!allowed, "{adapter}: {path} reached the lax default");
         }
+    }
+    // API Gateway replays the answer for /public/x to every route of the token: it must deny
+    // the guarded routes and their look-alikes too.
+    let [public, _] = lambda_events(&token, "/public/x");
+    let Answer::Response(cached) = api.invoke(&public, Duration::from_secs(20)) else { panic!("a policy expected") };
+    assert!(rest_allows(&cached, &method_arn("/public/y")), "{cached}");
+    for path in ["/admin/x", "/ADMIN/x", "/admin", "//admin/x"].iter().chain(LOOK_ALIKES.iter()) {
+        assert!(!rest_allows(&cached, &method_arn(path)), "the cached answer lets {path} through: {cached}");
     }
 }

@@ -662,7 +662,7 @@ mod tests {
             ])
         );
         assert_eq!(statements[1]["Effect"], "Deny");
-        assert!(statements[1]["Resource"].as_array().unwrap().contains(&json!("arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/DELETE/??????/*")));
+        assert!(statements[1]["Resource"].as_array().unwrap().contains(&json!("arn:aws:execute-api:*:abcdef1234/prod/DELETE/??????/*")));
         assert_eq!(answer["context"]["back_end_token"], "Bearer b");
         assert_eq!(answer["context"]["wwwAuthenticate"], r#"Bearer realm="api", error="insufficient_scope""#);
     }

@@ -58,7 +58,7 @@ impl RoutePolicy {
 /// `method_arn`; `None` when the ARN names no API and stage, or a Resource would pass
 /// [`MAX_ARN_BYTES`].
 pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) -> Option<RoutePolicy> {
-    let base = stage_base(method_arn)?;
+    let (base, short) = stage_base(method_arn)?;
     let verbs = verbs(table);
     let methods_of = |v: &RouteVerdict| match &v.route {
         Some((method, _)) => route_verbs(method, &verbs),
@@ -68,8 +68,8 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) ->
         v.allowed && v.backend == served.backend && (served.introspected || !v.introspect) && !methods_of(v).is_empty()
     };
     let mut exact = true;
-    // (resource, route index): Allows; Denies of routes, with whether they are wider than the
-    // core's own spelling; Denies of `*`s spanning segments.
+    // After the API and stage, with the route's index: Allows; Denies of routes, with whether
+    // they are wider than the core's own spelling; Denies of `*`s spanning segments.
     let mut allow: Vec<(String, usize)> = Vec::new();
     let mut deny: Vec<(String, usize, bool)> = Vec::new();
     let mut spans: Vec<(String, usize)> = Vec::new();
@@ -87,9 +87,9 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) ->
         };
         for method in methods_of(v) {
             for (path, canonical) in paths.iter().zip(&canonical) {
-                let resource = format!("{base}/{method}/{path}");
+                let resource = format!("{method}/{path}");
                 if allowed {
-                    spans.extend(spanning(segments, &format!("{base}/{method}")).into_iter().map(|s| (s, index)));
+                    spans.extend(spanning(segments, &method).into_iter().map(|s| (s, index)));
                     allow.push((resource, index));
                 } else {
                     // A `*` of a route's Deny also meets what spans segments, or none.
@@ -112,10 +112,13 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) ->
     exact &= !deny.iter().any(|(d, j, wider)| meets(d, &|i| *wider || i < *j));
     exact &= !spans.iter().any(|(d, j)| meets(d, &|i| i != *j));
     let wild = allow.iter().any(|(a, _)| a.contains('*'));
+    let spellings = if wild { spellings(&verbs) } else { Vec::new() };
     let mut out = RoutePolicy { exact, ..RoutePolicy::default() };
-    out.allow = unique(allow.into_iter().map(|(a, _)| a));
-    let spellings = if wild { spellings(&base, &verbs) } else { Vec::new() };
-    out.deny = unique(deny.into_iter().map(|(d, _, _)| d).chain(spans.into_iter().map(|(d, _)| d)).chain(spellings));
+    out.allow = unique(allow.into_iter().map(|(a, _)| format!("{base}/{a}")));
+    // Denies name the API and stage, not the region and account: only ever shorter, and
+    // only ever denying more.
+    let denies = deny.into_iter().map(|(d, _, _)| d).chain(spans.into_iter().map(|(d, _)| d)).chain(spellings);
+    out.deny = unique(denies.map(|d| format!("{short}/{d}")));
     let too_long = out.allow.iter().chain(&out.deny).any(|r| r.len() > MAX_ARN_BYTES);
     (!too_long).then_some(out)
 }
@@ -179,12 +182,22 @@ pub fn describe(policy: &Policy) -> Vec<String> {
     notes
 }
 
-/// `arn:…:{api}/{stage}` of a method ARN, when both are there and hold no IAM wildcard.
-fn stage_base(arn: &str) -> Option<String> {
-    let mut parts = arn.splitn(3, '/');
-    let (api, stage) = (parts.next()?, parts.next()?);
-    let plain = |s: &str| !s.is_empty() && !s.contains(['*', '?']);
-    (plain(api) && plain(stage) && api.starts_with("arn:")).then(|| format!("{api}/{stage}"))
+/// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}` of a method ARN, and the
+/// same with `*` for the region and account; `None` unless it is one, its API and stage
+/// holding no IAM wildcard.
+fn stage_base(arn: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, rest] = parts.as_slice() else { return None };
+    let mut path = rest.splitn(3, '/');
+    let (api, stage) = (path.next()?, path.next()?);
+    let plain = |s: &str| !s.is_empty() && !s.contains(['*', '?', '/', ':']);
+    let valid = *prefix == "arn" && *service == "execute-api" && [partition, region, account, &api, &stage].iter().all(|s| plain(s));
+    valid.then(|| {
+        (
+            format!("arn:{partition}:execute-api:{region}:{account}:{api}/{stage}"),
+            format!("arn:{partition}:execute-api:*:{api}/{stage}"),
+        )
+    })
 }
 
 /// Every method the policy can allow: API Gateway's and those routes name.
@@ -246,7 +259,7 @@ fn paths(segments: &[String], allow: bool) -> Vec<String> {
     }
 }
 
-/// For an Allow of `segments` after `prefix` (`…/{stage}/{VERB}`): the Resources that match
+/// For an Allow of `segments` after `prefix` (its `{VERB}`): the Resources that match
 /// where one of its `*`s spans more than one segment, or none.
 fn spanning(segments: &[String], prefix: &str) -> Vec<String> {
     let written: Vec<&str> = segments.iter().filter(|s| *s != "**").map(String::as_str).collect();
@@ -277,16 +290,11 @@ fn spanning(segments: &[String], prefix: &str) -> Vec<String> {
 /// Spellings the core reads otherwise than IAM, denied whenever an Allow has a wildcard: empty
 /// segments, a trailing `/`, percent-encodings, `\`, `;`, a segment ending in `.` (dot
 /// segments too) or starting or ending with a space.
-fn spellings(base: &str, verbs: &[String]) -> Vec<String> {
-    let mut lengths: Vec<usize> = verbs.iter().map(|v| v.len()).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    let mut out: Vec<String> = ["*//*", "*%*", "*\\*", "*;*", "*./*", "*.", "*/ *", "* /*", "* "]
-        .iter()
-        .map(|p| format!("{base}/{p}"))
-        .collect();
+fn spellings(verbs: &[String]) -> Vec<String> {
+    let mut out: Vec<String> =
+        ["*//*", "*%*", "*\\*", "*;*", "*./*", "*.", "*/ *", "* /*", "* "].iter().map(|p| p.to_string()).collect();
     // A `/` ending a path after the verb (`GET/` alone is the root).
-    out.extend(lengths.iter().map(|&n| format!("{base}/{}/?*/", "?".repeat(n))));
+    out.extend(unique(verbs.iter().map(|v| format!("{}/?*/", "?".repeat(v.len())))));
     out
 }
 
