@@ -9,9 +9,9 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value, json};
-use tokenbridge_core::{Denial, Grant, Outcome, Request, Route, RouteDecision};
+use tokenbridge_core::{Denial, Grant, Outcome, Request, Route, RouteDecision, RouteGrant};
 
-use crate::iam::{self, Served};
+use crate::iam::{self, Cover, Served};
 
 /// The form of an authorizer event, which decides the form of the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,7 +253,8 @@ pub fn render_routes(decision: &RouteDecision, form: &Form, options: &Options) -
     render(&decision.outcome, form, options)
 }
 
-/// The policy for every route, with the grant it can serve in its context.
+/// The policy for every route, with the grant it can serve in its context: the precise one if
+/// it fits in an answer, else the compact one.
 fn route_answer(decision: &RouteDecision, arn: &str, options: &Options) -> Option<Value> {
     let carried = decision.context.as_ref()?;
     let allow = match &decision.outcome {
@@ -262,11 +263,18 @@ fn route_answer(decision: &RouteDecision, arn: &str, options: &Options) -> Optio
         _ => return None,
     };
     let served = Served { backend: carried.backend, introspected: carried.introspected };
-    let policy = iam::route_policy(arn, &decision.routes, served)?;
-    // The ARN called is decided as the engine decided it, or the method ARN alone answers.
-    if policy.allows(arn) != allow {
-        return None;
-    }
+    [Cover::Precise, Cover::Compact].into_iter().find_map(|cover| {
+        let policy = iam::route_policy(arn, &decision.routes, served, cover)?;
+        // The ARN called is decided as the engine decided it, or the method ARN alone answers.
+        if policy.allows(arn) != allow {
+            return None;
+        }
+        let answer = route_policy_answer(policy, carried, &options.realm)?;
+        (answer.to_string().len() <= MAX_ANSWER_BYTES).then_some(answer)
+    })
+}
+
+fn route_policy_answer(policy: iam::RoutePolicy, carried: &RouteGrant, realm: &str) -> Option<Value> {
     let mut statements = vec![statement(IamPolicyEffect::Allow, policy.allow)];
     if !policy.deny.is_empty() {
         statements.push(statement(IamPolicyEffect::Deny, policy.deny));
@@ -277,15 +285,14 @@ fn route_answer(decision: &RouteDecision, arn: &str, options: &Options) -> Optio
     let mut context = context(&carried.grant);
     if let Value::Object(map) = &mut context {
         // Every route the cached answer denies shares this context: a challenge naming no scope.
-        let challenge = Denial::InsufficientScope { required: Vec::new() }.challenge(&options.realm);
+        let challenge = Denial::InsufficientScope { required: Vec::new() }.challenge(realm);
         map.insert("wwwAuthenticate".into(), json!(challenge));
     }
     let mut r = ApiGatewayCustomAuthorizerResponse::<Value>::default();
     r.principal_id = Some(carried.grant.principal.clone());
     r.policy_document = document;
     r.context = context;
-    let answer = to_json(&r).ok()?;
-    (answer.to_string().len() <= MAX_ANSWER_BYTES).then_some(answer)
+    to_json(&r).ok()
 }
 
 fn statement(effect: IamPolicyEffect, resources: Vec<String>) -> IamPolicyStatement {
@@ -662,7 +669,11 @@ mod tests {
             ])
         );
         assert_eq!(statements[1]["Effect"], "Deny");
-        assert!(statements[1]["Resource"].as_array().unwrap().contains(&json!("arn:aws:execute-api:*:abcdef1234/prod/DELETE/??????/*")));
+        let denied = statements[1]["Resource"].as_array().unwrap();
+        for resource in ["DELETE/orders/*", "*/O?????/*", "*/?R????/*", "*/?????S/*"] {
+            let resource = format!("arn:aws:execute-api:*:abcdef1234/prod/{resource}");
+            assert!(denied.contains(&json!(resource)), "{resource}: {denied:?}");
+        }
         assert_eq!(answer["context"]["back_end_token"], "Bearer b");
         assert_eq!(answer["context"]["wwwAuthenticate"], r#"Bearer realm="api", error="insufficient_scope""#);
     }

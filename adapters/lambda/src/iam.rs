@@ -28,6 +28,16 @@ const VERBS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTI
 /// and important notes"): no Resource is longer.
 pub const MAX_ARN_BYTES: usize = 1600;
 
+/// How a Deny covers the other cases of a denied route's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cover {
+    /// The route's own spelling, and one Resource for each letter of its names in upper case:
+    /// nothing spelled as the core reads it is denied for another route's sake.
+    Precise,
+    /// `?` for each letter: fewer Resources, and other names of the same shape are denied too.
+    Compact,
+}
+
 /// What the cached answer's context was made for: the backend whose token it holds, and
 /// whether the token was introspected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +67,7 @@ impl RoutePolicy {
 /// The route policy for the token whose verdicts `table` holds, on the API and stage of
 /// `method_arn`; `None` when the ARN names no API and stage, or a Resource would pass
 /// [`MAX_ARN_BYTES`].
-pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) -> Option<RoutePolicy> {
+pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served, cover: Cover) -> Option<RoutePolicy> {
     let (base, short) = stage_base(method_arn)?;
     let verbs = verbs(table);
     let methods_of = |v: &RouteVerdict| match &v.route {
@@ -73,6 +83,8 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) ->
     let mut allow: Vec<(String, usize)> = Vec::new();
     let mut deny: Vec<(String, usize, bool)> = Vec::new();
     let mut spans: Vec<(String, usize)> = Vec::new();
+    // A precise Deny's other cases, under any method (each holds an upper-case letter).
+    let mut cases: Vec<String> = Vec::new();
     for (index, v) in table.iter().enumerate() {
         let allowed = expressible(v);
         exact &= allowed == v.allowed;
@@ -81,10 +93,14 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) ->
             continue;
         }
         let segments: &[String] = v.route.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
+        let spell = if cover == Cover::Precise { Spell::Core } else { Spell::AnyCase };
         let (paths, canonical) = match v.route {
             None => (vec!["*".to_string()], vec!["*".to_string()]),
-            Some(_) => (paths(segments, allowed), paths(segments, true)),
+            Some(_) => (paths(segments, spell, !allowed), paths(segments, Spell::Core, false)),
         };
+        if !allowed && cover == Cover::Precise {
+            cases.extend(upper_cases(segments));
+        }
         for method in methods_of(v) {
             for (path, canonical) in paths.iter().zip(&canonical) {
                 let resource = format!("{method}/{path}");
@@ -112,12 +128,15 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) ->
     exact &= !deny.iter().any(|(d, j, wider)| meets(d, &|i| *wider || i < *j));
     exact &= !spans.iter().any(|(d, j)| meets(d, &|i| i != *j));
     let wild = allow.iter().any(|(a, _)| a.contains('*'));
-    let spellings = if wild { spellings(&verbs) } else { Vec::new() };
+    // Without a wildcard, the Allows' literal spellings are all the policy allows.
+    let (spellings, cases) = if wild { (spellings(&verbs), cases) } else { (Vec::new(), Vec::new()) };
+    let cases = cases.into_iter().map(|c| format!("*/{c}"));
     let mut out = RoutePolicy { exact, ..RoutePolicy::default() };
     out.allow = unique(allow.into_iter().map(|(a, _)| format!("{base}/{a}")));
     // Denies name the API and stage, not the region and account: only ever shorter, and
     // only ever denying more.
-    let denies = deny.into_iter().map(|(d, _, _)| d).chain(spans.into_iter().map(|(d, _)| d)).chain(spellings);
+    let denies =
+        deny.into_iter().map(|(d, _, _)| d).chain(spans.into_iter().map(|(d, _)| d)).chain(cases).chain(spellings);
     out.deny = unique(denies.map(|d| format!("{short}/{d}")));
     let too_long = out.allow.iter().chain(&out.deny).any(|r| r.len() > MAX_ARN_BYTES);
     (!too_long).then_some(out)
@@ -134,49 +153,58 @@ fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// For `check-config`: what a token's cached answer covers under `policy`, how large its policy
-/// grows (worst of every route allowed, or every route denied), and where it over-denies.
+/// For `check-config`: what a token's cached answer covers under `policy`, how large its
+/// policy grows (the worst of every route allowed, every route denied, and each route denied
+/// alone), and which routes, when denied, deny requests the engine would allow.
 pub fn describe(policy: &Policy) -> Vec<String> {
     const SAMPLE: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/";
     let served = Served { backend: None, introspected: true };
     let all = policy.route_table(|_| true);
-    let none: Vec<RouteVerdict> = policy.route_table(|_| false);
-    let sizes: Vec<Option<usize>> = [&all, &none]
-        .iter()
-        .map(|table| route_policy(SAMPLE, table, served).map(|p| p.allow.iter().chain(&p.deny).map(|r| r.len() + 3).sum()))
-        .collect();
+    let mut tables = vec![all.clone(), policy.route_table(|_| false)];
+    for i in 0..all.len().saturating_sub(1) {
+        let mut one_denied = all.clone();
+        one_denied[i].allowed = false;
+        tables.push(one_denied);
+    }
+    let bytes = |p: &RoutePolicy| p.allow.iter().chain(&p.deny).map(|r| r.len() + 3).sum::<usize>();
+    let largest = |cover| tables.iter().map(|t| route_policy(SAMPLE, t, served, cover).map(|p| bytes(&p))).max().flatten();
     let mut notes = vec![
         "REST answers hold an IAM policy for every route of the token (Allow for the routes it may call, \
-         Deny for the others), cached by API Gateway per token; all routes of it share one context"
+         Deny for the others), which API Gateway caches per token; every route of it shares one context"
             .to_string(),
     ];
-    match sizes.iter().copied().collect::<Option<Vec<usize>>>().and_then(|s| s.into_iter().max()) {
-        Some(bytes) => notes.push(format!(
-            "its Resources take up to about {bytes} bytes (for an API and stage ARN of {} bytes); an answer over \
-             {} bytes falls back to the method ARN alone",
+    match (largest(Cover::Precise), largest(Cover::Compact)) {
+        (Some(precise), Some(compact)) => notes.push(format!(
+            "its Resources take up to about {precise} bytes ({compact} in the compact form, which denies other \
+             names of a denied name's length too) for an API and stage ARN of {} bytes; answers over {} bytes \
+             fall back to the method ARN alone",
             SAMPLE.len() - 4,
             crate::authorizer::MAX_ANSWER_BYTES
         )),
-        None => notes.push(format!(
-            "a Resource would pass {MAX_ARN_BYTES} bytes: answers fall back to the method ARN alone"
-        )),
+        _ => notes.push(format!("a Resource would pass {MAX_ARN_BYTES} bytes: answers fall back to the method ARN alone")),
     }
-    if route_policy(SAMPLE, &all, served).is_some_and(|p| !p.exact) {
-        notes.push(
-            "over-denied: routes an earlier, stricter or overlapping route covers in IAM's reading (letters of a \
-             denied route's names become `?`, so same-length names there are denied too)"
-                .into(),
-        );
+    for (i, table) in tables.iter().enumerate().skip(2) {
+        if route_policy(SAMPLE, table, served, Cover::Precise).is_some_and(|p| !p.exact)
+            && let Some((method, segments)) = &table[i - 2].route
+        {
+            notes.push(format!(
+                "over-denied: when route {} ({method} /{}) is denied, IAM's reading of it also denies requests \
+                 of other routes (an earlier route it overlaps, or a `*` that spans segments)",
+                i - 1,
+                segments.join("/")
+            ));
+        }
     }
     notes.push(
         "over-denied always: routes of another backend than the one called, `introspect` routes when the one \
          called was not introspected, methods other than API Gateway's and the policy's, and paths spelled \
-         otherwise than the core reads them (case, percent-encodings, empty segments, a trailing /)"
+         otherwise than the core reads them (upper case, percent-encodings, empty segments, a trailing /)"
             .into(),
     );
     notes.push(
-        "not expressible in IAM: a raw `*` or non-ASCII character within a segment a route's `*` matches is \
-         allowed as that segment"
+        "not expressible in IAM: a raw `*` or non-ASCII character within a segment that a route's `*` (or an \
+         allowed default) matches is allowed as that segment, where the engine refuses some; use \
+         TOKENBRIDGE_LAMBDA_POLICY_RESOURCE=method if a backend folds such names (NFKC, best-fit)"
             .into(),
     );
     notes
@@ -237,26 +265,74 @@ fn is_plain(segment: &str) -> bool {
     segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
-/// The path parts of a route's Resources: for an Allow, the core's spelling; for a Deny, one
-/// that covers every spelling the core reads as the route's.
-fn paths(segments: &[String], allow: bool) -> Vec<String> {
+/// How a path part spells a route's literal segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spell {
+    /// The core's spelling (lower case): an Allow's, and a precise Deny's of plain segments.
+    Core,
+    /// `?` for each letter: every case at once, and any other name of that shape.
+    AnyCase,
+}
+
+/// The path parts of a route's Resources, its literal segments spelled `spell` (a segment not
+/// plain ASCII is `*` in a Deny: it has spellings of other lengths).
+fn paths(segments: &[String], spell: Spell, deny: bool) -> Vec<String> {
     let written: Vec<String> = segments
         .iter()
         .filter(|s| *s != "**")
         .map(|s| match s.as_str() {
             "*" => "*".to_string(),
-            s if allow => s.to_string(),
-            s if is_plain(s) => s.chars().map(|c| if c.is_ascii_alphabetic() { '?' } else { c }).collect(),
-            _ => "*".to_string(),
+            s if !deny => s.to_string(),
+            s if !is_plain(s) => "*".to_string(),
+            s if spell == Spell::Core => s.to_string(),
+            s => s.chars().map(|c| if c.is_ascii_alphabetic() { '?' } else { c }).collect(),
         })
         .collect();
+    with_tail(segments, written)
+}
+
+/// The path parts for `written` (a route's segments but a final `**`): `/p/**` is `p` itself
+/// and anything under it; `/**` is everything.
+fn with_tail(segments: &[String], written: Vec<String>) -> Vec<String> {
     let joined = written.join("/");
     if segments.last().is_some_and(|s| s == "**") {
-        // `/p/**` is `p` itself and anything under it; `/**` is everything.
         if written.is_empty() { vec!["*".into()] } else { vec![joined.clone(), format!("{joined}/*")] }
     } else {
         vec![joined]
     }
+}
+
+/// For a precise Deny: path parts that each hold one upper-case letter where the route has its
+/// lower-case one, and `?` for the other letters. Together they cover every other case of the
+/// route's names, and no path spelled as the core reads it (in lower case).
+fn upper_cases(segments: &[String]) -> Vec<String> {
+    let any_case = |s: &str| -> String { s.chars().map(|c| if c.is_ascii_alphabetic() { '?' } else { c }).collect() };
+    let mut out = Vec::new();
+    let literal: Vec<&str> = segments.iter().filter(|s| *s != "**").map(String::as_str).collect();
+    for (k, segment) in literal.iter().enumerate().filter(|(_, s)| !is_wild(s) && is_plain(s)) {
+        for (c, letter) in segment.char_indices().filter(|(_, l)| l.is_ascii_alphabetic()) {
+            let written: Vec<String> = literal
+                .iter()
+                .enumerate()
+                .map(|(j, s)| match *s {
+                    s if is_wild(s) => "*".to_string(),
+                    s if !is_plain(s) => "*".to_string(),
+                    s if j == k => {
+                        let mut one = any_case(s);
+                        one.replace_range(c..c + 1, &letter.to_ascii_uppercase().to_string());
+                        one
+                    }
+                    s => any_case(s),
+                })
+                .collect();
+            out.extend(with_tail(segments, written));
+        }
+    }
+    out
+}
+
+fn is_wild(segment: &str) -> bool {
+    segment == "*" || segment == "**"
 }
 
 /// For an Allow of `segments` after `prefix` (its `{VERB}`): the Resources that match
