@@ -11,7 +11,7 @@ use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value, json};
 use tokenbridge_core::{Denial, Grant, Outcome, Request, Route, RouteDecision, RouteGrant};
 
-use crate::iam::{self, Cover, Served};
+use crate::iam::{self, Served};
 
 /// The form of an authorizer event, which decides the form of the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,8 +253,7 @@ pub fn render_routes(decision: &RouteDecision, form: &Form, options: &Options) -
     render(&decision.outcome, form, options)
 }
 
-/// The policy for every route, with the grant it can serve in its context: the precise one if
-/// it fits in an answer, else the compact one.
+/// The policy for every route, with the grant it can serve in its context.
 fn route_answer(decision: &RouteDecision, arn: &str, options: &Options) -> Option<Value> {
     let carried = decision.context.as_ref()?;
     let allow = match &decision.outcome {
@@ -263,15 +262,13 @@ fn route_answer(decision: &RouteDecision, arn: &str, options: &Options) -> Optio
         _ => return None,
     };
     let served = Served { backend: carried.backend, introspected: carried.introspected };
-    [Cover::Precise, Cover::Compact].into_iter().find_map(|cover| {
-        let policy = iam::route_policy(arn, &decision.routes, served, cover)?;
-        // The ARN called is decided as the engine decided it, or the method ARN alone answers.
-        if policy.allows(arn) != allow {
-            return None;
-        }
-        let answer = route_policy_answer(policy, carried, &options.realm)?;
-        (answer.to_string().len() <= MAX_ANSWER_BYTES).then_some(answer)
-    })
+    let policy = iam::route_policy(arn, &decision.routes, served)?;
+    // The ARN called is decided as the engine decided it, or the method ARN alone answers.
+    if policy.allows(arn) != allow {
+        return None;
+    }
+    let answer = route_policy_answer(policy, carried, &options.realm)?;
+    (answer.to_string().len() <= MAX_ANSWER_BYTES).then_some(answer)
 }
 
 fn route_policy_answer(policy: iam::RoutePolicy, carried: &RouteGrant, realm: &str) -> Option<Value> {

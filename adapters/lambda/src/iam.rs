@@ -28,16 +28,6 @@ const VERBS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTI
 /// and important notes"): no Resource is longer.
 pub const MAX_ARN_BYTES: usize = 1600;
 
-/// How a Deny covers the other cases of a denied route's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cover {
-    /// The route's own spelling, and one Resource for each letter of its names in upper case:
-    /// nothing spelled as the core reads it is denied for another route's sake.
-    Precise,
-    /// `?` for each letter: fewer Resources, and other names of the same shape are denied too.
-    Compact,
-}
-
 /// What the cached answer's context was made for: the backend whose token it holds, and
 /// whether the token was introspected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +57,7 @@ impl RoutePolicy {
 /// The route policy for the token whose verdicts `table` holds, on the API and stage of
 /// `method_arn`; `None` when the ARN names no API and stage, or a Resource would pass
 /// [`MAX_ARN_BYTES`].
-pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served, cover: Cover) -> Option<RoutePolicy> {
+pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) -> Option<RoutePolicy> {
     let (base, short) = stage_base(method_arn)?;
     let verbs = verbs(table);
     let methods_of = |v: &RouteVerdict| match &v.route {
@@ -83,7 +73,7 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served, co
     let mut allow: Vec<(String, usize)> = Vec::new();
     let mut deny: Vec<(String, usize, bool)> = Vec::new();
     let mut spans: Vec<(String, usize)> = Vec::new();
-    // A precise Deny's other cases, under any method (each holds an upper-case letter).
+    // A Deny's other cases, under any method (each holds an upper-case letter).
     let mut cases: Vec<String> = Vec::new();
     for (index, v) in table.iter().enumerate() {
         let allowed = expressible(v);
@@ -93,12 +83,11 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served, co
             continue;
         }
         let segments: &[String] = v.route.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
-        let spell = if cover == Cover::Precise { Spell::Core } else { Spell::AnyCase };
         let (paths, canonical) = match v.route {
             None => (vec!["*".to_string()], vec!["*".to_string()]),
-            Some(_) => (paths(segments, spell, !allowed), paths(segments, Spell::Core, false)),
+            Some(_) => (paths(segments, !allowed), paths(segments, false)),
         };
-        if !allowed && cover == Cover::Precise {
+        if !allowed {
             cases.extend(upper_cases(segments));
         }
         for method in methods_of(v) {
@@ -155,43 +144,56 @@ fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
 
 /// For `check-config`: what a token's cached answer covers under `policy`, how large its
 /// policy grows (the worst of every route allowed, every route denied, and each route denied
-/// alone), and which routes, when denied, deny requests the engine would allow.
+/// alone), which routes, when denied, deny requests the engine would allow, and which can be
+/// reached from the cache by look-alikes of their names.
 pub fn describe(policy: &Policy) -> Vec<String> {
     const SAMPLE: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/";
     let served = Served { backend: None, introspected: true };
     let all = policy.route_table(|_| true);
+    let routes = all.len().saturating_sub(1);
+    let one_denied = |i: usize| {
+        let mut table = all.clone();
+        table[i].allowed = false;
+        table
+    };
     let mut tables = vec![all.clone(), policy.route_table(|_| false)];
-    for i in 0..all.len().saturating_sub(1) {
-        let mut one_denied = all.clone();
-        one_denied[i].allowed = false;
-        tables.push(one_denied);
-    }
+    tables.extend((0..routes).map(one_denied));
     let bytes = |p: &RoutePolicy| p.allow.iter().chain(&p.deny).map(|r| r.len() + 3).sum::<usize>();
-    let largest = |cover| tables.iter().map(|t| route_policy(SAMPLE, t, served, cover).map(|p| bytes(&p))).max().flatten();
+    let largest = tables.iter().map(|t| route_policy(SAMPLE, t, served).map(|p| bytes(&p))).max().flatten();
     let mut notes = vec![
         "REST answers hold an IAM policy for every route of the token (Allow for the routes it may call, \
          Deny for the others), which API Gateway caches per token; every route of it shares one context"
             .to_string(),
     ];
-    match (largest(Cover::Precise), largest(Cover::Compact)) {
-        (Some(precise), Some(compact)) => notes.push(format!(
-            "its Resources take up to about {precise} bytes ({compact} in the compact form, which denies other \
-             names of a denied name's length too) for an API and stage ARN of {} bytes; answers over {} bytes \
-             fall back to the method ARN alone",
+    notes.push(match largest {
+        Some(bytes) => format!(
+            "its Resources take up to about {bytes} bytes for an API and stage ARN of {} bytes; answers over {} \
+             bytes fall back to the method ARN alone",
             SAMPLE.len() - 4,
             crate::authorizer::MAX_ANSWER_BYTES
-        )),
-        _ => notes.push(format!("a Resource would pass {MAX_ARN_BYTES} bytes: answers fall back to the method ARN alone")),
-    }
-    for (i, table) in tables.iter().enumerate().skip(2) {
-        if route_policy(SAMPLE, table, served, Cover::Precise).is_some_and(|p| !p.exact)
-            && let Some((method, segments)) = &table[i - 2].route
-        {
+        ),
+        None => format!("a Resource would pass {MAX_ARN_BYTES} bytes: answers fall back to the method ARN alone"),
+    });
+    let name = |i: usize| match &all[i].route {
+        Some((method, segments)) => format!("route {} ({method} /{})", i + 1, segments.join("/")),
+        None => "the default".to_string(),
+    };
+    for i in 0..routes {
+        let denied = one_denied(i);
+        let Some(rendered) = route_policy(SAMPLE, &denied, served) else { continue };
+        if !rendered.exact {
             notes.push(format!(
-                "over-denied: when route {} ({method} /{}) is denied, IAM's reading of it also denies requests \
-                 of other routes (an earlier route it overlaps, or a `*` that spans segments)",
-                i - 1,
-                segments.join("/")
+                "over-denied: when {} is denied, IAM's reading of it also denies requests of other routes (an \
+                 earlier route it overlaps, or a `*` of it that spans segments)",
+                name(i)
+            ));
+        }
+        if reachable_by_look_alikes(SAMPLE, &denied, i, &rendered) {
+            notes.push(format!(
+                "not expressible in IAM: when {} is denied, a name of the same length with a raw non-ASCII \
+                 character (a look-alike of one of its names, which the engine refuses) is allowed from the \
+                 cache by a `*` of another route or by the default",
+                name(i)
             ));
         }
     }
@@ -203,11 +205,26 @@ pub fn describe(policy: &Policy) -> Vec<String> {
     );
     notes.push(
         "not expressible in IAM: a raw `*` or non-ASCII character within a segment that a route's `*` (or an \
-         allowed default) matches is allowed as that segment, where the engine refuses some; use \
-         TOKENBRIDGE_LAMBDA_POLICY_RESOURCE=method if a backend folds such names (NFKC, best-fit)"
+         allowed default) matches is allowed as that segment, where the engine refuses some; if API Gateway's \
+         method ARNs can carry them and a backend folds such names (NFKC, best-fit), use \
+         TOKENBRIDGE_LAMBDA_POLICY_RESOURCE=method"
             .into(),
     );
     notes
+}
+
+/// Whether an Allow of `rendered` meets a path of route `i`'s shape (its names any string of
+/// their length), under one of its methods: where a look-alike of its names would be allowed.
+fn reachable_by_look_alikes(arn: &str, table: &[RouteVerdict], i: usize, rendered: &RoutePolicy) -> bool {
+    let (Some((base, _)), Some((method, segments))) = (stage_base(arn), &table[i].route) else { return false };
+    let verbs = verbs(table);
+    let mut shapes = Vec::new();
+    for verb in route_verbs(method, &verbs) {
+        shapes.extend(any_case_paths(segments).into_iter().map(|p| format!("{base}/{verb}/{p}")));
+    }
+    // Only names with a letter have look-alikes that fold to them.
+    let lettered = segments.iter().any(|s| !is_wild(s) && s.chars().any(|c| c.is_alphabetic()));
+    lettered && shapes.iter().any(|shape| rendered.allow.iter().any(|a| globs_meet(shape, a)))
 }
 
 /// `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}` of a method ARN, and the
@@ -265,30 +282,33 @@ fn is_plain(segment: &str) -> bool {
     segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
-/// How a path part spells a route's literal segments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Spell {
-    /// The core's spelling (lower case): an Allow's, and a precise Deny's of plain segments.
-    Core,
-    /// `?` for each letter: every case at once, and any other name of that shape.
-    AnyCase,
-}
-
-/// The path parts of a route's Resources, its literal segments spelled `spell` (a segment not
-/// plain ASCII is `*` in a Deny: it has spellings of other lengths).
-fn paths(segments: &[String], spell: Spell, deny: bool) -> Vec<String> {
+/// The path parts of a route's Resources: its literal segments in the core's spelling (lower
+/// case); in a Deny, `*` for a segment not plain ASCII, which has spellings of other lengths.
+fn paths(segments: &[String], deny: bool) -> Vec<String> {
     let written: Vec<String> = segments
         .iter()
         .filter(|s| *s != "**")
         .map(|s| match s.as_str() {
             "*" => "*".to_string(),
-            s if !deny => s.to_string(),
-            s if !is_plain(s) => "*".to_string(),
-            s if spell == Spell::Core => s.to_string(),
-            s => s.chars().map(|c| if c.is_ascii_alphabetic() { '?' } else { c }).collect(),
+            s if deny && !is_plain(s) => "*".to_string(),
+            s => s.to_string(),
         })
         .collect();
     with_tail(segments, written)
+}
+
+/// The path parts of a route with `?` for each letter of its plain names: what a name of that
+/// length, in any case or look-alike, can be.
+fn any_case_paths(segments: &[String]) -> Vec<String> {
+    let written: Vec<String> = segments.iter().filter(|s| *s != "**").map(|s| any_case(s)).collect();
+    with_tail(segments, written)
+}
+
+fn any_case(segment: &str) -> String {
+    if is_wild(segment) || !is_plain(segment) {
+        return "*".into();
+    }
+    segment.chars().map(|c| if c.is_ascii_alphabetic() { '?' } else { c }).collect()
 }
 
 /// The path parts for `written` (a route's segments but a final `**`): `/p/**` is `p` itself
@@ -302,11 +322,10 @@ fn with_tail(segments: &[String], written: Vec<String>) -> Vec<String> {
     }
 }
 
-/// For a precise Deny: path parts that each hold one upper-case letter where the route has its
+/// For a Deny: path parts that each hold one upper-case letter where the route has its
 /// lower-case one, and `?` for the other letters. Together they cover every other case of the
 /// route's names, and no path spelled as the core reads it (in lower case).
 fn upper_cases(segments: &[String]) -> Vec<String> {
-    let any_case = |s: &str| -> String { s.chars().map(|c| if c.is_ascii_alphabetic() { '?' } else { c }).collect() };
     let mut out = Vec::new();
     let literal: Vec<&str> = segments.iter().filter(|s| *s != "**").map(String::as_str).collect();
     for (k, segment) in literal.iter().enumerate().filter(|(_, s)| !is_wild(s) && is_plain(s)) {
@@ -315,8 +334,6 @@ fn upper_cases(segments: &[String]) -> Vec<String> {
                 .iter()
                 .enumerate()
                 .map(|(j, s)| match *s {
-                    s if is_wild(s) => "*".to_string(),
-                    s if !is_plain(s) => "*".to_string(),
                     s if j == k => {
                         let mut one = any_case(s);
                         one.replace_range(c..c + 1, &letter.to_ascii_uppercase().to_string());

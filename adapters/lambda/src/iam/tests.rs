@@ -36,7 +36,7 @@ fn iam_wildcards_match_as_aws_documents_them() {
 fn allows_route_the_token_satisfies_and_denies_the_rest() {
     let doc = r#"{"routes": [{"method": "GET", "path": "/orders/*", "scopes": ["read"]},
                              {"method": "DELETE", "path": "/orders/*", "scopes": ["admin"]}]}"#;
-    let policy = route_policy(&arn("GET", "/orders/7"), &table(doc, &[0]), SERVED, Cover::Precise).unwrap();
+    let policy = route_policy(&arn("GET", "/orders/7"), &table(doc, &[0]), SERVED).unwrap();
     assert!(policy.allows(&arn("GET", "/orders/8")), "{policy:?}");
     assert!(policy.allows(&arn("HEAD", "/orders/8")));
     assert!(!policy.allows(&arn("DELETE", "/orders/8")));
@@ -51,36 +51,34 @@ fn allows_route_the_token_satisfies_and_denies_the_rest() {
 #[test]
 fn a_stricter_route_under_a_wildcard_default_is_denied_in_every_case() {
     let doc = r#"{"routes": [{"path": "/admin/**", "scopes": ["admin"]}], "default": {"scopes": []}}"#;
-    for cover in [Cover::Precise, Cover::Compact] {
-        let policy = route_policy(&arn("GET", "/x"), &table(doc, &[1]), SERVED, cover).unwrap();
-        assert!(policy.allows(&arn("GET", "/public/x")));
-        for path in ["/admin", "/admin/x", "/ADMIN/x", "/Admin", "/admiN", "//admin/x", "/admin/", "/%61dmin/x"] {
-            assert!(!policy.allows(&arn("GET", path)), "{cover:?} {path}");
-        }
-        assert_eq!(policy.allows(&arn("GET", "/users/x")), cover == Cover::Precise, "{cover:?}");
-        assert_eq!(policy.exact, cover == Cover::Precise, "the compact `?????` also denies /users: said, not hidden");
+    let policy = route_policy(&arn("GET", "/x"), &table(doc, &[1]), SERVED).unwrap();
+    assert!(policy.allows(&arn("GET", "/public/x")));
+    assert!(policy.allows(&arn("GET", "/users/x")) && policy.allows(&arn("GET", "/a/b/c")), "no other name is denied");
+    for path in ["/admin", "/admin/x", "/ADMIN/x", "/Admin", "/admiN", "//admin/x", "/admin/", "/%61dmin/x"] {
+        assert!(!policy.allows(&arn("GET", path)), "{path}");
     }
+    assert!(policy.exact);
 }
 
 #[test]
 fn routes_of_another_backend_or_needing_introspection_are_denied() {
     let doc = r#"{"routes": [{"path": "/orders/*"}, {"path": "/hr/*", "backend": "hr"}, {"path": "/inspect/*", "introspect": true}],
                   "backends": {"hr": {"audience": "hr"}}}"#;
-    let policy = route_policy(&arn("GET", "/orders/1"), &table(doc, &[0, 1, 2]), SERVED, Cover::Precise).unwrap();
+    let policy = route_policy(&arn("GET", "/orders/1"), &table(doc, &[0, 1, 2]), SERVED).unwrap();
     assert!(policy.allows(&arn("GET", "/orders/1")));
     assert!(!policy.allows(&arn("GET", "/hr/1")) && !policy.allows(&arn("GET", "/inspect/1")));
     assert!(!policy.exact, "allowed by the core, denied here: not exact");
     let introspected = Served { backend: None, introspected: true };
-    let policy = route_policy(&arn("GET", "/orders/1"), &table(doc, &[0, 2]), introspected, Cover::Precise).unwrap();
+    let policy = route_policy(&arn("GET", "/orders/1"), &table(doc, &[0, 2]), introspected).unwrap();
     assert!(policy.allows(&arn("GET", "/inspect/1")) && policy.allows(&arn("GET", "/orders/1")));
 }
 
 #[test]
 fn a_method_arn_without_api_and_stage_or_with_too_long_a_resource_has_no_route_policy() {
     let doc = r#"{"routes": [{"path": "/a"}]}"#;
-    assert_eq!(route_policy("garbage", &table(doc, &[0]), SERVED, Cover::Precise), None);
+    assert_eq!(route_policy("garbage", &table(doc, &[0]), SERVED), None);
     let long = format!(r#"{{"routes": [{{"path": "/{}"}}]}}"#, "a".repeat(MAX_ARN_BYTES));
-    assert_eq!(route_policy(&arn("GET", "/a"), &table(&long, &[0]), SERVED, Cover::Precise), None);
+    assert_eq!(route_policy(&arn("GET", "/a"), &table(&long, &[0]), SERVED), None);
 }
 
 // The property: for random route tables, verdicts and method ARNs, the policy never allows
@@ -156,7 +154,6 @@ proptest! {
         doc in route_doc(),
         bits in prop::collection::vec(any::<bool>(), 6),
         served_hr in any::<bool>(),
-        compact in any::<bool>(),
         introspected in any::<bool>(),
         requests in prop::collection::vec(request(), 1..16),
     ) {
@@ -167,8 +164,7 @@ proptest! {
             v.allowed &= *allowed;
         }
         let served = Served { backend: served_hr.then_some(0), introspected };
-        let cover = if compact { Cover::Compact } else { Cover::Precise };
-        let rendered = route_policy(&arn("GET", "/orders/7"), &table, served, cover).unwrap();
+        let rendered = route_policy(&arn("GET", "/orders/7"), &table, served).unwrap();
         let verbs = verbs(&table);
         for (verb, segments, trailing) in requests {
             let path = path_of(&segments, trailing);
