@@ -178,24 +178,31 @@ pub fn describe(policy: &Policy) -> Vec<String> {
         Some((method, segments)) => format!("route {} ({method} /{})", i + 1, segments.join("/")),
         None => "the default".to_string(),
     };
+    let (mut wider, mut reachable) = (Vec::new(), Vec::new());
     for i in 0..routes {
         let denied = one_denied(i);
         let Some(rendered) = route_policy(SAMPLE, &denied, served) else { continue };
         if !rendered.exact {
-            notes.push(format!(
-                "over-denied: when {} is denied, IAM's reading of it also denies requests of other routes (an \
-                 earlier route it overlaps, or a `*` of it that spans segments)",
-                name(i)
-            ));
+            wider.push(name(i));
         }
         if reachable_by_look_alikes(SAMPLE, &denied, i, &rendered) {
-            notes.push(format!(
-                "not expressible in IAM: when {} is denied, a name of the same length with a raw non-ASCII \
-                 character (a look-alike of one of its names, which the engine refuses) is allowed from the \
-                 cache by a `*` of another route or by the default",
-                name(i)
-            ));
+            reachable.push(name(i));
         }
+    }
+    if !wider.is_empty() {
+        notes.push(format!(
+            "over-denied: denied, {} also deny some requests of other routes in IAM's reading (an earlier \
+             route they overlap, or a `*` that spans segments)",
+            wider.join(", ")
+        ));
+    }
+    if !reachable.is_empty() {
+        notes.push(format!(
+            "not expressible in IAM: denied, {} can be reached from the cache by a look-alike of their names \
+             with a raw non-ASCII character (which the engine refuses) through a `*` of another route or the \
+             default",
+            reachable.join(", ")
+        ));
     }
     notes.push(
         "over-denied always: routes of another backend than the one called, `introspect` routes when the one \
