@@ -245,10 +245,10 @@ fn lambda_options() -> Result<tokenbridge_lambda::authorizer::Options> {
         }
     };
     Ok(Options {
-        stage_wide: resource == "stage",
+        // Without routes one rule holds everywhere: `routes` is the whole stage then.
+        stage_wide: resource == "stage" || (resource == "routes" && !per_route),
         http_iam: setting("TOKENBRIDGE_LAMBDA_HTTP_RESPONSE", "simple", ["iam", "simple"])?,
         http_unauthorized_error: setting("TOKENBRIDGE_LAMBDA_HTTP_INVALID_TOKEN", "403", ["401", "403"])?,
-        // Without routes there is one rule: the stage-wide answer is already right everywhere.
         route_table: resource == "routes" && per_route,
         realm: config.map_or_else(|| "tokenbridge".into(), |c| c.realm().to_string()),
     })

@@ -361,11 +361,9 @@ fn iam_parts(outcome: &Outcome, realm: &str) -> (String, IamPolicyEffect, Value)
         Outcome::Allow(grant) => (grant.principal.clone(), IamPolicyEffect::Allow, context(grant)),
         // Insufficient scope: a Deny policy, which API Gateway answers with 403; the challenge
         // for a gateway response to send as `WWW-Authenticate`.
-        Outcome::Deny(denial @ Denial::InsufficientScope { .. }) => (
-            "unauthorized".into(),
-            IamPolicyEffect::Deny,
-            json!({"wwwAuthenticate": denial.challenge(realm)}),
-        ),
+        Outcome::Deny(denial @ Denial::InsufficientScope { .. }) => {
+            ("unauthorized".into(), IamPolicyEffect::Deny, json!({"wwwAuthenticate": denial.challenge(realm)}))
+        }
         _ => ("unauthorized".into(), IamPolicyEffect::Deny, json!({})),
     }
 }
@@ -654,8 +652,9 @@ mod tests {
 
     #[test]
     fn with_route_policies_a_rest_allow_covers_every_route_of_the_token() {
-        let answer = render_routes(&routed(Outcome::Allow(grant()), ORDERS, &[0]), &Form::Iam { arn: ARN.into() }, &routes_on())
-            .unwrap();
+        let answer =
+            render_routes(&routed(Outcome::Allow(grant()), ORDERS, &[0]), &Form::Iam { arn: ARN.into() }, &routes_on())
+                .unwrap();
         let statements = answer["policyDocument"]["Statement"].as_array().unwrap();
         assert_eq!(statements[0]["Effect"], "Allow");
         assert_eq!(
@@ -679,7 +678,8 @@ mod tests {
     fn with_route_policies_an_insufficient_scope_deny_still_allows_the_other_routes() {
         let denied = Outcome::Deny(Denial::InsufficientScope { required: vec!["admin".into()] });
         let delete = ARN.replace("/GET/", "/DELETE/");
-        let answer = render_routes(&routed(denied, ORDERS, &[0]), &Form::Iam { arn: delete.clone() }, &routes_on()).unwrap();
+        let answer =
+            render_routes(&routed(denied, ORDERS, &[0]), &Form::Iam { arn: delete.clone() }, &routes_on()).unwrap();
         let statements = &answer["policyDocument"]["Statement"];
         assert_eq!((&statements[0]["Effect"], &statements[1]["Effect"]), (&json!("Allow"), &json!("Deny")));
         assert_eq!(answer["principalId"], "alice", "the grant the cached Allows serve");
@@ -691,14 +691,23 @@ mod tests {
         // A raw `*` the core refuses, which the Allow's `*` would match.
         let starred = ARN.replace("orders/7", "orders/*");
         let denied = Outcome::Deny(Denial::InsufficientScope { required: Vec::new() });
-        let answer = render_routes(&routed(denied, ORDERS, &[0]), &Form::Iam { arn: starred.clone() }, &routes_on()).unwrap();
-        assert_eq!(answer["policyDocument"]["Statement"], json!([{"Action": ["execute-api:Invoke"], "Effect": "Deny", "Resource": [starred]}]));
+        let answer =
+            render_routes(&routed(denied, ORDERS, &[0]), &Form::Iam { arn: starred.clone() }, &routes_on()).unwrap();
+        assert_eq!(
+            answer["policyDocument"]["Statement"],
+            json!([{"Action": ["execute-api:Invoke"], "Effect": "Deny", "Resource": [starred]}])
+        );
         assert_eq!(answer["context"]["wwwAuthenticate"], r#"Bearer realm="api", error="insufficient_scope""#);
         let many: Vec<String> = (0..200).map(|i| format!(r#"{{"path": "/r{i}/*", "scopes": ["s{i}"]}}"#)).collect();
         let doc = format!(r#"{{"routes": [{}, {{"path": "/orders/*"}}]}}"#, many.join(","));
-        let answer = render_routes(&routed(Outcome::Allow(grant()), &doc, &[200]), &Form::Iam { arn: ARN.into() }, &routes_on())
-            .unwrap();
-        assert_eq!(answer["policyDocument"]["Statement"][0]["Resource"], json!([ARN]), "over 8 KB: the method ARN alone");
+        let answer =
+            render_routes(&routed(Outcome::Allow(grant()), &doc, &[200]), &Form::Iam { arn: ARN.into() }, &routes_on())
+                .unwrap();
+        assert_eq!(
+            answer["policyDocument"]["Statement"][0]["Resource"],
+            json!([ARN]),
+            "over 8 KB: the method ARN alone"
+        );
     }
 
     #[test]

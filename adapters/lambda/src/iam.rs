@@ -243,7 +243,9 @@ fn stage_base(arn: &str) -> Option<(String, String)> {
     let mut path = rest.splitn(3, '/');
     let (api, stage) = (path.next()?, path.next()?);
     let plain = |s: &str| !s.is_empty() && !s.contains(['*', '?', '/', ':']);
-    let valid = *prefix == "arn" && *service == "execute-api" && [partition, region, account, &api, &stage].iter().all(|s| plain(s));
+    let valid = *prefix == "arn"
+        && *service == "execute-api"
+        && [partition, region, account, &api, &stage].iter().all(|s| plain(s));
     valid.then(|| {
         (
             format!("arn:{partition}:execute-api:{region}:{account}:{api}/{stage}"),
@@ -388,11 +390,11 @@ fn spanning(segments: &[String], prefix: &str) -> Vec<String> {
 }
 
 /// Spellings the core reads otherwise than IAM, denied whenever an Allow has a wildcard: empty
-/// segments, a trailing `/`, percent-encodings, `\`, `;`, a segment ending in `.` (dot
+/// segments, a trailing `/`, percent-encodings, `\`, `;`, `#`, a segment ending in `.` (dot
 /// segments too) or starting or ending with a space.
 fn spellings(verbs: &[String]) -> Vec<String> {
     let mut out: Vec<String> =
-        ["*//*", "*%*", "*\\*", "*;*", "*./*", "*.", "*/ *", "* /*", "* "].iter().map(|p| p.to_string()).collect();
+        ["*//*", "*%*", "*\\*", "*;*", "*#*", "*./*", "*.", "*/ *", "* /*", "* "].iter().map(|p| p.to_string()).collect();
     // A `/` ending a path after the verb (`GET/` alone is the root).
     out.extend(unique(verbs.iter().map(|v| format!("{}/?*/", "?".repeat(v.len())))));
     out

@@ -57,7 +57,10 @@ async fn handle(engine: &'static Engine, options: &Options, event: LambdaEvent<V
         if routes { engine.decide_routes(&request) } else { engine.decide(&request).into() }
     })
     .await
-    .map_err(|_| Diagnostic { error_type: "Unavailable".into(), error_message: "tokenbridge could not decide".into() })?;
+    .map_err(|_| Diagnostic {
+        error_type: "Unavailable".into(),
+        error_message: "tokenbridge could not decide".into(),
+    })?;
     authorizer::render_routes(&decision, &form, options)
 }
 

@@ -87,38 +87,69 @@ fn a_method_arn_without_api_and_stage_or_with_too_long_a_resource_has_no_route_p
 
 const SEGMENTS: [&str; 6] = ["orders", "admin", "a", "v1", "7", "*"];
 /// Request segments: names, their case variants and encodings, what the core refuses.
-const REQUEST_SEGMENTS: [&str; 25] = [
-    "orders", "ORDERS", "Orders", "admin", "aDmin", "a", "A", "v1", "V1", "7", "x", "%61", "a%20b", "caf%C3%A9", "..",
-    ".", "x;y", "a\\b", "", "v1.", " a", "a ", "ａｄｍｉｎ", "\u{FB01}les", "a*b",
+const REQUEST_SEGMENTS: [&str; 28] = [
+    "orders",
+    "ORDERS",
+    "Orders",
+    "admin",
+    "aDmin",
+    "a",
+    "A",
+    "v1",
+    "V1",
+    "7",
+    "x",
+    "%61",
+    "a%20b",
+    "caf%C3%A9",
+    "..",
+    ".",
+    "x;y",
+    "a\\b",
+    "",
+    "v1.",
+    " a",
+    "a ",
+    "ａｄｍｉｎ",
+    "\u{FB01}les",
+    "a*b",
+    "a?b",
+    "a\u{1}b",
+    "a#b",
 ];
-/// What IAM cannot tell from a plain name: raw non-ASCII characters and `*`.
+
+/// What IAM cannot tell from a plain name: raw characters it reads as wildcards, controls, and
+/// non-ASCII ones.
 fn opaque(segment: &str) -> bool {
-    !segment.is_ascii() || segment.contains('*')
+    segment.contains(|c: char| c == '*' || c == '?' || c.is_control() || !c.is_ascii())
 }
+
 const METHODS: [&str; 5] = ["*", "GET", "POST", "DELETE", "ANY"];
 const VERBS_SENT: [&str; 6] = ["GET", "HEAD", "POST", "DELETE", "PUT", "get"];
 
 fn route_doc() -> impl Strategy<Value = String> {
-    let route = (
-        0..METHODS.len(),
-        prop::collection::vec(0..SEGMENTS.len(), 0..3),
-        any::<bool>(),
-        any::<bool>(),
-        any::<bool>(),
-    )
-        .prop_map(|(m, segments, tail, hr, introspect)| {
-            let mut path: String = segments.iter().map(|s| format!("/{}", SEGMENTS[*s])).collect();
-            if tail || path.is_empty() {
-                path.push_str("/**");
-            }
-            format!(r#"{{"method": "{}", "path": "{path}", "backend": {}, "introspect": {introspect}}}"#, METHODS[m], if hr { r#""hr""# } else { "null" })
-        });
+    let route =
+        (0..METHODS.len(), prop::collection::vec(0..SEGMENTS.len(), 0..3), any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(m, segments, tail, hr, introspect)| {
+                let mut path: String = segments.iter().map(|s| format!("/{}", SEGMENTS[*s])).collect();
+                if tail || path.is_empty() {
+                    path.push_str("/**");
+                }
+                format!(
+                    r#"{{"method": "{}", "path": "{path}", "backend": {}, "introspect": {introspect}}}"#,
+                    METHODS[m],
+                    if hr { r#""hr""# } else { "null" }
+                )
+            });
     (prop::collection::vec(route, 1..5), prop::option::of(any::<bool>())).prop_map(|(routes, default)| {
         let default = match default {
             None => r#""deny""#.to_string(),
             Some(hr) => format!(r#"{{"scopes": [], "backend": {}}}"#, if hr { r#""hr""# } else { "null" }),
         };
-        format!(r#"{{"routes": [{}], "backends": {{"hr": {{"audience": "hr"}}}}, "default": {default}}}"#, routes.join(","))
+        format!(
+            r#"{{"routes": [{}], "backends": {{"hr": {{"audience": "hr"}}}}, "default": {default}}}"#,
+            routes.join(",")
+        )
     })
 }
 
