@@ -218,8 +218,7 @@ fn rest_allows(answer: &Value, arn: &str) -> bool {
             .filter_map(|r| r.as_str().map(str::to_string))
             .collect()
     };
-    let policy =
-        tokenbridge_lambda::iam::RoutePolicy { allow: resources("Allow"), deny: resources("Deny"), exact: false };
+    let policy = tokenbridge_lambda::iam::RoutePolicy { allow: resources("Allow"), deny: resources("Deny") };
     policy.allows(arn)
 }
 

@@ -9,15 +9,18 @@
 //! dropped, ambiguous spellings refused), so where the two could differ the policy denies:
 //! - Allows are exact: literal verbs, the core's own (lower-case) spelling of literal
 //!   segments, `*` only for a pattern's `*` and `**`;
-//! - a denied route's Deny covers every spelling the core gives it: `?` for each letter of a
-//!   plain ASCII segment (any case), `*` for other segments;
-//! - with a wildcard in an Allow: Denies of empty segments, a trailing `/`, `%`, `\`, `;`, a
-//!   segment ending in `.` or starting or ending with a space; with a default that is not
-//!   allowed, the spellings where an Allow's `*` spans more than one segment.
+//! - a denied route's Deny is its own spelling (`*` for a segment not plain ASCII, which has
+//!   spellings of other lengths), and, with a wildcard in an Allow, one Resource for each
+//!   letter of its names in upper case (`*/A????` for `admin`): every other case, and no
+//!   lower-case name;
+//! - with a wildcard in an Allow: Denies of empty segments, a trailing `/`, `%`, `\`, `;`, `#`,
+//!   a segment ending in `.` or starting or ending with a space; with a default that is not
+//!   allowed, the spellings where an Allow's `*` spans more than one segment, or none.
 //!
-//! What IAM cannot tell apart is a raw `*` or a raw non-ASCII character inside a segment a `*`
-//! of an Allow matches (IAM has no character classes): the core refuses some of those, the
-//! policy allows them as the route's one segment. See docs/lambda.md.
+//! What IAM cannot tell apart is a raw character it reads as a wildcard (`*`, `?`), a control
+//! or a non-ASCII character inside a segment a `*` of an Allow matches (IAM has no character
+//! classes): the core refuses some of those, the policy allows them as the route's one segment.
+//! See docs/lambda.md.
 
 use tokenbridge_core::{Policy, RouteVerdict};
 
@@ -41,10 +44,6 @@ pub struct Served {
 pub struct RoutePolicy {
     pub allow: Vec<String>,
     pub deny: Vec<String>,
-    /// No route the token satisfies is denied, for a method ARN spelled as the core reads it
-    /// (lower case, no percent-encoding, no empty segment or trailing `/`, a method the
-    /// policy lists): the policy allows exactly what the engine would.
-    pub exact: bool,
 }
 
 impl RoutePolicy {
@@ -55,80 +54,115 @@ impl RoutePolicy {
 }
 
 /// The route policy for the token whose verdicts `table` holds, on the API and stage of
-/// `method_arn`; `None` when the ARN names no API and stage, or a Resource would pass
-/// [`MAX_ARN_BYTES`].
+/// `method_arn`; `None` when the ARN names no API and stage, no route can be allowed, or a
+/// Resource would pass [`MAX_ARN_BYTES`].
 pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) -> Option<RoutePolicy> {
-    let (base, short) = stage_base(method_arn)?;
-    let verbs = verbs(table);
-    let methods_of = |v: &RouteVerdict| match &v.route {
-        Some((method, _)) => route_verbs(method, &verbs),
-        None => verbs.clone(),
-    };
-    let expressible = |v: &RouteVerdict| {
-        v.allowed && v.backend == served.backend && (served.introspected || !v.introspect) && !methods_of(v).is_empty()
-    };
-    let mut exact = true;
-    // After the API and stage, with the route's index: Allows; Denies of routes, with whether
-    // they are wider than the core's own spelling; Denies of `*`s spanning segments.
-    let mut allow: Vec<(String, usize)> = Vec::new();
-    let mut deny: Vec<(String, usize, bool)> = Vec::new();
-    let mut spans: Vec<(String, usize)> = Vec::new();
-    // A Deny's other cases, under any method (each holds an upper-case letter).
-    let mut cases: Vec<String> = Vec::new();
-    for (index, v) in table.iter().enumerate() {
-        let allowed = expressible(v);
-        exact &= allowed == v.allowed;
-        if v.route.is_none() && !allowed {
-            // A default not allowed is what no Allow reaches.
-            continue;
-        }
-        let segments: &[String] = v.route.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
-        let (paths, canonical) = match v.route {
-            None => (vec!["*".to_string()], vec!["*".to_string()]),
-            Some(_) => (paths(segments, !allowed), paths(segments, false)),
+    let parts = Parts::of(method_arn, table, served)?;
+    let allow = unique(parts.allow.iter().map(|(a, _)| format!("{}/{a}", parts.base)));
+    // Denies name the API and stage, not the region and account: only ever shorter, and
+    // only ever denying more.
+    let denies = parts.deny.iter().map(|(d, _, _)| d).chain(parts.spans.iter().map(|(d, _)| d)).chain(&parts.others);
+    let deny = unique(denies.map(|d| format!("{}/{d}", parts.short)));
+    let too_long = allow.iter().chain(&deny).any(|r| r.len() > MAX_ARN_BYTES);
+    (!allow.is_empty() && !too_long).then_some(RoutePolicy { allow, deny })
+}
+
+/// Whether [`route_policy`]'s policy allows exactly what the engine would, for a method ARN
+/// spelled as the core reads it (lower case, no percent-encoding, no empty segment or trailing
+/// `/`, a method the policy lists): no route the token satisfies is denied in IAM's reading.
+/// For `check-config` and tests; it compares every Deny with every Allow.
+pub fn is_exact(method_arn: &str, table: &[RouteVerdict], served: Served) -> bool {
+    let Some(parts) = Parts::of(method_arn, table, served) else { return false };
+    // A Deny wider than its route, over any Allow; a route's own, over an earlier route's
+    // Allow (a later one's route comes second in the core too); a span, over another route's.
+    // The others only ever meet other spellings.
+    let meets = |d: &str, pick: &dyn Fn(usize) -> bool| parts.allow.iter().any(|(a, i)| pick(*i) && globs_meet(d, a));
+    parts.all_expressible
+        && !parts.deny.iter().any(|(d, j, wider)| meets(d, &|i| *wider || i < *j))
+        && !parts.spans.iter().any(|(d, j)| meets(d, &|i| i != *j))
+}
+
+/// A route policy's Resources after `{api}/{stage}/`, with where they come from.
+struct Parts {
+    base: String,
+    short: String,
+    /// Allows, with their route's index.
+    allow: Vec<(String, usize)>,
+    /// Denies of routes, with their index and whether they are wider than the core's spelling.
+    deny: Vec<(String, usize, bool)>,
+    /// Denies of an Allow's `*` spanning segments, or none, with the Allow's route index.
+    spans: Vec<(String, usize)>,
+    /// Denies of other spellings: other cases of denied names, refused characters.
+    others: Vec<String>,
+    /// Every route the token satisfies is allowed.
+    all_expressible: bool,
+}
+
+impl Parts {
+    fn of(method_arn: &str, table: &[RouteVerdict], served: Served) -> Option<Parts> {
+        let (base, short) = stage_base(method_arn)?;
+        let verbs = verbs(table);
+        let methods_of = |v: &RouteVerdict| match &v.route {
+            Some((method, _)) => route_verbs(method, &verbs),
+            None => verbs.clone(),
         };
-        if !allowed {
-            cases.extend(upper_cases(segments));
-        }
-        for method in methods_of(v) {
-            for (path, canonical) in paths.iter().zip(&canonical) {
-                let resource = format!("{method}/{path}");
-                if allowed {
-                    spans.extend(spanning(segments, &method).into_iter().map(|s| (s, index)));
-                    allow.push((resource, index));
-                } else {
-                    // A `*` of a route's Deny also meets what spans segments, or none.
-                    let wider = path != canonical || segments.iter().any(|s| s == "*");
-                    deny.push((resource, index, wider));
+        let expressible = |v: &RouteVerdict| {
+            v.allowed
+                && v.backend == served.backend
+                && (served.introspected || !v.introspect)
+                && !methods_of(v).is_empty()
+        };
+        let mut parts = Parts {
+            base,
+            short,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            spans: Vec::new(),
+            others: Vec::new(),
+            all_expressible: true,
+        };
+        // Other cases of denied names, under any method (each holds an upper-case letter).
+        let mut cases: Vec<String> = Vec::new();
+        for (index, v) in table.iter().enumerate() {
+            let allowed = expressible(v);
+            parts.all_expressible &= allowed == v.allowed;
+            if v.route.is_none() && !allowed {
+                // A default not allowed is what no Allow reaches.
+                continue;
+            }
+            let segments: &[String] = v.route.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
+            let (paths, canonical) = match v.route {
+                None => (vec!["*".to_string()], vec!["*".to_string()]),
+                Some(_) => (paths(segments, !allowed), paths(segments, false)),
+            };
+            if !allowed {
+                cases.extend(upper_cases(segments).into_iter().map(|c| format!("*/{c}")));
+            }
+            for method in methods_of(v) {
+                for (path, canonical) in paths.iter().zip(&canonical) {
+                    let resource = format!("{method}/{path}");
+                    if allowed {
+                        parts.spans.extend(spanning(segments, &method).into_iter().map(|s| (s, index)));
+                        parts.allow.push((resource, index));
+                    } else {
+                        // A `*` of a route's Deny also meets what spans segments, or none.
+                        let wider = path != canonical || segments.iter().any(|s| s == "*");
+                        parts.deny.push((resource, index, wider));
+                    }
                 }
             }
         }
+        // The default is last: when it is allowed, what an Allow's `*` reaches beyond its
+        // route's segments is the default's or a denied route's.
+        if table.last().is_some_and(expressible) {
+            parts.spans.clear();
+        }
+        // Without a wildcard, the Allows' literal spellings are all the policy allows.
+        if parts.allow.iter().any(|(a, _)| a.contains('*')) {
+            parts.others = cases.into_iter().chain(spellings(&verbs)).collect();
+        }
+        Some(parts)
     }
-    // The default is last: when it is not allowed, what an Allow's `*` reaches beyond its
-    // route's segments must be denied.
-    let default_allowed = table.last().is_some_and(expressible);
-    if default_allowed {
-        spans.clear();
-    }
-    // Exact unless a Deny could meet a request, spelled as the core reads it, that an Allow is
-    // for: a Deny wider than its route, over any Allow; a route's own, over an earlier route's
-    // Allow (a later one's route comes second in the core too); a span, over another route's.
-    let meets = |d: &str, pick: &dyn Fn(usize) -> bool| allow.iter().any(|(a, i)| pick(*i) && globs_meet(d, a));
-    exact &= !deny.iter().any(|(d, j, wider)| meets(d, &|i| *wider || i < *j));
-    exact &= !spans.iter().any(|(d, j)| meets(d, &|i| i != *j));
-    let wild = allow.iter().any(|(a, _)| a.contains('*'));
-    // Without a wildcard, the Allows' literal spellings are all the policy allows.
-    let (spellings, cases) = if wild { (spellings(&verbs), cases) } else { (Vec::new(), Vec::new()) };
-    let cases = cases.into_iter().map(|c| format!("*/{c}"));
-    let mut out = RoutePolicy { exact, ..RoutePolicy::default() };
-    out.allow = unique(allow.into_iter().map(|(a, _)| format!("{base}/{a}")));
-    // Denies name the API and stage, not the region and account: only ever shorter, and
-    // only ever denying more.
-    let denies =
-        deny.into_iter().map(|(d, _, _)| d).chain(spans.into_iter().map(|(d, _)| d)).chain(cases).chain(spellings);
-    out.deny = unique(denies.map(|d| format!("{short}/{d}")));
-    let too_long = out.allow.iter().chain(&out.deny).any(|r| r.len() > MAX_ARN_BYTES);
-    (!too_long).then_some(out)
 }
 
 /// In first-seen order, without repeats.
@@ -182,7 +216,7 @@ pub fn describe(policy: &Policy) -> Vec<String> {
     for i in 0..routes {
         let denied = one_denied(i);
         let Some(rendered) = route_policy(SAMPLE, &denied, served) else { continue };
-        if !rendered.exact {
+        if !is_exact(SAMPLE, &denied, served) {
             wider.push(name(i));
         }
         if reachable_by_look_alikes(SAMPLE, &denied, i, &rendered) {
@@ -393,8 +427,10 @@ fn spanning(segments: &[String], prefix: &str) -> Vec<String> {
 /// segments, a trailing `/`, percent-encodings, `\`, `;`, `#`, a segment ending in `.` (dot
 /// segments too) or starting or ending with a space.
 fn spellings(verbs: &[String]) -> Vec<String> {
-    let mut out: Vec<String> =
-        ["*//*", "*%*", "*\\*", "*;*", "*#*", "*./*", "*.", "*/ *", "* /*", "* "].iter().map(|p| p.to_string()).collect();
+    let mut out: Vec<String> = ["*//*", "*%*", "*\\*", "*;*", "*#*", "*./*", "*.", "*/ *", "* /*", "* "]
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
     // A `/` ending a path after the verb (`GET/` alone is the root).
     out.extend(unique(verbs.iter().map(|v| format!("{}/?*/", "?".repeat(v.len())))));
     out

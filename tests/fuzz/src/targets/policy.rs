@@ -81,7 +81,9 @@ fn never_over_allowed(policy: &Policy, table: &[RouteVerdict], requests: &[Route
         let Some(rendered) = route_policy(&format!("{BASE}/GET/x"), table, served) else { continue };
         for request in requests {
             let (Some(method), Some(path)) = (&request.method, &request.path) else { continue };
-            if !path.starts_with('/') || path.contains(|c: char| c == '*' || c == '?' || c.is_control() || !c.is_ascii()) {
+            if !path.starts_with('/')
+                || path.contains(|c: char| c == '*' || c == '?' || c.is_control() || !c.is_ascii())
+            {
                 continue;
             }
             let engine_allows = policy.route_index(request).is_ok_and(|i| {
@@ -89,7 +91,10 @@ fn never_over_allowed(policy: &Policy, table: &[RouteVerdict], requests: &[Route
                 v.allowed && v.backend == served.backend && (served.introspected || !v.introspect)
             });
             let arn = format!("{BASE}/{method}{path}");
-            assert!(engine_allows || !rendered.allows(&arn), "{arn} allowed in IAM, refused by the engine: {rendered:?}");
+            assert!(
+                engine_allows || !rendered.allows(&arn),
+                "{arn} allowed in IAM, refused by the engine: {rendered:?}"
+            );
         }
     }
 }
