@@ -204,6 +204,9 @@ fn route_policies_see_the_method_and_path_of_the_method_arn() {
     assert_eq!(denied["policyDocument"], get["policyDocument"]);
     assert!(denied["context"]["back_end_token"].as_str().unwrap().starts_with("Bearer backend-"));
     assert_eq!(denied["context"]["wwwAuthenticate"], r#"Bearer realm="tokenbridge", error="insufficient_scope""#);
+    // A REQUEST authorizer's answer is the same.
+    let Answer::Response(request) = api.invoke(&request_event(&reader), LONG) else { panic!() };
+    assert_eq!(request["policyDocument"], get["policyDocument"]);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Nothing leaks: every adapter is driven through allow, deny, insufficient scope, an IdP outage,
 //! a bad configuration and bad input with distinctive client secrets and caller tokens, and every
 //! captured output — answers, error bodies, Lambda errors, logs — is scanned for them. Backend
-//! tokens may appear only where the contract puts them (the allow's context or `Authorization`).
+//! tokens may appear only where the contract puts them (the allow's context, a Lambda route
+//! answer's context, or `Authorization`).
 
 use std::time::Duration;
 
