@@ -57,9 +57,10 @@ impl Default for Options {
     }
 }
 
-/// The largest answer a REST API takes from a Lambda authorizer: 8 KB ("Quotas for
-/// configuring and running a REST API in API Gateway"). A larger route policy falls back to
-/// the method ARN alone.
+/// The largest authorizer answer tokenbridge gives: 8 KB, the one result size AWS documents
+/// ("AWS Lambda authorizer result size" in "Quotas for configuring and running a WebSocket in
+/// API Gateway"; the REST API quotas name none). A larger route policy falls back to the method
+/// ARN alone.
 pub const MAX_ANSWER_BYTES: usize = 8192;
 
 /// Why an event is not one API Gateway sends to an authorizer. Never quotes a value of the

@@ -27,9 +27,9 @@ use tokenbridge_core::{Policy, RouteVerdict};
 /// The methods API Gateway REST APIs route (`ANY` stands for these).
 const VERBS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
 
-/// API Gateway's limit on a method ARN when authorization is on ("Amazon API Gateway quotas
-/// and important notes"): no Resource is longer.
-pub const MAX_ARN_BYTES: usize = 1600;
+/// API Gateway's limit on a `Resource` of an authorizer's policy, in characters ("Output from
+/// an API Gateway Lambda authorizer"): no Resource is longer.
+pub const MAX_RESOURCE_CHARS: usize = 512;
 
 /// What the cached answer's context was made for: the backend whose token it holds, and
 /// whether the token was introspected.
@@ -55,7 +55,7 @@ impl RoutePolicy {
 
 /// The route policy for the token whose verdicts `table` holds, on the API and stage of
 /// `method_arn`; `None` when the ARN names no API and stage, no route can be allowed, or a
-/// Resource would pass [`MAX_ARN_BYTES`].
+/// Resource would pass [`MAX_RESOURCE_CHARS`].
 pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) -> Option<RoutePolicy> {
     let parts = Parts::of(method_arn, table, served)?;
     let allow = unique(parts.allow.iter().map(|(a, _)| format!("{}/{a}", parts.base)));
@@ -63,7 +63,7 @@ pub fn route_policy(method_arn: &str, table: &[RouteVerdict], served: Served) ->
     // only ever denying more.
     let denies = parts.deny.iter().map(|(d, _, _)| d).chain(parts.spans.iter().map(|(d, _)| d)).chain(&parts.others);
     let deny = unique(denies.map(|d| format!("{}/{d}", parts.short)));
-    let too_long = allow.iter().chain(&deny).any(|r| r.len() > MAX_ARN_BYTES);
+    let too_long = allow.iter().chain(&deny).any(|r| r.chars().count() > MAX_RESOURCE_CHARS);
     (!allow.is_empty() && !too_long).then_some(RoutePolicy { allow, deny })
 }
 
@@ -206,7 +206,9 @@ pub fn describe(policy: &Policy) -> Vec<String> {
             SAMPLE.len() - 4,
             crate::authorizer::MAX_ANSWER_BYTES
         ),
-        None => format!("a Resource would pass {MAX_ARN_BYTES} bytes: answers fall back to the method ARN alone"),
+        None => {
+            format!("a Resource would pass {MAX_RESOURCE_CHARS} characters: answers fall back to the method ARN alone")
+        }
     });
     let name = |i: usize| match &all[i].route {
         Some((method, segments)) => format!("route {} ({method} /{})", i + 1, segments.join("/")),

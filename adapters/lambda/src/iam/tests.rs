@@ -80,7 +80,7 @@ fn routes_of_another_backend_or_needing_introspection_are_denied() {
 fn a_method_arn_without_api_and_stage_or_with_too_long_a_resource_has_no_route_policy() {
     let doc = r#"{"routes": [{"path": "/a"}]}"#;
     assert_eq!(route_policy("garbage", &table(doc, &[0]), SERVED), None);
-    let long = format!(r#"{{"routes": [{{"path": "/{}"}}]}}"#, "a".repeat(MAX_ARN_BYTES));
+    let long = format!(r#"{{"routes": [{{"path": "/{}"}}]}}"#, "a".repeat(MAX_RESOURCE_CHARS));
     assert_eq!(route_policy(&arn("GET", "/a"), &table(doc, &[]), SERVED), None, "nothing to allow");
     assert_eq!(route_policy(&arn("GET", "/a"), &table(&long, &[0]), SERVED), None);
 }
