@@ -102,7 +102,7 @@ fn check_config_explains_the_policy_it_loaded() {
         "lambda: REST answers hold an IAM policy for every route of the token",
         "lambda: its Resources take up to about",
         "lambda: over-denied always: routes of another backend",
-        "lambda: not expressible in IAM: a raw `*` or non-ASCII character",
+        "lambda: not expressible in IAM: a raw `*`, `?`, control or non-ASCII character",
     ] {
         assert!(run.stdout.contains(note), "missing {note:?} in:\n{}", run.stdout);
     }

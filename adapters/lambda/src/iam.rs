@@ -247,9 +247,9 @@ pub fn describe(policy: &Policy) -> Vec<String> {
             .into(),
     );
     notes.push(
-        "not expressible in IAM: a raw `*` or non-ASCII character within a segment that a route's `*` (or an \
-         allowed default) matches is allowed as that segment, where the engine refuses some; if API Gateway's \
-         method ARNs can carry them and a backend folds such names (NFKC, best-fit), use \
+        "not expressible in IAM: a raw `*`, `?`, control or non-ASCII character within a segment that a route's \
+         `*` (or an allowed default) matches is allowed as that segment, where the engine refuses some; if API \
+         Gateway's method ARNs can carry them and a backend folds such names (NFKC, best-fit), use \
          TOKENBRIDGE_LAMBDA_POLICY_RESOURCE=method"
             .into(),
     );
