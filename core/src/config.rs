@@ -183,6 +183,11 @@ impl Config {
         self.policy.has_routes()
     }
 
+    /// The policy in force (a document's routes, or the required scopes everywhere).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigErrors> {
         Self::from_lookup(&|k| std::env::var(k).ok())
@@ -299,11 +304,11 @@ impl Config {
 }
 
 /// The context values some adapter writes itself, besides the backend token's key: Lambda's
-/// `principal`, `scope`, `client_id` and `expires_at`, and the names API Gateway gives its own
+/// `principal`, `scope`, `client_id`, `expires_at` and a Deny's `wwwAuthenticate`, and the names API Gateway gives its own
 /// `$context.authorizer` values (`principalId`, `integrationLatency`). Compared without regard
 /// to ASCII case, as gateways that turn them into headers do.
-pub(crate) const RESERVED_CONTEXT_KEYS: [&str; 6] =
-    ["principal", "scope", "client_id", "expires_at", "principalId", "integrationLatency"];
+pub(crate) const RESERVED_CONTEXT_KEYS: [&str; 7] =
+    ["principal", "scope", "client_id", "expires_at", "principalId", "integrationLatency", "wwwAuthenticate"];
 
 /// A backend grant's values as written, in settings or in a policy backend.
 struct GrantValues {

@@ -20,6 +20,7 @@ use crate::introspection::{Identity, Verdict};
 use crate::jwt::KeysProblem;
 use crate::log::{self, Trace};
 use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request};
+use crate::policy::{Refusal, RouteVerdict};
 use crate::reason::Reason;
 use crate::secret::{self, Env, SecretCell, SecretProblem, SecretResolver, Secrets};
 use crate::validation::Validation;
@@ -46,10 +47,57 @@ struct Stages {
 
 impl Stages {
     fn backend(&self, rule: &crate::policy::Rule) -> &BackendTokens {
+        self.backend_at(rule.backend)
+    }
+
+    fn backend_at(&self, backend: Option<usize>) -> &BackendTokens {
         // `Policy` only names backends it defines and `Config` builds one for each of them.
-        let index = rule.backend.map_or(0, |i| i + 1);
+        let index = backend.map_or(0, |i| i + 1);
         self.backends.get(index).unwrap_or(&self.backends[0])
     }
+}
+
+/// A decision with the policy's route table judged for the caller's token
+/// ([`Engine::decide_routes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecision {
+    pub outcome: Outcome,
+    /// Every route of the policy with whether the token satisfies it, the default last. Empty
+    /// when the policy has no routes or the token was not validated (missing, invalid, an IdP
+    /// unavailable).
+    pub routes: Vec<RouteVerdict>,
+    /// The grant an answer for every route can carry, and what it was made for: an allow's own
+    /// grant; for an insufficient-scope denial, a grant for the first route the token
+    /// satisfies (whose introspection the validation done covers), so that routes of its
+    /// backend can be allowed from a gateway's cache. `None` when there is none to have.
+    pub context: Option<RouteGrant>,
+}
+
+impl From<Outcome> for RouteDecision {
+    /// A decision without its route table.
+    fn from(outcome: Outcome) -> Self {
+        RouteDecision { outcome, routes: Vec::new(), context: None }
+    }
+}
+
+/// A grant and the route rule's backend and introspection it was made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteGrant {
+    pub grant: Grant,
+    /// The backend whose token the grant's context holds ([`crate::Rule::backend`]).
+    pub backend: Option<usize>,
+    /// Whether the token was introspected, as an `introspect` rule asks.
+    pub introspected: bool,
+}
+
+/// What [`Engine::run`] saw on the way, for [`Engine::decide_routes`].
+#[derive(Default)]
+struct Seen {
+    routes: Vec<RouteVerdict>,
+    /// The called rule's backend and introspection, once it allowed.
+    called: Option<(Option<usize>, bool)>,
+    /// A grant for other routes, after a denial.
+    other: Option<RouteGrant>,
 }
 
 /// Configures an [`Engine`]: where configuration, time, platform secrets and logs come from.
@@ -260,10 +308,34 @@ impl Engine {
         let mut trace = Trace::default();
         // Deciding with waits allowed always reaches an outcome.
         let outcome = self
-            .run(request, &mut trace, Wait::Allowed)
+            .run(request, &mut trace, Wait::Allowed, None)
             .unwrap_or(Outcome::Unavailable(Cause::new(Dependency::Configuration, Failure::Invalid)));
         self.log(request, &outcome, &trace, started);
         outcome
+    }
+
+    /// [`Engine::decide`], and with it the policy's route table judged for the caller's token
+    /// by [`crate::Rule::check`], for answers a gateway caches for every route of the token.
+    /// A denied route's request is validated too (without introspection when no route
+    /// matched), and after an insufficient-scope denial a backend token is fetched for the
+    /// first route the token satisfies; neither changes the outcome.
+    pub fn decide_routes(&self, request: &Request) -> RouteDecision {
+        let started = Instant::now();
+        let mut trace = Trace::default();
+        let mut seen = Seen::default();
+        let outcome = self
+            .run(request, &mut trace, Wait::Allowed, Some(&mut seen))
+            .unwrap_or(Outcome::Unavailable(Cause::new(Dependency::Configuration, Failure::Invalid)));
+        self.log(request, &outcome, &trace, started);
+        let context = match (&outcome, seen.called) {
+            (Outcome::Allow(grant), Some((backend, introspected))) => {
+                Some(RouteGrant { grant: grant.clone(), backend, introspected })
+            }
+            (Outcome::Deny(Denial::InsufficientScope { .. }), _) => seen.other,
+            _ => None,
+        };
+        let routes = if context.is_some() || matches!(outcome, Outcome::Deny(_)) { seen.routes } else { Vec::new() };
+        RouteDecision { outcome, routes, context }
     }
 
     /// [`Engine::decide`], but only if the answer can be had without calling or waiting for any
@@ -273,7 +345,7 @@ impl Engine {
     pub fn decide_now(&self, request: &Request) -> Option<Outcome> {
         let started = Instant::now();
         let mut trace = Trace::default();
-        let outcome = self.run(request, &mut trace, Wait::Never)?;
+        let outcome = self.run(request, &mut trace, Wait::Never, None)?;
         self.log(request, &outcome, &trace, started);
         Some(outcome)
     }
@@ -293,7 +365,7 @@ impl Engine {
     /// The stages in order: extract the token, find the route's rule, validate the token, check
     /// it against the rule, get the backend token, grant. `None` only with [`Wait::Never`], when a
     /// stage would have to call or wait for someone.
-    fn run(&self, request: &Request, trace: &mut Trace, wait: Wait) -> Option<Outcome> {
+    fn run(&self, request: &Request, trace: &mut Trace, wait: Wait, mut seen: Option<&mut Seen>) -> Option<Outcome> {
         let stages = match &self.setup {
             Ok(stages) => stages,
             Err(problems) => {
@@ -313,14 +385,24 @@ impl Engine {
         let (token, scheme) = token;
         let hash = log::token_hash(token);
         trace.token = Some(log::fingerprint_of(&hash));
+        let budget = Budget::new(self.clock.now(), request.deadline, stages.config.call_timeout);
         let rule = match stages.config.policy.rule_for(&request.route) {
             Ok(rule) => rule,
             Err(no_rule) => {
+                if let Some(seen) = seen {
+                    // Who the token is, for the other routes: read as a route without
+                    // introspection reads it, so `introspect` routes are not among them.
+                    let caller = (token, hash);
+                    if let Ok(Verdict::Active(identity)) =
+                        stages.validation.validate(&stages.idp, token, hash, false, budget, trace)
+                    {
+                        self.other_routes(stages, caller, &identity, false, budget, seen);
+                    }
+                }
                 trace.reason = Some(no_rule.reason());
                 return Some(Outcome::Deny(Denial::InsufficientScope { required: Vec::new() }));
             }
         };
-        let budget = Budget::new(self.clock.now(), request.deadline, stages.config.call_timeout);
         // A proof is checked before anyone is asked about the token: a forgery costs no IdP call.
         let settings = &stages.config.dpop;
         let mode = rule.dpop.unwrap_or(settings.mode);
@@ -346,8 +428,17 @@ impl Engine {
         };
         trace.principal = Some(identity.principal.clone());
         trace.client_id = identity.client_id.clone();
+        if let Some(seen) = seen.as_deref_mut() {
+            seen.routes = stages.config.policy.route_table(|r| r.refusal(&identity).is_none());
+        }
         if let Some(refusal) = rule.refusal(&identity) {
             trace.reason = Some(refusal.reason());
+            // A token short of this route's scopes or claims may be good for others.
+            if refusal != Refusal::IssuerOrAudience
+                && let Some(seen) = seen
+            {
+                self.other_routes(stages, (token, hash), &identity, rule.introspect, budget, seen);
+            }
             return Some(Outcome::Deny(rule.denial(refusal)));
         }
         if let Err(why) = dpop::bound(proof.as_ref(), identity.cnf.as_deref()) {
@@ -359,10 +450,16 @@ impl Engine {
             trace.reason = Some(why);
             return Some(Outcome::Deny(Denial::InvalidToken));
         }
+        if let Some(seen) = seen {
+            seen.called = Some((rule.backend, rule.introspect));
+        }
         // Validation may have waited on IdPs for up to the call timeout: the backend token's
         // usable end, and the grant's expiry, are judged by the time now.
         let budget = budget.later(self.clock.now());
         let caller = Caller { token, hash, expires_at: identity.expires_at };
+        // A sender-constrained allow holds for this request's proof or connection only: a gateway
+        // that cached it by the token would skip the binding for whoever sends the token next.
+        let one_request = proof.is_some() || identity.cnf.as_ref().is_some_and(|c| c.x5t_s256.is_some());
         let backend = match wait {
             Wait::Allowed => stages.backend(rule).get(&stages.idp, &caller, budget, trace),
             Wait::Never => Ok(stages.backend(rule).cache_hit(&caller, budget.now, trace)?),
@@ -382,8 +479,7 @@ impl Engine {
                     }
                 }
                 let mut grant = grant(&stages.config, identity, &backend, budget.now);
-                if proof.is_some() {
-                    // The allow holds for this one request: no gateway may reuse it for another.
+                if one_request {
                     grant.expires_at = budget.now;
                 }
                 Outcome::Allow(grant)
@@ -394,6 +490,33 @@ impl Engine {
             }
             Err(cause) => Outcome::Unavailable(cause),
         })
+    }
+}
+
+impl Engine {
+    /// After a denial: the route table for this identity, and a grant for the first route it
+    /// satisfies whose introspection `introspected` covers. A backend that cannot be had now
+    /// leaves it out: the denial stands either way.
+    fn other_routes(
+        &self,
+        stages: &Stages,
+        (token, hash): (&str, [u8; 32]),
+        identity: &Identity,
+        introspected: bool,
+        budget: Budget,
+        seen: &mut Seen,
+    ) {
+        seen.routes = stages.config.policy.route_table(|r| r.refusal(identity).is_none());
+        let Some(first) = seen.routes.iter().find(|v| v.allowed && (introspected || !v.introspect)) else { return };
+        let backend = first.backend;
+        let budget = budget.later(self.clock.now());
+        let caller = Caller { token, hash, expires_at: identity.expires_at };
+        // Its own trace: the decision's log line is about the route called.
+        let mut quiet = Trace::default();
+        if let Ok(Issued::Token(token)) = stages.backend_at(backend).get(&stages.idp, &caller, budget, &mut quiet) {
+            let grant = grant(&stages.config, identity.clone(), &token, budget.now);
+            seen.other = Some(RouteGrant { grant, backend, introspected });
+        }
     }
 }
 

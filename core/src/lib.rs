@@ -30,6 +30,7 @@
 //! | [`global`], [`set_global`] | the process's one engine |
 //! | [`Engine::check_secrets`], [`Engine::check_keys`], [`Engine::check_auth_methods`], [`Engine::describe_certificates`] | `check-config`'s [`SecretProblem`]s, [`KeysProblem`]s and [`AuthMethodCheck`]s, and the client certificates it names |
 //! | [`Request`], [`Route`], [`ClientCertificate`] ([`BadCertificate`]) | what the gateway asks: the credential (and its DPoP proof, or the mutual TLS certificate it came with), the route, the deadline |
+//! | [`Engine::decide_routes`]: [`RouteDecision`], [`RouteGrant`], [`RouteVerdict`]; [`Policy`], [`Rule`], [`NoRule`] | a decision with the policy's route table judged for the token, for answers a gateway caches for every route |
 //! | [`Outcome`]: [`Grant`], [`Denial`], [`Cause`] ([`Dependency`], [`Failure`]) | the answer |
 //! | [`rfc3339`], [`UnixTime`] | times as gateways write them |
 //! | [`SecretResolver`], [`Secret`], [`SecretRef`], [`SecretError`] | platform secret references, resolved by adapters |
@@ -82,9 +83,10 @@ pub use auth_methods::AuthMethodCheck;
 pub use certificate::{BadCertificate, ClientCertificate};
 pub use clock::UnixTime;
 pub use config::{Config, ConfigErrors};
-pub use engine::{Engine, EngineBuilder, global, set_global};
+pub use engine::{Engine, EngineBuilder, RouteDecision, RouteGrant, global, set_global};
 pub use jwt::KeysProblem;
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
+pub use policy::{NoRule, Policy, RouteVerdict, Rule, ScopeMatch};
 pub use secret::{AwsSecretStore, Secret, SecretError, SecretProblem, SecretRef, SecretResolver, aws_secret_store};
 pub use store::StoreClient;
 pub use url_rules::{UrlError, check_url};

@@ -428,6 +428,51 @@ fn matches(pattern: &[String], path: &[String]) -> bool {
     }
 }
 
+/// One entry of a policy's route table with one token's verdict on it, for adapters that answer
+/// for every route at once (an IAM policy a gateway caches per token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteVerdict {
+    /// The route's method (upper-cased; `*` or `ANY` for any) and its path pattern's segments,
+    /// read as request paths are (decoded, folded; `*` one segment, a final `**` any number).
+    /// `None` for the default, which is the last entry.
+    pub route: Option<(String, Vec<String>)>,
+    /// Whether the token satisfies the entry's rule ([`Rule::check`]); `false` for a default
+    /// of `deny`.
+    pub allowed: bool,
+    /// The rule's backend ([`Rule::backend`]).
+    pub backend: Option<usize>,
+    /// The rule's [`Rule::introspect`].
+    pub introspect: bool,
+}
+
+impl Policy {
+    /// The route table in order, the default last, each entry judged by `satisfied` (the
+    /// engine passes [`Rule::check`] for the caller's identity).
+    pub fn route_table(&self, satisfied: impl Fn(&Rule) -> bool) -> Vec<RouteVerdict> {
+        let verdict = |route, rule: &Rule| RouteVerdict {
+            route,
+            allowed: satisfied(rule),
+            backend: rule.backend,
+            introspect: rule.introspect,
+        };
+        let mut table: Vec<RouteVerdict> =
+            self.routes.iter().map(|(m, p, rule)| verdict(Some((m.clone(), p.clone())), rule)).collect();
+        table.push(match &self.default {
+            Some(rule) => verdict(None, rule),
+            None => RouteVerdict { route: None, allowed: false, backend: None, introspect: false },
+        });
+        table
+    }
+
+    /// The index in [`Policy::route_table`] of the entry that decides a request, as
+    /// [`Policy::rule_for`] finds it.
+    pub fn route_index(&self, route: &Route) -> Result<usize, NoRule> {
+        let rule = self.rule_for(route)?;
+        let index = self.routes.iter().position(|(_, _, r)| std::ptr::eq(r, rule));
+        Ok(index.unwrap_or(self.routes.len()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

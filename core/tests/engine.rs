@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokenbridge_core::{Config, Denial, Dependency, Engine, Failure, Outcome, Request, SecretError};
+use tokenbridge_core::{
+    Config, Denial, Dependency, Engine, Failure, NoRule, Outcome, Policy, Request, Route, RouteDecision, SecretError,
+};
 use tokenbridge_tests::fake_idp::unix_now;
 use tokenbridge_tests::jwt_keys::{forged, hs256};
 use tokenbridge_tests::{Fault, IdpPair};
@@ -419,4 +421,89 @@ fn deciding_now_answers_from_the_caches_alone_and_otherwise_leaves_it_to_decide(
     let unknown = "not-a-token-idp-a-knows";
     assert_eq!(f.engine.decide(&bearer(unknown)), Outcome::Deny(Denial::InvalidToken));
     assert_eq!(f.engine.decide_now(&bearer(unknown)), Some(Outcome::Deny(Denial::InvalidToken)));
+}
+
+const ROUTES: &str = r#"{"routes": [
+    {"method": "GET", "path": "/orders/*", "scopes": ["orders.read"]},
+    {"method": "DELETE", "path": "/orders/*", "scopes": ["orders.admin"]},
+    {"path": "/audit/**", "scopes": ["orders.read"], "introspect": true}
+]}"#;
+
+fn routed(token: &str, method: &str, path: &str) -> Request {
+    let mut request = bearer(token);
+    request.route = Route { method: Some(method.into()), path: Some(path.into()), ..Route::default() };
+    request
+}
+
+fn verdicts(decision: &RouteDecision) -> Vec<bool> {
+    decision.routes.iter().map(|v| v.allowed).collect()
+}
+
+#[test]
+fn a_route_decision_is_the_decision_with_the_route_table_judged_for_the_token() {
+    let f = fixture(&[("TOKENBRIDGE_POLICY", ROUTES)]);
+    let reader = f.idp.a.issue("alice", "orders.read", 3600);
+    let decision = f.engine.decide_routes(&routed(&reader, "GET", "/orders/7"));
+    assert!(matches!(decision.outcome, Outcome::Allow(_)), "{decision:?}");
+    assert_eq!(verdicts(&decision), [true, false, true, false], "GET, DELETE, audit, the default (deny)");
+    assert_eq!(decision.routes[0].route, Some(("GET".to_string(), vec!["orders".to_string(), "*".to_string()])));
+    assert_eq!(decision.routes[3].route, None);
+    let context = decision.context.unwrap();
+    assert_eq!((context.backend, context.introspected), (None, false));
+    assert_eq!(Outcome::Allow(context.grant), f.engine.decide(&routed(&reader, "GET", "/orders/7")));
+}
+
+#[test]
+fn an_insufficient_scope_route_decision_carries_a_grant_for_the_routes_the_token_may_call() {
+    let f = fixture(&[("TOKENBRIDGE_POLICY", ROUTES)]);
+    let reader = f.idp.a.issue("alice", "orders.read", 3600);
+    let decision = f.engine.decide_routes(&routed(&reader, "DELETE", "/orders/7"));
+    assert_eq!(decision.outcome, Outcome::Deny(Denial::InsufficientScope { required: vec!["orders.admin".into()] }));
+    assert_eq!(verdicts(&decision), [true, false, true, false]);
+    let context = decision.context.expect("a grant for GET /orders/*");
+    assert!(context.grant.context["back_end_token"].starts_with("Bearer "));
+    assert_eq!((context.backend, context.introspected), (None, false));
+    assert_eq!(f.log.lock().unwrap().len(), 1, "one decision, one log line");
+}
+
+#[test]
+fn a_request_no_route_matches_still_judges_the_route_table() {
+    let f = fixture(&[("TOKENBRIDGE_POLICY", ROUTES)]);
+    let reader = f.idp.a.issue("alice", "orders.read", 3600);
+    for path in ["/elsewhere", "/orders/%2e%2e/admin"] {
+        let decision = f.engine.decide_routes(&routed(&reader, "GET", path));
+        assert_eq!(decision.outcome, Outcome::Deny(Denial::InsufficientScope { required: Vec::new() }), "{path}");
+        assert_eq!(verdicts(&decision), [true, false, true, false], "{path}");
+        assert!(decision.context.is_some_and(|c| !c.introspected), "{path}");
+    }
+}
+
+#[test]
+fn a_route_decision_for_a_token_that_is_not_valid_has_no_route_table() {
+    let f = fixture(&[("TOKENBRIDGE_POLICY", ROUTES)]);
+    let decision = f.engine.decide_routes(&routed("forged", "GET", "/orders/7"));
+    assert_eq!(decision.outcome, Outcome::Deny(Denial::InvalidToken));
+    assert!(decision.routes.is_empty() && decision.context.is_none());
+    let nobody = f.idp.a.issue("bob", "other", 3600);
+    let decision = f.engine.decide_routes(&routed(&nobody, "GET", "/orders/7"));
+    assert_eq!(verdicts(&decision), [false, false, false, false]);
+    assert_eq!(decision.context, None, "no route to carry a grant for");
+}
+
+#[test]
+fn the_route_table_names_each_routes_entry_and_route_index_finds_it() {
+    let policy = Policy::from_json(ROUTES).unwrap();
+    let table = policy.route_table(|rule| rule.introspect);
+    assert_eq!(table.iter().map(|v| v.allowed).collect::<Vec<_>>(), [false, false, true, false]);
+    assert!(table[2].introspect);
+    let at = |method: &str, path: &str| {
+        policy.route_index(&Route { method: Some(method.into()), path: Some(path.into()), ..Route::default() })
+    };
+    assert_eq!(at("GET", "/ORDERS/7"), Ok(0));
+    assert_eq!(at("HEAD", "/orders/7"), Ok(0));
+    assert_eq!(at("DELETE", "/orders/7"), Ok(1));
+    assert_eq!(at("POST", "/audit"), Ok(2));
+    assert_eq!(at("POST", "/orders/7"), Err(NoRule::NotAllowed));
+    let lax = Policy::from_json(r#"{"routes": [{"path": "/a"}], "default": {"scopes": []}}"#).unwrap();
+    assert_eq!(lax.route_index(&Route { path: Some("/b".into()), ..Route::default() }), Ok(1), "the default, last");
 }

@@ -61,6 +61,10 @@ fn settled(mut answer: Value) -> Value {
     answer
 }
 
+fn policy_of(effect: &str, resource: &str) -> Value {
+    policy(effect, resource)
+}
+
 fn policy(effect: &str, resource: &str) -> Value {
     json!({"Version": "2012-10-17", "Statement": [{"Action": ["execute-api:Invoke"], "Effect": effect, "Resource": [resource]}]})
 }
@@ -180,14 +184,48 @@ fn route_policies_see_the_method_and_path_of_the_method_arn() {
                                {"method":"DELETE","path":"/orders/*","scopes":["orders.admin"]}]}"#;
     let _function = api.start_function(&[idp.env(), vec![("TOKENBRIDGE_POLICY".into(), policy.into())]].concat());
     let Answer::Response(get) = api.invoke(&token_event(&reader), LONG) else { panic!() };
-    assert_eq!(get["policyDocument"]["Statement"][0]["Effect"], "Allow");
-    // With route policies the allow covers only this route, or the gateway's cache would reuse
-    // it for DELETE.
-    assert_eq!(get["policyDocument"]["Statement"][0]["Resource"], json!([ARN]));
+    // With route policies the answer covers every route of the token, as the gateway caches it
+    // for all of them: GET (and HEAD) of any order allowed, DELETE denied.
+    let base = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod";
+    let statements = &get["policyDocument"]["Statement"];
+    assert_eq!(statements[0]["Effect"], "Allow");
+    assert_eq!(statements[0]["Resource"], json!([format!("{base}/GET/orders/*"), format!("{base}/HEAD/orders/*")]));
+    assert_eq!(statements[1]["Effect"], "Deny");
+    let denied = statements[1]["Resource"].as_array().unwrap();
+    for resource in ["DELETE/orders/*", "*/O?????/*", "*/?????S/*"] {
+        let resource = format!("arn:aws:execute-api:*:abcdef1234/prod/{resource}");
+        assert!(denied.contains(&json!(resource)), "{resource}: {get}");
+    }
+    assert!(get["context"]["back_end_token"].as_str().unwrap().starts_with("Bearer backend-"));
     let delete = json!({"type": "TOKEN", "authorizationToken": format!("Bearer {reader}"),
                         "methodArn": ARN.replace("/GET/", "/DELETE/")});
     let Answer::Response(denied) = api.invoke(&delete, LONG) else { panic!() };
-    assert_eq!(denied["policyDocument"]["Statement"][0]["Effect"], "Deny");
+    // The same policy: a 403 for DELETE that, cached, still lets GET through with a backend token.
+    assert_eq!(denied["policyDocument"], get["policyDocument"]);
+    assert!(denied["context"]["back_end_token"].as_str().unwrap().starts_with("Bearer backend-"));
+    assert_eq!(denied["context"]["wwwAuthenticate"], r#"Bearer realm="tokenbridge", error="insufficient_scope""#);
+    // A REQUEST authorizer's answer is the same.
+    let Answer::Response(request) = api.invoke(&request_event(&reader), LONG) else { panic!() };
+    assert_eq!(request["policyDocument"], get["policyDocument"]);
+}
+
+#[test]
+fn the_method_arn_alone_is_the_resource_when_asked_for_with_route_policies() {
+    let idp = IdpPair::start();
+    let reader = idp.a.issue("alice", "orders.read", 600);
+    let api = FakeRuntimeApi::start();
+    let policy = r#"{"routes":[{"method":"GET","path":"/orders/*","scopes":["orders.read"]}]}"#;
+    let env = [
+        idp.env(),
+        vec![
+            ("TOKENBRIDGE_POLICY".into(), policy.into()),
+            ("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE".into(), "method".into()),
+        ],
+    ]
+    .concat();
+    let _function = api.start_function(&env);
+    let Answer::Response(get) = api.invoke(&token_event(&reader), LONG) else { panic!() };
+    assert_eq!(get["policyDocument"], policy_of("Allow", ARN));
 }
 
 #[test]

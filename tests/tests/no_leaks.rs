@@ -1,7 +1,8 @@
 //! Nothing leaks: every adapter is driven through allow, deny, insufficient scope, an IdP outage,
 //! a bad configuration and bad input with distinctive client secrets and caller tokens, and every
 //! captured output — answers, error bodies, Lambda errors, logs — is scanned for them. Backend
-//! tokens may appear only where the contract puts them (the allow's context or `Authorization`).
+//! tokens may appear only where the contract puts them (the allow's context, a Lambda route
+//! answer's context, or `Authorization`).
 
 use std::time::Duration;
 
@@ -177,6 +178,36 @@ fn the_lambda_function_writes_no_secret_anywhere() {
     let log = function.stop();
     s.scan("Lambda answers", &answers);
     assert!(!answers.contains("backend-"), "a backend token outside the context");
+    s.scan("Lambda stderr", &log);
+}
+
+/// With route policies a REST answer covers every route, and an insufficient-scope Deny carries
+/// the backend token for the routes it allows: in its context's `back_end_token`, nowhere else,
+/// and only when some route is allowed.
+#[test]
+fn lambda_route_answers_carry_a_backend_token_only_in_their_context() {
+    let s = Scenario::new();
+    let policy = r#"{"routes": [{"method": "GET", "path": "/orders/*", "scopes": ["orders.read"]},
+                                {"method": "DELETE", "path": "/orders/*", "scopes": ["orders.admin"]}]}"#;
+    let api = FakeRuntimeApi::start();
+    // The policy instead of the scenario's one scope requirement (both are a configuration error).
+    let mut env: Vec<(String, String)> =
+        s.env.iter().filter(|(k, _)| k != "TOKENBRIDGE_REQUIRED_SCOPES").cloned().collect();
+    env.push(("TOKENBRIDGE_POLICY".into(), policy.into()));
+    let function = api.start_function(&env);
+    let event = |token: &str, verb: &str| json!({"type": "TOKEN", "authorizationToken": format!("Bearer {token}"), "methodArn": ARN.replace("/GET/", &format!("/{verb}/"))});
+    let mut answers = String::new();
+    for (token, verb, carries) in [(&s.good, "DELETE", true), (&s.good, "GET", true), (&s.weak, "GET", false)] {
+        let Answer::Response(answer) = api.invoke(&event(token, verb), Duration::from_secs(20)) else {
+            panic!("a policy expected for {verb}")
+        };
+        let token = answer["context"]["back_end_token"].as_str();
+        assert_eq!(token.is_some_and(|t| t.starts_with("Bearer backend-")), carries, "{verb}: {answer}");
+        answers.push_str(&without_backend_token(&answer.to_string()));
+    }
+    let log = function.stop();
+    s.scan("Lambda route answers", &answers);
+    assert!(!answers.contains("backend-"), "a backend token outside the context: {answers}");
     s.scan("Lambda stderr", &log);
 }
 

@@ -97,6 +97,21 @@ fn check_config_explains_the_policy_it_loaded() {
     assert!(run.success, "{}", run.stdout);
     assert!(run.stdout.contains("GET /orders/* → scopes all of [orders.read]"), "{}", run.stdout);
     assert!(run.stdout.contains("anything else → deny"), "{}", run.stdout);
+    // Lambda's REST answers with this policy: every route, and where IAM's reading differs.
+    for note in [
+        "lambda: REST answers hold an IAM policy for every route of the token",
+        "lambda: its Resources take up to about",
+        "lambda: over-denied always: routes of another backend",
+        "lambda: not expressible in IAM: a raw `*`, `?`, control or non-ASCII character",
+    ] {
+        assert!(run.stdout.contains(note), "missing {note:?} in:\n{}", run.stdout);
+    }
+    let by_method = harness::run(
+        &["check-config"],
+        &[env(&idp), vec![("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE".into(), "method".into())]].concat(),
+        "",
+    );
+    assert!(by_method.success && !by_method.stdout.contains("lambda: "), "{}", by_method.stdout);
     let broken = harness::run(
         &["check-config"],
         &[env(&idp), vec![("TOKENBRIDGE_POLICY".into(), "{\"routes\":[{\"path\":\"x\"}]}".into())]].concat(),
@@ -187,8 +202,28 @@ fn on_the_wire(path: &str) -> String {
     path.bytes().map(|b| if b.is_ascii() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
+fn method_arn(path: &str) -> String {
+    format!("arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET{path}")
+}
+
+/// Whether a REST authorizer's IAM answer lets `arn` through, as API Gateway evaluates it (from
+/// its cache too): no Deny matches and some Allow does.
+fn rest_allows(answer: &Value, arn: &str) -> bool {
+    let resources = |effect: &str| -> Vec<String> {
+        let statements = answer["policyDocument"]["Statement"].as_array().cloned().unwrap_or_default();
+        statements
+            .iter()
+            .filter(|s| s["Effect"] == effect)
+            .flat_map(|s| s["Resource"].as_array().cloned().unwrap_or_default())
+            .filter_map(|r| r.as_str().map(str::to_string))
+            .collect()
+    };
+    let policy = tokenbridge_lambda::iam::RoutePolicy { allow: resources("Allow"), deny: resources("Deny") };
+    policy.allows(arn)
+}
+
 fn lambda_events(token: &str, path: &str) -> [Value; 2] {
-    let arn = format!("arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET{path}");
+    let arn = method_arn(path);
     let rest = json!({"type": "TOKEN", "authorizationToken": format!("Bearer {token}"), "methodArn": arn});
     let v2 = json!({"version": "2.0", "type": "REQUEST", "routeArn": arn, "identitySource": [format!("Bearer {token}")],
         "routeKey": "$default", "rawPath": path, "rawQueryString": "", "headers": {},
@@ -205,6 +240,8 @@ fn look_alikes_of_a_guarded_route_are_refused_through_every_adapter() {
     let token = idp.a.issue("alice", "read", 600);
     let mut env = idp.env();
     env.push(("TOKENBRIDGE_POLICY".into(), GUARDED.into()));
+    // Route-wide Lambda answers, chosen: for this policy the default is the ARN called alone.
+    env.push(("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE".into(), "routes".into()));
     let mut fn_agent = FnAgent::start(&env);
     let server = HttpServer::start(&env);
     let api = FakeRuntimeApi::start();
@@ -234,10 +271,7 @@ fn look_alikes_of_a_guarded_route_are_refused_through_every_adapter() {
             ("forward-auth X-Forwarded-Uri", raw_exchange(&server.addr, headers.as_bytes()).unwrap().0 == 200),
             ("forward-auth /auth/<path>", raw_exchange(&server.addr, envoy.as_bytes()).unwrap().0 == 200),
             ("POST /authorize", authorize.0 == 200 && authorize.2.contains("\"active\":true")),
-            (
-                "Lambda REST methodArn",
-                matches!(&rest, Answer::Response(a) if a["policyDocument"]["Statement"][0]["Effect"] == "Allow"),
-            ),
+            ("Lambda REST methodArn", matches!(&rest, Answer::Response(a) if rest_allows(a, &method_arn(path)))),
             ("Lambda HTTP API rawPath", matches!(&v2, Answer::Response(a) if a["isAuthorized"] == true)),
         ]
     };
@@ -252,6 +286,17 @@ fn look_alikes_of_a_guarded_route_are_refused_through_every_adapter() {
         for (adapter, allowed) in allowed_by(i + 2, path, &mut fn_agent) {
             assert!(!allowed, "{adapter}: {path} reached the lax default");
         }
+    }
+    // API Gateway replays an answer to every route of the token: one for a lax route must deny
+    // the guarded routes in every case and spelling a client sends on the wire (percent-encoded
+    // look-alikes). Raw non-ASCII look-alikes are what IAM cannot express (docs/lambda.md).
+    let [lax, _] = lambda_events(&token, "/public/x");
+    let Answer::Response(cached) = api.invoke(&lax, Duration::from_secs(20)) else { panic!("a policy expected") };
+    assert!(rest_allows(&cached, &method_arn("/public/y")), "{cached}");
+    let on_the_wire_look_alikes = LOOK_ALIKES.iter().map(|p| on_the_wire(p));
+    let spellings = ["/admin/x", "/ADMIN/x", "/Keys/1", "/admin", "//admin/x", "/admin/", "/%61dmin/x", "/admin/../x"];
+    for path in spellings.iter().map(|p| p.to_string()).chain(on_the_wire_look_alikes) {
+        assert!(!rest_allows(&cached, &method_arn(&path)), "the cached answer lets {path} through: {cached}");
     }
 }
 
@@ -331,4 +376,35 @@ fn claim_conditions_decide_a_route_through_every_adapter() {
         "{}",
         run.stdout
     );
+}
+
+/// A policy whose guarded route's look-alikes could pass a lax route's (or the default's) `*` in
+/// API Gateway's cache gets answers for the ARN called unless `routes` is chosen, and
+/// check-config says why; a policy without that risk gets route-wide answers by default.
+#[test]
+fn lambda_answers_cover_every_route_by_default_only_where_iam_can_hold_them() {
+    use tokenbridge_tests::lambda_runtime_api::{Answer, FakeRuntimeApi};
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "read", 600);
+    let run = |policy: &str| {
+        let mut env = idp.env();
+        env.push(("TOKENBRIDGE_POLICY".into(), policy.into()));
+        let api = FakeRuntimeApi::start();
+        let _function = api.start_function(&env);
+        let [rest, _] = lambda_events(&token, "/public/x");
+        let Answer::Response(answer) = api.invoke(&rest, Duration::from_secs(20)) else { panic!("an answer") };
+        let check = harness::run(&["check-config"], &env, "");
+        (answer["policyDocument"]["Statement"].clone(), check.stdout)
+    };
+    let (statements, notes) = run(GUARDED);
+    assert_eq!(statements.as_array().map(Vec::len), Some(1), "{statements}");
+    assert_eq!(
+        statements[0]["Resource"],
+        json!(["arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/public/x"])
+    );
+    assert!(notes.contains("could be reached from API Gateway's cache by a look-alike"), "{notes}");
+    let exact = r#"{"routes": [{"method": "GET", "path": "/public/*", "scopes": ["read"]}, {"method": "GET", "path": "/admin/*", "scopes": ["admin"]}]}"#;
+    let (statements, _) = run(exact);
+    let resources = statements.to_string();
+    assert!(resources.contains("GET/public/*") && resources.contains("Deny"), "route-wide by default: {statements}");
 }

@@ -454,7 +454,7 @@ fn check_config_reports_adapter_settings_that_would_stop_a_mode_at_start() {
     let check = harness::run(&["check-config"], &env, "");
     assert!(!check.success);
     for expected in [
-        "problem: TOKENBRIDGE_LAMBDA_POLICY_RESOURCE must be stage or method, got \"everything\"",
+        "problem: TOKENBRIDGE_LAMBDA_POLICY_RESOURCE must be stage, method or routes, got \"everything\"",
         "problem: TOKENBRIDGE_HTTP_WORKERS must be 1-1024",
         "problem: \"nowhere\" is not a listen address",
         "3 problem(s) found",

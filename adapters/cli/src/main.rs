@@ -245,10 +245,23 @@ fn lambda() -> Result<ExitCode> {
 #[cfg(feature = "lambda")]
 fn lambda_options() -> Result<tokenbridge_lambda::authorizer::Options> {
     use tokenbridge_lambda::authorizer::Options;
-    // With route policies, an allow is for one route: a stage-wide policy cached by API Gateway
-    // would let the same token through every other route unasked.
-    let per_route = engine().config().is_ok_and(|c| c.has_route_policies());
-    let resource_default = if per_route { "method" } else { "stage" };
+    // With route policies, an allow is for some routes: a stage-wide policy cached by API
+    // Gateway would let the same token through every other route unasked. `routes` answers
+    // with a policy for each route of the token, `method` for the ARN called alone.
+    let config = engine().config().ok();
+    let per_route = config.is_some_and(|c| c.has_route_policies());
+    // Route-wide answers are the default where IAM can hold them to the engine's reading; where a
+    // denied route's look-alike could pass a cached `*` of another route, the strict `method`.
+    let at_risk = config.is_some_and(|c| !tokenbridge_lambda::iam::reachable_by_look_alikes_of(c.policy()).is_empty());
+    let resource_default = match (per_route, at_risk) {
+        (false, _) => "stage",
+        (true, false) => "routes",
+        (true, true) => "method",
+    };
+    let resource = std::env::var("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE").unwrap_or_else(|_| resource_default.into());
+    if !["stage", "method", "routes"].contains(&resource.as_str()) {
+        bail!("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE must be stage, method or routes, got {resource:?}");
+    }
     let setting = |name: &str, default: &str, allowed: [&str; 2]| -> Result<bool> {
         let value = std::env::var(name).unwrap_or_else(|_| default.to_string());
         match allowed.iter().position(|a| *a == value) {
@@ -257,9 +270,12 @@ fn lambda_options() -> Result<tokenbridge_lambda::authorizer::Options> {
         }
     };
     Ok(Options {
-        stage_wide: setting("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE", resource_default, ["stage", "method"])?,
+        // Without routes one rule holds everywhere: `routes` is the whole stage then.
+        stage_wide: resource == "stage" || (resource == "routes" && !per_route),
         http_iam: setting("TOKENBRIDGE_LAMBDA_HTTP_RESPONSE", "simple", ["iam", "simple"])?,
         http_unauthorized_error: setting("TOKENBRIDGE_LAMBDA_HTTP_INVALID_TOKEN", "403", ["401", "403"])?,
+        route_table: resource == "routes" && per_route,
+        realm: config.map_or_else(|| "tokenbridge".into(), |c| c.realm().to_string()),
     })
 }
 
@@ -302,6 +318,10 @@ fn check_config() -> ExitCode {
             errors.0.iter().cloned().chain(secrets.iter().map(ToString::to_string)).collect()
         }
     };
+    #[cfg(feature = "lambda")]
+    for note in lambda_notes() {
+        println!("lambda: {note}");
+    }
     problems.extend(adapter_problems());
     if problems.is_empty() {
         println!("configuration OK");
@@ -313,6 +333,29 @@ fn check_config() -> ExitCode {
         println!("{} problem(s) found", problems.len());
         ExitCode::from(1)
     }
+}
+
+/// How the REST answers of `TOKENBRIDGE_LAMBDA_POLICY_RESOURCE=routes` cover the policy, or why
+/// they are not the default for it.
+#[cfg(feature = "lambda")]
+fn lambda_notes() -> Vec<String> {
+    let (Ok(options), Ok(config)) = (lambda_options(), engine().config()) else { return Vec::new() };
+    if !options.route_table {
+        let at_risk = tokenbridge_lambda::iam::reachable_by_look_alikes_of(config.policy());
+        if config.has_route_policies()
+            && !at_risk.is_empty()
+            && std::env::var_os("TOKENBRIDGE_LAMBDA_POLICY_RESOURCE").is_none()
+        {
+            return vec![format!(
+                "REST answers are for the ARN called (TOKENBRIDGE_LAMBDA_POLICY_RESOURCE=method), not every route: \
+                 denied, {} could be reached from API Gateway's cache by a look-alike of their names through a `*` \
+                 of another route or the default; set it to routes if no backend folds names (NFKC, best-fit)",
+                at_risk.join(", ")
+            )];
+        }
+        return Vec::new();
+    }
+    tokenbridge_lambda::iam::describe(config.policy())
 }
 
 /// What would stop a compiled-in adapter at start, read with the functions the modes use.

@@ -9,7 +9,9 @@ use aws_lambda_events::apigw::{
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value, json};
-use tokenbridge_core::{Denial, Grant, Outcome, Request, Route};
+use tokenbridge_core::{Denial, Grant, Outcome, Request, Route, RouteDecision, RouteGrant};
+
+use crate::iam::{self, Served};
 
 /// The form of an authorizer event, which decides the form of the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +37,31 @@ pub struct Options {
     /// (401 on REST APIs; not documented for HTTP APIs) instead of the documented "not
     /// authorized" (403).
     pub http_unauthorized_error: bool,
+    /// REST answers cover every route of the policy (`TOKENBRIDGE_LAMBDA_POLICY_RESOURCE=routes`):
+    /// Allow for the routes the token may call, Deny for the others ([`crate::iam`]), when the
+    /// engine is asked with [`tokenbridge_core::Engine::decide_routes`].
+    pub route_table: bool,
+    /// The realm of the RFC 6750 challenge in a Deny's context (`wwwAuthenticate`).
+    pub realm: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { stage_wide: true, http_iam: false, http_unauthorized_error: false }
+        Options {
+            stage_wide: true,
+            http_iam: false,
+            http_unauthorized_error: false,
+            route_table: false,
+            realm: "tokenbridge".into(),
+        }
     }
 }
+
+/// The largest authorizer answer tokenbridge gives: 8 KB, the one result size AWS documents
+/// ("AWS Lambda authorizer result size" in "Quotas for configuring and running a WebSocket in
+/// API Gateway"; the REST API quotas name none). A larger route policy falls back to the method
+/// ARN alone.
+pub const MAX_ANSWER_BYTES: usize = 8192;
 
 /// Why an event is not one API Gateway sends to an authorizer. Never quotes a value of the
 /// event, which could be the caller's token.
@@ -216,10 +236,75 @@ pub fn policy_resource(arn: &str, stage_wide: bool) -> Option<String> {
     }
 }
 
+/// Whether `render_routes` can use a route decision: REST events, when route policies are on.
+pub fn wants_routes(form: &Form, options: &Options) -> bool {
+    options.route_table && matches!(form, Form::Iam { .. })
+}
+
+/// The answer to a route decision ([`tokenbridge_core::Engine::decide_routes`]): on REST APIs
+/// with [`Options::route_table`], one policy for every route of the token; else, or when that
+/// policy cannot be had (no grant to carry, a Resource or the answer too long), [`render`]'s.
+pub fn render_routes(decision: &RouteDecision, form: &Form, options: &Options) -> Result<Value, Diagnostic> {
+    if let Form::Iam { arn } = form
+        && options.route_table
+        && let Some(answer) = route_answer(decision, arn, options)
+    {
+        return Ok(answer);
+    }
+    render(&decision.outcome, form, options)
+}
+
+/// The policy for every route, with the grant it can serve in its context.
+fn route_answer(decision: &RouteDecision, arn: &str, options: &Options) -> Option<Value> {
+    let carried = decision.context.as_ref()?;
+    let allow = match &decision.outcome {
+        Outcome::Allow(_) => true,
+        Outcome::Deny(Denial::InsufficientScope { .. }) => false,
+        _ => return None,
+    };
+    let served = Served { backend: carried.backend, introspected: carried.introspected };
+    let policy = iam::route_policy(arn, &decision.routes, served)?;
+    // The ARN called is decided as the engine decided it, or the method ARN alone answers.
+    if policy.allows(arn) != allow {
+        return None;
+    }
+    let answer = route_policy_answer(policy, carried, &options.realm)?;
+    (answer.to_string().len() <= MAX_ANSWER_BYTES).then_some(answer)
+}
+
+fn route_policy_answer(policy: iam::RoutePolicy, carried: &RouteGrant, realm: &str) -> Option<Value> {
+    let mut statements = vec![statement(IamPolicyEffect::Allow, policy.allow)];
+    if !policy.deny.is_empty() {
+        statements.push(statement(IamPolicyEffect::Deny, policy.deny));
+    }
+    let mut document = ApiGatewayCustomAuthorizerPolicy::default();
+    document.version = Some("2012-10-17".into());
+    document.statement = statements;
+    let mut context = context(&carried.grant);
+    if let Value::Object(map) = &mut context {
+        // Every route the cached answer denies shares this context: a challenge naming no scope.
+        let challenge = Denial::InsufficientScope { required: Vec::new() }.challenge(realm);
+        map.insert("wwwAuthenticate".into(), json!(challenge));
+    }
+    let mut r = ApiGatewayCustomAuthorizerResponse::<Value>::default();
+    r.principal_id = Some(carried.grant.principal.clone());
+    r.policy_document = document;
+    r.context = context;
+    to_json(&r).ok()
+}
+
+fn statement(effect: IamPolicyEffect, resources: Vec<String>) -> IamPolicyStatement {
+    let mut statement = IamPolicyStatement::default();
+    statement.action = vec!["execute-api:Invoke".into()];
+    statement.effect = effect;
+    statement.resource = resources;
+    statement
+}
+
 /// An IAM answer's effect and resource: an allow that cannot be written for just the ARN
 /// called is answered as a deny of it (which, wildcards and all, only denies more).
 fn iam_answer(outcome: &Outcome, arn: &str, options: &Options) -> (String, IamPolicyEffect, Value, String) {
-    let (principal, effect, context) = iam_parts(outcome);
+    let (principal, effect, context) = iam_parts(outcome, &options.realm);
     match (effect, policy_resource(arn, options.stage_wide)) {
         (IamPolicyEffect::Allow, None) => ("unauthorized".into(), IamPolicyEffect::Deny, json!({}), arn.to_string()),
         (effect, resource) => (principal, effect, context, resource.unwrap_or_else(|| arn.to_string())),
@@ -272,22 +357,22 @@ fn unauthorized() -> Diagnostic {
     Diagnostic { error_type: "Unauthorized".into(), error_message: "Unauthorized".into() }
 }
 
-fn iam_parts(outcome: &Outcome) -> (String, IamPolicyEffect, Value) {
+fn iam_parts(outcome: &Outcome, realm: &str) -> (String, IamPolicyEffect, Value) {
     match outcome {
         Outcome::Allow(grant) => (grant.principal.clone(), IamPolicyEffect::Allow, context(grant)),
-        // Insufficient scope: a Deny policy, which API Gateway answers with 403.
+        // Insufficient scope: a Deny policy, which API Gateway answers with 403; the challenge
+        // for a gateway response to send as `WWW-Authenticate`.
+        Outcome::Deny(denial @ Denial::InsufficientScope { .. }) => {
+            ("unauthorized".into(), IamPolicyEffect::Deny, json!({"wwwAuthenticate": denial.challenge(realm)}))
+        }
         _ => ("unauthorized".into(), IamPolicyEffect::Deny, json!({})),
     }
 }
 
 fn policy(effect: IamPolicyEffect, resource: &str) -> ApiGatewayCustomAuthorizerPolicy {
-    let mut statement = IamPolicyStatement::default();
-    statement.action = vec!["execute-api:Invoke".into()];
-    statement.effect = effect;
-    statement.resource = vec![resource.into()];
     let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
     policy.version = Some("2012-10-17".into());
-    policy.statement = vec![statement];
+    policy.statement = vec![statement(effect, vec![resource.into()])];
     policy
 }
 
@@ -547,6 +632,83 @@ mod tests {
         .unwrap_err();
         assert_ne!(e.error_message, "Unauthorized");
         assert!(e.error_message.contains("introspection_timeout"), "{}", e.error_message);
+    }
+
+    fn routed(outcome: Outcome, doc: &str, allowed: &[usize]) -> RouteDecision {
+        let policy = tokenbridge_core::Policy::from_json(doc).unwrap();
+        let mut routes = policy.route_table(|_| false);
+        for i in allowed {
+            routes[*i].allowed = true;
+        }
+        let context = Some(tokenbridge_core::RouteGrant { grant: grant(), backend: None, introspected: false });
+        RouteDecision { outcome, routes, context }
+    }
+
+    const ORDERS: &str = r#"{"routes": [{"method": "GET", "path": "/orders/*", "scopes": ["read"]},
+                                        {"method": "DELETE", "path": "/orders/*", "scopes": ["admin"]}]}"#;
+
+    fn routes_on() -> Options {
+        Options { stage_wide: false, route_table: true, realm: "api".into(), ..Options::default() }
+    }
+
+    #[test]
+    fn with_route_policies_a_rest_allow_covers_every_route_of_the_token() {
+        let answer =
+            render_routes(&routed(Outcome::Allow(grant()), ORDERS, &[0]), &Form::Iam { arn: ARN.into() }, &routes_on())
+                .unwrap();
+        let statements = answer["policyDocument"]["Statement"].as_array().unwrap();
+        assert_eq!(statements[0]["Effect"], "Allow");
+        assert_eq!(
+            statements[0]["Resource"],
+            json!([
+                "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/orders/*",
+                "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/HEAD/orders/*"
+            ])
+        );
+        assert_eq!(statements[1]["Effect"], "Deny");
+        let denied = statements[1]["Resource"].as_array().unwrap();
+        for resource in ["DELETE/orders/*", "*/O?????/*", "*/?R????/*", "*/?????S/*"] {
+            let resource = format!("arn:aws:execute-api:*:abcdef1234/prod/{resource}");
+            assert!(denied.contains(&json!(resource)), "{resource}: {denied:?}");
+        }
+        assert_eq!(answer["context"]["back_end_token"], "Bearer b");
+        assert_eq!(answer["context"]["wwwAuthenticate"], r#"Bearer realm="api", error="insufficient_scope""#);
+    }
+
+    #[test]
+    fn with_route_policies_an_insufficient_scope_deny_still_allows_the_other_routes() {
+        let denied = Outcome::Deny(Denial::InsufficientScope { required: vec!["admin".into()] });
+        let delete = ARN.replace("/GET/", "/DELETE/");
+        let answer =
+            render_routes(&routed(denied, ORDERS, &[0]), &Form::Iam { arn: delete.clone() }, &routes_on()).unwrap();
+        let statements = &answer["policyDocument"]["Statement"];
+        assert_eq!((&statements[0]["Effect"], &statements[1]["Effect"]), (&json!("Allow"), &json!("Deny")));
+        assert_eq!(answer["principalId"], "alice", "the grant the cached Allows serve");
+        assert!(answer["context"]["wwwAuthenticate"].as_str().unwrap().contains("insufficient_scope"));
+    }
+
+    #[test]
+    fn a_route_policy_that_would_misjudge_the_arn_called_or_grow_too_large_falls_back_to_the_method_arn() {
+        // A raw `*` the core refuses, which the Allow's `*` would match.
+        let starred = ARN.replace("orders/7", "orders/*");
+        let denied = Outcome::Deny(Denial::InsufficientScope { required: Vec::new() });
+        let answer =
+            render_routes(&routed(denied, ORDERS, &[0]), &Form::Iam { arn: starred.clone() }, &routes_on()).unwrap();
+        assert_eq!(
+            answer["policyDocument"]["Statement"],
+            json!([{"Action": ["execute-api:Invoke"], "Effect": "Deny", "Resource": [starred]}])
+        );
+        assert_eq!(answer["context"]["wwwAuthenticate"], r#"Bearer realm="api", error="insufficient_scope""#);
+        let many: Vec<String> = (0..200).map(|i| format!(r#"{{"path": "/r{i}/*", "scopes": ["s{i}"]}}"#)).collect();
+        let doc = format!(r#"{{"routes": [{}, {{"path": "/orders/*"}}]}}"#, many.join(","));
+        let answer =
+            render_routes(&routed(Outcome::Allow(grant()), &doc, &[200]), &Form::Iam { arn: ARN.into() }, &routes_on())
+                .unwrap();
+        assert_eq!(
+            answer["policyDocument"]["Statement"][0]["Resource"],
+            json!([ARN]),
+            "over 8 KB: the method ARN alone"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! AWS Lambda adapter for tokenbridge: API Gateway authorizers of every form — REST `TOKEN` and
 //! `REQUEST`, HTTP API payload 1.0 and 2.0 — answered with Lambda's own status semantics, and
-//! client secrets from Secrets Manager or SSM through the Parameters and Secrets extension.
+//! client secrets from Secrets Manager or SSM through the Parameters and Secrets extension. With a
+//! route policy, REST answers hold an IAM policy for every route ([`iam`]), so API Gateway's
+//! per-token cache stays right on each.
 //!
 //! ```
 //! use serde_json::json;
@@ -19,4 +21,5 @@
 
 pub mod authorizer;
 pub mod extension;
+pub mod iam;
 pub mod runtime;

@@ -52,11 +52,16 @@ async fn handle(engine: &'static Engine, options: &Options, event: LambdaEvent<V
         .map_err(|e| Diagnostic { error_type: "InvalidEvent".into(), error_message: e.0 })?;
     request.deadline = deadline;
     request.call_id = Some(call_id);
-    let outcome = tokio::task::spawn_blocking(move || engine.decide(&request)).await.map_err(|_| Diagnostic {
+    let routes = authorizer::wants_routes(&form, options);
+    let decision = tokio::task::spawn_blocking(move || {
+        if routes { engine.decide_routes(&request) } else { engine.decide(&request).into() }
+    })
+    .await
+    .map_err(|_| Diagnostic {
         error_type: "Unavailable".into(),
         error_message: "tokenbridge could not decide".into(),
     })?;
-    authorizer::render(&outcome, &form, options)
+    authorizer::render_routes(&decision, &form, options)
 }
 
 /// Lambda runs a function for 15 minutes at most.

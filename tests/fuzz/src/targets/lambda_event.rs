@@ -10,8 +10,12 @@ use tokenbridge_lambda::authorizer::{self, Form, Options};
 pub fn check(data: &[u8]) {
     let Ok(event) = serde_json::from_slice::<Value>(data) else { return };
     for bits in 0..8u8 {
-        let options =
-            Options { stage_wide: bits & 1 != 0, http_iam: bits & 2 != 0, http_unauthorized_error: bits & 4 != 0 };
+        let options = Options {
+            stage_wide: bits & 1 != 0,
+            http_iam: bits & 2 != 0,
+            http_unauthorized_error: bits & 4 != 0,
+            ..Options::default()
+        };
         check_under(&event, &options);
     }
 }

@@ -1,9 +1,12 @@
 //! Route policy documents (`Policy::from_json`), and route matching against them: every route a
-//! policy accepts is reachable by a request for that route (one that could never be is refused).
+//! policy accepts is reachable by a request for that route (one that could never be is refused),
+//! and the Lambda adapter's IAM policy for the policy's route table never allows a request the
+//! engine's routing refuses.
 
 use serde_json::Value;
-use tokenbridge_core::Route;
 use tokenbridge_core::fuzzing::{Facts, Identity, Policy};
+use tokenbridge_core::{Route, RouteVerdict};
+use tokenbridge_lambda::iam::{Served, route_policy};
 
 /// The checks of the target on one input; panics on a broken invariant.
 pub fn check(data: &[u8]) {
@@ -44,6 +47,8 @@ pub fn check(data: &[u8]) {
         (Some("GET"), None),
         (None, None),
     ];
+    let table = policy.route_table(|rule| rule.check(&identity).is_ok());
+    let mut requests = Vec::new();
     for (method, path) in fixed {
         let route = Route { method: method.map(Into::into), path: path.map(Into::into), ..Route::default() };
         if let Ok(rule) = policy.rule_for(&route) {
@@ -52,6 +57,7 @@ pub fn check(data: &[u8]) {
             let bare = Identity { facts: Facts::default(), ..identity.clone() };
             let _ = rule.check(&bare);
         }
+        requests.push(route);
     }
     // Without routes, every request gets the default.
     if !policy.has_routes() {
@@ -74,5 +80,36 @@ pub fn check(data: &[u8]) {
         let request =
             Route { method: Some(method.into()), path: Some(format!("/{}", concrete.join("/"))), ..Route::default() };
         assert!(policy.rule_for(&request).is_ok(), "route {route} does not match {request:?}");
+        let upper = Route { path: request.path.as_ref().map(|p| p.to_ascii_uppercase()), ..request.clone() };
+        let trailing = Route { path: request.path.as_ref().map(|p| format!("{p}/")), ..request.clone() };
+        requests.extend([request, upper, trailing]);
+    }
+    never_over_allowed(&policy, &table, &requests);
+}
+
+/// The IAM policy the Lambda adapter writes for `table` allows none of `requests` that the
+/// engine's routing and `table`'s verdicts refuse (but for what IAM cannot express: a raw
+/// character it reads as a wildcard, a control or a non-ASCII one).
+fn never_over_allowed(policy: &Policy, table: &[RouteVerdict], requests: &[Route]) {
+    const BASE: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod";
+    for served in [Served { backend: None, introspected: false }, Served { backend: Some(0), introspected: true }] {
+        let Some(rendered) = route_policy(&format!("{BASE}/GET/x"), table, served) else { continue };
+        for request in requests {
+            let (Some(method), Some(path)) = (&request.method, &request.path) else { continue };
+            if !path.starts_with('/')
+                || path.contains(|c: char| c == '*' || c == '?' || c.is_control() || !c.is_ascii())
+            {
+                continue;
+            }
+            let engine_allows = policy.route_index(request).is_ok_and(|i| {
+                let v = &table[i];
+                v.allowed && v.backend == served.backend && (served.introspected || !v.introspect)
+            });
+            let arn = format!("{BASE}/{method}{path}");
+            assert!(
+                engine_allows || !rendered.allows(&arn),
+                "{arn} allowed in IAM, refused by the engine: {rendered:?}"
+            );
+        }
     }
 }
