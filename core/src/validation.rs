@@ -126,8 +126,7 @@ impl Validation {
             }
             Path::Reject(why) => Ok(Verdict::Invalid(why)),
             Path::Local(jwks, peeked) => {
-                let at =
-                    jwt::At { idp, now: budget.now, budget, leeway: self.leeway, wanted: &self.wanted };
+                let at = jwt::At { idp, now: budget.now, budget, leeway: self.leeway, wanted: &self.wanted };
                 jwks.validate(token, &peeked, &at)
             }
         })?;
