@@ -343,3 +343,76 @@ fn jwt_mode_loads_the_issuer_keys_during_init_and_an_issuer_outage_does_not_fail
     assert!(matches!(api.invoke(&token_event(&token), LONG), Answer::Error(kind, _) if kind == "Unavailable"));
     assert!(function.is_alive());
 }
+
+/// Sender-constrained tokens through REST REQUEST and HTTP API 2.0 events: a DPoP-bound token
+/// with a proof of its key in the event's `DPoP` header is allowed once; a certificate-bound
+/// token is allowed with the certificate API Gateway's mutual TLS put in the event, and refused
+/// without it.
+#[test]
+fn sender_constrained_tokens_through_request_events() {
+    use base64::Engine as _;
+    use tokenbridge_tests::dpop::DpopClient;
+    let idp = IdpPair::start();
+    let origin = "https://abcdef1234.execute-api.eu-west-1.amazonaws.com/prod";
+    let mut env = idp.env();
+    env.push(("TOKENBRIDGE_DPOP".into(), "allowed".into()));
+    env.push(("TOKENBRIDGE_DPOP_ORIGINS".into(), origin.into()));
+    let api = FakeRuntimeApi::start();
+    let _function = api.start_function(&env);
+    let client = DpopClient::es256();
+    idp.a.add_token(
+        "dpop-bound",
+        json!({"active": true, "sub": "alice", "scope": "orders.read", "exp": unix_now() + 600, "cnf": {"jkt": client.jkt()}}),
+    );
+    let with_dpop = |mut event: Value, proof: &str| {
+        let headers = event["headers"].as_object_mut().unwrap();
+        headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
+        headers.insert("Authorization".into(), json!("DPoP dpop-bound"));
+        headers.insert("DPoP".into(), json!(proof));
+        if event.get("identitySource").is_some() {
+            event["identitySource"] = json!(["DPoP dpop-bound"]);
+        }
+        event
+    };
+    for event in [request_event("x"), http_v2_event("x")] {
+        let proof = client.proof("GET", &format!("{origin}/orders/7"), "dpop-bound", unix_now());
+        let allowed = api.invoke(&with_dpop(event.clone(), &proof), LONG);
+        let Answer::Response(answer) = &allowed else { panic!("{allowed:?}") };
+        let allowed = answer["isAuthorized"] == true || answer["policyDocument"]["Statement"][0]["Effect"] == "Allow";
+        assert!(allowed, "{answer}");
+        let replay = api.invoke(&with_dpop(event, &proof), LONG);
+        let refused = matches!(&replay, Answer::Error(..))
+            || matches!(&replay, Answer::Response(a) if a["isAuthorized"] == false);
+        assert!(refused, "a replayed proof: {replay:?}");
+    }
+
+    let pki = tokenbridge_tests::interop::MtlsPki::make();
+    let pem = std::fs::read_to_string(&pki.ca_signed.0).unwrap();
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(der).unwrap();
+    let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der));
+    idp.a.add_token(
+        "cert-bound",
+        json!({"active": true, "sub": "alice", "scope": "orders.read", "exp": unix_now() + 600, "cnf": {"x5t#S256": x5t}}),
+    );
+    let mut rest = request_event("cert-bound");
+    assert_eq!(api.invoke(&rest, LONG), unauthorized(), "no certificate in the event");
+    // As API Gateway's mutual TLS puts it in the event.
+    let client_cert = |pem: &str| {
+        json!({"clientCertPem": pem, "subjectDN": "CN=tokenbridge-mtls", "issuerDN": "CN=tokenbridge interop CA",
+               "serialNumber": "1", "validity": {"notBefore": "Dec  1 00:00:00 2026 GMT", "notAfter": "Dec  3 00:00:00 2026 GMT"}})
+    };
+    rest["requestContext"]["identity"] = json!({"sourceIp": "1.2.3.4", "clientCert": client_cert(&pem)});
+    let answer = api.invoke(&rest, LONG);
+    let Answer::Response(answer) = answer else { panic!("{answer:?}") };
+    assert_eq!(answer["policyDocument"]["Statement"][0]["Effect"], "Allow", "{answer}");
+    let mut v2 = http_v2_event("cert-bound");
+    v2["requestContext"]["authentication"] = json!({"clientCert": client_cert(&pem)});
+    let Answer::Response(answer) = api.invoke(&v2, LONG) else { panic!("an answer") };
+    assert_eq!(answer["isAuthorized"], true, "{answer}");
+    let other = std::fs::read_to_string(&pki.self_signed.0).unwrap();
+    v2["requestContext"]["authentication"] = json!({"clientCert": client_cert(&other)});
+    let Answer::Response(answer) = api.invoke(&v2, LONG) else { panic!("an answer") };
+    assert_eq!(answer["isAuthorized"], false, "another certificate: {answer}");
+}

@@ -95,7 +95,32 @@ fn rest_request(event: &Value) -> Result<(Request, Form), BadEvent> {
     let arn = e.method_arn.ok_or_else(|| BadEvent("a REQUEST event without methodArn".into()))?;
     let route = route_of_method_arn(&arn);
     let credential = header(&e.headers, "authorization");
-    Ok((Request { credential, route, ..Request::default() }, Form::Iam { arn }))
+    let dpop = dpop_proof(&e.headers, &e.multi_value_headers);
+    let identity = e.request_context.identity.as_ref();
+    let pem = identity.and_then(|i| i.client_cert.as_ref()).and_then(|c| c.client_cert_pem.as_deref());
+    let client_certificate = certificate(pem);
+    Ok((Request { credential, route, dpop, client_certificate, ..Request::default() }, Form::Iam { arn }))
+}
+
+/// The `DPoP` proof header (RFC 9449). More than one is an empty proof, which its check refuses
+/// (§4.3: one DPoP header only).
+fn dpop_proof(
+    headers: &aws_lambda_events::http::HeaderMap,
+    multi: &aws_lambda_events::http::HeaderMap,
+) -> Option<String> {
+    let all = if multi.contains_key("dpop") { multi } else { headers };
+    let mut values = all.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(value.to_str().unwrap_or_default().to_string()),
+        (Some(_), Some(_)) => Some(String::new()),
+    }
+}
+
+/// The mutual TLS client certificate API Gateway verified (RFC 8705 §3 binding): API Gateway
+/// terminates the TLS connection itself, so the event's certificate is API Gateway's word.
+fn certificate(pem: Option<&str>) -> Option<tokenbridge_core::ClientCertificate> {
+    pem.and_then(|pem| tokenbridge_core::ClientCertificate::from_pem(pem).ok())
 }
 
 /// The fields HTTP API payload 1.0 adds to REST's `REQUEST` event: the identity sources' values,
@@ -127,7 +152,11 @@ fn http_v1(event: &Value) -> Result<(Request, Form), BadEvent> {
         .filter(|s| !s.is_empty())
         .map(|joined| first_identity_source(&joined))
         .or_else(|| header(&e.headers, "authorization"));
-    Ok((Request { credential, route, ..Request::default() }, Form::HttpIam { arn }))
+    let dpop = dpop_proof(&e.headers, &e.multi_value_headers);
+    let caller = e.request_context.identity.as_ref();
+    let client_certificate =
+        certificate(caller.and_then(|i| i.client_cert.as_ref()).and_then(|c| c.client_cert_pem.as_deref()));
+    Ok((Request { credential, route, dpop, client_certificate, ..Request::default() }, Form::HttpIam { arn }))
 }
 
 /// The first of comma-joined identity source values, like `identitySource[0]` of payload 2.0
@@ -148,7 +177,12 @@ fn http_v2(event: &Value, options: &Options) -> Result<(Request, Form), BadEvent
     let route = Route { method: Some(e.request_context.http.method.to_string()), path, ..Route::default() };
     let arn = e.route_arn.unwrap_or_default();
     let form = if options.http_iam { Form::HttpIam { arn } } else { Form::Simple };
-    Ok((Request { credential, route, ..Request::default() }, form))
+    // Payload 2.0 joins repeated headers with commas: two proofs make one that fails its check.
+    let dpop = header(&e.headers, "dpop");
+    let authentication = e.request_context.authentication.as_ref();
+    let pem = authentication.and_then(|a| a.client_cert.as_ref()).and_then(|c| c.client_cert_pem.as_deref());
+    let client_certificate = certificate(pem);
+    Ok((Request { credential, route, dpop, client_certificate, ..Request::default() }, form))
 }
 
 /// HTTP APIs put a named stage in front of the path (`/dev/admin/x` on stage `dev`; the
@@ -313,7 +347,8 @@ fn iam_answer(outcome: &Outcome, arn: &str, options: &Options) -> (String, IamPo
 
 /// The answer to give API Gateway: a JSON response, or an error it maps to a status.
 pub fn render(outcome: &Outcome, form: &Form, options: &Options) -> Result<Value, Diagnostic> {
-    let refused = matches!(outcome, Outcome::Deny(Denial::InvalidToken | Denial::MissingToken));
+    // Every 401 denial (a missing or invalid token, a DPoP proof refused): API Gateway's 401.
+    let refused = matches!(outcome, Outcome::Deny(denial) if denial.http_status() == 401);
     match (outcome, form) {
         // REST APIs answer 401 to an error whose message is exactly "Unauthorized".
         (_, Form::Iam { .. }) if refused => Err(unauthorized()),
@@ -409,7 +444,7 @@ fn to_json(response: &impl serde::Serialize) -> Result<Value, Diagnostic> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use tokenbridge_core::{Cause, Dependency, Failure};
+    use tokenbridge_core::{Cause, Denial, Dependency, Failure};
 
     const ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/GET/orders/7";
 
