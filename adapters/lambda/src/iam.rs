@@ -421,11 +421,13 @@ fn spanning(segments: &[String], prefix: &str) -> Vec<String> {
     let written: Vec<&str> = segments.iter().filter(|s| *s != "**").map(String::as_str).collect();
     let mut out = Vec::new();
     // With a final `**`, the Allows are `p` and `p/*`.
-    let forms: &[bool] = if segments.last().is_some_and(|s| s == "**") { &[false, true] } else { &[false] };
+    let double_star = segments.last().is_some_and(|s| s == "**");
+    let forms: &[bool] = if double_star { &[false, true] } else { &[false] };
     for &tail in forms {
         let end = if tail { "/*" } else { "" };
-        // A `*` that only `*`s and the final `/*` follow may span segments: the `**` takes them.
-        let free = |i: usize| tail && written[i..].iter().all(|s| *s == "*");
+        // A `*` that only `*`s and a final `**` follow may span segments: the `**` takes them
+        // (in the Allow of `p` as in that of `p/*`).
+        let free = |i: usize| double_star && written[i..].iter().all(|s| *s == "*");
         let with = |i: usize, part: &str| {
             let mut parts = written.clone();
             parts[i] = part;
