@@ -345,8 +345,11 @@ fn claim_conditions_decide_a_route_through_every_adapter() {
             "GET /auth HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Uri: /hr/payroll\r\n\r\n"
         );
         let forward = raw_exchange(&server.addr, forward.as_bytes()).unwrap().0;
-        let [_, v2] = lambda_events(&token, "/hr/payroll");
+        let [rest, v2] = lambda_events(&token, "/hr/payroll");
         let v2 = api.invoke(&v2, Duration::from_secs(20));
+        let rest = api.invoke(&rest, Duration::from_secs(20));
+        let rest_allowed = matches!(&rest, Answer::Response(a) if rest_allows(a, &method_arn("/hr/payroll")));
+        assert_eq!(rest_allowed, *holds, "Lambda REST, {what}: {rest:?}");
         let expected = if *holds { 200 } else { 403 };
         assert_eq!(stdio_run.answers[i]["active"], *holds, "stdio, {what}: {}", stdio_run.answers[i]);
         assert_eq!(fn_reply["active"], *holds, "Fn socket, {what}");
