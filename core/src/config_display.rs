@@ -56,6 +56,8 @@ impl fmt::Display for Config {
             ("TOKENBRIDGE_TOKEN_ARGUMENT", c.token_argument.clone()),
             ("TOKENBRIDGE_CONTEXT_CLAIMS", c.context_claims.join(" ")),
             ("TOKENBRIDGE_JWKS_MAX_AGE_SECONDS", c.jwks_max_age.to_string()),
+            ("TOKENBRIDGE_LOG_LEVEL", c.log_policy.level.as_str().to_string()),
+            ("TOKENBRIDGE_DECISION_LOG", c.log_policy.decisions.to_string()),
         ];
         for (k, v) in lines {
             writeln!(f, "{k} = {v}")?;

@@ -32,6 +32,7 @@
 //! | [`Request`], [`Route`] | what the gateway asks: the credential, the route, the deadline |
 //! | [`Outcome`]: [`Grant`], [`Denial`], [`Cause`] ([`Dependency`], [`Failure`]) | the answer |
 //! | [`rfc3339`], [`UnixTime`] | times as gateways write them |
+//! | [`metrics`] ([`metrics::encode`], [`metrics::snapshot`]), [`LogPolicy`] | the process's metrics, and which decisions are logged |
 //! | [`SecretResolver`], [`Secret`], [`SecretRef`], [`SecretError`] | platform secret references, resolved by adapters |
 //! | [`StoreClient`], [`check_url`] ([`UrlError`]), [`aws_secret_store`] ([`AwsSecretStore`]) | what a resolver builds on |
 //!
@@ -61,6 +62,7 @@ mod introspection;
 mod json;
 mod jwt;
 mod log;
+pub mod metrics;
 mod outcome;
 mod policy;
 mod reason;
@@ -80,6 +82,7 @@ pub use clock::UnixTime;
 pub use config::{Config, ConfigErrors};
 pub use engine::{Engine, EngineBuilder, global, set_global};
 pub use jwt::KeysProblem;
+pub use log::{DecisionLog, LogLevel, LogPolicy};
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
 pub use secret::{AwsSecretStore, Secret, SecretError, SecretProblem, SecretRef, SecretResolver, aws_secret_store};
 pub use store::StoreClient;
