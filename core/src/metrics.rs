@@ -105,7 +105,7 @@ impl Metrics {
         registry.register("decision_duration_seconds", "Time to decide, from request to outcome", m.decision_seconds.clone());
         registry.register(
             "stage_lookups",
-            "Validation and backend-token stages by how they were served: hit, miss (loaded), shared (waited on another caller's load), stale",
+            "The validation and backend token stages by how they were served: hit, miss (loaded), shared (waited on another caller's load), stale",
             m.stages.family.clone(),
         );
         registry.register(
