@@ -82,6 +82,29 @@ fn metrics_count_the_decisions_made_and_the_calls_the_idps_saw() {
     let kinds: Vec<(&str, &str)> = samples.iter().map(|s| (s.family.as_str(), s.kind.as_str())).collect();
     assert!(kinds.contains(&("tokenbridge_decisions", "counter")), "{kinds:?}");
     assert!(kinds.contains(&("tokenbridge_idp_call_duration_seconds", "histogram")), "{kinds:?}");
+    the_dashboard_queries_only_metrics_that_exist(&samples);
+}
+
+/// Every `tokenbridge_…` series the Grafana dashboard queries is one `/metrics` serves.
+fn the_dashboard_queries_only_metrics_that_exist(samples: &[Sample]) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../adapters/http/deploy/grafana/tokenbridge-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    let mut queried = 0;
+    for expr in &exprs {
+        for (at, _) in expr.match_indices("tokenbridge_") {
+            let name: String =
+                expr[at..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit()).collect();
+            assert!(samples.iter().any(|s| s.name == name), "the dashboard queries {name}, which /metrics lacks");
+            queried += 1;
+        }
+    }
+    assert!(queried >= 10, "{exprs:?}");
 }
 
 #[test]
