@@ -460,4 +460,16 @@ mod tests {
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!((v["level"].as_str(), v["suppressed"].as_u64()), (Some("error"), Some(3)));
     }
+
+    #[test]
+    fn a_log_setting_outside_its_values_is_a_configuration_problem() {
+        let lookup = |k: &str| match k {
+            "TOKENBRIDGE_LOG_LEVEL" => Some("verbose".to_string()),
+            "TOKENBRIDGE_DECISION_LOG" => Some("sample:2".to_string()),
+            _ => None,
+        };
+        let problems = crate::Config::from_lookup(&lookup).err().expect("problems").0.join("\n");
+        assert!(problems.contains("TOKENBRIDGE_LOG_LEVEL must be error, warn, info or debug, got \"verbose\""));
+        assert!(problems.contains("TOKENBRIDGE_DECISION_LOG must be all, denials or sample:"), "{problems}");
+    }
 }

@@ -10,7 +10,7 @@
 //! in a form of their own (the stdio summary; CloudWatch EMF and OCI Monitoring later).
 
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
@@ -22,8 +22,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::cache::Lookup;
 use crate::log::{self, Trace};
 use crate::outcome::{Failure, Outcome};
+use crate::reason::Reason;
 use crate::sync::lock;
 
 /// The `Content-Type` of [`encode`]'s text.
@@ -59,11 +61,24 @@ impl<const N: usize> EncodeLabelSet for Labels<N> {
 struct Counters<const N: usize> {
     family: Family<Labels<N>, Counter>,
     seen: Mutex<Vec<Labels<N>>>,
+    /// The family's counter of each label set the caller numbers, once counted: counting one
+    /// is then an atomic load and an atomic add, without hashing or locking.
+    slots: Vec<OnceLock<Counter>>,
 }
 
 impl<const N: usize> Counters<N> {
-    fn new() -> Self {
-        Self { family: Family::default(), seen: Mutex::new(Vec::new()) }
+    fn new(slots: usize) -> Self {
+        Self { family: Family::default(), seen: Mutex::new(Vec::new()), slots: (0..slots).map(|_| OnceLock::new()).collect() }
+    }
+
+    /// Counts under `labels`, which the caller always numbers `slot` (past the slots: looked up).
+    fn inc_at(&self, slot: usize, labels: [(&'static str, &'static str); N]) {
+        match self.slots.get(slot) {
+            Some(cell) => {
+                cell.get_or_init(|| self.counter(labels)).inc();
+            }
+            None => self.inc(labels),
+        }
     }
 
     fn inc(&self, labels: [(&'static str, &'static str); N]) {
@@ -73,13 +88,17 @@ impl<const N: usize> Counters<N> {
             counter.inc();
             return;
         }
-        {
-            let mut seen = lock(&self.seen);
-            if !seen.contains(&labels) {
-                seen.push(labels);
-            }
+        self.counter(labels.0).inc();
+    }
+
+    /// The family's counter under `labels`, made if need be and listed for [`Counters::values`].
+    fn counter(&self, labels: [(&'static str, &'static str); N]) -> Counter {
+        let labels = Labels(labels);
+        let mut seen = lock(&self.seen);
+        if !seen.contains(&labels) {
+            seen.push(labels);
         }
-        self.family.get_or_create(&labels).inc();
+        self.family.get_or_create_owned(&labels)
     }
 
     fn values(&self) -> Vec<(Vec<(&'static str, &'static str)>, u64)> {
@@ -115,10 +134,10 @@ impl Metrics {
     fn new() -> Self {
         let m = Metrics {
             registry: Registry::with_prefix("tokenbridge"),
-            decisions: Counters::new(),
+            decisions: Counters::new(DECISION_SLOTS),
             decision_seconds: histogram(),
-            stages: Counters::new(),
-            idp_calls: Counters::new(),
+            stages: Counters::new(8),
+            idp_calls: Counters::new(CALL_SLOTS),
             idp_seconds: Family::new_with_constructor(histogram),
             unknown_kid_refetches: Counter::default(),
             cache_evictions: Counter::default(),
@@ -174,27 +193,63 @@ static METRICS: Lazy<Metrics> = Lazy::new(Metrics::new);
 /// Counts one decision, from what its [`Trace`] recorded: the one place decisions are counted.
 pub(crate) fn decision(outcome: &Outcome, trace: &Trace, elapsed: Duration) {
     let m = &*METRICS;
-    m.decisions.inc(decision_labels(outcome, trace));
-    for (stage, lookup) in [("validation", trace.validation), ("backend", trace.backend)] {
+    let (slot, labels) = decision_labels(outcome, trace);
+    m.decisions.inc_at(slot, labels);
+    for (index, stage, lookup) in [(0, "validation", trace.validation), (1, "backend", trace.backend)] {
         if let Some(lookup) = lookup {
-            m.stages.inc([("stage", stage), ("served", lookup.as_str())]);
+            let served = match lookup {
+                Lookup::Hit => 0,
+                Lookup::Miss => 1,
+                Lookup::Shared => 2,
+                Lookup::Stale(_) => 3,
+            };
+            m.stages.inc_at(index * 4 + served, [("stage", stage), ("served", lookup.as_str())]);
         }
     }
     m.decision_seconds.observe(elapsed.as_secs_f64());
 }
 
-fn decision_labels(outcome: &Outcome, trace: &Trace) -> [(&'static str, &'static str); 3] {
+/// Slots of the decisions counter: the allow, a deny per reason, an unavailable per cause.
+const DENY_SLOTS: usize = 64;
+const DECISION_SLOTS: usize = 1 + DENY_SLOTS + 8 * 16;
+
+/// A decision's labels, and the slot they always have (`usize::MAX`: none).
+fn decision_labels(outcome: &Outcome, trace: &Trace) -> (usize, [(&'static str, &'static str); 3]) {
     match outcome {
-        Outcome::Allow(_) => [("outcome", "allow"), ("reason", "none"), ("dependency", "none")],
+        Outcome::Allow(_) => (0, [("outcome", "allow"), ("reason", "none"), ("dependency", "none")]),
         Outcome::Deny(_) => {
-            let reason = log::reason(outcome, trace).map_or("unspecified", |r| r.as_str());
-            [("outcome", "deny"), ("reason", reason), ("dependency", "none")]
+            let reason = log::reason(outcome, trace);
+            // A reason past the slots (there are 64) is looked up, never put in another's slot.
+            let slot = reason.map(|r| r as usize).filter(|&i| i < DENY_SLOTS).map_or(usize::MAX, |i| 1 + i);
+            let name = reason.map_or("unspecified", Reason::as_str);
+            (slot, [("outcome", "deny"), ("reason", name), ("dependency", "none")])
         }
         Outcome::Unavailable(cause) => {
-            [("outcome", "unavailable"), ("reason", cause.failure.as_str()), ("dependency", cause.dependency.as_str())]
+            let slot = 1 + DENY_SLOTS + (cause.dependency as usize) * 16 + failure_index(cause.failure);
+            let labels =
+                [("outcome", "unavailable"), ("reason", cause.failure.as_str()), ("dependency", cause.dependency.as_str())];
+            (slot, labels)
         }
     }
 }
+
+/// A number per kind of failure, below 16.
+fn failure_index(failure: Failure) -> usize {
+    match failure {
+        Failure::Unreachable => 0,
+        Failure::Timeout => 1,
+        Failure::DeadlineExceeded => 2,
+        Failure::Status(_) => 3,
+        Failure::Malformed => 4,
+        Failure::TooLarge => 5,
+        Failure::ClientRejected => 6,
+        Failure::IssuerMismatch => 7,
+        Failure::Invalid => 8,
+    }
+}
+
+/// Slots of the calls counter: a result per dependency.
+const CALL_SLOTS: usize = 6 * 8;
 
 /// What an outbound call was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,7 +351,7 @@ pub fn count_cached_allow() {
 /// Counts one outbound call that started at `started`.
 pub(crate) fn call(call: Call, result: CallResult, started: Instant) {
     let m = &*METRICS;
-    m.idp_calls.inc([("dependency", call.as_str()), ("result", result.as_str())]);
+    m.idp_calls.inc_at(call as usize * 8 + result as usize, [("dependency", call.as_str()), ("result", result.as_str())]);
     m.idp_seconds.get_or_create(&Labels([("dependency", call.as_str())])).observe(started.elapsed().as_secs_f64());
 }
 
@@ -401,9 +456,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::Lookup;
     use crate::outcome::{Cause, Denial, Dependency};
-    use crate::reason::Reason;
 
     #[test]
     fn a_decision_is_counted_by_outcome_reason_and_stages() {
@@ -452,5 +505,51 @@ mod tests {
         assert_eq!(v["event"], "metrics");
         let calls = v["counters"].as_array().unwrap();
         assert!(calls.iter().any(|c| c["name"] == "idp_calls" && c["dependency"] == "jwks" && c["value"].as_u64() >= Some(1)));
+    }
+
+    #[test]
+    fn no_two_label_sets_share_a_slot() {
+        let dependencies = [
+            Dependency::Configuration,
+            Dependency::Secret,
+            Dependency::Introspection,
+            Dependency::BackendToken,
+            Dependency::Jwks,
+        ];
+        let failures = [
+            Failure::Unreachable,
+            Failure::Timeout,
+            Failure::DeadlineExceeded,
+            Failure::Status(503),
+            Failure::Malformed,
+            Failure::TooLarge,
+            Failure::ClientRejected,
+            Failure::IssuerMismatch,
+            Failure::Invalid,
+        ];
+        let mut slots = std::collections::HashMap::new();
+        let mut claim = |(slot, labels): (usize, [(&'static str, &'static str); 3])| {
+            assert!(slot < DECISION_SLOTS, "{labels:?}");
+            assert_eq!(*slots.entry(slot).or_insert(labels), labels, "slot {slot}");
+        };
+        let allow = Outcome::Allow(crate::outcome::Grant {
+            principal: String::new(),
+            scopes: Vec::new(),
+            client_id: None,
+            expires_at: 0,
+            context: Default::default(),
+        });
+        claim(decision_labels(&allow, &Trace::default()));
+        for reason in [Reason::MissingToken, Reason::Expired, Reason::BackendRefusedCallerToken] {
+            let trace = Trace { reason: Some(reason), ..Trace::default() };
+            claim(decision_labels(&Outcome::Deny(Denial::InvalidToken), &trace));
+        }
+        for dependency in dependencies {
+            for failure in failures {
+                claim(decision_labels(&Outcome::Unavailable(Cause::new(dependency, failure)), &Trace::default()));
+            }
+        }
+        assert!((Reason::BackendRefusedCallerToken as usize) < DENY_SLOTS);
+        assert!((Call::Secrets as usize) * 8 + (CallResult::Malformed as usize) < CALL_SLOTS);
     }
 }
