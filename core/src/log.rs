@@ -261,7 +261,13 @@ impl Gate {
 
     /// Whether this decision's line is written under `policy`, at `now`: `None` if not, else the
     /// number of lines like it left out since the last one written (for its `suppressed`).
-    pub(crate) fn admit(&self, policy: LogPolicy, outcome: &Outcome, trace: &Trace, now: Instant) -> Option<Option<u64>> {
+    pub(crate) fn admit(
+        &self,
+        policy: LogPolicy,
+        outcome: &Outcome,
+        trace: &Trace,
+        now: Instant,
+    ) -> Option<Option<u64>> {
         let level = line_level(outcome, trace);
         if level > policy.level {
             return None;
@@ -417,7 +423,9 @@ mod tests {
             .collect::<Vec<_>>();
         assert_eq!(every_other, [false, true, false, true, false, true, false, true, false, true]);
         let gate = Gate::new();
-        assert!((0..20).all(|_| gate.admit(policy(DecisionLog::Sample(1.0)), &allow(), &Trace::default(), now).is_some()));
+        assert!(
+            (0..20).all(|_| gate.admit(policy(DecisionLog::Sample(1.0)), &allow(), &Trace::default(), now).is_some())
+        );
     }
 
     #[test]
@@ -431,7 +439,8 @@ mod tests {
             assert_eq!(gate.admit(p, &outage(), &t, t0 + Duration::from_micros(i)), None);
         }
         // Another cause is another kind of line.
-        let other = Outcome::Unavailable(Cause::new(crate::outcome::Dependency::Jwks, crate::outcome::Failure::Timeout));
+        let other =
+            Outcome::Unavailable(Cause::new(crate::outcome::Dependency::Jwks, crate::outcome::Failure::Timeout));
         assert_eq!(gate.admit(p, &other, &t, t0), Some(None));
         assert_eq!(gate.admit(p, &outage(), &t, t0 + REPEAT_INTERVAL), Some(Some(999)));
         assert_eq!(gate.admit(p, &outage(), &t, t0 + REPEAT_INTERVAL * 3), Some(None));

@@ -44,7 +44,11 @@ impl<const N: usize> Hash for Labels<N> {
         for (_, value) in &self.0 {
             let b = value.as_bytes();
             let ends = [b.first(), b.get(b.len() / 2), b.last()].map(|c| u64::from(c.copied().unwrap_or(0)));
-            folded = folded.wrapping_mul(0x100_0000_01b3) ^ (b.len() as u64) ^ (ends[0] << 8) ^ (ends[1] << 16) ^ (ends[2] << 24);
+            folded = folded.wrapping_mul(0x100_0000_01b3)
+                ^ (b.len() as u64)
+                ^ (ends[0] << 8)
+                ^ (ends[1] << 16)
+                ^ (ends[2] << 24);
         }
         state.write_u64(folded);
     }
@@ -68,7 +72,11 @@ struct Counters<const N: usize> {
 
 impl<const N: usize> Counters<N> {
     fn new(slots: usize) -> Self {
-        Self { family: Family::default(), seen: Mutex::new(Vec::new()), slots: (0..slots).map(|_| OnceLock::new()).collect() }
+        Self {
+            family: Family::default(),
+            seen: Mutex::new(Vec::new()),
+            slots: (0..slots).map(|_| OnceLock::new()).collect(),
+        }
     }
 
     /// Counts under `labels`, which the caller always numbers `slot` (past the slots: looked up).
@@ -151,7 +159,11 @@ impl Metrics {
             "Decisions by outcome (allow, deny, unavailable), reason (a deny's reason, an unavailable's failure) and failing dependency",
             m.decisions.family.clone(),
         );
-        registry.register("decision_duration_seconds", "Time to decide, from request to outcome", m.decision_seconds.clone());
+        registry.register(
+            "decision_duration_seconds",
+            "Time to decide, from request to outcome",
+            m.decision_seconds.clone(),
+        );
         registry.register(
             "stage_lookups",
             "The validation and backend token stages by how they were served: hit, miss (loaded), shared (waited on another caller's load), stale",
@@ -162,7 +174,11 @@ impl Metrics {
             "Outbound calls by dependency (introspection, jwks, discovery, token, exchange, secrets) and result (ok, timeout, refused, 4xx, 5xx, malformed)",
             m.idp_calls.family.clone(),
         );
-        registry.register("idp_call_duration_seconds", "Time of one outbound call, by dependency", m.idp_seconds.clone());
+        registry.register(
+            "idp_call_duration_seconds",
+            "Time of one outbound call, by dependency",
+            m.idp_seconds.clone(),
+        );
         registry.register(
             "jwks_unknown_kid_refetches",
             "JWKS refetches made because a token named a key not held (at most one per issuer per penalty window)",
@@ -226,8 +242,11 @@ fn decision_labels(outcome: &Outcome, trace: &Trace) -> (usize, [(&'static str, 
         }
         Outcome::Unavailable(cause) => {
             let slot = 1 + DENY_SLOTS + (cause.dependency as usize) * 16 + failure_index(cause.failure);
-            let labels =
-                [("outcome", "unavailable"), ("reason", cause.failure.as_str()), ("dependency", cause.dependency.as_str())];
+            let labels = [
+                ("outcome", "unavailable"),
+                ("reason", cause.failure.as_str()),
+                ("dependency", cause.dependency.as_str()),
+            ];
             (slot, labels)
         }
     }
@@ -351,7 +370,8 @@ pub fn count_cached_allow() {
 /// Counts one outbound call that started at `started`.
 pub(crate) fn call(call: Call, result: CallResult, started: Instant) {
     let m = &*METRICS;
-    m.idp_calls.inc_at(call as usize * 8 + result as usize, [("dependency", call.as_str()), ("result", result.as_str())]);
+    m.idp_calls
+        .inc_at(call as usize * 8 + result as usize, [("dependency", call.as_str()), ("result", result.as_str())]);
     m.idp_seconds.get_or_create(&Labels([("dependency", call.as_str())])).observe(started.elapsed().as_secs_f64());
 }
 
@@ -504,7 +524,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["event"], "metrics");
         let calls = v["counters"].as_array().unwrap();
-        assert!(calls.iter().any(|c| c["name"] == "idp_calls" && c["dependency"] == "jwks" && c["value"].as_u64() >= Some(1)));
+        assert!(
+            calls
+                .iter()
+                .any(|c| c["name"] == "idp_calls" && c["dependency"] == "jwks" && c["value"].as_u64() >= Some(1))
+        );
     }
 
     #[test]

@@ -64,15 +64,21 @@ fn metrics_count_the_decisions_made_and_the_calls_the_idps_saw() {
     // Every call the fake IdPs answered, by what it was for and how it ended.
     let introspections = value(&samples, "tokenbridge_idp_calls_total", &[("dependency", "introspection")]);
     assert_eq!(introspections, idp.a.introspections() as f64);
-    assert_eq!(value(&samples, "tokenbridge_idp_calls_total", &[("dependency", "introspection"), ("result", "ok")]), 3.0);
-    assert!(value(&samples, "tokenbridge_idp_calls_total", &[("dependency", "introspection"), ("result", "5xx")]) >= 1.0);
+    assert_eq!(
+        value(&samples, "tokenbridge_idp_calls_total", &[("dependency", "introspection"), ("result", "ok")]),
+        3.0
+    );
+    assert!(
+        value(&samples, "tokenbridge_idp_calls_total", &[("dependency", "introspection"), ("result", "5xx")]) >= 1.0
+    );
     let token_calls = value(&samples, "tokenbridge_idp_calls_total", &[("dependency", "token"), ("result", "ok")]);
     assert_eq!((token_calls, idp.b.token_requests()), (1.0, 1), "one backend token, then served from the cache");
     let timed = value(&samples, "tokenbridge_idp_call_duration_seconds_count", &[("dependency", "introspection")]);
     assert_eq!(timed, introspections);
 
     // How the stages were served: the three new tokens loaded, the second allow from the caches.
-    let stage = |stage, served| value(&samples, "tokenbridge_stage_lookups_total", &[("stage", stage), ("served", served)]);
+    let stage =
+        |stage, served| value(&samples, "tokenbridge_stage_lookups_total", &[("stage", stage), ("served", served)]);
     assert_eq!((stage("validation", "miss"), stage("validation", "hit")), (3.0, 1.0));
     assert_eq!((stage("backend", "miss"), stage("backend", "hit")), (1.0, 1.0));
 

@@ -165,7 +165,8 @@ fn the_http_server_writes_no_secret_anywhere() {
         raw_exchange(&server.addr, post.as_bytes()).expect("an answer to the truncated document");
     assert_eq!(status, 400, "{refusal}");
     answers.push_str(&refusal);
-    let (status, _, metrics) = raw_exchange(&server.addr, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let (status, _, metrics) =
+        raw_exchange(&server.addr, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
     assert_eq!(status, 200);
     assert!(metrics.contains("tokenbridge_decisions_total{outcome=\"allow\""), "{metrics}");
     scan_metrics(&s, "HTTP /metrics", &metrics);
