@@ -130,7 +130,7 @@ fn the_default_decision_log_writes_denials_and_one_line_of_a_repeated_outage() {
     let samples = scrape(&server, &python);
     assert_eq!(decisions(&samples, "allow", "none", "none"), 1.0, "the metrics count what the log leaves out");
     assert_eq!(decisions(&samples, "unavailable", "bad_status", "introspection"), 3.0);
-    assert_eq!(value(&samples, "tokenbridge_log_lines_suppressed_total", &[]), 2.0);
+    let suppressed = value(&samples, "tokenbridge_log_lines_suppressed_total", &[]);
     let (_, log) = server.terminate();
     let lines: Vec<serde_json::Value> = log
         .lines()
@@ -138,5 +138,10 @@ fn the_default_decision_log_writes_denials_and_one_line_of_a_repeated_outage() {
         .filter(|l| l["event"] == "decision")
         .collect();
     let outcomes: Vec<&str> = lines.iter().filter_map(|l| l["outcome"].as_str()).collect();
-    assert_eq!(outcomes, ["deny", "unavailable"], "{log}");
+    // The three outages take well under the second a cause's line stands for; a machine slow
+    // enough to spread them wider writes a line per second, and suppresses the rest.
+    assert_eq!(outcomes[0], "deny", "no allow line, the deny's: {log}");
+    let unavailable = outcomes.iter().filter(|o| **o == "unavailable").count() as f64;
+    assert_eq!((outcomes.len() as f64 - 1.0, unavailable + suppressed), (unavailable, 3.0), "{log}");
+    assert!(suppressed >= 1.0, "a repeated outage was not rate-limited: {log}");
 }
