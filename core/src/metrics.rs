@@ -446,20 +446,27 @@ impl Snapshot {
     /// One JSON line for a log: `{"level":"info","event":"metrics","counters":[…]}`, each counter
     /// as its name, its labels as members, and its value.
     pub fn to_json_line(&self) -> String {
-        let counters: Vec<serde_json::Value> = self
+        /// One counter as the line shows it: its name, its labels as members, its value.
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            name: &'a str,
+            #[serde(flatten)]
+            labels: std::collections::BTreeMap<&'a str, &'a str>,
+            value: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            level: &'static str,
+            event: &'static str,
+            counters: Vec<Shown<'a>>,
+        }
+        let counters = self
             .counters
             .iter()
-            .map(|s| {
-                let mut object = serde_json::Map::new();
-                object.insert("name".into(), s.name.into());
-                for (k, v) in &s.labels {
-                    object.insert((*k).into(), (*v).into());
-                }
-                object.insert("value".into(), s.value.into());
-                serde_json::Value::Object(object)
-            })
+            .map(|s| Shown { name: s.name, labels: s.labels.iter().copied().collect(), value: s.value })
             .collect();
-        serde_json::json!({"level": "info", "event": "metrics", "counters": counters}).to_string()
+        // Serialising strings and numbers cannot fail.
+        serde_json::to_string(&Line { level: "info", event: "metrics", counters }).unwrap_or_default()
     }
 
     /// The value of the counter `name` under exactly these labels (0 if never counted).
@@ -575,5 +582,20 @@ mod tests {
         }
         assert!((Reason::BackendRefusedCallerToken as usize) < DENY_SLOTS);
         assert!((Call::Secrets as usize) * 8 + (CallResult::Malformed as usize) < CALL_SLOTS);
+    }
+
+    #[test]
+    fn a_full_cache_counts_what_it_drops_and_a_refetch_for_an_unknown_key_is_counted() {
+        let count = |name| snapshot().value(name, &[]);
+        let (evictions, refetches) = (count("cache_evictions"), count("jwks_unknown_kid_refetches"));
+        let cache: crate::cache::Cache<u32, &str, &str> = crate::cache::Cache::new(2);
+        let later = Instant::now() + Duration::from_secs(1);
+        for key in 1..=3 {
+            let loaded = cache.get_or_load(&key, 100, later, "t", || Ok(crate::cache::Entry::until("v", 1_000)));
+            assert!(loaded.is_ok());
+        }
+        assert!(count("cache_evictions") > evictions, "the third entry evicted one");
+        unknown_kid_refetch();
+        assert!(count("jwks_unknown_kid_refetches") > refetches);
     }
 }
