@@ -4,8 +4,8 @@
 //! a dependency), never a token, principal, client id, claim or path: a label value that came
 //! from a request would let callers grow the series without bound, and could leak.
 //!
-//! Kept with the Prometheus project's own client (`prometheus-client`), lock-free on the hot
-//! path but for a read lock per labelled counter. Exposed as OpenMetrics text ([`encode`]) for
+//! Kept with the Prometheus project's own client (`prometheus-client`); counting a decision is
+//! atomic adds and the duration histogram's short lock. Exposed as OpenMetrics text ([`encode`]) for
 //! `GET /metrics`, and as a [`Snapshot`] of plain numbers for the platforms that push metrics
 //! in a form of their own (the stdio summary; CloudWatch EMF and OCI Monitoring later).
 
@@ -36,8 +36,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 struct Labels<const N: usize>([(&'static str, &'static str); N]);
 
 impl<const N: usize> Hash for Labels<N> {
-    /// A few bytes of each value, not all of every name and value: the family's map hashes the
-    /// labels on every count, and this is most of what counting a decision costs. Equal label
+    /// A few bytes of each value, not all of every name and value: cheap for the counts that
+    /// look their label set up (the calls' histograms, a label set without a slot). Equal label
     /// sets hash equally, as `Eq` needs; the rare two that collide are told apart by `Eq`.
     fn hash<H: Hasher>(&self, state: &mut H) {
         let mut folded: u64 = 0;
