@@ -1,6 +1,7 @@
 //! The core's hot path (`scripts/bench --micro`): bearer extraction, a cached decision (the
 //! validation cache and the backend-token cache both hit), and JWT verification per algorithm
-//! (the same decision with the validation cache off, so every call verifies the signature).
+//! (the same decision with the validation cache off, so every call verifies the signature), and
+//! what counting a decision in the metrics costs.
 //!
 //! The cache is crate-private, so its hit is measured through `Engine::decide`, the way every
 //! adapter reaches it; the decision log goes to a no-op sink. Fake IdPs and a fake issuer serve
@@ -12,7 +13,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-use tokenbridge_core::testing::{extract_bearer, fingerprint};
+use tokenbridge_core::testing::{count_cached_allow, extract_bearer, fingerprint};
 use tokenbridge_core::{Config, Engine, Outcome, Request};
 use tokenbridge_tests::IdpPair;
 use tokenbridge_tests::fake_idp::unix_now;
@@ -34,6 +35,15 @@ fn bearer(c: &mut Criterion) {
     g.bench_function("extract/opaque_43", |b| b.iter(|| extract_bearer(black_box(Some(opaque)))));
     g.bench_function("extract/jwt_590", |b| b.iter(|| extract_bearer(black_box(Some(jwt.as_str())))));
     g.bench_function("fingerprint_sha256/jwt_590", |b| b.iter(|| fingerprint(black_box(&jwt[7..]))));
+    g.finish();
+}
+
+/// What counting a decision adds to it (`Engine::decide` does it once per decision): the
+/// decisions counter, both stages' counters and the duration histogram.
+fn metrics(c: &mut Criterion) {
+    let mut g = c.benchmark_group("metrics");
+    g.bench_function("count_decision/cached_allow", |b| b.iter(count_cached_allow));
+    g.bench_function("encode", |b| b.iter(tokenbridge_core::metrics::encode));
     g.finish();
 }
 
@@ -106,5 +116,5 @@ fn decisions(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bearer, decisions);
+criterion_group!(benches, bearer, metrics, decisions);
 criterion_main!(benches);

@@ -251,6 +251,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         if entries.len() < capacity {
             return;
         }
+        let full = entries.len();
         let target = capacity - capacity.div_ceil(10);
         let mut by_expiry: Vec<(UnixTime, K)> =
             entries.iter().map(|(k, s)| (s.entry.usable_until, k.clone())).collect();
@@ -258,6 +259,7 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         for (_, k) in by_expiry.into_iter().take(entries.len().saturating_sub(target)) {
             entries.remove(&k);
         }
+        crate::metrics::evicted(full - entries.len());
     }
 
     #[cfg(test)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::client_auth::{self, Alg, AssertionSettings, Method};
 use crate::grant::{BackendGrant, TokenType};
 use crate::jwt::{Issuer, TENANT_PLACEHOLDER};
+use crate::log::{DecisionLog, LogLevel, LogPolicy};
 use crate::policy::Policy;
 use crate::secret::SecretRef;
 use crate::settings::{BACKEND_CLIENT, ClientSettings, INTROSPECTION_CLIENT, JWKS_CLIENT, SETTINGS, Setting};
@@ -122,6 +123,8 @@ pub struct Config {
     pub(crate) realm: String,
     /// Name of the OCI `USER_DEFINED` argument that carries the credential.
     pub(crate) token_argument: String,
+    /// `TOKENBRIDGE_LOG_LEVEL` and `TOKENBRIDGE_DECISION_LOG`.
+    pub(crate) log_policy: LogPolicy,
 }
 
 /// How caller tokens are validated.
@@ -166,6 +169,11 @@ impl Config {
     /// Name of the OCI `USER_DEFINED` argument that carries the credential.
     pub fn token_argument(&self) -> &str {
         &self.token_argument
+    }
+
+    /// The log level and which decisions are logged.
+    pub fn log_policy(&self) -> LogPolicy {
+        self.log_policy
     }
 
     /// Context key under which the backend token is returned.
@@ -298,6 +306,7 @@ impl Config {
             context_key,
             realm: r.text("TOKENBRIDGE_REALM"),
             token_argument: r.text("TOKENBRIDGE_TOKEN_ARGUMENT"),
+            log_policy: r.log_policy(),
         };
         (config, r.problems)
     }
@@ -479,6 +488,25 @@ impl Reader<'_> {
                 ));
             }
         }
+    }
+
+    /// The log settings; a value that is not one of the documented ones is a problem, not a
+    /// silent fall-back to some other amount of logging.
+    fn log_policy(&mut self) -> LogPolicy {
+        let default = LogPolicy::default();
+        let level = self.text("TOKENBRIDGE_LOG_LEVEL");
+        let level = LogLevel::parse(&level).unwrap_or_else(|| {
+            self.problems.push(format!("TOKENBRIDGE_LOG_LEVEL must be error, warn, info or debug, got {level:?}"));
+            default.level
+        });
+        let decisions = self.text("TOKENBRIDGE_DECISION_LOG");
+        let decisions = DecisionLog::parse(&decisions).unwrap_or_else(|| {
+            self.problems.push(format!(
+                "TOKENBRIDGE_DECISION_LOG must be all, denials or sample:<fraction from 0 to 1>, got {decisions:?}"
+            ));
+            default.decisions
+        });
+        LogPolicy { level, decisions }
     }
 
     fn text(&mut self, name: &str) -> String {

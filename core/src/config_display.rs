@@ -61,6 +61,8 @@ impl fmt::Display for Config {
             ("TOKENBRIDGE_DPOP_ORIGINS", c.dpop.origins.join(" ")),
             ("TOKENBRIDGE_DPOP_MAX_AGE_SECONDS", c.dpop.max_age.to_string()),
             ("TOKENBRIDGE_DPOP_REPLAY_CAPACITY", c.dpop.replay_capacity.to_string()),
+            ("TOKENBRIDGE_LOG_LEVEL", c.log_policy.level.as_str().to_string()),
+            ("TOKENBRIDGE_DECISION_LOG", c.log_policy.decisions.to_string()),
         ];
         for (k, v) in lines {
             writeln!(f, "{k} = {v}")?;

@@ -350,15 +350,21 @@ impl Engine {
         Some(outcome)
     }
 
+    /// Counts the decision, and logs it if the log policy wants its line.
     fn log(&self, request: &Request, outcome: &Outcome, trace: &Trace, started: Instant) {
+        let elapsed = started.elapsed();
+        crate::metrics::decision(outcome, trace, elapsed);
+        let policy = self.config().map_or_else(|_| log::LogPolicy::default(), Config::log_policy);
+        let Some(suppressed) = log::GATE.admit(policy, outcome, trace, Instant::now()) else { return };
         let now =
             time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         self.sink.log(log::decision_line(
             request.call_id.as_deref(),
             outcome,
             trace,
-            started.elapsed().as_micros(),
+            elapsed.as_micros(),
             &now,
+            suppressed,
         ));
     }
 

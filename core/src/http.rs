@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::metrics::{self, Call, CallResult};
 use crate::outcome::Failure;
 use crate::resolver::Resolver;
 
@@ -92,7 +93,10 @@ impl HttpClient {
         if let Some(authorization) = authorization {
             request = request.header("Authorization", authorization);
         }
-        self.read(request.send_form(form.iter().copied()), budget)
+        let started = Instant::now();
+        let answer = self.read(request.send_form(form.iter().copied()), budget);
+        metrics::call(form_call(form), call_result(&answer), started);
+        answer
     }
 
     /// GETs a public JSON document (discovery, JWKS).
@@ -109,6 +113,7 @@ impl HttpClient {
         deadline: Option<Instant>,
     ) -> Result<Answer, Failure> {
         let budget = self.budget(deadline)?;
+        let started = Instant::now();
         let mut request = self
             .agent
             .get(url)
@@ -120,7 +125,11 @@ impl HttpClient {
         if let Some(authorization) = authorization {
             request = request.header("Authorization", authorization);
         }
-        self.read(request.call(), budget)
+        let answer = self.read(request.call(), budget);
+        // The only GETs are of issuer metadata: discovery documents at their well-known paths, and key sets.
+        let call = if url.contains("/.well-known/") { Call::Discovery } else { Call::Jwks };
+        metrics::call(call, call_result(&answer), started);
+        answer
     }
 
     fn read(
@@ -141,6 +150,23 @@ impl HttpClient {
         let max_age = header("cache-control").and_then(|v| max_age(&v));
         let body = response.body_mut().with_config().limit(self.max_body).read_to_vec().map_err(classify)?;
         Ok(Answer { status, body, retry_after, max_age })
+    }
+}
+
+/// What a POSTed form asks for, for the metrics: a grant's `grant_type` names a token request
+/// (client_credentials) or one that carries the caller on; a form without one is introspection.
+fn form_call(form: &[(&str, &str)]) -> Call {
+    match form.iter().find(|(k, _)| *k == "grant_type").map(|(_, v)| *v) {
+        None => Call::Introspection,
+        Some("client_credentials") => Call::Token,
+        Some(_) => Call::Exchange,
+    }
+}
+
+fn call_result(answer: &Result<Answer, Failure>) -> CallResult {
+    match answer {
+        Ok(a) => CallResult::of_status(a.status),
+        Err(f) => CallResult::of_failure(*f),
     }
 }
 

@@ -552,6 +552,7 @@ impl Jwks {
         if now >= *until {
             *until = now.saturating_add(UNKNOWN_KID_PENALTY);
             self.keys.expire(&());
+            crate::metrics::unknown_kid_refetch();
         }
     }
 

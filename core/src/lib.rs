@@ -33,6 +33,7 @@
 //! | [`Engine::decide_routes`]: [`RouteDecision`], [`RouteGrant`], [`RouteVerdict`]; [`Policy`], [`Rule`], [`NoRule`] | a decision with the policy's route table judged for the token, for answers a gateway caches for every route |
 //! | [`Outcome`]: [`Grant`], [`Denial`], [`Cause`] ([`Dependency`], [`Failure`]) | the answer |
 //! | [`rfc3339`], [`UnixTime`] | times as gateways write them |
+//! | [`metrics`] ([`metrics::encode`], [`metrics::snapshot`]), [`LogPolicy`] | the process's metrics, and which decisions are logged |
 //! | [`SecretResolver`], [`Secret`], [`SecretRef`], [`SecretError`] | platform secret references, resolved by adapters |
 //! | [`StoreClient`], [`check_url`] ([`UrlError`]), [`aws_secret_store`] ([`AwsSecretStore`]) | what a resolver builds on |
 //!
@@ -65,6 +66,7 @@ mod json;
 mod jwks_auth;
 mod jwt;
 mod log;
+pub mod metrics;
 mod outcome;
 mod policy;
 mod reason;
@@ -85,6 +87,7 @@ pub use clock::UnixTime;
 pub use config::{Config, ConfigErrors};
 pub use engine::{Engine, EngineBuilder, RouteDecision, RouteGrant, global, set_global};
 pub use jwt::KeysProblem;
+pub use log::{DecisionLog, LogLevel, LogPolicy};
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
 pub use policy::{NoRule, Policy, RouteVerdict, Rule, ScopeMatch};
 pub use secret::{AwsSecretStore, Secret, SecretError, SecretProblem, SecretRef, SecretResolver, aws_secret_store};

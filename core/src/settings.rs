@@ -308,6 +308,13 @@ pub(crate) const SETTINGS: &[Setting] = &[
     s("TOKENBRIDGE_CONTEXT_KEY", None, Some("back_end_token"), "context key carrying \"Bearer <backend token>\""),
     s("TOKENBRIDGE_REALM", None, Some("tokenbridge"), "realm of WWW-Authenticate challenges"),
     s("TOKENBRIDGE_TOKEN_ARGUMENT", None, Some("token"), "OCI USER_DEFINED argument that carries the credential"),
+    s("TOKENBRIDGE_LOG_LEVEL", None, Some("info"), "least severe log line written: error, warn, info or debug"),
+    s(
+        "TOKENBRIDGE_DECISION_LOG",
+        None,
+        Some("denials"),
+        "decisions logged: all, denials (denials and unavailables) or sample:<f> (denials and a fraction f of allows)",
+    ),
 ];
 
 #[cfg(test)]

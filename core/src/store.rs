@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::http::{self, CA_BUNDLE};
+use crate::metrics::CallResult;
 use crate::secret::SecretError;
 
 pub struct StoreClient {
@@ -53,17 +54,24 @@ impl StoreClient {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let mut response = request.call().map_err(|e| match e {
-            ureq::Error::Timeout(_) => SecretError::Timeout,
-            _ => SecretError::Unavailable(format!("{} is unreachable", self.name)),
+        let started = Instant::now();
+        let counted = |result| crate::metrics::call(crate::metrics::Call::Secrets, result, started);
+        let mut response = request.call().map_err(|e| {
+            counted(match e {
+                ureq::Error::Timeout(_) => CallResult::Timeout,
+                _ => CallResult::Refused,
+            });
+            match e {
+                ureq::Error::Timeout(_) => SecretError::Timeout,
+                _ => SecretError::Unavailable(format!("{} is unreachable", self.name)),
+            }
         })?;
         let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(self.max_answer)
-            .read_to_vec()
-            .map_err(|_| SecretError::Unavailable(format!("the answer of {} could not be read", self.name)))?;
+        let body = response.body_mut().with_config().limit(self.max_answer).read_to_vec().map_err(|_| {
+            counted(CallResult::Malformed);
+            SecretError::Unavailable(format!("the answer of {} could not be read", self.name))
+        })?;
+        counted(CallResult::of_status(status));
         Ok((status, body))
     }
 }

@@ -8,6 +8,7 @@ pub use crate::bearer::{Credential, extract as extract_bearer};
 pub use crate::clock::Clock;
 use crate::clock::UnixTime;
 pub use crate::log::fingerprint;
+pub use crate::metrics::count_cached_allow;
 
 /// A clock that moves only when told to.
 #[derive(Debug, Default)]

@@ -236,6 +236,8 @@ impl IdpPair {
             ("TOKENBRIDGE_BACKEND_TOKEN_URL", self.b.token_url()),
             ("TOKENBRIDGE_BACKEND_CLIENT_ID", B_CLIENT.0.to_string()),
             ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", B_CLIENT.1.to_string()),
+            // Every decision logged: the tests read allows' lines too (the default logs denials only).
+            ("TOKENBRIDGE_DECISION_LOG", "all".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

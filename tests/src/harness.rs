@@ -64,8 +64,11 @@ pub struct Run {
     pub answers: Vec<Value>,
     pub stdout: String,
     pub stderr: String,
-    /// One parsed JSON value per stderr line that is JSON (the decision log).
+    /// One parsed JSON value per stderr line that is JSON, but the metrics summary (the
+    /// decision log).
     pub log: Vec<Value>,
+    /// The metrics summary `tokenbridge stdio` writes on exit, if it wrote one.
+    pub summary: Option<Value>,
     pub success: bool,
     pub elapsed: Duration,
 }
@@ -94,7 +97,8 @@ pub fn run(args: &[&str], env: &[(String, String)], input: &str) -> Run {
     let parse = |s: &str| s.lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<Value>>();
     Run {
         answers: parse(&stdout),
-        log: parse(&stderr),
+        log: parse(&stderr).into_iter().filter(|l| l["event"] != "metrics").collect(),
+        summary: parse(&stderr).into_iter().find(|l| l["event"] == "metrics"),
         stdout,
         stderr,
         success: out.status.success(),

@@ -145,6 +145,8 @@ impl Pair {
             ("TOKENBRIDGE_BACKEND_CLIENT_ID", TOKENBRIDGE_AT_B.id),
             ("TOKENBRIDGE_BACKEND_CLIENT_SECRET", TOKENBRIDGE_AT_B.secret),
             ("TOKENBRIDGE_BACKEND_SCOPE", BACKEND_SCOPE),
+            // Every decision logged: the tests read allows' lines too (the default logs denials only).
+            ("TOKENBRIDGE_DECISION_LOG", "all"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

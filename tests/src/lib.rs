@@ -11,6 +11,7 @@ pub mod http_server;
 pub mod interop;
 pub mod jwt_keys;
 pub mod lambda_runtime_api;
+pub mod prometheus;
 pub mod tls_server;
 
 pub use fake_idp::{FakeIdp, Fault, IdpPair};

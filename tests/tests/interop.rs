@@ -759,6 +759,8 @@ impl Provider {
             ("TOKENBRIDGE_INTROSPECTION_URL", self.route("introspection_endpoint")),
             ("TOKENBRIDGE_BACKEND_TOKEN_URL", self.route("token_endpoint")),
             ("TOKENBRIDGE_BACKEND_SCOPE", BACKEND_SCOPE.to_string()),
+            // The allows' lines are read (the default logs denials only).
+            ("TOKENBRIDGE_DECISION_LOG", "all".to_string()),
         ];
         with(base.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), extra)
     }

@@ -54,6 +54,19 @@ impl Scenario {
     }
 }
 
+/// The principals of the scenario's tokens, and the path its HTTP requests name.
+const PRINCIPALS: [&str; 3] = ["alice", "bob", "carol"];
+const PATH: &str = "/orders/path-that-must-not-be-a-label";
+
+/// Panics if the metrics `text` holds a token, a secret, a principal, a path or a backend token:
+/// labels are closed sets chosen by tokenbridge, never something a request brought.
+fn scan_metrics(s: &Scenario, place: &str, text: &str) {
+    s.scan(place, text);
+    for word in PRINCIPALS.iter().chain([&"path-that-must-not-be-a-label", &"backend-", &"caller-app"]) {
+        assert!(!text.contains(word), "{place} holds {word:?}:\n{text}");
+    }
+}
+
 fn backend_tokens_outside(text: &str, allowed: &[&str]) -> bool {
     let mut rest = text.to_string();
     for a in allowed {
@@ -82,10 +95,15 @@ fn stdio_writes_no_secret_anywhere() {
 
     s.idp.a.set_introspect_fault(Some(Fault::Status(500, format!("{{\"echo\":\"{}\"}}", s.good))));
     let outage = stdio(&s.env, &token_payload(&s.good));
-    s.scan("stdio outage", &(outage.stdout + &outage.stderr));
+    s.scan("stdio outage", &(outage.stdout.clone() + &outage.stderr));
     let bad_config =
         stdio(&[("TOKENBRIDGE_INTROSPECTION_CLIENT_SECRET".into(), A_CLIENT.1.into())], &token_payload(&s.good));
     s.scan("stdio bad configuration", &(bad_config.stdout + &bad_config.stderr));
+    for (place, run) in [("stdio summary", &run), ("stdio outage summary", &outage)] {
+        let summary = run.summary.as_ref().unwrap_or_else(|| panic!("{place} is missing:\n{}", run.stderr));
+        assert!(summary["counters"].as_array().is_some_and(|c| !c.is_empty()), "{summary}");
+        scan_metrics(&s, place, &summary.to_string());
+    }
 }
 
 #[test]
@@ -131,7 +149,10 @@ fn the_http_server_writes_no_secret_anywhere() {
     let server = HttpServer::start(&s.env);
     let mut answers = String::new();
     for token in s.tokens() {
-        let request = format!("GET /auth HTTP/1.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n");
+        let request = format!(
+            "GET /auth HTTP/1.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nX-Forwarded-Method: GET\r\n\
+             X-Forwarded-Uri: {PATH}\r\n\r\n"
+        );
         let (status, headers, body) = raw_exchange(&server.addr, request.as_bytes()).unwrap();
         let backend = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone());
         assert_eq!(backend.is_some(), status == 200);
@@ -147,6 +168,11 @@ fn the_http_server_writes_no_secret_anywhere() {
         raw_exchange(&server.addr, post.as_bytes()).expect("an answer to the truncated document");
     assert_eq!(status, 400, "{refusal}");
     answers.push_str(&refusal);
+    let (status, _, metrics) =
+        raw_exchange(&server.addr, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("tokenbridge_decisions_total{outcome=\"allow\""), "{metrics}");
+    scan_metrics(&s, "HTTP /metrics", &metrics);
     let (_, log) = server.terminate();
     s.scan("HTTP answers", &answers);
     assert!(!answers.contains("backend-"), "a backend token outside the Authorization header");

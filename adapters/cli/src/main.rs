@@ -123,9 +123,13 @@ fn run(mode: Mode) -> Result<ExitCode> {
 #[cfg(feature = "stdio")]
 fn stdio() -> Result<ExitCode> {
     use anyhow::Context;
-    let summary = tokenbridge_stdio::run(engine(), std::io::stdin().lock(), std::io::stdout())
-        .context("reading stdin or writing stdout")?;
-    let _ = summary; // answers already say everything; the exit status reports I/O only
+    let summary = tokenbridge_stdio::run(engine(), std::io::stdin().lock(), std::io::stdout());
+    // The counters on exit, one line: the metrics of a process that is not scraped.
+    let level = engine().config().map_or(tokenbridge_core::LogLevel::Info, |c| c.log_policy().level);
+    if level >= tokenbridge_core::LogLevel::Info {
+        eprintln!("{}", tokenbridge_core::metrics::snapshot().to_json_line());
+    }
+    let _ = summary.context("reading stdin or writing stdout")?; // answers say everything else
     Ok(ExitCode::SUCCESS)
 }
 

@@ -75,11 +75,17 @@ struct Routes {
 
 impl Handler for Routes {
     fn handle(&self, head: &http::request::Parts, body: &[u8]) -> Response {
+        if let Some(metrics) = metrics(head) {
+            return metrics;
+        }
         let request = HttpRequest::from_parts(head, body);
         to_response(&answer(self.engine, &self.options, &request))
     }
 
     fn answer_now(&self, head: &http::request::Parts, body: &[u8]) -> Option<Response> {
+        if let Some(metrics) = metrics(head) {
+            return Some(metrics);
+        }
         let request = HttpRequest::from_parts(head, body);
         answer_with(self.engine, &self.options, &request, &|decision| self.engine.decide_now(decision))
             .map(|r| to_response(&r))
@@ -145,6 +151,23 @@ fn answer_with(
             Err(refusal) => Some(refusal),
         },
     }
+}
+
+/// `GET /metrics`: the process's metrics as OpenMetrics text, the server's load read just now;
+/// `None` for any other request. It holds no token, secret, principal or path, so it is served
+/// on the one port like `/healthz`.
+fn metrics(head: &http::request::Parts) -> Option<Response> {
+    let path = head.uri.path_and_query().map_or("", |p| p.path());
+    if path != "/metrics" || !matches!(head.method, http::Method::GET | http::Method::HEAD) {
+        return None;
+    }
+    let load = tokenbridge_serve::load();
+    tokenbridge_core::metrics::set_server_gauges(load.connections_open, load.requests_in_flight);
+    let mut response = http::Response::new(tokenbridge_core::metrics::encode().into_bytes());
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(tokenbridge_core::metrics::CONTENT_TYPE));
+    headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Some(response)
 }
 
 fn request_id(request: &HttpRequest) -> Option<String> {

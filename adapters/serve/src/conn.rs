@@ -70,6 +70,7 @@ where
 }
 
 async fn answer(handler: Arc<dyn crate::Handler>, request: hyper::Request<Incoming>, deadline: Duration) -> Response {
+    let _in_flight = crate::Counted::request();
     let decided = tokio::time::timeout(deadline, async {
         let (head, body) = request.into_parts();
         // The guard let through only a body within the limit.

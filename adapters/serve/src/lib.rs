@@ -42,7 +42,7 @@ mod guard;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
@@ -205,6 +205,51 @@ struct Shared {
     stop: watch::Receiver<bool>,
 }
 
+/// What the process's servers are doing now, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// Connections accepted and not yet closed (those refused at once are not counted).
+    pub connections_open: usize,
+    /// Requests whose answer is being made.
+    pub requests_in_flight: usize,
+}
+
+static CONNECTIONS_OPEN: AtomicUsize = AtomicUsize::new(0);
+static REQUESTS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// The load of every server of this process, now.
+pub fn load() -> Load {
+    Load {
+        connections_open: CONNECTIONS_OPEN.load(Ordering::Relaxed),
+        requests_in_flight: REQUESTS_IN_FLIGHT.load(Ordering::Relaxed),
+    }
+}
+
+/// Counts one of something while it lives: a count that an early return or a panic cannot leave
+/// too high.
+pub(crate) struct Counted(&'static AtomicUsize);
+
+impl Counted {
+    pub(crate) fn connection() -> Self {
+        Self::on(&CONNECTIONS_OPEN)
+    }
+
+    pub(crate) fn request() -> Self {
+        Self::on(&REQUESTS_IN_FLIGHT)
+    }
+
+    fn on(count: &'static AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Connections refused at once may be this many at a time; past it they are just closed.
 const MAX_REFUSING: usize = 64;
 
@@ -236,7 +281,9 @@ async fn run(
             Ok(permit) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
+                    let open = Counted::connection();
                     stream.serve(&shared).await;
+                    drop(open);
                     drop(permit);
                 });
             }
