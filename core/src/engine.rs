@@ -23,6 +23,7 @@ use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request
 use crate::policy::{Refusal, RouteVerdict};
 use crate::reason::Reason;
 use crate::secret::{self, Env, SecretCell, SecretProblem, SecretResolver, Secrets};
+use crate::trace_context;
 use crate::validation::Validation;
 
 /// Makes decisions. Built once per process and shared: its caches and connections are what
@@ -371,7 +372,19 @@ impl Engine {
     /// The stages in order: extract the token, find the route's rule, validate the token, check
     /// it against the rule, get the backend token, grant. `None` only with [`Wait::Never`], when a
     /// stage would have to call or wait for someone.
-    fn run(&self, request: &Request, trace: &mut Trace, wait: Wait, mut seen: Option<&mut Seen>) -> Option<Outcome> {
+    fn run(&self, request: &Request, trace: &mut Trace, wait: Wait, seen: Option<&mut Seen>) -> Option<Outcome> {
+        trace.trace_id = request.trace.trace_id().map(str::to_string);
+        // The IdP calls of this decision carry the platform's trace context.
+        trace_context::within(&request.trace, || self.run_stages(request, trace, wait, seen))
+    }
+
+    fn run_stages(
+        &self,
+        request: &Request,
+        trace: &mut Trace,
+        wait: Wait,
+        mut seen: Option<&mut Seen>,
+    ) -> Option<Outcome> {
         let stages = match &self.setup {
             Ok(stages) => stages,
             Err(problems) => {

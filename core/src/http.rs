@@ -93,6 +93,7 @@ impl HttpClient {
         if let Some(authorization) = authorization {
             request = request.header("Authorization", authorization);
         }
+        request = with_trace(request);
         let started = Instant::now();
         let answer = self.read(request.send_form(form.iter().copied()), budget);
         metrics::call(form_call(form), call_result(&answer), started);
@@ -125,6 +126,7 @@ impl HttpClient {
         if let Some(authorization) = authorization {
             request = request.header("Authorization", authorization);
         }
+        request = with_trace(request);
         let answer = self.read(request.call(), budget);
         // The only GETs are of issuer metadata: discovery documents at their well-known paths, and key sets.
         let call = if url.contains("/.well-known/") { Call::Discovery } else { Call::Jwks };
@@ -288,6 +290,13 @@ const FORM: &AsciiSet = &NON_ALPHANUMERIC.remove(b'*').remove(b'-').remove(b'.')
 pub(crate) fn basic_auth(client_id: &str, client_secret: &str) -> String {
     let pair = format!("{}:{}", utf8_percent_encode(client_id, FORM), utf8_percent_encode(client_secret, FORM));
     format!("Basic {}", STANDARD.encode(pair))
+}
+
+/// The request with the decision's trace context headers (validated, rebuilt values only).
+fn with_trace<B>(request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    let headers: Vec<(&'static str, String)> =
+        crate::trace_context::with_current(|trace| trace.headers().map(|(n, v)| (n, v.to_string())).collect());
+    headers.into_iter().fold(request, |request, (name, value)| request.header(name, value))
 }
 
 #[cfg(test)]

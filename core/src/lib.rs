@@ -32,6 +32,7 @@
 //! | [`Request`], [`Route`], [`ClientCertificate`] ([`BadCertificate`]) | what the gateway asks: the credential (and its DPoP proof, or the mutual TLS certificate it came with), the route, the deadline |
 //! | [`Engine::decide_routes`]: [`RouteDecision`], [`RouteGrant`], [`RouteVerdict`]; [`Policy`], [`Rule`], [`NoRule`] | a decision with the policy's route table judged for the token, for answers a gateway caches for every route |
 //! | [`Outcome`]: [`Grant`], [`Denial`], [`Cause`] ([`Dependency`], [`Failure`]) | the answer |
+//! | [`TraceContext`] | the platform's trace context (W3C, X-Ray, OCI), carried into IdP calls and the log |
 //! | [`rfc3339`], [`UnixTime`] | times as gateways write them |
 //! | [`metrics`] ([`metrics::encode`], [`metrics::snapshot`]), [`LogPolicy`] | the process's metrics, and which decisions are logged |
 //! | [`SecretResolver`], [`Secret`], [`SecretRef`], [`SecretError`] | platform secret references, resolved by adapters |
@@ -78,6 +79,7 @@ mod store;
 mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod trace_context;
 mod url_rules;
 mod validation;
 
@@ -92,6 +94,7 @@ pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, R
 pub use policy::{NoRule, Policy, RouteVerdict, Rule, ScopeMatch};
 pub use secret::{AwsSecretStore, Secret, SecretError, SecretProblem, SecretRef, SecretResolver, aws_secret_store};
 pub use store::StoreClient;
+pub use trace_context::TraceContext;
 pub use url_rules::{UrlError, check_url};
 
 /// RFC 3339 (UTC, whole seconds) for a Unix time, as gateways expect `expiresAt`.

@@ -47,6 +47,8 @@ pub(crate) struct Trace {
     /// Extra words for an operator (a configuration problem, a secret reference that failed);
     /// never a token or a secret value.
     pub detail: Option<String>,
+    /// The platform's trace id (W3C, X-Ray or OCI), for following the request across systems.
+    pub trace_id: Option<String>,
 }
 
 /// One decision's log line, its fields in the order a reader wants them.
@@ -58,6 +60,8 @@ struct Line<'a> {
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     call_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +115,7 @@ pub(crate) fn decision_line(
         event: "decision",
         outcome: verdict,
         call_id,
+        trace_id: trace.trace_id.as_deref(),
         reason: reason(outcome, trace).map(Reason::as_str),
         principal: trace.principal.as_deref(),
         client_id: trace.client_id.as_deref(),

@@ -22,6 +22,8 @@ pub struct Request {
     /// The client certificate of the caller's mutual TLS connection, as the gateway that
     /// terminated it reports it (RFC 8705 §3), when the deployment passes one.
     pub client_certificate: Option<crate::ClientCertificate>,
+    /// The platform's trace context, carried into the IdP calls and the decision log.
+    pub trace: crate::TraceContext,
 }
 
 impl fmt::Debug for Request {
@@ -34,6 +36,7 @@ impl fmt::Debug for Request {
             .field("route", &self.route)
             .field("dpop", &self.dpop.as_ref().map(|_| "<proof>"))
             .field("client_certificate", &self.client_certificate)
+            .field("trace", &self.trace)
             .finish()
     }
 }

@@ -164,6 +164,9 @@ struct State {
     actors: Vec<(String, bool)>,
     /// The client_credentials tokens issued.
     own_tokens: HashSet<String>,
+    /// The trace headers (`traceparent`, `X-Amzn-Trace-Id`, `opc-request-id`) of every
+    /// introspection and token request, in order.
+    trace_headers: Vec<Vec<(String, String)>>,
     /// The auth methods its discovery document lists for (token, introspection) endpoints;
     /// without them it serves none.
     discovery_methods: Option<(Vec<String>, Vec<String>)>,
@@ -418,6 +421,11 @@ impl FakeIdp {
         self.lock().token_ttl = ttl;
     }
 
+    /// The trace headers of every introspection and token request so far, lower-case names.
+    pub fn trace_headers(&self) -> Vec<Vec<(String, String)>> {
+        self.lock().trace_headers.clone()
+    }
+
     pub fn introspections(&self) -> usize {
         self.introspections.load(Ordering::SeqCst)
     }
@@ -451,6 +459,13 @@ impl FakeIdp {
             _ => return respond(request, 404, json!({"error":"not_found"}).to_string(), None),
         };
         counter.fetch_add(1, Ordering::SeqCst);
+        let traced = request
+            .headers()
+            .iter()
+            .filter(|h| ["traceparent", "x-amzn-trace-id", "opc-request-id"].iter().any(|n| h.field.equiv(n)))
+            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+            .collect();
+        self.lock().trace_headers.push(traced);
         let trickled = || json!({"active": true, "sub": "trickle", "exp": unix_now() + 600}).to_string().into_bytes();
         let Some(request) = play(fault, request, trickled) else { return };
         let form = parse_form(&body);

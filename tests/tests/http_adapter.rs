@@ -510,3 +510,28 @@ fn a_certificate_bound_token_needs_the_certificate_the_gateway_reports() {
     let forged = get(&server.addr, "/auth", &[("Authorization", &bearer(token)), ("X-Client-Cert", &escaped(&alice))]);
     assert_eq!(forged.0, 401);
 }
+
+/// The gateway's trace context reaches both IdPs and the decision log: a well-formed
+/// `traceparent` as it came, an ill-formed one not at all.
+#[test]
+fn the_trace_context_reaches_the_idps_and_the_log() {
+    let idp = IdpPair::start();
+    let mut env = idp.env();
+    env.push(("TOKENBRIDGE_DECISION_LOG".into(), "all".into()));
+    let server = HttpServer::start(&env);
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let token = idp.a.issue("alice", "orders.read", 600);
+    let (status, _, _) =
+        get(&server.addr, "/auth", &[("Authorization", &bearer(&token)), ("traceparent", traceparent)]);
+    assert_eq!(status, 200);
+    let expected = vec![("traceparent".to_string(), traceparent.to_string())];
+    assert_eq!(idp.a.trace_headers(), [expected.clone()], "introspection");
+    assert_eq!(idp.b.trace_headers(), [expected], "backend token");
+    let other = idp.a.issue("bob", "orders.read", 600);
+    let forged = format!("{traceparent}, 00-zz");
+    let (status, _, _) = get(&server.addr, "/auth", &[("Authorization", &bearer(&other)), ("traceparent", &forged)]);
+    assert_eq!(status, 200);
+    assert_eq!(idp.a.trace_headers().last(), Some(&vec![]), "an ill-formed traceparent is not passed on");
+    let log = server.log();
+    assert!(log.contains("\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\""), "{log}");
+}

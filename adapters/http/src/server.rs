@@ -138,6 +138,7 @@ fn answer_with(
             match gateway::parse(&request.body, token_argument) {
                 Ok(mut decision) => {
                     decision.call_id = request_id(request);
+                    decision.trace = trace_context(request);
                     Some(forward::render_json(&decide(&decision)?, &rendering))
                 }
                 Err(e) => Some(forward::render_payload_error(&e)),
@@ -146,6 +147,7 @@ fn answer_with(
         _ => match forward::forward_request(request, options.client_cert.as_ref()) {
             Ok(mut decision) => {
                 decision.call_id = request_id(request);
+                decision.trace = trace_context(request);
                 Some(forward::render_forward(&decide(&decision)?, &rendering))
             }
             Err(refusal) => Some(refusal),
@@ -168,6 +170,15 @@ fn metrics(head: &http::request::Parts) -> Option<Response> {
     headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(tokenbridge_core::metrics::CONTENT_TYPE));
     headers.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     Some(response)
+}
+
+/// The trace context the gateway sent: W3C `traceparent` (Envoy, Traefik, Caddy, nginx with
+/// OpenTelemetry), and the `X-Amzn-Trace-Id` of an AWS load balancer.
+fn trace_context(request: &HttpRequest) -> tokenbridge_core::TraceContext {
+    use tokenbridge_core::TraceContext;
+    let w3c = request.header("traceparent").map(TraceContext::from_traceparent).unwrap_or_default();
+    let xray = request.header("x-amzn-trace-id").map(TraceContext::from_xray).unwrap_or_default();
+    w3c.or(xray)
 }
 
 fn request_id(request: &HttpRequest) -> Option<String> {

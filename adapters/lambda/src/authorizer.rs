@@ -99,7 +99,13 @@ fn rest_request(event: &Value) -> Result<(Request, Form), BadEvent> {
     let identity = e.request_context.identity.as_ref();
     let pem = identity.and_then(|i| i.client_cert.as_ref()).and_then(|c| c.client_cert_pem.as_deref());
     let client_certificate = certificate(pem);
-    Ok((Request { credential, route, dpop, client_certificate, ..Request::default() }, Form::Iam { arn }))
+    let trace = traceparent(&e.headers);
+    Ok((Request { credential, route, dpop, client_certificate, trace, ..Request::default() }, Form::Iam { arn }))
+}
+
+/// A W3C trace context in the event's headers.
+fn traceparent(headers: &aws_lambda_events::http::HeaderMap) -> tokenbridge_core::TraceContext {
+    header(headers, "traceparent").map(|t| tokenbridge_core::TraceContext::from_traceparent(&t)).unwrap_or_default()
 }
 
 /// The `DPoP` proof header (RFC 9449). More than one is an empty proof, which its check refuses
@@ -156,7 +162,8 @@ fn http_v1(event: &Value) -> Result<(Request, Form), BadEvent> {
     let caller = e.request_context.identity.as_ref();
     let client_certificate =
         certificate(caller.and_then(|i| i.client_cert.as_ref()).and_then(|c| c.client_cert_pem.as_deref()));
-    Ok((Request { credential, route, dpop, client_certificate, ..Request::default() }, Form::HttpIam { arn }))
+    let trace = traceparent(&e.headers);
+    Ok((Request { credential, route, dpop, client_certificate, trace, ..Request::default() }, Form::HttpIam { arn }))
 }
 
 /// The first of comma-joined identity source values, like `identitySource[0]` of payload 2.0
@@ -182,7 +189,8 @@ fn http_v2(event: &Value, options: &Options) -> Result<(Request, Form), BadEvent
     let authentication = e.request_context.authentication.as_ref();
     let pem = authentication.and_then(|a| a.client_cert.as_ref()).and_then(|c| c.client_cert_pem.as_deref());
     let client_certificate = certificate(pem);
-    Ok((Request { credential, route, dpop, client_certificate, ..Request::default() }, form))
+    let trace = traceparent(&e.headers);
+    Ok((Request { credential, route, dpop, client_certificate, trace, ..Request::default() }, form))
 }
 
 /// HTTP APIs put a named stage in front of the path (`/dev/admin/x` on stage `dev`; the

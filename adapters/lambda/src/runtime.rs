@@ -52,6 +52,10 @@ async fn handle(engine: &'static Engine, options: &Options, event: LambdaEvent<V
         .map_err(|e| Diagnostic { error_type: "InvalidEvent".into(), error_message: e.0 })?;
     request.deadline = deadline;
     request.call_id = Some(call_id);
+    // The invocation's X-Ray trace (Lambda-Runtime-Trace-Id), after a W3C one the event carried.
+    if let Some(xray) = event.context.xray_trace_id.as_deref() {
+        request.trace = std::mem::take(&mut request.trace).or(tokenbridge_core::TraceContext::from_xray(xray));
+    }
     let routes = authorizer::wants_routes(&form, options);
     let decision = tokio::task::spawn_blocking(move || {
         if routes { engine.decide_routes(&request) } else { engine.decide(&request).into() }

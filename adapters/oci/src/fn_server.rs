@@ -173,6 +173,10 @@ fn answer_with(
     };
     decision_request.deadline = deadline;
     decision_request.call_id = header("fn-call-id").map(str::to_string);
+    // OCI's request id, and a W3C trace context when the gateway passes one along.
+    let opc = header("opc-request-id").map(tokenbridge_core::TraceContext::from_opc_request_id).unwrap_or_default();
+    let w3c = header("traceparent").map(tokenbridge_core::TraceContext::from_traceparent).unwrap_or_default();
+    decision_request.trace = w3c.or(opc);
     let outcome = decide(&decision_request)?;
     let rendered = gateway::render(&outcome, realm);
     Some(match outcome {
