@@ -525,7 +525,7 @@ fn the_trace_context_reaches_the_idps_and_the_log() {
         get(&server.addr, "/auth", &[("Authorization", &bearer(&token)), ("traceparent", traceparent)]);
     assert_eq!(status, 200);
     let expected = vec![("traceparent".to_string(), traceparent.to_string())];
-    assert_eq!(idp.a.trace_headers(), [expected.clone()], "introspection");
+    assert_eq!(idp.a.trace_headers(), std::slice::from_ref(&expected), "introspection");
     assert_eq!(idp.b.trace_headers(), [expected], "backend token");
     let other = idp.a.issue("bob", "orders.read", 600);
     let forged = format!("{traceparent}, 00-zz");
