@@ -343,3 +343,32 @@ fn a_base_path_origin_names_the_path_clients_call() {
         assert_allowed(&f.engine.decide(&request("DPoP", &t, Some(proof), "GET", "/orders/7")));
     }
 }
+
+#[test]
+fn a_token_bound_to_anything_but_a_dpop_key_is_never_accepted() {
+    // A certificate-bound token (RFC 8705 `x5t#S256`) or one bound by a `cnf` member tokenbridge
+    // cannot check (RFC 7800 `jwk`, `kid`, …) is worth nothing to a thief only if the binding is
+    // checked: accepted as a bearer token, it would be.
+    let client = DpopClient::es256();
+    for mode in ["off", "allowed"] {
+        for cnf in [
+            json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+            json!({"jwk": client.public_jwk()}),
+            json!({"kid": "k1"}),
+            json!({"jkt": client.jkt(), "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+        ] {
+            let f = fixture(mode, &[]);
+            f.idp.a.add_token(
+                "bound",
+                json!({"active": true, "sub": "alice", "exp": f.clock.now() + 600, "cnf": cnf}),
+            );
+            let bearer = f.engine.decide(&request("Bearer", "bound", None, "GET", "/orders/7"));
+            assert_refused(&f, bearer, Denial::InvalidToken, "bound_token_unverifiable");
+            if mode == "allowed" {
+                let proof = client.proof("GET", HTU, "bound", f.clock.now());
+                let dpop = f.engine.decide(&request("DPoP", "bound", Some(proof), "GET", "/orders/7"));
+                assert_refused(&f, dpop, Denial::InvalidToken, "bound_token_unverifiable");
+            }
+        }
+    }
+}
