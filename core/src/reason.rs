@@ -75,6 +75,9 @@ pub enum Reason {
     DpopRequired,
     /// A DPoP request with a token that is not bound to any key.
     DpopTokenNotBound,
+    /// A token bound (`cnf`) to something other than a DPoP key, which tokenbridge cannot check:
+    /// a client certificate (RFC 8705 `x5t#S256`), an RFC 7800 `jwk`, `kid`, ….
+    BoundTokenUnverifiable,
     /// Valid at IdP A, but IdP B refused to exchange it (token exchange, on-behalf-of).
     BackendRefusedCallerToken,
 }
@@ -124,6 +127,7 @@ impl Reason {
             Reason::DpopBoundTokenAsBearer => "dpop_bound_token_as_bearer",
             Reason::DpopRequired => "dpop_required",
             Reason::DpopTokenNotBound => "dpop_token_not_bound",
+            Reason::BoundTokenUnverifiable => "bound_token_unverifiable",
         }
     }
 }
