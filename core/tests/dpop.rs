@@ -372,3 +372,25 @@ fn a_token_bound_to_anything_but_a_dpop_key_is_never_accepted() {
         }
     }
 }
+
+#[test]
+fn a_path_that_does_not_start_with_a_slash_names_no_uri_of_the_origins() {
+    // Glued to the origin, such a path would write its authority: a proof made for another host,
+    // port or base path would pass.
+    let f = fixture_at(
+        IdpPair::start(),
+        &[("TOKENBRIDGE_DPOP", "allowed"), ("TOKENBRIDGE_DPOP_ORIGINS", "https://api.example.com https://gw.example.com/prod")],
+        &[],
+    );
+    let client = DpopClient::es256();
+    let t = token(&f, "bound", Some(&client.jkt()));
+    for (htu, path) in [
+        ("https://api.example.com.evil.example.com/orders/7", ".evil.example.com/orders/7"),
+        ("https://api.example.com:8443/orders/7", ":8443/orders/7"),
+        ("https://gw.example.com/production/orders/7", "uction/orders/7"),
+    ] {
+        let proof = client.proof("GET", htu, &t, f.clock.now());
+        let outcome = f.engine.decide(&request("DPoP", &t, Some(proof), "GET", path));
+        assert_refused(&f, outcome, Denial::InvalidDpopProof, "dpop_proof_wrong_request");
+    }
+}
