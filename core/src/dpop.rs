@@ -75,8 +75,12 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// The URIs a proof for `path` may name: one per origin, normalised.
+    /// The URIs a proof for `path` may name: one per origin, normalised. None for a path that
+    /// does not start with `/`: glued to an origin, it would change its host, port or base path.
     pub(crate) fn uris(&self, path: &str) -> Vec<String> {
+        if !path.starts_with('/') {
+            return Vec::new();
+        }
         self.origins.iter().filter_map(|origin| normalise_uri(&format!("{origin}{path}"))).collect()
     }
 }
