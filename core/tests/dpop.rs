@@ -394,3 +394,32 @@ fn a_path_that_does_not_start_with_a_slash_names_no_uri_of_the_origins() {
         assert_refused(&f, outcome, Denial::InvalidDpopProof, "dpop_proof_wrong_request");
     }
 }
+
+#[test]
+fn an_introspected_jwt_bound_in_its_payload_is_bound_though_the_answer_omits_cnf() {
+    // IdP A's answer is the authority on the token, but an answer without `cnf` does not unbind a
+    // JWT that says it is bound: the stricter reading wins.
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let client = DpopClient::es256();
+    let f = fixture("allowed", &[]);
+    let jwt = |cnf: Value| {
+        let claims = json!({"iss": "https://other.example.com", "sub": "alice", "cnf": cnf});
+        format!("{}.{}.c2ln", b64(json!({"alg": "RS256", "typ": "at+jwt"})), b64(claims))
+    };
+    let answer = json!({"active": true, "sub": "alice", "exp": f.clock.now() + 600});
+    let bound = jwt(json!({"jkt": client.jkt()}));
+    f.idp.a.add_token(&bound, answer.clone());
+    let bearer = f.engine.decide(&request("Bearer", &bound, None, "GET", "/orders/7"));
+    assert_refused(&f, bearer, Denial::InvalidToken, "dpop_bound_token_as_bearer");
+    let proof = client.proof("GET", HTU, &bound, f.clock.now());
+    assert_allowed(&f.engine.decide(&request("DPoP", &bound, Some(proof), "GET", "/orders/7")));
+    // An answer that binds the token to another key than its payload does: no guess.
+    let other = jwt(json!({"jkt": DpopClient::es256().jkt()}));
+    let mut disagreeing = answer.clone();
+    disagreeing["cnf"] = json!({"jkt": client.jkt()});
+    f.idp.a.add_token(&other, disagreeing);
+    let proof = client.proof("GET", HTU, &other, f.clock.now());
+    let outcome = f.engine.decide(&request("DPoP", &other, Some(proof), "GET", "/orders/7"));
+    assert_refused(&f, outcome, Denial::InvalidToken, "malformed_claim");
+}
