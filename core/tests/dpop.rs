@@ -423,3 +423,23 @@ fn an_introspected_jwt_bound_in_its_payload_is_bound_though_the_answer_omits_cnf
     let outcome = f.engine.decide(&request("DPoP", &other, Some(proof), "GET", "/orders/7"));
     assert_refused(&f, outcome, Denial::InvalidToken, "malformed_claim");
 }
+
+#[test]
+fn a_proof_key_spliced_from_the_victims_public_key_and_the_thiefs_is_refused() {
+    // The thumbprint is taken over the members `kty` names; the key that verifies must be made of
+    // those same members, or a thief would put the victim's public `n`/`e` beside its own EC
+    // point and sign with its own key. Nor may a name be sent twice, even spelt with escapes.
+    let f = fixture("allowed", &[]);
+    let (victim, thief) = (DpopClient::with(SigningKey::rsa("k", Algorithm::RS256)), DpopClient::es256());
+    let t = token(&f, "bound", Some(&victim.jkt()));
+    let mut spliced = thief.public_jwk();
+    let victim_jwk = victim.public_jwk();
+    spliced["n"] = victim_jwk["n"].clone();
+    spliced["e"] = victim_jwk["e"].clone();
+    spliced["kty"] = json!("RSA");
+    let mut parts = thief.parts("GET", HTU, &t, f.clock.now());
+    parts.header["jwk"] = spliced;
+    let outcome = f.engine.decide(&request("DPoP", &t, Some(thief.sign(&parts)), "GET", "/orders/7"));
+    assert_eq!(outcome, Outcome::Deny(Denial::InvalidDpopProof));
+    assert_eq!(last_reason(&f), "dpop_proof_malformed");
+}
