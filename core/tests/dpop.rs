@@ -358,10 +358,7 @@ fn a_token_bound_to_anything_but_a_dpop_key_is_never_accepted() {
             json!({"jkt": client.jkt(), "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
         ] {
             let f = fixture(mode, &[]);
-            f.idp.a.add_token(
-                "bound",
-                json!({"active": true, "sub": "alice", "exp": f.clock.now() + 600, "cnf": cnf}),
-            );
+            f.idp.a.add_token("bound", json!({"active": true, "sub": "alice", "exp": f.clock.now() + 600, "cnf": cnf}));
             let bearer = f.engine.decide(&request("Bearer", "bound", None, "GET", "/orders/7"));
             assert_refused(&f, bearer, Denial::InvalidToken, "bound_token_unverifiable");
             if mode == "allowed" {
@@ -379,7 +376,10 @@ fn a_path_that_does_not_start_with_a_slash_names_no_uri_of_the_origins() {
     // port or base path would pass.
     let f = fixture_at(
         IdpPair::start(),
-        &[("TOKENBRIDGE_DPOP", "allowed"), ("TOKENBRIDGE_DPOP_ORIGINS", "https://api.example.com https://gw.example.com/prod")],
+        &[
+            ("TOKENBRIDGE_DPOP", "allowed"),
+            ("TOKENBRIDGE_DPOP_ORIGINS", "https://api.example.com https://gw.example.com/prod"),
+        ],
         &[],
     );
     let client = DpopClient::es256();
