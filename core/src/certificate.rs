@@ -85,7 +85,7 @@ mod tests {
     use super::*;
 
     fn bound_to(thumbprint: &str) -> Confirmation {
-        Confirmation { jkt: None, x5t_s256: Some(thumbprint.into()) }
+        Confirmation { jkt: None, x5t_s256: Some(thumbprint.into()), other: false }
     }
 
     #[test]

@@ -75,8 +75,12 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// The URIs a proof for `path` may name: one per origin, normalised.
+    /// The URIs a proof for `path` may name: one per origin, normalised. None for a path that
+    /// does not start with `/`: glued to an origin, it would change its host, port or base path.
     pub(crate) fn uris(&self, path: &str) -> Vec<String> {
+        if !path.starts_with('/') {
+            return Vec::new();
+        }
         self.origins.iter().filter_map(|origin| normalise_uri(&format!("{origin}{path}"))).collect()
     }
 }
@@ -119,8 +123,15 @@ pub(crate) fn presented(
 }
 
 /// Whether the validated token's binding fits how it came: a bound token only with a proof of
-/// its key, a DPoP request only with a bound token. `Err` is the denial's reason.
+/// its key, a DPoP request only with a bound token. A token bound to what tokenbridge cannot
+/// check (an RFC 7800 `jwk`, `kid`, …) is refused however it comes: a binding left unchecked is
+/// a bearer token for whoever stole it.
+/// `Err` is the denial's reason.
 pub(crate) fn bound(proof: Option<&Proof>, cnf: Option<&Confirmation>) -> Result<(), Reason> {
+    // A certificate binding (`x5t#S256`) is checked by `certificate`; anything else no one checks.
+    if cnf.is_some_and(|c| c.other) {
+        return Err(Reason::BoundTokenUnverifiable);
+    }
     match (proof, cnf.and_then(|c| c.jkt.as_deref())) {
         (None, None) => Ok(()),
         (None, Some(_)) => Err(Reason::DpopBoundTokenAsBearer),
@@ -136,19 +147,24 @@ pub(crate) fn denial(reason: Reason) -> crate::outcome::Denial {
     use crate::outcome::Denial;
     match reason {
         Reason::DpopRequired => Denial::DpopRequired,
-        Reason::MalformedToken | Reason::DpopBoundTokenAsBearer | Reason::DpopTokenNotBound => Denial::InvalidToken,
+        Reason::MalformedToken
+        | Reason::DpopBoundTokenAsBearer
+        | Reason::DpopTokenNotBound
+        | Reason::BoundTokenUnverifiable => Denial::InvalidToken,
         _ => Denial::InvalidDpopProof,
     }
 }
 
-/// What a token is bound to (RFC 7800 `cnf`): a DPoP key's thumbprint (RFC 9449 §6), or a
-/// client certificate's SHA-256 (RFC 8705 §3.1). A token with neither is a bearer token.
+/// What a token is bound to (RFC 7800 `cnf`): a DPoP key's thumbprint (RFC 9449 §6), a client
+/// certificate's SHA-256 (RFC 8705 §3.1), or something else. A token with none is a bearer token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Confirmation {
     /// `cnf.jkt`
     pub jkt: Option<String>,
     /// `cnf.x5t#S256`
     pub x5t_s256: Option<String>,
+    /// Other `cnf` members (RFC 7800 `jwk`, `jwe`, `kid`, `jku`, …): a binding nothing here checks.
+    pub other: bool,
 }
 
 impl Confirmation {
@@ -165,7 +181,8 @@ impl Confirmation {
             Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
             Some(_) => Err(()),
         };
-        let read = Confirmation { jkt: member("jkt")?, x5t_s256: member("x5t#S256")? };
+        let other = cnf.keys().any(|name| name != "jkt" && name != "x5t#S256");
+        let read = Confirmation { jkt: member("jkt")?, x5t_s256: member("x5t#S256")?, other };
         Ok((read != Confirmation::default()).then(|| Box::new(read)))
     }
 }
@@ -476,6 +493,8 @@ mod tests {
         assert_eq!(read(serde_json::json!({"cnf": {"jkt": "abc"}})).unwrap().unwrap().jkt.as_deref(), Some("abc"));
         let x5t = read(serde_json::json!({"cnf": {"x5t#S256": "h"}})).unwrap().unwrap();
         assert_eq!(x5t.x5t_s256.as_deref(), Some("h"));
+        let unknown = read(serde_json::json!({"cnf": {"jwk": {"kty": "EC"}}})).unwrap().expect("a binding");
+        assert!(unknown.other, "a cnf member nothing here checks is still a binding");
         for bad in [
             serde_json::json!({"cnf": "abc"}),
             serde_json::json!({"cnf": {"jkt": 5}}),

@@ -141,6 +141,13 @@ pub(crate) fn peek(token: &str) -> Result<Peek, Unreadable> {
     }
 }
 
+/// The `cnf` a JWT's payload claims, unverified (for a token IdP A vouches for): `Ok(None)` when
+/// it names none or its payload is no JSON object, `Err` when its `cnf` cannot be read.
+pub(crate) fn payload_binding(token: &str) -> Result<Option<Box<Confirmation>>, ()> {
+    let claims = token.split('.').nth(1).and_then(base64_part).and_then(|c| crate::json::object(&c));
+    claims.map_or(Ok(None), |claims| Confirmation::read(&claims))
+}
+
 /// One base64url part (RFC 7515 §2: no padding). Its JSON, header or claims, must name no
 /// member twice (RFC 7515 §4: reject, rather than guess which one counts).
 pub(crate) fn base64_part(part: &str) -> Option<Vec<u8>> {

@@ -80,6 +80,9 @@ pub enum Reason {
     CertificateMissing,
     /// A token bound to another client certificate than the request's.
     CertificateMismatch,
+    /// A token bound (`cnf`) to something tokenbridge cannot check: an RFC 7800 `jwk`, `kid`,
+    /// `jku`, … (neither a DPoP key's thumbprint nor a certificate's hash).
+    BoundTokenUnverifiable,
     /// Valid at IdP A, but IdP B refused to exchange it (token exchange, on-behalf-of).
     BackendRefusedCallerToken,
 }
@@ -131,6 +134,7 @@ impl Reason {
             Reason::DpopTokenNotBound => "dpop_token_not_bound",
             Reason::CertificateMissing => "certificate_missing",
             Reason::CertificateMismatch => "certificate_mismatch",
+            Reason::BoundTokenUnverifiable => "bound_token_unverifiable",
         }
     }
 }

@@ -122,6 +122,7 @@ impl Validation {
         let verdict = self.cached((Check::Validation, hash), budget, trace, |trace| match self.path(token) {
             Path::Introspect { named, jwt } => {
                 let verdict = self.introspect(idp, token, budget, trace)?;
+                let verdict = if jwt { with_payload_binding(token, verdict) } else { verdict };
                 Ok(self.audience_checked(named.as_deref(), jwt, verdict))
             }
             Path::Reject(why) => Ok(Verdict::Invalid(why)),
@@ -290,5 +291,22 @@ impl Validation {
     /// Whether every local issuer's keys are held.
     pub(crate) fn keys_held(&self, now: UnixTime) -> bool {
         self.local_issuers().all(|j| j.is_warm(now))
+    }
+}
+
+/// An introspected JWT's binding: IdP A's `cnf`, or its payload's when the answer has none (an
+/// answer that leaves `cnf` out does not unbind a token that says it is bound); the two
+/// disagreeing, or the payload's unreadable, the token is refused rather than one picked.
+fn with_payload_binding(token: &str, verdict: Verdict) -> Verdict {
+    let Verdict::Active(mut identity) = verdict else { return verdict };
+    match (jwt::payload_binding(token), &identity.cnf) {
+        (Err(()), _) => Verdict::Invalid(Reason::MalformedClaim),
+        (Ok(None), _) => Verdict::Active(identity),
+        (Ok(Some(payload)), None) => {
+            identity.cnf = Some(payload);
+            Verdict::Active(identity)
+        }
+        (Ok(Some(payload)), Some(answer)) if payload == *answer => Verdict::Active(identity),
+        (Ok(Some(_)), Some(_)) => Verdict::Invalid(Reason::MalformedClaim),
     }
 }

@@ -343,3 +343,105 @@ fn a_base_path_origin_names_the_path_clients_call() {
         assert_allowed(&f.engine.decide(&request("DPoP", &t, Some(proof), "GET", "/orders/7")));
     }
 }
+
+#[test]
+fn a_token_bound_to_anything_but_its_proof_or_certificate_is_never_accepted() {
+    // A token bound by a `cnf` member tokenbridge cannot check (RFC 7800 `jwk`, `kid`, …) is worth
+    // nothing to a thief only if the binding is checked: accepted as a bearer token, it would be.
+    // A certificate binding (RFC 8705 `x5t#S256`) needs its certificate, which no request here has.
+    let client = DpopClient::es256();
+    let x5t = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2";
+    for mode in ["off", "allowed"] {
+        let cases = [
+            (json!({"x5t#S256": x5t}), "certificate_missing", "dpop_token_not_bound"),
+            (json!({"jwk": client.public_jwk()}), "bound_token_unverifiable", "bound_token_unverifiable"),
+            (json!({"kid": "k1"}), "bound_token_unverifiable", "bound_token_unverifiable"),
+            (json!({"jkt": client.jkt(), "x5t#S256": x5t}), "dpop_bound_token_as_bearer", "certificate_missing"),
+        ];
+        for (cnf, as_bearer, with_proof) in cases {
+            let f = fixture(mode, &[]);
+            f.idp.a.add_token("bound", json!({"active": true, "sub": "alice", "exp": f.clock.now() + 600, "cnf": cnf}));
+            let bearer = f.engine.decide(&request("Bearer", "bound", None, "GET", "/orders/7"));
+            assert_refused(&f, bearer, Denial::InvalidToken, as_bearer);
+            if mode == "allowed" {
+                let proof = client.proof("GET", HTU, "bound", f.clock.now());
+                let dpop = f.engine.decide(&request("DPoP", "bound", Some(proof), "GET", "/orders/7"));
+                assert_refused(&f, dpop, Denial::InvalidToken, with_proof);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_path_that_does_not_start_with_a_slash_names_no_uri_of_the_origins() {
+    // Glued to the origin, such a path would write its authority: a proof made for another host,
+    // port or base path would pass.
+    let f = fixture_at(
+        IdpPair::start(),
+        &[
+            ("TOKENBRIDGE_DPOP", "allowed"),
+            ("TOKENBRIDGE_DPOP_ORIGINS", "https://api.example.com https://gw.example.com/prod"),
+        ],
+        &[],
+    );
+    let client = DpopClient::es256();
+    let t = token(&f, "bound", Some(&client.jkt()));
+    for (htu, path) in [
+        ("https://api.example.com.evil.example.com/orders/7", ".evil.example.com/orders/7"),
+        ("https://api.example.com:8443/orders/7", ":8443/orders/7"),
+        ("https://gw.example.com/production/orders/7", "uction/orders/7"),
+    ] {
+        let proof = client.proof("GET", htu, &t, f.clock.now());
+        let outcome = f.engine.decide(&request("DPoP", &t, Some(proof), "GET", path));
+        assert_refused(&f, outcome, Denial::InvalidDpopProof, "dpop_proof_wrong_request");
+    }
+}
+
+#[test]
+fn an_introspected_jwt_bound_in_its_payload_is_bound_though_the_answer_omits_cnf() {
+    // IdP A's answer is the authority on the token, but an answer without `cnf` does not unbind a
+    // JWT that says it is bound: the stricter reading wins.
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let client = DpopClient::es256();
+    let f = fixture("allowed", &[]);
+    let jwt = |cnf: Value| {
+        let claims = json!({"iss": "https://other.example.com", "sub": "alice", "cnf": cnf});
+        format!("{}.{}.c2ln", b64(json!({"alg": "RS256", "typ": "at+jwt"})), b64(claims))
+    };
+    let answer = json!({"active": true, "sub": "alice", "exp": f.clock.now() + 600});
+    let bound = jwt(json!({"jkt": client.jkt()}));
+    f.idp.a.add_token(&bound, answer.clone());
+    let bearer = f.engine.decide(&request("Bearer", &bound, None, "GET", "/orders/7"));
+    assert_refused(&f, bearer, Denial::InvalidToken, "dpop_bound_token_as_bearer");
+    let proof = client.proof("GET", HTU, &bound, f.clock.now());
+    assert_allowed(&f.engine.decide(&request("DPoP", &bound, Some(proof), "GET", "/orders/7")));
+    // An answer that binds the token to another key than its payload does: no guess.
+    let other = jwt(json!({"jkt": DpopClient::es256().jkt()}));
+    let mut disagreeing = answer.clone();
+    disagreeing["cnf"] = json!({"jkt": client.jkt()});
+    f.idp.a.add_token(&other, disagreeing);
+    let proof = client.proof("GET", HTU, &other, f.clock.now());
+    let outcome = f.engine.decide(&request("DPoP", &other, Some(proof), "GET", "/orders/7"));
+    assert_refused(&f, outcome, Denial::InvalidToken, "malformed_claim");
+}
+
+#[test]
+fn a_proof_key_spliced_from_the_victims_public_key_and_the_thiefs_is_refused() {
+    // The thumbprint is taken over the members `kty` names; the key that verifies must be made of
+    // those same members, or a thief would put the victim's public `n`/`e` beside its own EC
+    // point and sign with its own key. Nor may a name be sent twice, even spelt with escapes.
+    let f = fixture("allowed", &[]);
+    let (victim, thief) = (DpopClient::with(SigningKey::rsa("k", Algorithm::RS256)), DpopClient::es256());
+    let t = token(&f, "bound", Some(&victim.jkt()));
+    let mut spliced = thief.public_jwk();
+    let victim_jwk = victim.public_jwk();
+    spliced["n"] = victim_jwk["n"].clone();
+    spliced["e"] = victim_jwk["e"].clone();
+    spliced["kty"] = json!("RSA");
+    let mut parts = thief.parts("GET", HTU, &t, f.clock.now());
+    parts.header["jwk"] = spliced;
+    let outcome = f.engine.decide(&request("DPoP", &t, Some(thief.sign(&parts)), "GET", "/orders/7"));
+    assert_eq!(outcome, Outcome::Deny(Denial::InvalidDpopProof));
+    assert_eq!(last_reason(&f), "dpop_proof_malformed");
+}
