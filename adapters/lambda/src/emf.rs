@@ -197,17 +197,19 @@ fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Writes `lines` to stderr, where Lambda's log capture (and the decision log) goes, each in one
-/// write so that no other line lands inside it.
+/// Writes `lines` to stderr, where Lambda's log capture (and the decision log) goes, in one
+/// write so that no other line lands among them.
 pub fn write(lines: &[String]) {
     if lines.is_empty() {
         return;
     }
-    let mut err = std::io::stderr().lock();
+    let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
     for line in lines {
-        // A log that cannot be written loses the metrics, never the decision.
-        let _ = err.write_all(format!("{line}\n").as_bytes());
+        text.push_str(line);
+        text.push('\n');
     }
+    // A log that cannot be written loses the metrics, never the decision.
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// The shared flusher, for the runtime's layer and its shutdown hook.
