@@ -448,11 +448,16 @@ fn after_an_interval_one_emf_flush_holds_the_decisions_and_idp_calls_made_since_
     let token = idp.a.issue("alice", "", 600);
     let api = FakeRuntimeApi::start();
     let env = [idp.env(), vec![("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS".into(), "1".into())]].concat();
+    let started = std::time::Instant::now();
     let function = api.start_function(&env);
     for event in [token_event(&token), token_event("forged"), token_event(&token)] {
         api.invoke(&event, LONG);
     }
-    assert!(emf_documents(&function.log()).is_empty(), "nothing within the first interval");
+    // (On a machine slow enough to take the whole interval, a flush here is right; the sums
+    // below hold either way.)
+    if started.elapsed() < Duration::from_millis(900) {
+        assert!(emf_documents(&function.log()).is_empty(), "nothing within the first interval");
+    }
     std::thread::sleep(Duration::from_millis(1_100));
     // This answer is posted, then the flush is due.
     assert!(matches!(api.invoke(&token_event(&token), LONG), Answer::Response(_)));
@@ -468,7 +473,11 @@ fn after_an_interval_one_emf_flush_holds_the_decisions_and_idp_calls_made_since_
     assert_eq!(introspections as usize, idp.a.introspections(), "{documents:#?}");
     let token_calls = emf_sum(&documents, "idp_calls", &[("dependency", "token"), ("result", "ok")]);
     assert_eq!(token_calls as usize, idp.b.token_requests(), "{documents:#?}");
-    assert_eq!(emf_sum(&documents, "stage_lookups", &[("stage", "validation"), ("served", "hit")]), 2, "{documents:#?}");
+    assert_eq!(
+        emf_sum(&documents, "stage_lookups", &[("stage", "validation"), ("served", "hit")]),
+        2,
+        "{documents:#?}"
+    );
     // The decisions by outcome alone are a metric of their own, since CloudWatch does not sum
     // across dimensions.
     let allow = documents.iter().find(|d| d["outcome"] == "allow").unwrap();
