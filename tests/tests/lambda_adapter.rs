@@ -513,3 +513,13 @@ fn with_lambda_metrics_off_no_emf_line_is_written() {
     let (_, log) = function.terminate();
     assert!(emf_documents(&log).is_empty(), "{log}");
 }
+
+#[test]
+fn a_wrong_lambda_metrics_setting_stops_the_function_at_start() {
+    let idp = IdpPair::start();
+    let api = FakeRuntimeApi::start();
+    let env = [api.env(), idp.env(), vec![("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS".into(), "0".into())]].concat();
+    let run = tokenbridge_tests::harness::run(&[], &env, "");
+    assert!(!run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS"), "{}", run.stderr);
+}
