@@ -416,3 +416,110 @@ fn sender_constrained_tokens_through_request_events() {
     let Answer::Response(answer) = api.invoke(&v2, LONG) else { panic!("an answer") };
     assert_eq!(answer["isAuthorized"], false, "another certificate: {answer}");
 }
+
+/// The EMF documents in a log, parsed.
+fn emf_documents(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("an EMF line is one JSON object ({e}): {l}")))
+        .collect()
+}
+
+/// The sum of metric `name` over the documents whose dimension values include `dimensions`,
+/// checking on the way that each such document declares the metric in its directive.
+fn emf_sum(documents: &[Value], name: &str, dimensions: &[(&str, &str)]) -> u64 {
+    documents
+        .iter()
+        .filter(|d| d.get(name).is_some() && dimensions.iter().all(|(k, v)| d[*k] == *v))
+        .map(|d| {
+            let directive = &d["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(directive["Namespace"], "tokenbridge", "{d}");
+            let declared = directive["Metrics"].as_array().unwrap().iter().any(|m| m["Name"] == name);
+            assert!(declared, "{name} is a metric of its directive: {d}");
+            assert!(d["_aws"]["Timestamp"].as_u64().is_some_and(|t| t > 1_500_000_000_000), "{d}");
+            d[name].as_u64().unwrap_or_else(|| panic!("{name} is a whole number: {d}"))
+        })
+        .sum()
+}
+
+#[test]
+fn after_an_interval_one_emf_flush_holds_the_decisions_and_idp_calls_made_since_start() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let api = FakeRuntimeApi::start();
+    let env = [idp.env(), vec![("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS".into(), "1".into())]].concat();
+    let started = std::time::Instant::now();
+    let function = api.start_function(&env);
+    for event in [token_event(&token), token_event("forged"), token_event(&token)] {
+        api.invoke(&event, LONG);
+    }
+    // (On a machine slow enough to take the whole interval, a flush here is right; the sums
+    // below hold either way.)
+    if started.elapsed() < Duration::from_millis(900) {
+        assert!(emf_documents(&function.log()).is_empty(), "nothing within the first interval");
+    }
+    std::thread::sleep(Duration::from_millis(1_100));
+    // This answer is posted, then the flush is due.
+    assert!(matches!(api.invoke(&token_event(&token), LONG), Answer::Response(_)));
+    let flushed = function.wait_for_line(Duration::from_secs(10), |l| l.contains("\"_aws\""));
+    assert!(flushed.is_some(), "an EMF line after the interval:\n{}", function.log());
+    // A flush is one write of several lines; the harness hands them over one at a time.
+    std::thread::sleep(Duration::from_millis(300));
+    let documents = emf_documents(&function.log());
+    assert_eq!(emf_sum(&documents, "decisions", &[("outcome", "allow")]), 3, "{documents:#?}");
+    assert_eq!(emf_sum(&documents, "decisions", &[("outcome", "deny")]), 1, "{documents:#?}");
+    assert_eq!(emf_sum(&documents, "decisions", &[("outcome", "unavailable")]), 0);
+    let introspections = emf_sum(&documents, "idp_calls", &[("dependency", "introspection"), ("result", "ok")]);
+    assert_eq!(introspections as usize, idp.a.introspections(), "{documents:#?}");
+    let token_calls = emf_sum(&documents, "idp_calls", &[("dependency", "token"), ("result", "ok")]);
+    assert_eq!(token_calls as usize, idp.b.token_requests(), "{documents:#?}");
+    assert_eq!(
+        emf_sum(&documents, "stage_lookups", &[("stage", "validation"), ("served", "hit")]),
+        2,
+        "{documents:#?}"
+    );
+    // The decisions by outcome alone are a metric of their own, since CloudWatch does not sum
+    // across dimensions.
+    let allow = documents.iter().find(|d| d["outcome"] == "allow").unwrap();
+    assert_eq!(allow["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0], json!(["outcome"]));
+}
+
+#[test]
+fn shutdown_flushes_what_was_counted_since_the_last_emf_line() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let api = FakeRuntimeApi::start();
+    let env = [idp.env(), vec![("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS".into(), "3600".into())]].concat();
+    let function = api.start_function(&env);
+    for event in [token_event(&token), token_event(&token)] {
+        assert!(matches!(api.invoke(&event, LONG), Answer::Response(_)));
+    }
+    assert!(emf_documents(&function.log()).is_empty(), "not due within the hour");
+    // As Lambda does before it shuts an environment with an extension down.
+    let (clean, log) = function.terminate();
+    assert!(clean, "a clean exit after the flush:\n{log}");
+    let documents = emf_documents(&log);
+    assert_eq!(emf_sum(&documents, "decisions", &[("outcome", "allow")]), 2, "{log}");
+}
+
+#[test]
+fn with_lambda_metrics_off_no_emf_line_is_written() {
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "", 600);
+    let api = FakeRuntimeApi::start();
+    let env = [idp.env(), vec![("TOKENBRIDGE_LAMBDA_METRICS".into(), "off".into())]].concat();
+    let function = api.start_function(&env);
+    assert!(matches!(api.invoke(&token_event(&token), LONG), Answer::Response(_)));
+    let (_, log) = function.terminate();
+    assert!(emf_documents(&log).is_empty(), "{log}");
+}
+
+#[test]
+fn a_wrong_lambda_metrics_setting_stops_the_function_at_start() {
+    let idp = IdpPair::start();
+    let api = FakeRuntimeApi::start();
+    let env = [api.env(), idp.env(), vec![("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS".into(), "0".into())]].concat();
+    let run = tokenbridge_tests::harness::run(&[], &env, "");
+    assert!(!run.success, "{}", run.stderr);
+    assert!(run.stderr.contains("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS"), "{}", run.stderr);
+}

@@ -201,10 +201,14 @@ fn the_lambda_function_writes_no_secret_anywhere() {
         }
         other => panic!("an introspection outage must be Unavailable: {other:?}"),
     }
-    let log = function.stop();
+    // SIGTERM, as Lambda sends before a shutdown: the final EMF flush.
+    let (_, log) = function.terminate();
     s.scan("Lambda answers", &answers);
     assert!(!answers.contains("backend-"), "a backend token outside the context");
     s.scan("Lambda stderr", &log);
+    let emf: Vec<&str> = log.lines().filter(|l| l.contains("\"_aws\"")).collect();
+    assert!(emf.iter().any(|l| l.contains("\"unavailable\"")), "the EMF lines count the outage:\n{log}");
+    scan_metrics(&s, "Lambda EMF lines", &emf.join("\n"));
 }
 
 /// With route policies a REST answer covers every route, and an insufficient-scope Deny carries

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorizer;
+pub mod emf;
 pub mod extension;
 pub mod iam;
 pub mod runtime;

@@ -3,11 +3,15 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use std::sync::{Arc, Mutex};
+
+use lambda_runtime::layers::TracingLayer;
+use lambda_runtime::{Diagnostic, LambdaEvent, Runtime, service_fn};
 use serde_json::Value;
 use tokenbridge_core::Engine;
 
 use crate::authorizer::{self, Options};
+use crate::emf::{self, EmfLayer, Flusher};
 
 /// The variables `lambda_runtime` needs; it panics without them, so they are checked first.
 pub const REQUIRED_ENV: [&str; 4] = [
@@ -22,6 +26,8 @@ pub const REQUIRED_ENV: [&str; 4] = [
 pub enum RuntimeError {
     #[error("{0} is not set: `tokenbridge lambda` runs inside AWS Lambda (or its emulator)")]
     NotInLambda(&'static str),
+    #[error("{0}")]
+    Settings(String),
     #[error("cannot start the async runtime: {0}")]
     AsyncRuntime(std::io::Error),
     /// The Runtime API client ended with an error of its own, shown as it words it.
@@ -34,15 +40,36 @@ pub fn run(engine: &'static Engine, options: Options) -> Result<(), RuntimeError
     if let Some(missing) = REQUIRED_ENV.iter().find(|k| std::env::var_os(k).is_none()) {
         return Err(RuntimeError::NotInLambda(missing));
     }
+    let flusher = Arc::new(Mutex::new(Flusher::new(emf::Settings::from_env().map_err(RuntimeError::Settings)?)));
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RuntimeError::AsyncRuntime)?;
     runtime.block_on(async move {
+        flush_at_shutdown(flusher.clone());
         let handler = service_fn(move |event: LambdaEvent<Value>| {
             let options = options.clone();
             async move { handle(engine, &options, event).await }
         });
-        lambda_runtime::run(handler).await.map_err(RuntimeError::Runtime)
+        // As `lambda_runtime::run` builds it, with the metrics' flush outermost: after the answer
+        // is posted.
+        let runtime = Runtime::new(handler).layer(TracingLayer::new()).layer(EmfLayer(flusher));
+        runtime.run().await.map_err(RuntimeError::Runtime)
     })
+}
+
+/// Lambda sends the runtime SIGTERM before it shuts an environment down — when an extension is
+/// registered, as the Parameters and Secrets extension is — and allows it a few hundred
+/// milliseconds: enough to write what was counted since the last flush. Without an extension
+/// Lambda sends no signal, and those counts (at most one interval's) are lost.
+fn flush_at_shutdown(flusher: emf::Shared) {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Without the handler SIGTERM still ends the process, as it did before: only the flush is lost.
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else { return };
+    tokio::spawn(async move {
+        if terminate.recv().await.is_some() {
+            emf::flush_now(&flusher);
+            std::process::exit(0);
+        }
+    });
 }
 
 async fn handle(engine: &'static Engine, options: &Options, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
