@@ -7,7 +7,7 @@
 //! Kept with the Prometheus project's own client (`prometheus-client`); counting a decision is
 //! atomic adds and the duration histogram's short lock. Exposed as OpenMetrics text ([`encode`]) for
 //! `GET /metrics`, and as a [`Snapshot`] of plain numbers for the platforms that push metrics
-//! in a form of their own (the stdio summary; CloudWatch EMF and OCI Monitoring later).
+//! in a form of their own (the stdio summary, the Lambda adapter's CloudWatch EMF lines; OCI Monitoring later).
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, OnceLock};

@@ -535,3 +535,14 @@ fn check_config_reports_a_client_authentication_method_the_idps_discovery_docume
     assert!(check.success, "{}", check.stdout);
     assert!(check.stdout.contains("no discovery document lists this endpoint; not checked"), "{}", check.stdout);
 }
+
+/// check-config reports a bad Lambda metrics setting, as the Lambda runtime would refuse it.
+#[test]
+fn check_config_names_a_bad_lambda_metrics_setting() {
+    let idp = tokenbridge_tests::IdpPair::start();
+    let mut env = idp.env();
+    env.push(("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS".into(), "0".into()));
+    let run = tokenbridge_tests::harness::run(&["check-config"], &env, "");
+    assert!(!run.success, "{}", run.stdout);
+    assert!(run.stdout.contains("TOKENBRIDGE_LAMBDA_METRICS_INTERVAL_SECONDS"), "{}", run.stdout);
+}

@@ -377,6 +377,8 @@ fn adapter_problems() -> Vec<String> {
         http_client_cert().map(drop),
         #[cfg(feature = "lambda")]
         lambda_options().map(drop),
+        #[cfg(feature = "lambda")]
+        tokenbridge_lambda::emf::Settings::from_env().map(drop).map_err(|e| anyhow::anyhow!(e)),
     ];
     checks.into_iter().filter_map(|check| check.err().map(|e| format!("{e:#}"))).collect()
 }
