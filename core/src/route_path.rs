@@ -83,7 +83,8 @@ fn is_plain(segment: &str) -> bool {
     true
 }
 
-fn hex_byte(hex: &[u8]) -> Option<u8> {
+/// Two hex digits' byte (a percent-encoding's), `None` for anything else (`+1` too).
+pub(crate) fn hex_byte(hex: &[u8]) -> Option<u8> {
     let hex = std::str::from_utf8(hex).ok()?;
     hex.bytes().all(|h| h.is_ascii_hexdigit()).then(|| u8::from_str_radix(hex, 16).ok())?
 }

@@ -120,7 +120,8 @@ fn xfcc(value: &str) -> Result<ClientCertificate, Unreadable> {
         (Some(hex), _) => {
             let bytes = (0..hex.len())
                 .step_by(2)
-                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .map(|i| hex.get(i..i + 2).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
+                .map(|h| h.and_then(|h| u8::from_str_radix(h, 16).ok()))
                 .collect::<Option<Vec<u8>>>()
                 .ok_or(Unreadable)?;
             let sha256: [u8; 32] = bytes.try_into().map_err(|_| Unreadable)?;
@@ -184,6 +185,7 @@ mod tests {
             ("x-forwarded-client-cert:xfcc", "Hash=abc"),
             ("x-forwarded-client-cert:xfcc", "Subject=\"CN=a\""),
             ("x-forwarded-client-cert:xfcc", "Hash=zz"),
+            ("x-forwarded-client-cert:xfcc", &format!("Hash=+{}", &SHA256_HEX[1..])),
             ("X-Client-Cert:base64-der", "not base64!"),
             ("X-Client-Cert:base64-der", "AgEA"),
             ("X-Client-Cert:pem-urlencoded", "%FF"),
