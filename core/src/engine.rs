@@ -392,7 +392,7 @@ impl Engine {
                 return Some(Outcome::Unavailable(Cause::new(Dependency::Configuration, Failure::Invalid)));
             }
         };
-        let token = match bearer::extract(request.credential.as_deref()) {
+        let (token, scheme) = match bearer::extract(request.credential.as_deref()) {
             Credential::Missing => return Some(Outcome::Deny(Denial::MissingToken)),
             Credential::Malformed => {
                 trace.reason = Some(Reason::MalformedToken);
@@ -401,7 +401,6 @@ impl Engine {
             Credential::Bearer(token) => (token, Scheme::Bearer),
             Credential::Dpop(token) => (token, Scheme::Dpop),
         };
-        let (token, scheme) = token;
         let hash = log::token_hash(token);
         trace.token = Some(log::fingerprint_of(&hash));
         let budget = Budget::new(self.clock.now(), request.deadline, stages.config.call_timeout);
