@@ -1,7 +1,9 @@
 //! The backend token from IdP B — one for every caller (client_credentials), or one per caller
 //! (token exchange, on-behalf-of) — and a strict reading of IdP B's answer.
 
+use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -14,6 +16,7 @@ use crate::idp::{Endpoint, Idp};
 use crate::log::Trace;
 use crate::outcome::{Cause, Dependency, Failure};
 use crate::secret::Secret;
+use crate::shared_cache::{Kind, Stored};
 
 /// The backend token stage: IdP B, the grant, and the tokens it gave us, refreshed early; a
 /// still-valid token is served when a refresh fails.
@@ -36,6 +39,21 @@ pub(crate) struct BackendTokens {
     /// Longest a per-caller answer is kept, and how long a refusal is.
     max_ttl: i64,
     refusal_ttl: i64,
+}
+
+/// How long an instance waits, at most, for the token another instance is refreshing.
+const CLAIM_WAIT: Duration = Duration::from_millis(1_000);
+const CLAIM_POLL: Duration = Duration::from_millis(20);
+
+/// How a request to IdP B goes through the shared cache tier: its kind, what it asks besides
+/// the endpoint and client, the caller token it carries (none for tokenbridge's own), and the
+/// time no answer may be kept past.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    kind: Kind,
+    scope: &'a [&'a str],
+    token: &'a str,
+    bound: Option<UnixTime>,
 }
 
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -155,7 +173,12 @@ impl BackendTokens {
         if let Some(actor) = &actor {
             form.extend([("actor_token", actor.access_token.expose()), ("actor_token_type", ACCESS_TOKEN)]);
         }
-        Ok(match self.request(idp, &self.grant, &form, budget, trace)? {
+        let caller_bound = caller.expires_at.unwrap_or(UnixTime::MAX).max(now.saturating_add(STALE_RETRY_SECONDS));
+        let caller_bound = Some(caller_bound.min(now.saturating_add(self.max_ttl)));
+        let mut scope: Vec<&str> = self.form.iter().flat_map(|(k, v)| [*k, v.as_str()]).collect();
+        scope.push(field);
+        let shared = Shared { kind: Kind::Exchange, scope: &scope, token: caller.token, bound: caller_bound };
+        Ok(match self.request(idp, &self.grant, &form, Some(shared), budget, trace)? {
             Issued::Token(token) => {
                 // A caller token accepted within the clock leeway has an expiry just past: its
                 // exchanged token is kept a few seconds rather than exchanged again per request.
@@ -180,7 +203,9 @@ impl BackendTokens {
             timed_out,
             || {
                 let form: Vec<(&str, &str)> = self.own_form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                match self.request(idp, &BackendGrant::ClientCredentials, &form, budget, trace)? {
+                let scope: Vec<&str> = form.iter().flat_map(|(k, v)| [*k, *v]).collect();
+                let shared = Shared { kind: Kind::Backend, scope: &scope, token: "", bound: None };
+                match self.request(idp, &BackendGrant::ClientCredentials, &form, Some(shared), budget, trace)? {
                     Issued::Token(token) => Ok(self.entry(token, None)),
                     // Only a grant that carries a caller can refuse one; never an allow.
                     Issued::Refused => Err(Cause::new(Dependency::BackendToken, Failure::Status(400))),
@@ -189,19 +214,69 @@ impl BackendTokens {
         )
     }
 
-    /// One `grant` request to IdP B with this form.
+    /// One `grant` request to IdP B with this form; through the shared cache tier, when there
+    /// is one, as `shared` says.
     fn request(
         &self,
         idp: &Idp,
         grant: &BackendGrant,
         form: &[(&str, &str)],
+        shared: Option<Shared>,
         budget: Budget,
         trace: &mut Trace,
     ) -> Result<Issued, Cause> {
         let now = budget.now;
-        idp.call(&self.endpoint, form, budget, trace, |a| {
-            read_grant_answer(grant, a.status, &a.body, now, self.default_ttl)
-        })
+        let read =
+            |status: u16, body: &[u8], at: UnixTime| read_grant_answer(grant, status, body, at, self.default_ttl);
+        let tier = idp.shared.as_ref().zip(shared);
+        let named = tier.and_then(|(tier, shared)| {
+            let mut scope = self.endpoint.asker().to_vec();
+            scope.extend_from_slice(shared.scope);
+            Some((tier, tier.name(budget, shared.kind, &scope, shared.token)?, shared.bound))
+        });
+        let Some((tier, name, bound)) = named else {
+            return idp.call(&self.endpoint, form, budget, trace, |a| read(a.status, &a.body, now));
+        };
+        // A token another instance got, still fresh by this instance's own rules.
+        let shared_token = || {
+            let stored = tier.get(budget, &name).filter(|s| s.at <= now && s.status == 200)?;
+            match read(stored.status, &stored.body, stored.at) {
+                Ok(Issued::Token(token)) if self.entry(token.clone(), bound).fresh_until > now => Some(token),
+                _ => None,
+            }
+        };
+        if let Some(token) = shared_token() {
+            return Ok(Issued::Token(token));
+        }
+        // One instance refreshes; the others wait a little for its token, then ask themselves.
+        let claimed = tier.claim(budget, &name);
+        if !claimed {
+            let started = Instant::now();
+            let left = budget.deadline().map_or(CLAIM_WAIT, |d| d.saturating_duration_since(started));
+            let until = started + left.min(CLAIM_WAIT) / 2;
+            while Instant::now() < until {
+                std::thread::sleep(CLAIM_POLL);
+                if let Some(token) = shared_token() {
+                    return Ok(Issued::Token(token));
+                }
+            }
+        }
+        let kept = RefCell::new(None);
+        let issued = idp.call(&self.endpoint, form, budget, trace, |a| {
+            let issued = read(a.status, &a.body, now);
+            if matches!(issued, Ok(Issued::Token(_))) {
+                *kept.borrow_mut() = Some(Stored { at: now, status: a.status, body: a.body.clone() });
+            }
+            issued
+        });
+        if let (Ok(Issued::Token(token)), Some(stored)) = (&issued, kept.into_inner()) {
+            let until = token.usable_until(self.min_remaining).min(bound.unwrap_or(UnixTime::MAX));
+            tier.put(budget, &name, &stored, until.saturating_sub(now));
+        }
+        if claimed {
+            tier.release(budget, &name);
+        }
+        issued
     }
 
     /// The cache entry for a token: fresh until its early refresh, usable until its usable end,

@@ -125,6 +125,8 @@ pub struct Config {
     pub(crate) token_argument: String,
     /// `TOKENBRIDGE_LOG_LEVEL` and `TOKENBRIDGE_DECISION_LOG`.
     pub(crate) log_policy: LogPolicy,
+    /// The shared cache tier on Redis, when configured.
+    pub(crate) shared_cache: Option<crate::shared_cache::SharedSettings>,
 }
 
 /// How caller tokens are validated.
@@ -307,6 +309,7 @@ impl Config {
             realm: r.text("TOKENBRIDGE_REALM"),
             token_argument: r.text("TOKENBRIDGE_TOKEN_ARGUMENT"),
             log_policy: r.log_policy(),
+            shared_cache: r.shared_cache(),
         };
         (config, r.problems)
     }
@@ -622,6 +625,28 @@ impl Reader<'_> {
 
     /// A space-separated list.
     /// The DPoP settings; `in_policy`: some policy route sets a DPoP mode of its own.
+    /// The shared cache tier: off without a URL; with one, a key is required.
+    fn shared_cache(&mut self) -> Option<crate::shared_cache::SharedSettings> {
+        let url = self.optional("TOKENBRIDGE_SHARED_CACHE_URL")?;
+        if let Some(problem) = crate::shared_cache::url_problem(&url) {
+            self.problems.push(problem);
+        }
+        let key = SecretRef::parse(&self.required("TOKENBRIDGE_SHARED_CACHE_KEY"));
+        if let SecretRef::Literal(v) = &key
+            && !v.expose().is_empty()
+            && v.expose().len() < crate::shared_cache::MIN_KEY_LEN
+        {
+            self.problems.push("TOKENBRIDGE_SHARED_CACHE_KEY must be 32 characters or more".into());
+        }
+        let password = self.optional("TOKENBRIDGE_SHARED_CACHE_PASSWORD").map(|p| SecretRef::parse(&p));
+        let timeout = Duration::from_millis(self.number("TOKENBRIDGE_SHARED_CACHE_TIMEOUT_MS", 1, 5_000) as u64);
+        let prefix = self.text("TOKENBRIDGE_SHARED_CACHE_PREFIX");
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            self.problems.push("TOKENBRIDGE_SHARED_CACHE_PREFIX must be letters, digits, '-', '_' or '.'".into());
+        }
+        Some(crate::shared_cache::SharedSettings { url, password, key, timeout, prefix })
+    }
+
     fn dpop(&mut self, in_policy: bool) -> crate::dpop::Settings {
         use crate::dpop::Mode;
         let mode = match self.optional("TOKENBRIDGE_DPOP") {

@@ -23,6 +23,7 @@ use crate::outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request
 use crate::policy::{Refusal, RouteVerdict};
 use crate::reason::Reason;
 use crate::secret::{self, Env, SecretCell, SecretProblem, SecretResolver, Secrets};
+use crate::shared_cache::SharedCache;
 use crate::trace_context;
 use crate::validation::Validation;
 
@@ -149,7 +150,8 @@ impl EngineBuilder {
                 secrets.clone(),
                 self.clock.clone(),
                 config.secret_refresh_interval,
-            ),
+            )
+            .with_shared(config.shared_cache.as_ref().map(|s| SharedCache::new(s, secrets.clone()))),
             validation: Validation::new(&config),
             backends: BackendTokens::all(&config),
             replays: dpop::Replays::new(config.dpop.replay_capacity),

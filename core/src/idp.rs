@@ -14,6 +14,7 @@ use crate::http::{Answer, HttpClient, basic_auth};
 use crate::log::Trace;
 use crate::outcome::{Cause, Dependency, Failure};
 use crate::secret::{Secret, SecretCell, SecretError, SecretProblem, Secrets};
+use crate::shared_cache::SharedCache;
 use crate::sync::lock;
 
 /// The pause before the one quick retry, and the time that must be left for it.
@@ -63,6 +64,11 @@ enum CredentialError {
 }
 
 impl Endpoint {
+    /// Who asks where, for the shared cache's namespaces: the URL and the client id.
+    pub(crate) fn asker(&self) -> [&str; 2] {
+        [&self.client.endpoint, &self.client.client_id]
+    }
+
     pub(crate) fn new(dependency: Dependency, client: &Client) -> Self {
         let credential = SecretCell::new(client.credential.clone());
         let certificate = client.certificate.clone().map(SecretCell::new);
@@ -229,16 +235,24 @@ pub(crate) struct Idp {
     clock: Arc<dyn Clock>,
     /// Fewest seconds between two refetches of a secret after `invalid_client`.
     secret_refresh_interval: i64,
+    /// The shared cache tier, when configured.
+    pub(crate) shared: Option<SharedCache>,
 }
 
 impl Idp {
+    /// With the shared cache tier `shared`.
+    pub(crate) fn with_shared(mut self, shared: Option<SharedCache>) -> Self {
+        self.shared = shared;
+        self
+    }
+
     pub(crate) fn new(
         http: HttpClient,
         secrets: Arc<Secrets>,
         clock: Arc<dyn Clock>,
         secret_refresh_interval: i64,
     ) -> Self {
-        Self { http, secrets, clock, secret_refresh_interval }
+        Self { http, secrets, clock, secret_refresh_interval, shared: None }
     }
 
     /// The time now, for a stage that follows IdP calls.

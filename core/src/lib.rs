@@ -75,6 +75,7 @@ mod resolver;
 mod route_path;
 mod secret;
 mod settings;
+mod shared_cache;
 mod store;
 mod sync;
 #[cfg(feature = "testing")]

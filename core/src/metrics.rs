@@ -269,7 +269,7 @@ fn failure_index(failure: Failure) -> usize {
 }
 
 /// Slots of the calls counter: a result per dependency.
-const CALL_SLOTS: usize = 6 * 8;
+const CALL_SLOTS: usize = 7 * 8;
 
 /// What an outbound call was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +283,8 @@ pub(crate) enum Call {
     Exchange,
     /// A secret store (OCI Vault, AWS Secrets Manager, the Lambda extension).
     Secrets,
+    /// The shared cache tier's Redis.
+    SharedCache,
 }
 
 impl Call {
@@ -294,6 +296,7 @@ impl Call {
             Call::Token => "token",
             Call::Exchange => "exchange",
             Call::Secrets => "secrets",
+            Call::SharedCache => "shared_cache",
         }
     }
 }
@@ -584,7 +587,7 @@ mod tests {
             }
         }
         assert!((Reason::BackendRefusedCallerToken as usize) < DENY_SLOTS, "the last reason has a slot");
-        assert!((Call::Secrets as usize) * 8 + (CallResult::Malformed as usize) < CALL_SLOTS);
+        assert!((Call::SharedCache as usize) * 8 + (CallResult::Malformed as usize) < CALL_SLOTS);
     }
 
     #[test]

@@ -189,6 +189,21 @@ pub(crate) const SETTINGS: &[Setting] = &[
     s("TOKENBRIDGE_DPOP_ORIGINS", None, None, "where clients call the API; a DPoP proof's htu names one"),
     s("TOKENBRIDGE_DPOP_MAX_AGE_SECONDS", None, Some("60"), "how old a DPoP proof's iat may be"),
     s("TOKENBRIDGE_DPOP_REPLAY_CAPACITY", None, Some("100000"), "used DPoP proofs remembered at most"),
+    s(
+        "TOKENBRIDGE_SHARED_CACHE_URL",
+        None,
+        None,
+        "redis:// or rediss:// URL of the shared cache tier; unset, it is off",
+    ),
+    s(
+        "TOKENBRIDGE_SHARED_CACHE_KEY",
+        None,
+        None,
+        "secret of 32 characters or more that seals and names shared cache entries",
+    ),
+    s("TOKENBRIDGE_SHARED_CACHE_PASSWORD", None, None, "secret: the Redis password (AUTH or ACL user's)"),
+    s("TOKENBRIDGE_SHARED_CACHE_TIMEOUT_MS", None, Some("50"), "longest one shared cache call may take"),
+    s("TOKENBRIDGE_SHARED_CACHE_PREFIX", None, Some("tokenbridge"), "first part of every shared cache key"),
     s("TOKENBRIDGE_BACKEND_TOKEN_URL", Some("back_end_token_endpoint"), None, "token endpoint of IdP B"),
     s("TOKENBRIDGE_BACKEND_CLIENT_ID", Some("back_end_app_client_id"), None, "our client id at IdP B"),
     s(

@@ -1,6 +1,7 @@
 //! Is the caller's token good? A cached verdict, else a fresh one: verified here when it is a
 //! JWT of a local issuer, else introspected at IdP A (RFC 7662).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use crate::jwt::{self, Jwks, Peek, Unreadable};
 use crate::log::Trace;
 use crate::outcome::{Cause, Dependency, Failure};
 use crate::reason::Reason;
+use crate::shared_cache::{Kind, Stored};
 
 /// What a cached verdict answers: the token's validation, or the introspection of a locally
 /// verified JWT on a sensitive route.
@@ -243,11 +245,45 @@ impl Validation {
         // Configuration validation requires introspection wherever it can be reached.
         let endpoint = self.introspection.as_ref().ok_or(Cause::new(Dependency::Configuration, Failure::Invalid))?;
         let now = budget.now;
+        let required_type = self.introspection_token_type.as_deref();
+        let read = |status: u16, body: &[u8]| {
+            introspection::read_answer(status, body, now, self.leeway, &self.wanted, required_type)
+        };
+        let [url, client] = endpoint.asker();
+        let tier = idp.shared.as_ref();
+        let name = tier.and_then(|t| t.name(budget, Kind::Introspection, &[url, client], token));
+        let shared = tier.zip(name.as_ref());
+        // Another instance's answer, judged here as if it had just come (and no older than this
+        // instance would keep its own).
+        if let Some((tier, name)) = shared
+            && let Some(stored) = tier.get(budget, name)
+            && stored.at <= now
+            && now < stored.at.saturating_add(self.lifetimes.max_ttl)
+            && let Ok(verdict) = read(stored.status, &stored.body)
+        {
+            return Ok(verdict);
+        }
+        let kept = RefCell::new(None);
         let form = [("token", token), ("token_type_hint", "access_token")];
-        idp.call(endpoint, &form, budget, trace, |a| {
-            let required_type = self.introspection_token_type.as_deref();
-            introspection::read_answer(a.status, &a.body, now, self.leeway, &self.wanted, required_type)
-        })
+        let verdict = idp.call(endpoint, &form, budget, trace, |a| {
+            let verdict = read(a.status, &a.body);
+            if verdict.is_ok() && shared.is_some() {
+                *kept.borrow_mut() = Some(Stored { at: now, status: a.status, body: a.body.clone() });
+            }
+            verdict
+        })?;
+        if let (Some((tier, name)), Some(stored)) = (shared, kept.into_inner()) {
+            let life = &self.lifetimes;
+            let until = match &verdict {
+                Verdict::Active(identity) => {
+                    let max = now.saturating_add(life.max_ttl);
+                    identity.expires_at.map_or(max, |exp| exp.min(max))
+                }
+                Verdict::Invalid(_) => now.saturating_add(life.inactive_ttl),
+            };
+            tier.put(budget, name, &stored, until.saturating_sub(now));
+        }
+        Ok(verdict)
     }
 
     /// An introspected token must carry one of its issuer's configured audiences (RFC 7662 §2.2
