@@ -12,6 +12,7 @@ pub mod interop;
 pub mod jwt_keys;
 pub mod lambda_runtime_api;
 pub mod prometheus;
+pub mod redis_server;
 pub mod tls_server;
 
 pub use fake_idp::{FakeIdp, Fault, IdpPair};
