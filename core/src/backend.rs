@@ -16,7 +16,7 @@ use crate::idp::{Endpoint, Idp};
 use crate::log::Trace;
 use crate::outcome::{Cause, Dependency, Failure};
 use crate::secret::Secret;
-use crate::shared_cache::{Kind, Stored};
+use crate::shared_cache::{Forget, Kind, Stored};
 
 /// The backend token stage: IdP B, the grant, and the tokens it gave us, refreshed early; a
 /// still-valid token is served when a refresh fails.
@@ -109,6 +109,14 @@ impl BackendTokens {
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Forgets what IdP B issued for the caller tokens `forget` says.
+    pub(crate) fn forget(&self, forget: &Forget) {
+        match forget {
+            Forget::Everything => self.per_caller.forget_where(|_| true),
+            Forget::Tokens(hashes) => self.per_caller.forget_where(|hash| hashes.contains(hash)),
+        }
     }
 
     /// The cached answer if it is a plain hit: what [`BackendTokens::get`] would answer without

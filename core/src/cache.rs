@@ -237,6 +237,11 @@ impl<K: Eq + Hash + Clone, V: Clone, E: Clone> Cache<K, V, E> {
         lock(&self.state).entries.remove(key);
     }
 
+    /// Forgets every entry whose key `matches`.
+    pub(crate) fn forget_where(&self, matches: impl Fn(&K) -> bool) {
+        lock(&self.state).entries.retain(|k, _| !matches(k));
+    }
+
     fn defer_reload(&self, key: &K, now: UnixTime, failure: E) {
         if let Some(slot) = lock(&self.state).entries.get_mut(key) {
             slot.entry.fresh_until = now.saturating_add(STALE_RETRY_SECONDS).min(slot.entry.usable_until);

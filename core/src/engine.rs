@@ -341,6 +341,27 @@ impl Engine {
         RouteDecision { outcome, routes, context }
     }
 
+    /// Revokes `token` on every instance that shares the configured cache tier: they refuse it
+    /// (`revoked`) from their next decision on it, for as long as any of them could have kept
+    /// a verdict on it. IdP A is not told. Returns the token's fingerprint, the name the
+    /// decision log knows it by.
+    ///
+    /// ```no_run
+    /// let engine = tokenbridge_core::Engine::from_env();
+    /// let fingerprint = engine.revoke("the-token").expect("revoked");
+    /// ```
+    pub fn revoke(&self, token: &str) -> Result<String, crate::shared_cache::RevokeError> {
+        use crate::shared_cache::RevokeError;
+        let stages = self.setup.as_ref().map_err(|_| RevokeError::NotConfigured)?;
+        let tier = stages.idp.shared.as_ref().ok_or(RevokeError::NotConfigured)?;
+        let config = &stages.config;
+        let ttl =
+            config.cache_max_ttl.saturating_add(config.stale_if_error).saturating_add(config.leeway).saturating_add(60);
+        let budget = Budget::new(self.clock.now(), Some(Instant::now() + Duration::from_secs(5)), config.call_timeout);
+        let hash = log::token_hash(token);
+        tier.revoke(budget, token, hash, ttl).map(|()| log::fingerprint_of(&hash))
+    }
+
     /// [`Engine::decide`], but only if the answer can be had without calling or waiting for any
     /// IdP or secret store: from the caches alone (or with no token to look at). `None` when it
     /// cannot; nothing is logged then, and [`Engine::decide`] answers. For servers, to answer
@@ -394,6 +415,10 @@ impl Engine {
                 return Some(Outcome::Unavailable(Cause::new(Dependency::Configuration, Failure::Invalid)));
             }
         };
+        if let Some(forget) = stages.idp.shared.as_ref().and_then(|tier| tier.take_revocations()) {
+            stages.validation.forget(&forget);
+            stages.backends.iter().for_each(|b| b.forget(&forget));
+        }
         let (token, scheme) = match bearer::extract(request.credential.as_deref()) {
             Credential::Missing => return Some(Outcome::Deny(Denial::MissingToken)),
             Credential::Malformed => {

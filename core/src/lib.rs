@@ -94,6 +94,7 @@ pub use log::{DecisionLog, LogLevel, LogPolicy};
 pub use outcome::{Cause, Denial, Dependency, Failure, Grant, Outcome, Request, Route};
 pub use policy::{NoRule, Policy, RouteVerdict, Rule, ScopeMatch};
 pub use secret::{AwsSecretStore, Secret, SecretError, SecretProblem, SecretRef, SecretResolver, aws_secret_store};
+pub use shared_cache::RevokeError;
 pub use store::StoreClient;
 pub use trace_context::TraceContext;
 pub use url_rules::{UrlError, check_url};

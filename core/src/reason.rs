@@ -24,6 +24,8 @@ pub enum Reason {
     IssuerOrAudienceNotAcceptedHere,
     // IdP A's verdict.
     Inactive,
+    /// Revoked through the shared cache tier (`tokenbridge revoke`).
+    Revoked,
     Expired,
     NotYetValid,
     IssuedInTheFuture,
@@ -100,6 +102,7 @@ impl Reason {
             Reason::ClaimConditionFailed => "claim_condition_failed",
             Reason::IssuerOrAudienceNotAcceptedHere => "issuer_or_audience_not_accepted_here",
             Reason::Inactive => "inactive",
+            Reason::Revoked => "revoked",
             Reason::Expired => "expired",
             Reason::NotYetValid => "not_yet_valid",
             Reason::IssuedInTheFuture => "issued_in_the_future",

@@ -12,7 +12,7 @@
 //! Every Redis problem (down, slow, full, evicting, garbage, another key) is a miss: the decision
 //! goes on with the IdPs, within its deadline. It never becomes an allow or a deny.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -171,6 +171,23 @@ pub(crate) struct SharedCache {
     down_until: Mutex<Option<Instant>>,
     warned: Mutex<Option<Instant>>,
     suppressed: AtomicU64,
+    /// What the revocation listener heard, for the engine to act on before its next decision.
+    heard: Arc<Heard>,
+}
+
+/// Revocations heard on the channel and not yet acted on.
+#[derive(Default)]
+struct Heard {
+    any: AtomicBool,
+    tokens: Mutex<Vec<[u8; 32]>>,
+    /// The listener lost its subscription and may have missed some: forget every token.
+    all: AtomicBool,
+}
+
+/// What [`SharedCache::take_revocations`] says to forget.
+pub(crate) enum Forget {
+    Tokens(Vec<[u8; 32]>),
+    Everything,
 }
 
 /// A key with the name it is known by in Redis.
@@ -190,6 +207,7 @@ impl SharedCache {
             down_until: Mutex::new(None),
             warned: Mutex::new(None),
             suppressed: AtomicU64::new(0),
+            heard: Arc::new(Heard::default()),
         }
     }
 
@@ -210,11 +228,19 @@ impl SharedCache {
         }
         match self.secrets.get(&self.key, budget) {
             Ok(secret) => {
-                let derived = Keys::derive(secret.expose());
-                if derived.is_none() {
-                    self.warn("TOKENBRIDGE_SHARED_CACHE_KEY is shorter than 32 characters; the shared cache is off");
+                let mut started = false;
+                let keys = self.keys.get_or_init(|| {
+                    started = true;
+                    Keys::derive(secret.expose())
+                });
+                match keys {
+                    None => {
+                        self.warn("TOKENBRIDGE_SHARED_CACHE_KEY is shorter than 32 characters; the shared cache is off")
+                    }
+                    Some(_) if started => self.listen(&secret, budget),
+                    Some(_) => {}
                 }
-                self.keys.get_or_init(|| derived).as_ref()
+                keys.as_ref()
             }
             Err(_) => {
                 // Tried again later: the store may be back.
@@ -259,6 +285,103 @@ impl SharedCache {
     pub(crate) fn release(&self, budget: Budget, name: &Name) {
         let lock = format!("{}:lock", name.0);
         let _ = self.run(budget, |c| redis::cmd("DEL").arg(&lock).query::<()>(c));
+    }
+
+    fn revocation_name(&self, keys: &Keys, token: &str) -> String {
+        format!("{}:v1:revoked:{}", self.settings.prefix, keys.name(&[b"revoked", token.as_bytes()]))
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:v1:revocations", self.settings.prefix)
+    }
+
+    /// Whether `token` was revoked through the tier (`tokenbridge revoke`). A marker that does
+    /// not open under the tier's key is not one.
+    pub(crate) fn is_revoked(&self, budget: Budget, token: &str) -> bool {
+        let Some(keys) = self.keys(budget) else { return false };
+        let name = self.revocation_name(keys, token);
+        let Some(Some(sealed)) = self.run(budget, |c| redis::cmd("GET").arg(&name).query::<Option<Vec<u8>>>(c)) else {
+            return false;
+        };
+        let revoked = keys.open(&name, &sealed).is_some_and(|plain| plain == REVOKED);
+        if !revoked {
+            self.warn("a shared cache revocation did not open under the configured key (another key, or tampered)");
+        }
+        revoked
+    }
+
+    /// Revokes `token` on every instance: a marker every instance reads before deciding on it
+    /// anew, for `ttl` seconds, and a message on the channel, for the instances that hold it now.
+    pub(crate) fn revoke(&self, budget: Budget, token: &str, hash: [u8; 32], ttl: i64) -> Result<(), RevokeError> {
+        let keys = self.keys(budget).ok_or(RevokeError::NoKey)?;
+        let name = self.revocation_name(keys, token);
+        let marker = keys.seal(&name, REVOKED).ok_or(RevokeError::NoKey)?;
+        let channel = self.channel();
+        let message = keys.seal(&channel, &hash).ok_or(RevokeError::NoKey)?;
+        self.run(budget, |c| {
+            redis::cmd("SET").arg(&name).arg(marker).arg("EX").arg(ttl.max(1)).query::<()>(c)?;
+            redis::cmd("PUBLISH").arg(&channel).arg(message).query::<()>(c)
+        })
+        .ok_or(RevokeError::Redis)
+    }
+
+    /// The revocations heard since the last call.
+    pub(crate) fn take_revocations(&self) -> Option<Forget> {
+        if !self.heard.any.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let tokens = std::mem::take(&mut *lock(&self.heard.tokens));
+        if self.heard.all.swap(false, Ordering::AcqRel) {
+            return Some(Forget::Everything);
+        }
+        Some(Forget::Tokens(tokens))
+    }
+
+    /// Listens for revocations on a thread of its own, reconnecting with a back-off. A
+    /// subscription that was lost may have missed some: every instance then forgets every token.
+    fn listen(&self, secret: &crate::secret::Secret, budget: Budget) {
+        let Some(keys) = Keys::derive(secret.expose()) else { return };
+        let password = self.password.as_ref().map(|cell| self.secrets.get(cell, budget));
+        let password = match password {
+            Some(Err(_)) => {
+                self.warn("TOKENBRIDGE_SHARED_CACHE_PASSWORD cannot be had; revocations are not listened for");
+                return;
+            }
+            Some(Ok(p)) => Some(p),
+            None => None,
+        };
+        let url = self.settings.url.clone();
+        let channel = self.channel();
+        let heard = self.heard.clone();
+        let spawned = std::thread::Builder::new().name("tokenbridge-revocations".into()).spawn(move || {
+            let mut back_off = Duration::from_secs(1);
+            let mut subscribed_before = false;
+            loop {
+                if let Some(mut connection) = listener_connection(&url, password.as_ref()) {
+                    let mut pubsub = connection.as_pubsub();
+                    if pubsub.subscribe(&channel).is_ok() {
+                        if subscribed_before {
+                            heard.all.store(true, Ordering::Release);
+                            heard.any.store(true, Ordering::Release);
+                        }
+                        subscribed_before = true;
+                        back_off = Duration::from_secs(1);
+                        while let Ok(message) = pubsub.get_message() {
+                            let hash = keys.open(&channel, message.get_payload_bytes());
+                            if let Some(hash) = hash.and_then(|h| <[u8; 32]>::try_from(h).ok()) {
+                                lock(&heard.tokens).push(hash);
+                                heard.any.store(true, Ordering::Release);
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(back_off);
+                back_off = (back_off * 2).min(Duration::from_secs(30));
+            }
+        });
+        if spawned.is_err() {
+            self.warn("the revocation listener could not be started");
+        }
     }
 
     /// Runs one command on a pooled connection, within the tier's timeout and the budget.
@@ -338,6 +461,32 @@ impl SharedCache {
         let line = serde_json::json!({"level": "warn", "msg": message, "suppressed": suppressed});
         eprintln!("{line}");
     }
+}
+
+const REVOKED: &[u8] = b"revoked";
+
+/// Why a revocation could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RevokeError {
+    #[error("the shared cache tier is not configured (TOKENBRIDGE_SHARED_CACHE_URL)")]
+    NotConfigured,
+    #[error("TOKENBRIDGE_SHARED_CACHE_KEY cannot be had, or is shorter than 32 characters")]
+    NoKey,
+    #[error("the shared cache's Redis did not take the revocation")]
+    Redis,
+}
+
+fn listener_connection(url: &str, password: Option<&crate::secret::Secret>) -> Option<redis::Connection> {
+    use redis::IntoConnectionInfo;
+    let mut info = url.into_connection_info().ok()?;
+    if let Some(password) = password {
+        let redis = info.redis_settings().clone().set_password(password.expose());
+        info = info.set_redis_settings(redis);
+    }
+    let connection = redis::Client::open(info).ok()?.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
+    // Blocks until a message comes; a dead connection is found by the keep-alive of the socket.
+    connection.set_read_timeout(None).ok()?;
+    Some(connection)
 }
 
 /// The Redis URL's problem, if it has one: not redis:// or rediss://, unparsable, or carrying a

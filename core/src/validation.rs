@@ -18,7 +18,7 @@ use crate::jwt::{self, Jwks, Peek, Unreadable};
 use crate::log::Trace;
 use crate::outcome::{Cause, Dependency, Failure};
 use crate::reason::Reason;
-use crate::shared_cache::{Kind, Stored};
+use crate::shared_cache::{Forget, Kind, Stored};
 
 /// What a cached verdict answers: the token's validation, or the introspection of a locally
 /// verified JWT on a sensitive route.
@@ -94,6 +94,14 @@ impl Validation {
         }
     }
 
+    /// Forgets the verdicts on the tokens whose SHA-256 `forget` says (all of them, or some).
+    pub(crate) fn forget(&self, forget: &Forget) {
+        match forget {
+            Forget::Everything => self.verdicts.forget_where(|_| true),
+            Forget::Tokens(hashes) => self.verdicts.forget_where(|(_, hash)| hashes.contains(hash)),
+        }
+    }
+
     /// IdP A, when tokens may be introspected.
     pub(crate) fn introspection(&self) -> Option<&Endpoint> {
         self.introspection.as_ref()
@@ -122,6 +130,9 @@ impl Validation {
         trace: &mut Trace,
     ) -> Result<Verdict, Cause> {
         let verdict = self.cached((Check::Validation, hash), budget, trace, |trace| match self.path(token) {
+            _ if idp.shared.as_ref().is_some_and(|tier| tier.is_revoked(budget, token)) => {
+                Ok(Verdict::Invalid(Reason::Revoked))
+            }
             Path::Introspect { named, jwt } => {
                 let verdict = self.introspect(idp, token, budget, trace)?;
                 let verdict = if jwt { with_payload_binding(token, verdict) } else { verdict };

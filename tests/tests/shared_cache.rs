@@ -210,3 +210,60 @@ fn configuration_problems_of_the_tier_are_reported() {
         assert!(!text.contains(KEY) && !text.contains("pw@"), "check-config names a secret: {text}");
     }
 }
+
+fn subscribers(redis: &RedisServer) -> i64 {
+    match redis.command(&["PUBSUB", "NUMSUB", "tokenbridge:v1:revocations"]) {
+        redis::Value::Array(items) => match items.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+#[test]
+fn a_revoked_token_is_refused_by_every_instance_even_one_that_holds_it() {
+    let redis = RedisServer::start(&[]);
+    let idp = IdpPair::start();
+    let token = idp.a.issue("alice", "orders.read", 600);
+    let other = idp.a.issue("bob", "orders.read", 600);
+    let env = env(&idp, &redis.url(), &[]);
+    let mut running = tokenbridge_tests::harness::Session::start(&env);
+    assert_eq!(running.ask(&token_payload(&token))["active"], true);
+    assert_eq!(running.ask(&token_payload(&other))["active"], true);
+    let started = std::time::Instant::now();
+    while subscribers(&redis) < 1 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the instance never listened for revocations");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let revoked = tokenbridge_tests::harness::run(&["revoke"], &env, &format!("Bearer {token}\n"));
+    assert!(revoked.stdout.contains("\"revoked\""), "{} {}", revoked.stdout, revoked.stderr);
+    assert!(!revoked.stdout.contains(&token), "the command's output names the token");
+    // The running instance had the verdict in its own cache: the channel told it to forget it.
+    let started = std::time::Instant::now();
+    while running.ask(&token_payload(&token))["active"] == true {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the running instance still allows the token");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(running.ask(&token_payload(&other))["active"], true, "another token stays allowed");
+    let log = running.finish();
+    assert!(log.contains("\"revoked\""), "the denial's reason: {log}");
+    // A new instance refuses it from the marker, though IdP A still says it is active.
+    let fresh = decide(&env, &[token.clone(), other.clone()]);
+    assert_eq!(fresh.answers[0]["active"], false, "{}", fresh.stdout);
+    assert_eq!(fresh.answers[1]["active"], true);
+    // Another deployment (another key) has revocations of its own.
+    let foreign = decide(&env_with_key(&idp, &redis, "another key, also forty characters long.."), &[token]);
+    assert_eq!(foreign.answers[0]["active"], true, "another deployment's revocation applied here");
+}
+
+#[test]
+fn revoke_without_a_tier_or_a_token_says_why_and_fails() {
+    let idp = IdpPair::start();
+    let run = tokenbridge_tests::harness::run(&["revoke"], &idp.env(), "some-token\n");
+    assert!(run.stderr.contains("not configured"), "{}", run.stderr);
+    assert!(!run.stderr.contains("some-token"));
+    let redis = RedisServer::start(&[]);
+    let run = tokenbridge_tests::harness::run(&["revoke"], &env(&idp, &redis.url(), &[]), "\n");
+    assert!(run.stderr.contains("no token on stdin"), "{}", run.stderr);
+}

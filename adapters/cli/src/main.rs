@@ -13,13 +13,14 @@ use tokenbridge_core::{Config, Engine};
 mod log_writer;
 
 const USAGE: &str = "\
-usage: tokenbridge [stdio | oci | lambda | http | check-config | --help | --version]
+usage: tokenbridge [stdio | oci | lambda | http | check-config | revoke | --help | --version]
 
   stdio         read OCI API Gateway authorizer payloads (JSON) on stdin, answer one JSON line each
   oci           serve the OCI Functions (Fn http-stream) protocol on $FN_LISTENER
   lambda        serve the AWS Lambda Runtime API as an API Gateway authorizer
   http          serve HTTP: forward-auth for nginx/Traefik/Caddy/Envoy, and POST /authorize
   check-config  validate the configuration, resolve the secrets, print the effective settings
+  revoke        revoke the tokens on stdin (one a line) on every instance sharing the cache tier
 
 With no argument the mode follows the environment: FN_LISTENER set -> oci,
 AWS_LAMBDA_RUNTIME_API set -> lambda, otherwise stdio.
@@ -32,6 +33,7 @@ enum Mode {
     Lambda,
     Http,
     CheckConfig,
+    Revoke,
 }
 
 fn mode(arg: Option<&str>, env: impl Fn(&str) -> bool) -> Result<Option<Mode>> {
@@ -41,6 +43,7 @@ fn mode(arg: Option<&str>, env: impl Fn(&str) -> bool) -> Result<Option<Mode>> {
         Some("lambda") => Mode::Lambda,
         Some("http") => Mode::Http,
         Some("check-config") => Mode::CheckConfig,
+        Some("revoke") => Mode::Revoke,
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return Ok(None);
@@ -113,11 +116,32 @@ fn install(log: Option<LogSink>) -> &'static Engine {
 fn run(mode: Mode) -> Result<ExitCode> {
     match mode {
         Mode::CheckConfig => Ok(check_config()),
+        Mode::Revoke => revoke(std::io::stdin().lock()),
         Mode::Stdio => stdio(),
         Mode::Oci => oci(),
         Mode::Http => http(),
         Mode::Lambda => lambda(),
     }
+}
+
+/// Revokes each token read from `input` (never from the command line, where `ps` and shell
+/// histories would show it), naming each by its log fingerprint.
+fn revoke(input: impl std::io::BufRead) -> Result<ExitCode> {
+    let mut revoked = 0;
+    for line in input.lines() {
+        let line = line?;
+        let token = line.trim().strip_prefix("Bearer ").unwrap_or(line.trim()).trim();
+        if token.is_empty() {
+            continue;
+        }
+        let fingerprint = engine().revoke(token).map_err(|e| anyhow::anyhow!("token {}: {e}", revoked + 1))?;
+        println!("{}", serde_json::json!({"revoked": fingerprint}));
+        revoked += 1;
+    }
+    if revoked == 0 {
+        bail!("no token on stdin: tokens to revoke are read one a line from stdin");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(feature = "stdio")]
