@@ -125,7 +125,7 @@ fn tampered_moved_or_foreign_values_are_misses_and_never_answers() {
     // Another deployment's key: its values are misses, never read.
     let calls = idp.a.introspections();
     let foreign = env_with_key(&idp, &redis, "another key, also forty characters long..");
-    let run = decide(&foreign, &[good.clone()]);
+    let run = decide(&foreign, std::slice::from_ref(&good));
     assert_eq!(run.answers[0]["active"], true);
     assert_eq!(idp.a.introspections(), calls + 1);
 }
