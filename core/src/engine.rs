@@ -513,7 +513,18 @@ impl Engine {
             Ok(Issued::Token(backend)) => {
                 // A proof is spent by the allow it earns (not before, so that a decision retried
                 // from the caches alone does not see its own proof as a replay).
-                match proof.as_ref().map(|p| stages.replays.record(p, budget.now)) {
+                let tier = stages.idp.shared.as_ref();
+                if proof.is_some() && tier.is_some() && wait == Wait::Never {
+                    // Another instance may have seen the proof: that takes asking Redis.
+                    return None;
+                }
+                let used = proof.as_ref().map(|p| match stages.replays.record(p, budget.now) {
+                    dpop::Use::First if tier.is_some_and(|t| !t.first_use(budget, &p.id, p.remember_until)) => {
+                        dpop::Use::Replayed
+                    }
+                    used => used,
+                });
+                match used {
                     None | Some(dpop::Use::First) => {}
                     Some(dpop::Use::Replayed) => {
                         trace.reason = Some(Reason::DpopProofReplayed);

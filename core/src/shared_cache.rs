@@ -325,6 +325,26 @@ impl SharedCache {
         .ok_or(RevokeError::Redis)
     }
 
+    /// Records a DPoP proof's use (by its identity, `id`) until `until`: `false` only when
+    /// another instance recorded it first, by a marker that opens under the tier's key. Redis
+    /// failing or holding garbage, this instance's own replay set is the judge.
+    pub(crate) fn first_use(&self, budget: Budget, id: &[u8; 32], until: UnixTime) -> bool {
+        let Some(keys) = self.keys(budget) else { return true };
+        let ttl = until.saturating_sub(budget.now).max(1);
+        let name = format!("{}:v1:dpop:{}", self.settings.prefix, keys.name(&[b"dpop", id]));
+        let Some(marker) = keys.seal(&name, USED) else { return true };
+        // SET … NX GET (Redis 7): nothing before means this is the first use.
+        let earlier = self.run(budget, |c| {
+            redis::cmd("SET").arg(&name).arg(marker).arg("NX").arg("GET").arg("EX").arg(ttl).query::<Option<Vec<u8>>>(c)
+        });
+        let Some(Some(earlier)) = earlier else { return true };
+        let used = keys.open(&name, &earlier).is_some_and(|plain| plain == USED);
+        if !used {
+            self.warn("a shared cache DPoP marker did not open under the configured key (another key, or tampered)");
+        }
+        !used
+    }
+
     /// The revocations heard since the last call.
     pub(crate) fn take_revocations(&self) -> Option<Forget> {
         if !self.heard.any.swap(false, Ordering::AcqRel) {
@@ -464,6 +484,7 @@ impl SharedCache {
 }
 
 const REVOKED: &[u8] = b"revoked";
+const USED: &[u8] = b"used";
 
 /// Why a revocation could not be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

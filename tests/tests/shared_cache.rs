@@ -267,3 +267,40 @@ fn revoke_without_a_tier_or_a_token_says_why_and_fails() {
     let run = tokenbridge_tests::harness::run(&["revoke"], &env(&idp, &redis.url(), &[]), "\n");
     assert!(run.stderr.contains("no token on stdin"), "{}", run.stderr);
 }
+
+#[test]
+fn a_dpop_proof_used_at_one_instance_is_a_replay_at_another() {
+    use tokenbridge_tests::dpop::DpopClient;
+    use tokenbridge_tests::http_server::{HttpServer, raw_exchange};
+    let redis = RedisServer::start(&[]);
+    let idp = IdpPair::start();
+    let client = DpopClient::es256();
+    let exp = tokenbridge_tests::fake_idp::unix_now() + 600;
+    let answer = serde_json::json!({"active": true, "sub": "alice", "scope": "orders.read", "exp": exp, "cnf": {"jkt": client.jkt()}});
+    idp.a.add_token("dpop-bound", answer);
+    let origin = "https://api.example.com";
+    let env = env(&idp, &redis.url(), &[("TOKENBRIDGE_DPOP", "allowed"), ("TOKENBRIDGE_DPOP_ORIGINS", origin)]);
+    let (one, two) = (HttpServer::start(&env), HttpServer::start(&env));
+    let ask = |server: &HttpServer, proof: &str| {
+        let request = format!(
+            "GET /auth HTTP/1.1\r\nHost: test\r\nConnection: close\r\nAuthorization: DPoP dpop-bound\r\nDPoP: {proof}\r\n\
+             X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /orders/1\r\n\r\n"
+        );
+        raw_exchange(&server.addr, request.as_bytes()).expect("an answer").0
+    };
+    let now = tokenbridge_tests::fake_idp::unix_now;
+    let proof = client.proof("GET", &format!("{origin}/orders/1"), "dpop-bound", now());
+    assert_eq!(ask(&one, &proof), 200);
+    assert_eq!(ask(&two, &proof), 401, "the proof replayed at another instance");
+    assert_eq!(ask(&one, &proof), 401, "and at the same one");
+    let fresh = client.proof("GET", &format!("{origin}/orders/1"), "dpop-bound", now());
+    assert_eq!(ask(&two, &fresh), 200, "a new proof is allowed");
+    // A marker that does not open under the key is garbage, not a replay: `fresh`, which the
+    // first instance has not seen itself, is let through there once its marker is overwritten.
+    let markers: Vec<String> = redis.entries().into_iter().map(|(k, _)| k).filter(|k| k.contains(":dpop:")).collect();
+    assert_eq!(markers.len(), 2);
+    for key in &markers {
+        redis.set(key, b"garbage");
+    }
+    assert_eq!(ask(&one, &fresh), 200);
+}
