@@ -67,6 +67,7 @@ impl fmt::Display for Config {
         for (k, v) in lines {
             writeln!(f, "{k} = {v}")?;
         }
+        write_shared_cache(f, c.shared_cache.as_ref())?;
         write_jwks_auth(f, c.jwks_auth.as_ref())?;
         for i in &c.issuers {
             let bearer = c.jwks_auth.as_ref().is_some_and(|a| i.local && a.covers(i.jwks_url.as_deref()));
@@ -147,6 +148,18 @@ fn write_client(f: &mut fmt::Formatter<'_>, client: &Client) -> fmt::Result {
         writeln!(f, "{} = {}", s.cert_sha256, or(&a.cert_sha256, "(none)"))?;
     }
     Ok(())
+}
+
+/// The shared cache tier's settings, its secrets redacted.
+fn write_shared_cache(f: &mut fmt::Formatter<'_>, tier: Option<&crate::shared_cache::SharedSettings>) -> fmt::Result {
+    let Some(t) = tier else { return writeln!(f, "TOKENBRIDGE_SHARED_CACHE_URL = (off)") };
+    writeln!(f, "TOKENBRIDGE_SHARED_CACHE_URL = {}", t.url)?;
+    writeln!(f, "TOKENBRIDGE_SHARED_CACHE_KEY = {:?}", t.key)?;
+    if let Some(password) = &t.password {
+        writeln!(f, "TOKENBRIDGE_SHARED_CACHE_PASSWORD = {password:?}")?;
+    }
+    writeln!(f, "TOKENBRIDGE_SHARED_CACHE_TIMEOUT_MS = {}", t.timeout.as_millis())?;
+    writeln!(f, "TOKENBRIDGE_SHARED_CACHE_PREFIX = {}", t.prefix)
 }
 
 /// `label [a b]`, or nothing for an empty list.

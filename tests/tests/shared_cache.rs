@@ -209,6 +209,13 @@ fn configuration_problems_of_the_tier_are_reported() {
         assert!(text.contains(says), "{says}: {text}");
         assert!(!text.contains(KEY) && !text.contains("pw@"), "check-config names a secret: {text}");
     }
+    let redis = RedisServer::start(&[]);
+    let extra = [("TOKENBRIDGE_SHARED_CACHE_PASSWORD", "the-redis-password")];
+    let run = tokenbridge_tests::harness::run(&["check-config"], &env(&idp, &redis.url(), &extra), "");
+    let text = run.stdout + &run.stderr;
+    assert!(text.contains(&format!("TOKENBRIDGE_SHARED_CACHE_URL = {}", redis.url())), "{text}");
+    assert!(text.contains("TOKENBRIDGE_SHARED_CACHE_PREFIX = tokenbridge"), "{text}");
+    assert!(!text.contains(KEY) && !text.contains("the-redis-password"), "check-config names a secret: {text}");
 }
 
 fn subscribers(redis: &RedisServer) -> i64 {
