@@ -357,8 +357,8 @@ impl SharedCache {
         Some(Forget::Tokens(tokens))
     }
 
-    /// Listens for revocations on a thread of its own, reconnecting with a back-off. A
-    /// subscription that was lost may have missed some: every instance then forgets every token.
+    /// Listens for revocations on a thread of its own, reconnecting with a back-off. Revocations
+    /// before a subscription may have been missed: each subscription forgets every token.
     fn listen(&self, secret: &crate::secret::Secret, budget: Budget) {
         let Some(keys) = Keys::derive(secret.expose()) else { return };
         let password = self.password.as_ref().map(|cell| self.secrets.get(cell, budget));
@@ -375,16 +375,14 @@ impl SharedCache {
         let heard = self.heard.clone();
         let spawned = std::thread::Builder::new().name("tokenbridge-revocations".into()).spawn(move || {
             let mut back_off = Duration::from_secs(1);
-            let mut subscribed_before = false;
             loop {
                 if let Some(mut connection) = listener_connection(&url, password.as_ref()) {
                     let mut pubsub = connection.as_pubsub();
                     if pubsub.subscribe(&channel).is_ok() {
-                        if subscribed_before {
-                            heard.all.store(true, Ordering::Release);
-                            heard.any.store(true, Ordering::Release);
-                        }
-                        subscribed_before = true;
+                        // Revocations published before this subscription (Redis unreachable at
+                        // start, or the last one lost) were missed: forget every token.
+                        heard.all.store(true, Ordering::Release);
+                        heard.any.store(true, Ordering::Release);
                         back_off = Duration::from_secs(1);
                         while let Ok(message) = pubsub.get_message() {
                             let hash = keys.open(&channel, message.get_payload_bytes());
@@ -443,6 +441,11 @@ impl SharedCache {
                 Some(value)
             }
             Err(e) => {
+                // A Redis that does not answer is left alone for a while, as one that cannot be
+                // reached: a decision makes several calls, and each must not wait its timeout.
+                if e.is_timeout() || e.is_io_error() {
+                    *lock(&self.down_until) = Some(Instant::now() + RETRY_AFTER);
+                }
                 let result = if e.is_timeout() { CallResult::Timeout } else { CallResult::Malformed };
                 crate::metrics::call(Call::SharedCache, result, started);
                 self.warn(if e.is_timeout() {

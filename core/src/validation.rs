@@ -269,8 +269,8 @@ impl Validation {
         if let Some((tier, name)) = shared
             && let Some(stored) = tier.get(budget, name)
             && stored.at <= now
-            && now < stored.at.saturating_add(self.lifetimes.max_ttl)
             && let Ok(verdict) = read(stored.status, &stored.body)
+            && let Some(verdict) = self.kept_since(verdict, stored.at, now)
         {
             return Ok(verdict);
         }
@@ -295,6 +295,26 @@ impl Validation {
             tier.put(budget, name, &stored, until.saturating_sub(now));
         }
         Ok(verdict)
+    }
+
+    /// A verdict read from an answer IdP A gave at `at`, as far as this instance would still
+    /// keep it: an active one no longer than `max_ttl` from `at` (its expiry brought in to that,
+    /// so that neither this cache nor a gateway's keeps it longer), a refusal no longer than
+    /// `inactive_ttl`.
+    fn kept_since(&self, verdict: Verdict, at: UnixTime, now: UnixTime) -> Option<Verdict> {
+        let life = &self.lifetimes;
+        match verdict {
+            Verdict::Active(mut identity) => {
+                let bound = at.saturating_add(life.max_ttl);
+                if now >= bound {
+                    return None;
+                }
+                identity.expires_at = Some(identity.expires_at.map_or(bound, |exp| exp.min(bound)));
+                Some(Verdict::Active(identity))
+            }
+            Verdict::Invalid(_) if now >= at.saturating_add(life.inactive_ttl) => None,
+            invalid => Some(invalid),
+        }
     }
 
     /// An introspected token must carry one of its issuer's configured audiences (RFC 7662 §2.2

@@ -311,3 +311,40 @@ fn a_dpop_proof_used_at_one_instance_is_a_replay_at_another() {
     }
     assert_eq!(ask(&one, &fresh), 200);
 }
+
+#[test]
+fn an_answer_replayed_into_redis_is_not_used_past_what_the_reader_would_keep() {
+    let redis = RedisServer::start(&[]);
+    let idp = IdpPair::start();
+    let good = idp.a.issue("alice", "orders.read", 600);
+    let gone = idp.a.issue("mallory", "orders.read", 600);
+    idp.a.revoke(&gone);
+    let lifetimes = [("TOKENBRIDGE_CACHE_MAX_TTL_SECONDS", "4"), ("TOKENBRIDGE_CACHE_INACTIVE_TTL_SECONDS", "1")];
+    let env = env(&idp, &redis.url(), &lifetimes);
+    let first = decide(&env, &[good.clone(), gone.clone()]);
+    assert_eq!((first.answers[0]["active"].clone(), first.answers[1]["active"].clone()), (true.into(), false.into()));
+    let kept: Vec<(String, Vec<u8>)> =
+        redis.entries().into_iter().filter(|(k, _)| k.contains(":introspection:")).collect();
+    assert_eq!(kept.len(), 2);
+    // Read back right away: shared, and the allow's expiry is brought in to the answer's age.
+    let calls = idp.a.introspections();
+    let again = decide(&env, &[good.clone()]);
+    assert_eq!(idp.a.introspections(), calls, "the shared answer was used");
+    let expires = time::OffsetDateTime::parse(
+        again.answers[0]["expiresAt"].as_str().expect("expiresAt"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339")
+    .unix_timestamp();
+    assert!(expires <= tokenbridge_tests::fake_idp::unix_now() + 4, "expiresAt {expires} outlives the answer's bound");
+    std::thread::sleep(std::time::Duration::from_millis(1_300));
+    // Someone who can write Redis puts the old sealed answers back, without a TTL.
+    for (key, value) in &kept {
+        redis.set(key, value);
+    }
+    let calls = idp.a.introspections();
+    let late = decide(&env, &[good, gone]);
+    assert_eq!((late.answers[0]["active"].clone(), late.answers[1]["active"].clone()), (true.into(), false.into()));
+    // The refusal is older than a refusal is kept; the allow is not yet older than an allow is.
+    assert_eq!(idp.a.introspections(), calls + 1, "a refusal older than the reader keeps one was used");
+}
