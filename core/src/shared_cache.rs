@@ -459,15 +459,11 @@ impl SharedCache {
     }
 
     fn connect(&self, budget: Budget, timeout: Duration) -> Option<redis::Connection> {
-        use redis::IntoConnectionInfo;
-        let mut info = self.settings.url.as_str().into_connection_info().ok()?;
-        if let Some(cell) = &self.password {
-            let password = self.secrets.get(cell, budget).ok()?;
-            let redis = info.redis_settings().clone().set_password(password.expose());
-            info = info.set_redis_settings(redis);
-        }
-        let client = redis::Client::open(info).ok()?;
-        client.get_connection_with_timeout(timeout).ok()
+        let password = match &self.password {
+            Some(cell) => Some(self.secrets.get(cell, budget).ok()?),
+            None => None,
+        };
+        connect(&self.settings.url, password.as_ref(), timeout)
     }
 
     /// A warning on stderr, at most once per [`WARN_INTERVAL`], saying how many were left out.
@@ -500,14 +496,19 @@ pub enum RevokeError {
     Redis,
 }
 
-fn listener_connection(url: &str, password: Option<&crate::secret::Secret>) -> Option<redis::Connection> {
+/// A connection to the Redis at `url`, authenticated with `password` when there is one.
+fn connect(url: &str, password: Option<&crate::secret::Secret>, timeout: Duration) -> Option<redis::Connection> {
     use redis::IntoConnectionInfo;
     let mut info = url.into_connection_info().ok()?;
     if let Some(password) = password {
         let redis = info.redis_settings().clone().set_password(password.expose());
         info = info.set_redis_settings(redis);
     }
-    let connection = redis::Client::open(info).ok()?.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
+    redis::Client::open(info).ok()?.get_connection_with_timeout(timeout).ok()
+}
+
+fn listener_connection(url: &str, password: Option<&crate::secret::Secret>) -> Option<redis::Connection> {
+    let connection = connect(url, password, Duration::from_secs(2))?;
     // Blocks until a message comes; a dead connection is found by the keep-alive of the socket.
     connection.set_read_timeout(None).ok()?;
     Some(connection)

@@ -328,7 +328,7 @@ fn an_answer_replayed_into_redis_is_not_used_past_what_the_reader_would_keep() {
     assert_eq!(kept.len(), 2);
     // Read back right away: shared, and the allow's expiry is brought in to the answer's age.
     let calls = idp.a.introspections();
-    let again = decide(&env, &[good.clone()]);
+    let again = decide(&env, std::slice::from_ref(&good));
     assert_eq!(idp.a.introspections(), calls, "the shared answer was used");
     let expires = time::OffsetDateTime::parse(
         again.answers[0]["expiresAt"].as_str().expect("expiresAt"),
