@@ -412,6 +412,13 @@ fn a_forged_certificate_header_never_binds(gateway: Gateway) {
     let answer = stack.call("GET", &format!("/orders/7?{m}"), &[("Authorization", &bearer(&token)), (name, &value)]);
     assert_eq!(answer.0, 401, "{}: a forged certificate header bound the token: {answer:?}", gateway.name());
     none_reached(stack, &m);
+    // The decision log is written by a thread of its own: the line may come after the answer.
+    let started = std::time::Instant::now();
+    while !stack.tokenbridge_log().contains("certificate_missing")
+        && started.elapsed() < std::time::Duration::from_secs(5)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(stack.tokenbridge_log().contains("certificate_missing"), "{}", stack.tokenbridge_log());
     stack.assert_nothing_leaked();
 }
